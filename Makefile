@@ -1,0 +1,59 @@
+# ddb-optimistic: build, check, test. `make LUA_VERSION=5.4|5.3|5.1|jit`.
+LUA_VERSION ?= 5.4
+ifeq ($(LUA_VERSION),jit)
+  LUA_INC ?= -I/usr/include/luajit-2.1
+  LUA_BIN ?= luajit
+else
+  LUA_INC ?= -I/usr/include/lua$(LUA_VERSION)
+  LUA_BIN ?= lua$(LUA_VERSION)
+endif
+
+CC ?= cc
+OPT ?= -O2 -g
+CFLAGS_ALL = -std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -fPIC -fvisibility=hidden \
+             $(OPT) $(LUA_INC) $(CFLAGS)
+LIBS = -lcurl -lcrypto -lcjson -lpthread
+BUILD = build/$(LUA_VERSION)
+SRCS = $(wildcard csrc/*.c)
+OBJS = $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(SRCS))
+CORE = $(BUILD)/ddb/core.so
+
+export LUA_PATH := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;
+export LUA_CPATH := $(CURDIR)/$(BUILD)/?.so;;
+
+.PHONY: all build deps check test test-unit test-integration test-full demo bench clean
+
+all: build
+build: $(CORE)
+
+$(BUILD)/obj/%.o: csrc/%.c $(wildcard csrc/*.h) | $(BUILD)/obj
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(CORE): $(OBJS) | $(BUILD)/ddb
+	$(CC) -shared $(OBJS) -o $@ $(LDFLAGS) $(LIBS)
+
+$(BUILD)/obj $(BUILD)/ddb:
+	mkdir -p $@
+
+# Installs what is missing (Debian packages, the Python venv, the pinned npm packages).
+deps:
+	sh spec/support/install-deps.sh
+
+check:
+	luacheck --quiet lua spec examples
+
+test-unit: build
+	busted --lua=$(LUA_BIN) --run=unit
+
+test-integration: build
+	sh spec/support/with-servers.sh busted --lua=$(LUA_BIN) --run=integration
+
+# What CI runs: dependencies, build, lint, then every stage on Lua 5.4 and LuaJIT.
+test: deps
+	sh spec/support/run-tests.sh
+
+demo: deps build
+	sh spec/support/with-servers.sh $(LUA_BIN) examples/demo.lua
+
+clean:
+	rm -rf build

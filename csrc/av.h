@@ -1,0 +1,49 @@
+/* Plain Lua values <-> DynamoDB AttributeValues, and the number arithmetic that makes
+ * "2.50" and "2.5" the same value without ever rounding a digit. */
+#ifndef DDB_AV_H
+#define DDB_AV_H
+
+#include <stddef.h>
+#include "compat.h"
+
+#define AV_NUMBER_MT "ddb{number}"
+#define AV_BINARY_MT "ddb{binary}"
+#define AV_NULL_MT "ddb{null}"
+#define AV_SS_MT "ddb{string_set}"
+#define AV_NS_MT "ddb{number_set}"
+#define AV_BS_MT "ddb{binary_set}"
+#define AV_NULL_KEY "ddb.null"
+
+#define AV_MAX_DIGITS 38
+#define AV_DIGIT_BUF 64
+
+/* value = 0.d[0]d[1]... x 10^exp, no leading or trailing zeros in d; zero has nd == 0. */
+typedef struct av_dec {
+    int neg;
+    int nd;
+    long exp;
+    int overflow;      /* more significant digits than fit in d */
+    char d[AV_DIGIT_BUF];
+} av_dec;
+
+/* Parses decimal text ("-1.50e3"); returns 0, or -1 when it is not a number. */
+int av_dec_parse(const char *s, size_t n, av_dec *out);
+/* NULL when valid for DynamoDB, else the reason. */
+const char *av_dec_check(const av_dec *x);
+/* Writes the canonical text DynamoDB would store; returns its length. out needs 200 bytes. */
+size_t av_dec_format(const av_dec *x, char *out, size_t outlen);
+int av_dec_equal(const av_dec *a, const av_dec *b);
+
+/* Creates the metatables and the null sentinel; call once per state. */
+void av_register(lua_State *L);
+
+/* Lua functions. */
+int av_lua_marshal(lua_State *L);       /* (value) -> AttributeValue table; raises on bad input */
+int av_lua_marshal_item(lua_State *L);  /* (map) -> { attr = AV } */
+int av_lua_unmarshal(lua_State *L);     /* (AV) -> value */
+int av_lua_unmarshal_item(lua_State *L);
+int av_lua_equal(lua_State *L);         /* (AV, AV) -> boolean, numbers by value, sets unordered */
+int av_lua_item_size(lua_State *L);     /* ({attr = AV}) -> bytes as DynamoDB counts them */
+int av_lua_number_canonical(lua_State *L); /* (text|number) -> canonical text or nil, reason */
+
+#endif

@@ -1,0 +1,87 @@
+/* Growable byte buffer. */
+#include "buf.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <openssl/crypto.h>
+
+void buf_init(buf *b)
+{
+    b->data = NULL;
+    b->len = 0;
+    b->cap = 0;
+}
+
+void buf_free(buf *b)
+{
+    free(b->data);
+    buf_init(b);
+}
+
+void buf_wipe(buf *b)
+{
+    if (b->data != NULL)
+        OPENSSL_cleanse(b->data, b->cap);
+    buf_free(b);
+}
+
+int buf_reserve(buf *b, size_t extra)
+{
+    size_t need, cap;
+    char *p;
+    if (extra > (size_t)-1 - b->len - 1)
+        return -1;
+    need = b->len + extra + 1;
+    if (need <= b->cap)
+        return 0;
+    cap = b->cap ? b->cap : 64;
+    while (cap < need)
+        cap = cap > ((size_t)-1) / 2 ? need : cap * 2;
+    p = realloc(b->data, cap);
+    if (p == NULL)
+        return -1;
+    b->data = p;
+    b->cap = cap;
+    return 0;
+}
+
+int buf_add(buf *b, const void *p, size_t n)
+{
+    if (buf_reserve(b, n) != 0)
+        return -1;
+    if (n)
+        memcpy(b->data + b->len, p, n);
+    b->len += n;
+    return 0;
+}
+
+int buf_adds(buf *b, const char *s)
+{
+    return buf_add(b, s, strlen(s));
+}
+
+int buf_addc(buf *b, char c)
+{
+    return buf_add(b, &c, 1);
+}
+
+int buf_addhex(buf *b, const unsigned char *p, size_t n)
+{
+    static const char digits[] = "0123456789abcdef";
+    size_t i;
+    if (buf_reserve(b, n * 2) != 0)
+        return -1;
+    for (i = 0; i < n; i++) {
+        b->data[b->len++] = digits[p[i] >> 4];
+        b->data[b->len++] = digits[p[i] & 15];
+    }
+    return 0;
+}
+
+int buf_cstr(buf *b)
+{
+    if (buf_reserve(b, 0) != 0)
+        return -1;
+    b->data[b->len] = '\0';
+    return 0;
+}

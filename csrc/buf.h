@@ -1,0 +1,26 @@
+/* A growable byte buffer: the one way the core builds strings. */
+#ifndef DDB_BUF_H
+#define DDB_BUF_H
+
+#include <stddef.h>
+
+typedef struct buf {
+    char *data;
+    size_t len;
+    size_t cap;
+} buf;
+
+void buf_init(buf *b);
+void buf_free(buf *b);
+/* Clears the contents with zeros before freeing: for anything derived from a secret. */
+void buf_wipe(buf *b);
+/* All appenders return 0 on success, -1 when memory runs out (the buffer is left valid). */
+int buf_reserve(buf *b, size_t extra);
+int buf_add(buf *b, const void *p, size_t n);
+int buf_adds(buf *b, const char *s);
+int buf_addc(buf *b, char c);
+int buf_addhex(buf *b, const unsigned char *p, size_t n);
+/* NUL-terminates without counting the terminator in len. */
+int buf_cstr(buf *b);
+
+#endif

@@ -1,0 +1,129 @@
+/* Entry point of ddb.core: wires the C pieces into one Lua module and nothing else. */
+#include "compat.h"
+#include "av.h"
+#include "json.h"
+#include "protocol.h"
+#include "retry.h"
+#include "signer.h"
+#include "transport_curl.h"
+#include "buf.h"
+
+#include <errno.h>
+#include <time.h>
+
+#define DDB_CORE_VERSION "0.1.0"
+
+#if defined(__GNUC__)
+#define DDB_EXPORT __attribute__((visibility("default")))
+#else
+#define DDB_EXPORT
+#endif
+
+/* core.encode(value) -> json | nil, reason */
+static int core_encode(lua_State *L)
+{
+    buf out;
+    char err[160];
+    int rc;
+    luaL_checkany(L, 1);
+    buf_init(&out);
+    rc = json_encode(L, 1, &out, err, sizeof err);
+    if (rc != 0) {
+        buf_free(&out);
+        lua_pushnil(L);
+        lua_pushstring(L, err);
+        return 2;
+    }
+    lua_pushlstring(L, out.data ? out.data : "", out.len);
+    buf_free(&out);
+    return 1;
+}
+
+/* core.decode(json) -> value | nil, reason */
+static int core_decode(lua_State *L)
+{
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    return json_decode(L, s, n) ? 1 : 2;
+}
+
+static int core_now(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+    return 1;
+}
+
+static int core_monotonic_ms(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec * 1e3 + (lua_Number)ts.tv_nsec / 1e6);
+    return 1;
+}
+
+/* Blocking sleep for the plain-Lua transport only; yielding transports bring their own. */
+static int core_sleep_ms(lua_State *L)
+{
+    lua_Number ms = luaL_checknumber(L, 1);
+    struct timespec ts;
+    if (ms <= 0)
+        return 0;
+    ts.tv_sec = (time_t)(ms / 1000);
+    ts.tv_nsec = (long)((ms - (lua_Number)ts.tv_sec * 1000) * 1e6);
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+    return 0;
+}
+
+static void set_mt_field(lua_State *L, const char *field, const char *name)
+{
+    luaL_getmetatable(L, name);
+    lua_setfield(L, -2, field);
+}
+
+DDB_EXPORT int luaopen_ddb_core(lua_State *L)
+{
+    static const luaL_Reg funcs[] = {
+        {"encode", core_encode},
+        {"decode", core_decode},
+        {"marshal", av_lua_marshal},
+        {"marshal_item", av_lua_marshal_item},
+        {"unmarshal", av_lua_unmarshal},
+        {"unmarshal_item", av_lua_unmarshal_item},
+        {"av_equal", av_lua_equal},
+        {"item_size", av_lua_item_size},
+        {"number_canonical", av_lua_number_canonical},
+        {"signer_new", signer_lua_new},
+        {"retry_new", retry_lua_new},
+        {"curl_new", curlt_lua_new},
+        {"parse_response", proto_lua_parse_response},
+        {"error", proto_lua_error},
+        {"crc32", proto_lua_crc32},
+        {"now", core_now},
+        {"monotonic_ms", core_monotonic_ms},
+        {"sleep_ms", core_sleep_ms},
+        {NULL, NULL}
+    };
+    av_register(L);
+    signer_register(L);
+    retry_register(L);
+    curlt_register(L);
+    luaL_newlib(L, funcs);
+    lua_newtable(L);
+    set_mt_field(L, "list", JSON_LIST_MT);
+    set_mt_field(L, "map", JSON_MAP_MT);
+    set_mt_field(L, "number", AV_NUMBER_MT);
+    set_mt_field(L, "binary", AV_BINARY_MT);
+    set_mt_field(L, "null", AV_NULL_MT);
+    set_mt_field(L, "string_set", AV_SS_MT);
+    set_mt_field(L, "number_set", AV_NS_MT);
+    set_mt_field(L, "binary_set", AV_BS_MT);
+    lua_setfield(L, -2, "mt");
+    lua_getfield(L, LUA_REGISTRYINDEX, AV_NULL_KEY);
+    lua_setfield(L, -2, "null");
+    lua_pushliteral(L, DDB_CORE_VERSION);
+    lua_setfield(L, -2, "_VERSION");
+    return 1;
+}

@@ -1,0 +1,25 @@
+/* The DynamoDB JSON protocol: signed request headers, response decoding, error classification. */
+#ifndef DDB_PROTOCOL_H
+#define DDB_PROTOCOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "compat.h"
+
+uint32_t proto_crc32(const void *data, size_t len);
+
+/* Where an error leaves the request: never reached DynamoDB, or may have been applied. */
+#define PROTO_APPLIED_NO "no"
+#define PROTO_APPLIED_MAYBE "maybe"
+
+/* Retry classes; "none" is final. */
+const char *proto_retry_class(const char *code, int status);
+
+/* Lua: (status, body, headers) -> result | nil, err */
+int proto_lua_parse_response(lua_State *L);
+/* Lua: (code, message, status, applied, retry_class) -> err table */
+int proto_lua_error(lua_State *L);
+/* Lua: (string[, crc]) -> crc32 */
+int proto_lua_crc32(lua_State *L);
+
+#endif

@@ -1,0 +1,389 @@
+/* The signer object: credentials, scope and the cached signing key behind one userdata.
+ * It turns (operation, body) into the signed header lines of a DynamoDB request. */
+#include "signer.h"
+#include "sigv4.h"
+#include "buf.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <openssl/crypto.h>
+
+typedef struct signer {
+    char *access_key;
+    char *secret_key;
+    char *session_token;
+    char *region;
+    char *service;
+    char *host;
+    char *user_agent;
+    char *target_prefix;
+    long long skew;          /* seconds to add to the local clock (server's Date minus ours) */
+    sigv4_key_cache cache;
+} signer;
+
+static void wipe_str(char **p)
+{
+    if (*p != NULL) {
+        OPENSSL_cleanse(*p, strlen(*p));
+        free(*p);
+        *p = NULL;
+    }
+}
+
+static void signer_clear_credentials(signer *s)
+{
+    wipe_str(&s->access_key);
+    wipe_str(&s->secret_key);
+    wipe_str(&s->session_token);
+    OPENSSL_cleanse(&s->cache, sizeof s->cache);
+}
+
+static signer *check_signer(lua_State *L)
+{
+    return (signer *)luaL_checkudata(L, 1, SIGNER_MT);
+}
+
+static char *dup_field(lua_State *L, int t, const char *name, int required)
+{
+    const char *v;
+    size_t n;
+    char *p;
+    lua_getfield(L, t, name);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        if (required)
+            luaL_error(L, "signer option '%s' is required", name);
+        return NULL;
+    }
+    if (lua_type(L, -1) != LUA_TSTRING)
+        luaL_error(L, "signer option '%s' must be a string", name);
+    v = lua_tolstring(L, -1, &n);
+    if (memchr(v, '\r', n) || memchr(v, '\n', n) || memchr(v, '\0', n))
+        luaL_error(L, "signer option '%s' holds a line break or NUL", name);
+    p = malloc(n + 1);
+    if (p == NULL)
+        luaL_error(L, "out of memory");
+    memcpy(p, v, n + 1);
+    lua_pop(L, 1);
+    return p;
+}
+
+static void set_credentials(lua_State *L, signer *s, int t)
+{
+    /* Everything is read before anything is replaced, so a bad call leaves the old set. */
+    char *ak = dup_field(L, t, "access_key", 1);
+    char *sk = NULL, *tok = NULL;
+    sk = dup_field(L, t, "secret_key", 0);
+    tok = dup_field(L, t, "session_token", 0);
+    if (sk == NULL || ak[0] == '\0' || sk[0] == '\0' || strlen(ak) >= sizeof s->cache.access_key) {
+        wipe_str(&ak);
+        wipe_str(&sk);
+        wipe_str(&tok);
+        luaL_error(L, "credentials need a non-empty access_key (under 128 bytes) and secret_key");
+    }
+    signer_clear_credentials(s);
+    s->access_key = ak;
+    s->secret_key = sk;
+    s->session_token = tok;
+}
+
+/* core.signer_new{ access_key, secret_key, session_token, region, host, service, user_agent } */
+int signer_lua_new(lua_State *L)
+{
+    signer *s;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    s = lua_newuserdata(L, sizeof *s);
+    memset(s, 0, sizeof *s);
+    luaL_getmetatable(L, SIGNER_MT);
+    lua_setmetatable(L, -2);
+    s->region = dup_field(L, 1, "region", 1);
+    s->host = dup_field(L, 1, "host", 1);
+    s->service = dup_field(L, 1, "service", 0);
+    if (s->service == NULL) {
+        s->service = malloc(9);
+        if (s->service == NULL)
+            return luaL_error(L, "out of memory");
+        memcpy(s->service, "dynamodb", 9);
+    }
+    s->user_agent = dup_field(L, 1, "user_agent", 0);
+    s->target_prefix = dup_field(L, 1, "target_prefix", 0);
+    set_credentials(L, s, 1);
+    return 1;
+}
+
+static int signer_gc(lua_State *L)
+{
+    signer *s = (signer *)luaL_checkudata(L, 1, SIGNER_MT);
+    signer_clear_credentials(s);
+    free(s->region);
+    free(s->host);
+    free(s->service);
+    free(s->user_agent);
+    free(s->target_prefix);
+    s->region = s->host = s->service = s->user_agent = s->target_prefix = NULL;
+    return 0;
+}
+
+static int signer_set_credentials(lua_State *L)
+{
+    signer *s = check_signer(L);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    set_credentials(L, s, 2);
+    return 0;
+}
+
+static int signer_tostring(lua_State *L)
+{
+    signer *s = check_signer(L);
+    char shown[16] = "none";
+    /* Only the first four characters of the access key id: enough to tell keys apart in logs. */
+    if (s->access_key != NULL)
+        snprintf(shown, sizeof shown, "%.4s****", s->access_key);
+    lua_pushfstring(L, "ddb{signer}: region=%s host=%s access_key=%s",
+                    s->region ? s->region : "?", s->host ? s->host : "?", shown);
+    return 1;
+}
+
+static int signer_skew(lua_State *L)
+{
+    signer *s = check_signer(L);
+    if (!lua_isnoneornil(L, 2))
+        s->skew = (long long)luaL_checknumber(L, 2);
+    lua_pushnumber(L, (lua_Number)s->skew);
+    return 1;
+}
+
+static long long now_epoch(lua_State *L, signer *s, int idx)
+{
+    if (!lua_isnoneornil(L, idx))
+        return (long long)luaL_checknumber(L, idx);
+    return (long long)time(NULL) + s->skew;
+}
+
+/* Builds all signing stages for a generic request; used by the DynamoDB path and the tests. */
+typedef struct stages {
+    buf creq, signed_headers, scope, sts, auth;
+    char signature[SIGV4_HEX_LEN + 1];
+} stages;
+
+static void stages_init(stages *st)
+{
+    buf_init(&st->creq);
+    buf_init(&st->signed_headers);
+    buf_init(&st->scope);
+    buf_init(&st->sts);
+    buf_init(&st->auth);
+    st->signature[0] = '\0';
+}
+
+static void stages_free(stages *st)
+{
+    buf_free(&st->creq);
+    buf_free(&st->signed_headers);
+    buf_free(&st->scope);
+    buf_free(&st->sts);
+    buf_free(&st->auth);
+}
+
+static int run_stages(signer *s, const sigv4_request *req, const char *amz_date, stages *st,
+                      unsigned char key[SIGV4_KEY_LEN])
+{
+    if (sigv4_canonical_request(req, &st->creq, &st->signed_headers) ||
+        sigv4_scope(&st->scope, amz_date, s->region, s->service) ||
+        sigv4_string_to_sign(&st->sts, amz_date, st->scope.data, st->creq.data, st->creq.len) ||
+        sigv4_signing_key(&s->cache, s->access_key, s->secret_key, amz_date, s->region,
+                          s->service, key))
+        return -1;
+    sigv4_signature(key, st->sts.data, st->sts.len, st->signature);
+    return sigv4_authorization(&st->auth, s->access_key, st->scope.data, st->signed_headers.data,
+                               st->signature);
+}
+
+/* signer:stages(method, path, query, headers, body, amz_date) -> table of every stage.
+ * headers is a list of {name, value} pairs so that order and repeats are kept. */
+static int signer_stages(lua_State *L)
+{
+    signer *s = check_signer(L);
+    const char *method = luaL_checkstring(L, 2);
+    const char *path = luaL_checkstring(L, 3);
+    const char *query = luaL_optstring(L, 4, NULL);
+    size_t body_len, nh, i;
+    const char *body;
+    const char *amz_date = luaL_checkstring(L, 7);
+    sigv4_header *hs;
+    sigv4_request req;
+    stages st;
+    unsigned char key[SIGV4_KEY_LEN];
+    int rc;
+
+    luaL_checktype(L, 5, LUA_TTABLE);
+    if (s->access_key == NULL || s->region == NULL)
+        return luaL_error(L, "signer is closed");
+    body = luaL_optlstring(L, 6, "", &body_len);
+    nh = lua_rawlen(L, 5);
+    hs = lua_newuserdata(L, (nh ? nh : 1) * sizeof *hs);
+    for (i = 0; i < nh; i++) {
+        lua_rawgeti(L, 5, (int)i + 1);
+        luaL_checktype(L, -1, LUA_TTABLE);
+        lua_rawgeti(L, -1, 1);
+        lua_rawgeti(L, -2, 2);
+        hs[i].name = luaL_checklstring(L, -2, &hs[i].name_len);
+        hs[i].value = luaL_checklstring(L, -1, &hs[i].value_len);
+        lua_pop(L, 3);   /* the strings stay alive in the headers table */
+    }
+    req.method = method;
+    req.path = path;
+    req.query = query;
+    req.headers = hs;
+    req.nheaders = nh;
+    req.body = body;
+    req.body_len = body_len;
+    stages_init(&st);
+    rc = run_stages(s, &req, amz_date, &st, key);
+    if (rc == 0) {
+        lua_createtable(L, 0, 6);
+        lua_pushlstring(L, st.creq.data, st.creq.len);
+        lua_setfield(L, -2, "canonical_request");
+        lua_pushstring(L, st.signed_headers.data);
+        lua_setfield(L, -2, "signed_headers");
+        lua_pushstring(L, st.scope.data);
+        lua_setfield(L, -2, "scope");
+        lua_pushlstring(L, st.sts.data, st.sts.len);
+        lua_setfield(L, -2, "string_to_sign");
+        lua_pushstring(L, st.signature);
+        lua_setfield(L, -2, "signature");
+        lua_pushstring(L, st.auth.data);
+        lua_setfield(L, -2, "authorization");
+        {
+            buf hex;
+            buf_init(&hex);
+            if (buf_addhex(&hex, key, SIGV4_KEY_LEN) == 0) {
+                lua_pushlstring(L, hex.data, hex.len);
+                lua_setfield(L, -2, "signing_key");
+            }
+            buf_wipe(&hex);
+        }
+    }
+    OPENSSL_cleanse(key, sizeof key);
+    stages_free(&st);
+    if (rc != 0)
+        return luaL_error(L, "signing failed: out of memory");
+    return 1;
+}
+
+static void push_line(lua_State *L, int list, int *n, const char *name, const char *value)
+{
+    lua_pushfstring(L, "%s: %s", name, value);
+    lua_rawseti(L, list, ++*n);
+}
+
+/* signer:prepare(operation, body[, epoch]) -> list of "Name: value" header lines, amz_date.
+ * The lines are what goes on the wire (Content-Length is the transport's). */
+static int signer_prepare(lua_State *L)
+{
+    signer *s = check_signer(L);
+    size_t oplen, body_len;
+    const char *op = luaL_checklstring(L, 2, &oplen);
+    const char *body = luaL_checklstring(L, 3, &body_len);
+    long long epoch = now_epoch(L, s, 4);
+    char amz_date[17], target[160];
+    sigv4_header hs[5];
+    sigv4_request req;
+    stages st;
+    unsigned char key[SIGV4_KEY_LEN];
+    int nh = 0, n = 0, rc, list;
+    static const char content_type[] = "application/x-amz-json-1.0";
+
+    if (oplen == 0 || oplen > 64 || strspn(op, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") != oplen)
+        return luaL_argerror(L, 2, "operation must be a DynamoDB operation name");
+    if (s->access_key == NULL || s->host == NULL)
+        return luaL_error(L, "signer is closed");
+    if (sigv4_amz_date(epoch, amz_date) != 0)
+        return luaL_error(L, "clock gives an unrepresentable time");
+    snprintf(target, sizeof target, "%s.%s", s->target_prefix ? s->target_prefix :
+             "DynamoDB_20120810", op);
+
+#define HDR(nm, val) do { hs[nh].name = nm; hs[nh].name_len = sizeof(nm) - 1; \
+        hs[nh].value = val; hs[nh].value_len = strlen(val); nh++; } while (0)
+    HDR("host", s->host);
+    HDR("content-type", content_type);
+    HDR("x-amz-date", amz_date);
+    HDR("x-amz-target", target);
+    if (s->session_token != NULL)
+        HDR("x-amz-security-token", s->session_token);
+#undef HDR
+    req.method = "POST";
+    req.path = "/";
+    req.query = NULL;
+    req.headers = hs;
+    req.nheaders = (size_t)nh;
+    req.body = body;
+    req.body_len = body_len;
+    stages_init(&st);
+    rc = run_stages(s, &req, amz_date, &st, key);
+    OPENSSL_cleanse(key, sizeof key);
+    if (rc != 0) {
+        stages_free(&st);
+        return luaL_error(L, "signing failed: out of memory");
+    }
+    lua_createtable(L, 8, 0);
+    list = lua_gettop(L);
+    push_line(L, list, &n, "Host", s->host);
+    push_line(L, list, &n, "Content-Type", content_type);
+    push_line(L, list, &n, "X-Amz-Date", amz_date);
+    push_line(L, list, &n, "X-Amz-Target", target);
+    if (s->session_token != NULL)
+        push_line(L, list, &n, "X-Amz-Security-Token", s->session_token);
+    push_line(L, list, &n, "Authorization", st.auth.data);
+    if (s->user_agent != NULL)
+        push_line(L, list, &n, "User-Agent", s->user_agent);
+    stages_free(&st);
+    lua_pushstring(L, amz_date);
+    return 2;
+}
+
+static int signer_get(lua_State *L)
+{
+    signer *s = check_signer(L);
+    const char *what = luaL_checkstring(L, 2);
+    if (strcmp(what, "region") == 0)
+        lua_pushstring(L, s->region);
+    else if (strcmp(what, "host") == 0)
+        lua_pushstring(L, s->host);
+    else if (strcmp(what, "access_key") == 0)
+        lua_pushstring(L, s->access_key);
+    else if (strcmp(what, "has_session_token") == 0)
+        lua_pushboolean(L, s->session_token != NULL);
+    else
+        return luaL_argerror(L, 2, "unknown signer field");
+    return 1;
+}
+
+void signer_register(lua_State *L)
+{
+    static const luaL_Reg methods[] = {
+        {"prepare", signer_prepare},
+        {"stages", signer_stages},
+        {"set_credentials", signer_set_credentials},
+        {"skew", signer_skew},
+        {"get", signer_get},
+        {"close", signer_gc},
+        {NULL, NULL}
+    };
+    if (compat_newmetatable(L, SIGNER_MT)) {
+        lua_newtable(L);
+        luaL_setfuncs(L, methods, 0);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, signer_gc);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, signer_tostring);
+        lua_setfield(L, -2, "__tostring");
+#if LUA_VERSION_NUM >= 504
+        lua_pushcfunction(L, signer_gc);
+        lua_setfield(L, -2, "__close");
+#endif
+    }
+    lua_pop(L, 1);
+}

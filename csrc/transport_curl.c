@@ -1,0 +1,315 @@
+/* libcurl transport: moves bytes for the plain-Lua path. It never calls back into Lua, so a
+ * Lua error can only happen before or after a transfer, never across libcurl frames. */
+#include "transport_curl.h"
+#include "protocol.h"
+#include "buf.h"
+
+#include <ctype.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <curl/curl.h>
+
+typedef struct curlt {
+    CURL *easy;
+    struct curl_slist *slist;   /* headers of the transfer in progress; freed after it */
+    buf body;
+    buf head;
+    char *ca_bundle;
+    long connect_timeout_ms;
+    char errbuf[CURL_ERROR_SIZE];
+} curlt;
+
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+static CURLcode global_rc = CURLE_FAILED_INIT;
+
+static void global_init(void)
+{
+    global_rc = curl_global_init(CURL_GLOBAL_ALL);
+}
+
+static size_t on_body(char *p, size_t size, size_t n, void *ud)
+{
+    curlt *t = ud;
+    return buf_add(&t->body, p, size * n) == 0 ? size * n : 0;
+}
+
+static size_t on_header(char *p, size_t size, size_t n, void *ud)
+{
+    curlt *t = ud;
+    size_t len = size * n;
+    /* a new status line (after 100 Continue or a proxy's CONNECT reply) starts over */
+    if (len >= 5 && memcmp(p, "HTTP/", 5) == 0)
+        t->head.len = 0;
+    return buf_add(&t->head, p, len) == 0 ? len : 0;
+}
+
+static curlt *check_curlt(lua_State *L)
+{
+    curlt *t = (curlt *)luaL_checkudata(L, 1, CURLT_MT);
+    if (t->easy == NULL)
+        luaL_error(L, "transport is closed");
+    return t;
+}
+
+static int curlt_close(lua_State *L)
+{
+    curlt *t = (curlt *)luaL_checkudata(L, 1, CURLT_MT);
+    if (t->easy != NULL)
+        curl_easy_cleanup(t->easy);
+    t->easy = NULL;
+    curl_slist_free_all(t->slist);
+    t->slist = NULL;
+    buf_free(&t->body);
+    buf_free(&t->head);
+    free(t->ca_bundle);
+    t->ca_bundle = NULL;
+    return 0;
+}
+
+/* core.curl_new{ ca_bundle = path, connect_timeout_ms = n } */
+int curlt_lua_new(lua_State *L)
+{
+    curlt *t;
+    pthread_once(&global_once, global_init);
+    if (global_rc != CURLE_OK)
+        return luaL_error(L, "libcurl failed to initialise");
+    t = lua_newuserdata(L, sizeof *t);
+    memset(t, 0, sizeof *t);
+    buf_init(&t->body);
+    buf_init(&t->head);
+    luaL_getmetatable(L, CURLT_MT);
+    lua_setmetatable(L, -2);
+    t->connect_timeout_ms = 1000;
+    if (lua_istable(L, 1)) {
+        lua_getfield(L, 1, "ca_bundle");
+        if (!lua_isnil(L, -1)) {
+            const char *ca = luaL_checkstring(L, -1);
+            t->ca_bundle = malloc(strlen(ca) + 1);
+            if (t->ca_bundle == NULL)
+                return luaL_error(L, "out of memory");
+            strcpy(t->ca_bundle, ca);
+        }
+        lua_pop(L, 1);
+        lua_getfield(L, 1, "connect_timeout_ms");
+        if (!lua_isnil(L, -1))
+            t->connect_timeout_ms = (long)luaL_checknumber(L, -1);
+        lua_pop(L, 1);
+    }
+    t->easy = curl_easy_init();
+    if (t->easy == NULL)
+        return luaL_error(L, "libcurl could not create a handle");
+    return 1;
+}
+
+static void push_headers(lua_State *L, const buf *head)
+{
+    size_t i = 0;
+    lua_newtable(L);
+    while (i < head->len) {
+        const char *line = head->data + i;
+        const char *end = memchr(line, '\n', head->len - i);
+        size_t len = end ? (size_t)(end - line) : head->len - i;
+        const char *colon = memchr(line, ':', len);
+        i += len + 1;
+        if (colon != NULL && colon > line) {
+            char name[128];
+            size_t nlen = (size_t)(colon - line), k;
+            const char *v = colon + 1;
+            size_t vlen = len - nlen - 1;
+            if (nlen >= sizeof name)
+                continue;
+            for (k = 0; k < nlen; k++)
+                name[k] = (char)tolower((unsigned char)line[k]);
+            while (vlen > 0 && (*v == ' ' || *v == '\t')) {
+                v++;
+                vlen--;
+            }
+            while (vlen > 0 && (v[vlen - 1] == '\r' || v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
+                vlen--;
+            lua_pushlstring(L, name, nlen);
+            lua_pushlstring(L, v, vlen);
+            lua_rawset(L, -3);
+        }
+    }
+}
+
+static int push_transport_error(lua_State *L, curlt *t, CURLcode rc)
+{
+    const char *code = "NetworkError";
+    const char *cls = "transient";
+    const char *applied = PROTO_APPLIED_MAYBE;
+    curl_off_t pretransfer = 0;
+    long connect_code = 0;
+
+    curl_easy_getinfo(t->easy, CURLINFO_PRETRANSFER_TIME_T, &pretransfer);
+    curl_easy_getinfo(t->easy, CURLINFO_HTTP_CONNECTCODE, &connect_code);
+    switch (rc) {
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_COULDNT_CONNECT:
+        code = "ConnectError";
+        applied = PROTO_APPLIED_NO;
+        break;
+    case CURLE_OPERATION_TIMEDOUT:
+        code = "Timeout";
+        cls = "timeout";
+        break;
+    case CURLE_PEER_FAILED_VERIFICATION:
+#if LIBCURL_VERSION_NUM < 0x073e00
+    case CURLE_SSL_CACERT:
+#endif
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CERTPROBLEM:
+        code = "TLSVerifyError";
+        cls = "none";
+        applied = PROTO_APPLIED_NO;
+        break;
+    case CURLE_SSL_CONNECT_ERROR:
+        code = "TLSError";
+        applied = PROTO_APPLIED_NO;
+        break;
+    default:
+        break;
+    }
+    /* Nothing of the request can have left before the transfer phase began. */
+    if (pretransfer == 0)
+        applied = PROTO_APPLIED_NO;
+    lua_pushnil(L);
+    lua_createtable(L, 0, 6);
+    lua_pushstring(L, code);
+    lua_setfield(L, -2, "code");
+    lua_pushstring(L, t->errbuf[0] ? t->errbuf : curl_easy_strerror(rc));
+    lua_setfield(L, -2, "message");
+    lua_pushstring(L, applied);
+    lua_setfield(L, -2, "applied");
+    lua_pushstring(L, cls);
+    lua_setfield(L, -2, "retry_class");
+    lua_pushboolean(L, strcmp(cls, "none") != 0);
+    lua_setfield(L, -2, "retryable");
+    lua_pushinteger(L, (lua_Integer)rc);
+    lua_setfield(L, -2, "curl_code");
+    return 2;
+}
+
+/* t:request(url, header_lines, body, timeout_ms) -> status, headers, body | nil, err */
+static int curlt_request(lua_State *L)
+{
+    curlt *t = check_curlt(L);
+    const char *url = luaL_checkstring(L, 2);
+    size_t body_len, i, nh;
+    const char *body;
+    long timeout_ms;
+    CURLcode rc;
+    long status = 0;
+    CURL *e = t->easy;
+
+    luaL_checktype(L, 3, LUA_TTABLE);
+    body = luaL_checklstring(L, 4, &body_len);
+    timeout_ms = (long)luaL_optnumber(L, 5, 10000);
+    if (timeout_ms < 1)
+        timeout_ms = 1;
+
+    /* Build the header list first: a Lua error here leaves only t->slist, freed at close. */
+    curl_slist_free_all(t->slist);
+    t->slist = NULL;
+    nh = lua_rawlen(L, 3);
+    for (i = 1; i <= nh + 2; i++) {
+        const char *line;
+        struct curl_slist *next;
+        if (i <= nh) {
+            lua_rawgeti(L, 3, (int)i);
+            line = luaL_checkstring(L, -1);
+        } else {
+            /* no 100-continue round trip, no Accept: surprises */
+            line = i == nh + 1 ? "Expect:" : "Accept:";
+            lua_pushnil(L);
+        }
+        next = curl_slist_append(t->slist, line);
+        lua_pop(L, 1);
+        if (next == NULL)
+            return luaL_error(L, "out of memory");
+        t->slist = next;
+    }
+
+    t->body.len = 0;
+    t->head.len = 0;
+    t->errbuf[0] = '\0';
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_POST, 1L);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->slist);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->errbuf);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+                     t->connect_timeout_ms < timeout_ms ? t->connect_timeout_ms : timeout_ms);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);       /* threads: no SIGALRM for timeouts */
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    if (t->ca_bundle != NULL)
+        curl_easy_setopt(e, CURLOPT_CAINFO, t->ca_bundle);
+    rc = curl_easy_perform(e);
+    curl_slist_free_all(t->slist);
+    t->slist = NULL;
+    if (rc != CURLE_OK)
+        return push_transport_error(L, t, rc);
+    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+    lua_pushinteger(L, status);
+    push_headers(L, &t->head);
+    lua_pushlstring(L, t->body.data ? t->body.data : "", t->body.len);
+    /* a large response should not pin its buffer for the life of the client */
+    if (t->body.cap > (1u << 20))
+        buf_free(&t->body);
+    return 3;
+}
+
+/* t:stats() -> { connects = n } : new connections made by the last transfer (0 = reused) */
+static int curlt_stats(lua_State *L)
+{
+    curlt *t = check_curlt(L);
+    long n = 0;
+    curl_easy_getinfo(t->easy, CURLINFO_NUM_CONNECTS, &n);
+    lua_createtable(L, 0, 1);
+    lua_pushinteger(L, n);
+    lua_setfield(L, -2, "new_connections");
+    return 1;
+}
+
+static int curlt_tostring(lua_State *L)
+{
+    curlt *t = (curlt *)luaL_checkudata(L, 1, CURLT_MT);
+    lua_pushfstring(L, "ddb{curl}: %s", t->easy ? "open" : "closed");
+    return 1;
+}
+
+void curlt_register(lua_State *L)
+{
+    static const luaL_Reg methods[] = {
+        {"request", curlt_request},
+        {"stats", curlt_stats},
+        {"close", curlt_close},
+        {NULL, NULL}
+    };
+    if (compat_newmetatable(L, CURLT_MT)) {
+        lua_newtable(L);
+        luaL_setfuncs(L, methods, 0);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, curlt_close);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, curlt_tostring);
+        lua_setfield(L, -2, "__tostring");
+#if LUA_VERSION_NUM >= 504
+        lua_pushcfunction(L, curlt_close);
+        lua_setfield(L, -2, "__close");
+#endif
+    }
+    lua_pop(L, 1);
+}
