@@ -9,6 +9,7 @@
 #include "buf.h"
 
 #include <errno.h>
+#include <openssl/rand.h>
 #include <time.h>
 
 #define DDB_CORE_VERSION "0.1.0"
@@ -77,6 +78,18 @@ static int core_sleep_ms(lua_State *L)
     return 0;
 }
 
+/* core.random_bytes(n) -> n bytes from OpenSSL's CSPRNG (write tokens must not collide) */
+static int core_random_bytes(lua_State *L)
+{
+    unsigned char tmp[256];
+    lua_Integer n = luaL_checkinteger(L, 1);
+    luaL_argcheck(L, n > 0 && n <= (lua_Integer)sizeof tmp, 1, "between 1 and 256");
+    if (RAND_bytes(tmp, (int)n) != 1)
+        return luaL_error(L, "OpenSSL could not produce random bytes");
+    lua_pushlstring(L, (const char *)tmp, (size_t)n);
+    return 1;
+}
+
 static void set_mt_field(lua_State *L, const char *field, const char *name)
 {
     luaL_getmetatable(L, name);
@@ -104,6 +117,7 @@ DDB_EXPORT int luaopen_ddb_core(lua_State *L)
         {"now", core_now},
         {"monotonic_ms", core_monotonic_ms},
         {"sleep_ms", core_sleep_ms},
+        {"random_bytes", core_random_bytes},
         {NULL, NULL}
     };
     av_register(L);

@@ -1,0 +1,196 @@
+--- Configuration resolution: region, endpoint and credentials from options, the
+-- environment and the shared AWS files, in the order the AWS SDKs use.
+-- @module ddb.config
+
+local type, pairs, tostring, tonumber = type, pairs, tostring, tonumber
+local io_open, os_getenv = io.open, os.getenv
+local concat = table.concat
+
+local _M = {}
+
+-- Tests replace this to control what the module sees of the environment.
+_M.getenv = os_getenv
+
+local function env(name)
+  local v = _M.getenv(name)
+  if v == "" then return nil end
+  return v
+end
+
+local function trim(s)
+  return (s:gsub("^%s+", ""):gsub("%s+$", ""))
+end
+
+--- Parses an INI-style AWS file into { section = { key = value } }.
+-- Returns nil, err when the file exists but cannot be read; {} when it does not exist.
+function _M.parse_ini(text)
+  local sections, current = {}, nil
+  local n = 0
+  for line in (text .. "\n"):gmatch("([^\n]*)\n") do
+    n = n + 1
+    line = line:gsub("\r$", "")
+    local stripped = trim(line)
+    if stripped == "" or stripped:match("^[#;]") then
+      -- comment or blank
+    elseif stripped:match("^%[") then
+      local name = stripped:match("^%[%s*(.-)%s*%]$")
+      if not name or name == "" then
+        return nil, "line " .. n .. ": malformed section header"
+      end
+      current = sections[name] or {}
+      sections[name] = current
+    else
+      local k, v = stripped:match("^([^=]-)%s*=%s*(.*)$")
+      if not k or k == "" then
+        return nil, "line " .. n .. ": expected key = value"
+      end
+      if not current then
+        return nil, "line " .. n .. ": key outside any section"
+      end
+      -- nested settings ("s3 =" followed by indented lines) are kept as plain text
+      current[trim(k):lower()] = v:gsub("%s+[#;].*$", "")
+    end
+  end
+  return sections
+end
+
+local function read_file(path)
+  local f = io_open(path, "rb")
+  if not f then return nil end
+  local text = f:read("*a")
+  f:close()
+  return text
+end
+
+local function home()
+  return env("HOME") or "/root"
+end
+
+local function load_ini(path)
+  local text = read_file(path)
+  if not text then return {} end
+  local t, err = _M.parse_ini(text)
+  if not t then return nil, path .. ": " .. err end
+  return t
+end
+
+--- The active profile's settings: the credentials file's [name] over the config file's
+-- [profile name] ([default] in both for the default profile).
+function _M.profile(name)
+  name = name or env("AWS_PROFILE") or "default"
+  local cred_path = env("AWS_SHARED_CREDENTIALS_FILE") or (home() .. "/.aws/credentials")
+  local conf_path = env("AWS_CONFIG_FILE") or (home() .. "/.aws/config")
+  local creds, err = load_ini(cred_path)
+  if not creds then return nil, err end
+  local conf, err2 = load_ini(conf_path)
+  if not conf then return nil, err2 end
+  local merged = {}
+  local section = name == "default" and (conf.default or conf["profile default"])
+    or conf["profile " .. name]
+  for k, v in pairs(section or {}) do merged[k] = v end
+  for k, v in pairs(creds[name] or {}) do merged[k] = v end
+  return merged, nil, { cred_path = cred_path, conf_path = conf_path, name = name }
+end
+
+--- Region: option, AWS_REGION, AWS_DEFAULT_REGION, the profile's region. Never parsed
+-- from an endpoint host.
+function _M.region(opt)
+  if opt ~= nil then
+    if type(opt) ~= "string" or not opt:match("^[%w%-]+$") then
+      return nil, "region must be a name such as 'us-east-1'"
+    end
+    return opt
+  end
+  local r = env("AWS_REGION") or env("AWS_DEFAULT_REGION")
+  if r then return r end
+  local prof = _M.profile()
+  if prof and prof.region then return prof.region end
+  return nil, "no region: set the 'region' option, AWS_REGION or AWS_DEFAULT_REGION"
+end
+
+--- Splits an endpoint URL into its parts; nil, err for anything but http(s)://host[:port][/].
+function _M.parse_endpoint(url)
+  if type(url) ~= "string" then return nil, "endpoint must be a string URL" end
+  local scheme, rest = url:match("^(https?)://(.+)$")
+  if not scheme then return nil, "endpoint must start with http:// or https://" end
+  local hostport, path = rest:match("^([^/]+)(/?.*)$")
+  if not hostport or (path ~= "" and path ~= "/") then
+    return nil, "endpoint must be scheme://host[:port] with no path"
+  end
+  local host, port = hostport:match("^%[(.+)%]:(%d+)$")
+  if not host then host = hostport:match("^%[(.+)%]$") end
+  if not host then
+    host, port = hostport:match("^([^:]+):(%d+)$")
+    if not host then host = hostport end
+  end
+  if host == "" or host:find("[%s@]") then return nil, "endpoint has a bad host" end
+  local default_port = scheme == "https" and 443 or 80
+  port = tonumber(port) or default_port
+  if port < 1 or port > 65535 then return nil, "endpoint port out of range" end
+  local host_header = hostport
+  if port == default_port then
+    host_header = hostport:gsub(":%d+$", "")
+  end
+  return {
+    scheme = scheme, host = host, port = port, tls = scheme == "https",
+    host_header = host_header, url = scheme .. "://" .. hostport .. "/",
+  }
+end
+
+--- Endpoint: option, AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL, else the regional one.
+function _M.endpoint(opt, region)
+  local url = opt or env("AWS_ENDPOINT_URL_DYNAMODB") or env("AWS_ENDPOINT_URL")
+    or ("https://dynamodb." .. region .. ".amazonaws.com")
+  return _M.parse_endpoint(url)
+end
+
+local function normalize_creds(c, source)
+  if type(c) ~= "table" then return nil end
+  local ak = c.access_key_id or c.access_key or c.aws_access_key_id
+  local sk = c.secret_access_key or c.secret_key or c.aws_secret_access_key
+  local tok = c.session_token or c.aws_session_token
+  if type(ak) ~= "string" or ak == "" or type(sk) ~= "string" or sk == "" then return nil end
+  return { access_key = ak, secret_key = sk, session_token = tok, expiration = c.expiration,
+           source = source }
+end
+
+--- Credentials: explicit table, then environment, then the shared files.
+-- Returns creds or nil, err naming every place that was tried (never a secret).
+function _M.credentials(explicit, profile_name)
+  local tried = {}
+  if explicit ~= nil then
+    local c = normalize_creds(explicit, "explicit")
+    if not c then
+      return nil, "credentials option needs access_key_id and secret_access_key strings"
+    end
+    return c
+  end
+  tried[#tried + 1] = "explicit option"
+  local c = normalize_creds({
+    access_key_id = env("AWS_ACCESS_KEY_ID"),
+    secret_access_key = env("AWS_SECRET_ACCESS_KEY"),
+    session_token = env("AWS_SESSION_TOKEN"),
+  }, "environment")
+  if c then return c end
+  tried[#tried + 1] = "environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)"
+  local prof, err, where = _M.profile(profile_name)
+  if not prof then return nil, "cannot read the shared AWS files: " .. tostring(err) end
+  c = normalize_creds(prof, "shared files")
+  if c then return c end
+  tried[#tried + 1] = ("shared files (%s, %s; profile %s)"):format(
+    where.cred_path, where.conf_path, where.name)
+  return nil, "no credentials found; tried: " .. concat(tried, ", ")
+end
+
+--- A number from the environment, validated.
+function _M.env_number(name, lo, hi)
+  local v = env(name)
+  if v == nil then return nil end
+  local n = tonumber(v)
+  if not n or n < lo or n > hi or n ~= math.floor(n) then
+    return nil, ("%s must be a whole number from %d to %d"):format(name, lo, hi)
+  end
+  return n
+end
+
+return _M

@@ -1,0 +1,445 @@
+--- ddb: a low-level Amazon DynamoDB client for Lua with a C core.
+-- The core signs, encodes, decodes and classifies; a transport moves the bytes and a sleep
+-- function waits, both called from Lua so that a yielding transport (OpenResty cosockets,
+-- a game loop's coroutines) never has to yield across a C call.
+-- @module ddb
+
+local core = require "ddb.core"
+local config = require "ddb.config"
+
+local type, setmetatable, getmetatable, tostring, tonumber, pairs, error, pcall =
+  type, setmetatable, getmetatable, tostring, tonumber, pairs, error, pcall
+local math_min, floor = math.min, math.floor
+local monotonic_ms = core.monotonic_ms
+
+local _M = { _VERSION = "0.1.0", core = core }
+
+local USER_AGENT = "lua-ddb-optimistic/" .. _M._VERSION .. " (" .. (jit and jit.version or _VERSION) .. ")"
+
+--------------------------------------------------------------------------------
+-- Values
+--------------------------------------------------------------------------------
+
+local mt = core.mt
+_M.null = core.null
+
+mt.number.__tostring = function(n) return n.value end
+mt.number.__eq = function(a, b)
+  return core.number_canonical(a.value) == core.number_canonical(b.value)
+end
+mt.binary.__tostring = function(b) return ("ddb.binary(%d bytes)"):format(#b.value) end
+mt.binary.__eq = function(a, b) return a.value == b.value end
+mt.null.__tostring = function() return "ddb.null" end
+mt.null.__newindex = function() error("ddb.null is immutable", 2) end
+
+--- A number DynamoDB keeps exactly (up to 38 digits) where a Lua number would round.
+function _M.number(text)
+  if type(text) == "number" then text = core.number_canonical(text) end
+  local canonical, err = core.number_canonical(text)
+  if not canonical then error("ddb.number: " .. err, 2) end
+  return setmetatable({ value = text }, mt.number)
+end
+
+--- Bytes to store as B (binary) rather than S (UTF-8 text).
+function _M.binary(bytes)
+  if type(bytes) ~= "string" then error("ddb.binary: bytes must be a string", 2) end
+  return setmetatable({ value = bytes }, mt.binary)
+end
+
+local function mark(t, which, name)
+  if t == nil then t = {} end
+  if type(t) ~= "table" then error(name .. ": a table is required", 3) end
+  return setmetatable(t, which)
+end
+
+--- Marks a table as a list (L), so that an empty one stays a list.
+function _M.list(t) return mark(t, mt.list, "ddb.list") end
+--- Marks a table as a map (M); plain tables with string keys are maps already.
+function _M.map(t) return mark(t, mt.map, "ddb.map") end
+function _M.string_set(t) return mark(t, mt.string_set, "ddb.string_set") end
+function _M.number_set(t) return mark(t, mt.number_set, "ddb.number_set") end
+function _M.binary_set(t) return mark(t, mt.binary_set, "ddb.binary_set") end
+
+--- What kind of DynamoDB value a Lua value stands for: "S", "N", "B", "BOOL", "NULL",
+-- "L", "M", "SS", "NS", "BS".
+function _M.type(v)
+  local t = type(v)
+  if t == "string" then return "S" end
+  if t == "number" then return "N" end
+  if t == "boolean" then return "BOOL" end
+  if t ~= "table" then return nil end
+  local m = getmetatable(v)
+  if m == mt.number then return "N" end
+  if m == mt.binary then return "B" end
+  if m == mt.null then return "NULL" end
+  if m == mt.string_set then return "SS" end
+  if m == mt.number_set then return "NS" end
+  if m == mt.binary_set then return "BS" end
+  if m == mt.list then return "L" end
+  if m == mt.map then return "M" end
+  if v[1] ~= nil then return "L" end
+  return "M"
+end
+
+_M.marshal = core.marshal
+_M.unmarshal = core.unmarshal
+_M.marshal_item = core.marshal_item
+_M.unmarshal_item = core.unmarshal_item
+_M.encode_json = core.encode
+_M.decode_json = core.decode
+
+--------------------------------------------------------------------------------
+-- Errors
+--------------------------------------------------------------------------------
+
+local error_mt = {}
+error_mt.__index = error_mt
+error_mt.__tostring = function(e)
+  local s = "ddb: " .. tostring(e.code)
+  if e.status then s = s .. " (HTTP " .. e.status .. ")" end
+  if e.message and e.message ~= e.code then s = s .. ": " .. tostring(e.message) end
+  if e.request_id then s = s .. " [request " .. tostring(e.request_id) .. "]" end
+  return s
+end
+_M.error_mt = error_mt
+
+--- Makes a structured error. applied: "no" (provably not applied) or "maybe".
+function _M.new_error(code, message, fields)
+  local e = core.error(code, message, fields and fields.status, fields and fields.applied or "no",
+    fields and fields.retry_class or "none")
+  if fields then
+    for k, v in pairs(fields) do e[k] = v end
+  end
+  return setmetatable(e, error_mt)
+end
+
+local function wrap_error(e)
+  if getmetatable(e) ~= error_mt then setmetatable(e, error_mt) end
+  return e
+end
+
+function _M.is_error(e) return type(e) == "table" and getmetatable(e) == error_mt end
+
+--------------------------------------------------------------------------------
+-- Transports
+--------------------------------------------------------------------------------
+
+--- The blocking libcurl transport (plain Lua, LuaRocks tooling, threads with their own state).
+function _M.curl_transport(opts)
+  opts = opts or {}
+  local ca = opts.ca_bundle or config.getenv("AWS_CA_BUNDLE")
+  if ca == "" then ca = nil end
+  local handle = core.curl_new{ ca_bundle = ca, connect_timeout_ms = opts.connect_timeout_ms }
+  return {
+    name = "curl",
+    handle = handle,
+    request = function(_, url, headers, body, timeout_ms)
+      return handle:request(url, headers, body, timeout_ms)
+    end,
+    sleep = function(_, ms) return core.sleep_ms(ms) end,
+    close = function() return handle:close() end,
+  }
+end
+
+local function in_ngx_request()
+  return ngx ~= nil and type(ngx) == "table" and ngx.socket ~= nil and ngx.get_phase ~= nil
+end
+
+local function default_transport(opts)
+  if in_ngx_request() then
+    return require("ddb.transport.ngx").new(opts)
+  end
+  return _M.curl_transport(opts)
+end
+
+--------------------------------------------------------------------------------
+-- Client
+--------------------------------------------------------------------------------
+
+local Client = {}
+Client.__index = Client
+_M.Client = Client
+
+local function check_opt(opts, name, kind, lo, hi)
+  local v = opts[name]
+  if v == nil then return nil end
+  if type(v) ~= kind then error(("ddb.new: option '%s' must be a %s"):format(name, kind), 3) end
+  if kind == "number" and (v < lo or v > hi) then
+    error(("ddb.new: option '%s' must be between %s and %s"):format(name, lo, hi), 3)
+  end
+  return v
+end
+
+--- Creates a client.
+-- Options: region, endpoint, credentials ({access_key_id, secret_access_key, session_token}
+-- or a function returning that), profile, timeout_ms (per attempt, 3000), connect_timeout_ms
+-- (1000), deadline_ms (whole call including retries, 10000), max_attempts (10, or
+-- AWS_MAX_ATTEMPTS), retry ({base_ms, throttle_base_ms, cap_ms, quota}), transport ("curl",
+-- "ngx" or a table with request/sleep), ca_bundle, on_event (metrics hook).
+-- Returns the client, or nil, err for configuration that cannot work.
+function _M.new(opts)
+  if opts == nil then opts = {} end
+  if type(opts) ~= "table" then error("ddb.new: options must be a table", 2) end
+  local timeout_ms = check_opt(opts, "timeout_ms", "number", 1, 3600000) or 3000
+  local deadline_ms = check_opt(opts, "deadline_ms", "number", 1, 86400000) or 10000
+  check_opt(opts, "connect_timeout_ms", "number", 1, 600000)
+  local max_attempts = check_opt(opts, "max_attempts", "number", 1, 100)
+  if opts.on_event ~= nil and type(opts.on_event) ~= "function" then
+    error("ddb.new: option 'on_event' must be a function", 2)
+  end
+  if max_attempts == nil then
+    local n, err = config.env_number("AWS_MAX_ATTEMPTS", 1, 100)
+    if err then return nil, _M.new_error("ConfigError", err) end
+    max_attempts = n
+  end
+
+  local region, rerr = config.region(opts.region)
+  if not region then return nil, _M.new_error("ConfigError", rerr) end
+  local ep, eerr = config.endpoint(opts.endpoint, region)
+  if not ep then return nil, _M.new_error("ConfigError", eerr) end
+
+  local provider
+  local creds, cerr
+  if type(opts.credentials) == "function" then
+    provider = opts.credentials
+    local ok, c, perr = pcall(provider)
+    if not ok or not c then
+      return nil, _M.new_error("CredentialsError", "credentials provider failed: " ..
+        tostring(ok and perr or "it raised an error"))
+    end
+    creds, cerr = config.credentials(c)
+  else
+    creds, cerr = config.credentials(opts.credentials, opts.profile)
+  end
+  if not creds then return nil, _M.new_error("CredentialsError", cerr) end
+
+  local retry_opts = {}
+  if opts.retry ~= nil then
+    if type(opts.retry) ~= "table" then error("ddb.new: option 'retry' must be a table", 2) end
+    for k, v in pairs(opts.retry) do retry_opts[k] = v end
+  end
+  retry_opts.max_attempts = max_attempts or retry_opts.max_attempts
+
+  local transport = opts.transport
+  if transport == nil then
+    transport = default_transport(opts)
+  elseif transport == "curl" then
+    transport = _M.curl_transport(opts)
+  elseif transport == "ngx" then
+    transport = require("ddb.transport.ngx").new(opts)
+  elseif type(transport) ~= "table" or type(transport.request) ~= "function" then
+    error("ddb.new: option 'transport' must be 'curl', 'ngx' or a table with a request method", 2)
+  end
+
+  local self = setmetatable({
+    region = region,
+    endpoint = ep,
+    url = ep.url,
+    timeout_ms = timeout_ms,
+    deadline_ms = deadline_ms,
+    transport = transport,
+    retry = core.retry_new(retry_opts),
+    on_event = opts.on_event,
+    provider = provider,
+    creds_expiration = creds.expiration,
+    credentials_source = creds.source,
+  }, Client)
+  self.signer = core.signer_new{
+    access_key = creds.access_key, secret_key = creds.secret_key,
+    session_token = creds.session_token, region = region, host = ep.host_header,
+    user_agent = USER_AGENT .. (opts.user_agent_suffix and (" " .. opts.user_agent_suffix) or ""),
+  }
+  return self
+end
+
+function Client:__tostring()
+  return ("ddb.client{region=%s, endpoint=%s, credentials from %s}"):format(
+    self.region, self.url, tostring(self.credentials_source))
+end
+
+--- Replaces the credentials (e.g. after a refresh); the signing key cache follows them.
+function Client:set_credentials(c)
+  local creds, err = config.credentials(c)
+  if not creds then error("set_credentials: " .. err, 2) end
+  self.signer:set_credentials(creds)
+  self.creds_expiration = creds.expiration
+end
+
+local function refresh_credentials(self)
+  local exp = self.creds_expiration
+  if not self.provider or not exp or exp - core.now() > 300 then return true end
+  local ok, c = pcall(self.provider)
+  local creds = ok and c and config.credentials(c)
+  if not creds then
+    -- keep the old ones while they are still valid
+    if exp > core.now() then return true end
+    return nil, _M.new_error("CredentialsError", "credentials expired and the provider failed")
+  end
+  self.signer:set_credentials(creds)
+  self.creds_expiration = creds.expiration
+  return true
+end
+
+-- "Signature expired" and friends: our clock is off. The server's Date says by how much.
+local SKEW_CODES = {
+  RequestTimeTooSkewed = true, RequestExpired = true, InvalidSignatureException = true,
+  SignatureDoesNotMatch = false,
+}
+
+local MONTHS = { Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6, Jul = 7, Aug = 8,
+  Sep = 9, Oct = 10, Nov = 11, Dec = 12 }
+
+-- Seconds since the epoch for an RFC 1123 date, without os.time's local-time trap.
+local function parse_http_date(s)
+  if type(s) ~= "string" then return nil end
+  local d, mon, y, h, mi, sec = s:match("%a+, (%d+) (%a+) (%d+) (%d+):(%d+):(%d+)")
+  local m = MONTHS[mon or ""]
+  if not m then return nil end
+  y, m, d = tonumber(y), m, tonumber(d)
+  -- days from civil (Howard Hinnant's algorithm)
+  if m <= 2 then y = y - 1 end
+  local era = floor(y / 400)
+  local yoe = y - era * 400
+  local mp = (m + 9) % 12
+  local doy = floor((153 * mp + 2) / 5) + d - 1
+  local doe = yoe * 365 + floor(yoe / 4) - floor(yoe / 100) + doy
+  local days = era * 146097 + doe - 719468
+  return days * 86400 + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(sec)
+end
+_M._parse_http_date = parse_http_date
+
+local function skew_fix(self, err, headers)
+  if not SKEW_CODES[err.code] then return false end
+  if err.code == "InvalidSignatureException" and not tostring(err.message):find("expired", 1, true)
+  then return false end
+  local server = parse_http_date(headers and headers.date)
+  if not server then return false end
+  local skew = floor(server - core.now() + 0.5)
+  self.signer:skew(skew)
+  return true
+end
+
+local function emit(self, ev)
+  local hook = self.on_event
+  if hook then pcall(hook, ev) end
+end
+
+local function sleep(self, ms)
+  local t = self.transport
+  if t.sleep then return t:sleep(ms) end
+  return core.sleep_ms(ms)
+end
+
+--- Sends one DynamoDB operation with retries.
+-- @param op the operation name, e.g. "GetItem"
+-- @param request the request as a Lua table in DynamoDB's JSON shape
+-- @param opts optional { deadline = absolute monotonic ms, deadline_ms = n, timeout_ms = n }
+-- @return result, info | nil, err (err.applied says whether the operation may have run)
+function Client:call(op, request, opts)
+  if type(op) ~= "string" then error("bad argument #1 to 'call' (operation name expected)", 2) end
+  if type(request) ~= "table" then error("bad argument #2 to 'call' (table expected)", 2) end
+  local started = monotonic_ms()
+  local deadline = opts and opts.deadline or (started + (opts and opts.deadline_ms or self.deadline_ms))
+  local timeout_ms = opts and opts.timeout_ms or self.timeout_ms
+
+  local body, jerr = core.encode(request)
+  if not body then
+    return nil, _M.new_error("ValidationError", "request cannot be encoded: " .. jerr)
+  end
+  local ok, cerr = refresh_credentials(self)
+  if not ok then return nil, cerr end
+
+  local attempt, applied, skew_fixed, spent = 0, "no", false, 0
+  local err
+  while true do
+    attempt = attempt + 1
+    local now = monotonic_ms()
+    local remaining = deadline - now
+    if remaining <= 0 then
+      return nil, _M.new_error("DeadlineExceeded", "the call's deadline passed" ..
+        (err and (" (last error: " .. tostring(err.code) .. ")") or ""),
+        { applied = applied, attempts = attempt - 1, cause = err })
+    end
+    local headers = self.signer:prepare(op, body)
+    local status, rheaders, rbody = self.transport:request(self.url, headers, body,
+      math_min(timeout_ms, remaining))
+    local result
+    if status then
+      result, err = core.parse_response(status, rbody, rheaders)
+    else
+      err = rheaders
+      rheaders = nil
+    end
+    local latency = monotonic_ms() - now
+    if result then
+      self.retry:success(attempt > 1 and spent or 1)
+      local info = { attempts = attempt, elapsed_ms = monotonic_ms() - started,
+        request_id = rheaders and (rheaders["x-amzn-requestid"]), status = status }
+      emit(self, { op = op, status = status, attempt = attempt, latency_ms = latency,
+        request_id = info.request_id, consumed_capacity = result.ConsumedCapacity })
+      return result, info
+    end
+    wrap_error(err)
+    err.attempts = attempt
+    if err.applied == "maybe" then applied = "maybe" end
+    err.applied = applied
+    emit(self, { op = op, status = err.status, attempt = attempt, latency_ms = latency,
+      request_id = err.request_id, code = err.code })
+
+    if not skew_fixed and skew_fix(self, err, rheaders) then
+      skew_fixed = true
+      attempt = attempt - 1   -- a clock fix is not a failed attempt
+    else
+      local delay, cost = self.retry:next(attempt, err.retry_class or "none")
+      if not delay then
+        if cost == "retry_quota" then
+          err.message = tostring(err.message) .. " (not retried: retry quota exhausted)"
+        end
+        return nil, err
+      end
+      spent = spent + (cost or 0)
+      if monotonic_ms() + delay >= deadline then
+        return nil, _M.new_error("DeadlineExceeded",
+          "the call's deadline would pass before the next retry (last error: " ..
+          tostring(err.code) .. ")", { applied = applied, attempts = attempt, cause = err })
+      end
+      sleep(self, delay)
+    end
+  end
+end
+
+-- Convenience methods named after the operations.
+local OPS = {
+  get_item = "GetItem", put_item = "PutItem", update_item = "UpdateItem",
+  delete_item = "DeleteItem", transact_get_items = "TransactGetItems",
+  transact_write_items = "TransactWriteItems", describe_table = "DescribeTable",
+  create_table = "CreateTable", delete_table = "DeleteTable", list_tables = "ListTables",
+  query = "Query", scan = "Scan", batch_get_item = "BatchGetItem",
+  batch_write_item = "BatchWriteItem", update_time_to_live = "UpdateTimeToLive",
+}
+for name, op in pairs(OPS) do
+  Client[name] = function(self, request, opts)
+    return self:call(op, request or {}, opts)
+  end
+end
+
+--- Waits until a table is ACTIVE (local servers create tables at once; AWS takes seconds).
+function Client:wait_for_table(name, timeout_ms)
+  local deadline = monotonic_ms() + (timeout_ms or 60000)
+  while true do
+    local res, err = self:describe_table({ TableName = name })
+    if res and res.Table and res.Table.TableStatus == "ACTIVE" then return res.Table end
+    if err and err.code ~= "ResourceNotFoundException" then return nil, err end
+    if monotonic_ms() > deadline then
+      return nil, _M.new_error("DeadlineExceeded", "table " .. name .. " did not become ACTIVE")
+    end
+    sleep(self, 200)
+  end
+end
+
+function Client:close()
+  if self.transport and self.transport.close then self.transport:close() end
+  if self.signer then self.signer:close() end
+end
+
+return _M
