@@ -21,7 +21,7 @@ CORE = $(BUILD)/ddb/core.so
 export LUA_PATH := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;
 export LUA_CPATH := $(CURDIR)/$(BUILD)/?.so;;
 
-.PHONY: all build deps check test test-unit test-integration test-full demo bench clean
+.PHONY: all build deps check test test-unit test-integration integration-run test-full demo bench clean
 
 all: build
 build: $(CORE)
@@ -43,10 +43,14 @@ check:
 	luacheck --quiet lua spec examples
 
 test-unit: build
-	busted --lua=$(LUA_BIN) --run=unit
+	sh spec/support/busted.sh --lua=$(LUA_BIN) --run=unit
 
 test-integration: build
 	sh spec/support/with-servers.sh busted --lua=$(LUA_BIN) --run=integration
+
+# The integration specs alone, for a shell where spec/support/with-servers.sh set DDB_TEST_*.
+integration-run: build
+	sh spec/support/busted.sh --lua=$(LUA_BIN) --run=integration
 
 # What CI runs: dependencies, build, lint, then every stage on Lua 5.4 and LuaJIT.
 test: deps

@@ -17,6 +17,7 @@ typedef struct curlt {
     buf head;
     char *ca_bundle;
     long connect_timeout_ms;
+    int had_connection;         /* a previous transfer left a connection to reuse */
     char errbuf[CURL_ERROR_SIZE];
 } curlt;
 
@@ -192,7 +193,8 @@ static int push_transport_error(lua_State *L, curlt *t, CURLcode rc)
     return 2;
 }
 
-/* t:request(url, header_lines, body, timeout_ms) -> status, headers, body | nil, err */
+/* t:request(url, header_lines, body, timeout_ms) -> status, headers, body, maybe_resent
+ *                                                   | nil, err */
 static int curlt_request(lua_State *L)
 {
     curlt *t = check_curlt(L);
@@ -201,7 +203,8 @@ static int curlt_request(lua_State *L)
     const char *body;
     long timeout_ms;
     CURLcode rc;
-    long status = 0;
+    long status = 0, new_connections = 0;
+    int resent;
     CURL *e = t->easy;
 
     luaL_checktype(L, 3, LUA_TTABLE);
@@ -259,16 +262,25 @@ static int curlt_request(lua_State *L)
     rc = curl_easy_perform(e);
     curl_slist_free_all(t->slist);
     t->slist = NULL;
-    if (rc != CURLE_OK)
+    curl_easy_getinfo(e, CURLINFO_NUM_CONNECTS, &new_connections);
+    /* libcurl silently sends a request again on a fresh connection when a reused one dies
+     * without an answer, and the first copy may have reached the server. A new connection
+     * where an old one existed is therefore reported: the answer may follow a resend. */
+    resent = t->had_connection && new_connections > 0;
+    if (rc != CURLE_OK) {
+        t->had_connection = 0;
         return push_transport_error(L, t, rc);
+    }
+    t->had_connection = 1;
     curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
     lua_pushinteger(L, status);
     push_headers(L, &t->head);
     lua_pushlstring(L, t->body.data ? t->body.data : "", t->body.len);
+    lua_pushboolean(L, resent);
     /* a large response should not pin its buffer for the life of the client */
     if (t->body.cap > (1u << 20))
         buf_free(&t->body);
-    return 3;
+    return 4;
 }
 
 /* t:stats() -> { connects = n } : new connections made by the last transfer (0 = reused) */

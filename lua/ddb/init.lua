@@ -136,6 +136,7 @@ function _M.curl_transport(opts)
     request = function(_, url, headers, body, timeout_ms)
       return handle:request(url, headers, body, timeout_ms)
     end,
+    -- request returns status, headers, body, maybe_resent | nil, err
     sleep = function(_, ms) return core.sleep_ms(ms) end,
     close = function() return handle:close() end,
   }
@@ -361,11 +362,13 @@ function Client:call(op, request, opts)
         { applied = applied, attempts = attempt - 1, cause = err })
     end
     local headers = self.signer:prepare(op, body)
-    local status, rheaders, rbody = self.transport:request(self.url, headers, body,
+    local status, rheaders, rbody, resent = self.transport:request(self.url, headers, body,
       math_min(timeout_ms, remaining))
     local result
     if status then
       result, err = core.parse_response(status, rbody, rheaders)
+      -- an error answer to a resent request may hide a first copy that was applied
+      if err and resent then err.applied = "maybe" end
     else
       err = rheaders
       rheaders = nil

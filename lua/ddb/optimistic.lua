@@ -1,0 +1,614 @@
+--- ddb.optimistic: read-modify-write of DynamoDB items that never loses an update and never
+-- applies one twice.
+--
+-- Each item carries a version number (1 on creation, +1 per write, as DynamoDBMapper and
+-- PynamoDB do). Every write is conditioned on the version read; on a conflict the caller's
+-- function runs again on the fresh item. Each write also records a random token in a short
+-- history kept in the item, so that a write whose answer was lost can be recognised later:
+-- applied (success, exactly once), provably not applied (run again), or unknowable
+-- (err.code == "OutcomeUnknown", never a guess).
+-- @module ddb.optimistic
+
+local ddb = require "ddb"
+local core = ddb.core
+
+local type, pairs, ipairs, pcall, error, tostring, tonumber, setmetatable, next =
+  type, pairs, ipairs, pcall, error, tostring, tonumber, setmetatable, next
+local concat, floor = table.concat, math.floor
+local monotonic_ms = core.monotonic_ms
+local marshal_item, unmarshal_item, av_equal = core.marshal_item, core.unmarshal_item, core.av_equal
+
+local _M = { _VERSION = ddb._VERSION }
+
+local function sentinel(name)
+  return setmetatable({}, { __tostring = function() return name end,
+    __newindex = function() error(name .. " is immutable", 2) end })
+end
+
+--- Return this from the function to delete the item (conditioned on the version read).
+_M.DELETE = sentinel("optimistic.DELETE")
+--- Return this from the function to write nothing.
+_M.NOTHING = sentinel("optimistic.NOTHING")
+
+--- DynamoDB's item size limit.
+_M.MAX_ITEM_BYTES = 400 * 1024
+
+local TOKEN_FORMAT = "1"
+
+local Store = {}
+Store.__index = Store
+_M.Store = Store
+
+local function new_error(code, message, fields)
+  return ddb.new_error(code, message, fields)
+end
+
+local function check(cond, name, what)
+  if not cond then error(("optimistic.new: option '%s' must be %s"):format(name, what), 3) end
+end
+
+--- Creates a store for one table.
+-- Options: table (required); client (a ddb client) or the options of ddb.new (region,
+-- endpoint, credentials, ...); version_attribute ("version"); key (list of key attribute
+-- names; default: one DescribeTable, cached); max_attempts (runs of the function, 10);
+-- deadline_ms (whole call, 5000); mode ("update": send only what changed, or "put": write
+-- the whole item); tokens (write tokens kept in the item, 8; 0 turns exactly-once
+-- resolution off); token_attribute ("_ddb_tokens"); backoff_base_ms (10), backoff_cap_ms
+-- (200); on_conflict (function(ctx)).
+-- @return store | nil, err
+function _M.new(opts)
+  if type(opts) ~= "table" then error("optimistic.new: options table expected", 2) end
+  check(type(opts.table) == "string" and #opts.table > 0, "table", "a table name")
+  local version = opts.version_attribute or "version"
+  check(type(version) == "string" and #version > 0, "version_attribute", "a non-empty string")
+  local tokens = opts.tokens
+  if tokens == nil then tokens = 8 end
+  if tokens == false then tokens = 0 end
+  check(type(tokens) == "number" and tokens >= 0 and tokens <= 100 and tokens == floor(tokens),
+    "tokens", "a whole number from 0 to 100")
+  local token_attr = opts.token_attribute or "_ddb_tokens"
+  check(type(token_attr) == "string" and #token_attr > 0 and token_attr ~= version,
+    "token_attribute", "a non-empty string other than the version attribute")
+  local mode = opts.mode or "update"
+  check(mode == "update" or mode == "put", "mode", "'update' or 'put'")
+  local max_attempts = opts.max_attempts or 10
+  check(type(max_attempts) == "number" and max_attempts >= 1, "max_attempts", "a number >= 1")
+  local deadline_ms = opts.deadline_ms or 5000
+  check(type(deadline_ms) == "number" and deadline_ms > 0, "deadline_ms", "a positive number")
+  check(opts.on_conflict == nil or type(opts.on_conflict) == "function", "on_conflict",
+    "a function")
+  if opts.key ~= nil then
+    check(type(opts.key) == "table" and #opts.key >= 1 and #opts.key <= 2, "key",
+      "a list of one or two attribute names")
+  end
+
+  local client = opts.client
+  if client == nil then
+    local err
+    client, err = ddb.new(opts)
+    if not client then return nil, err end
+  end
+  return setmetatable({
+    client = client,
+    table = opts.table,
+    version = version,
+    tokens = tokens,
+    token_attr = token_attr,
+    mode = mode,
+    max_attempts = max_attempts,
+    deadline_ms = deadline_ms,
+    backoff_base_ms = opts.backoff_base_ms or 10,
+    backoff_cap_ms = opts.backoff_cap_ms or 200,
+    on_conflict = opts.on_conflict,
+    key_names = opts.key and { opts.key[1], opts.key[2] } or nil,
+  }, Store)
+end
+
+function Store:__tostring()
+  return ("optimistic.store{table=%s, version=%s}"):format(self.table, self.version)
+end
+
+--- The table's key attribute names, from the option or one cached DescribeTable.
+function Store:key_schema(call_opts)
+  if self.key_names then return self.key_names end
+  local res, err = self.client:describe_table({ TableName = self.table }, call_opts)
+  if not res then return nil, err end
+  local names = {}
+  for _, k in ipairs(res.Table and res.Table.KeySchema or {}) do
+    if k.KeyType == "HASH" then names[1] = k.AttributeName
+    elseif k.KeyType == "RANGE" then names[2] = k.AttributeName end
+  end
+  if not names[1] then
+    return nil, new_error("InvalidResponse", "DescribeTable returned no key schema")
+  end
+  self.key_names = names
+  return names
+end
+
+--------------------------------------------------------------------------------
+-- Write tokens: "1 <version>:<token> <version>:<token> ..." newest first.
+--------------------------------------------------------------------------------
+
+local B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+local function new_token()
+  local bytes = core.random_bytes(12)
+  local out = {}
+  for i = 1, 12, 3 do
+    local a, b, c = bytes:byte(i, i + 2)
+    local n = a * 65536 + b * 256 + c
+    for shift = 18, 0, -6 do
+      local idx = floor(n / 2 ^ shift) % 64 + 1
+      out[#out + 1] = B64URL:sub(idx, idx)
+    end
+  end
+  return concat(out)
+end
+
+-- Returns a list of { version = n, token = s }, or nil when the history is absent or not
+-- in a format this module wrote.
+local function parse_history(av)
+  if type(av) ~= "table" or type(av.S) ~= "string" then return nil end
+  local entries, first = {}, true
+  for field in av.S:gmatch("%S+") do
+    if first then
+      if field ~= TOKEN_FORMAT then return nil end
+      first = false
+    else
+      local v, tok = field:match("^(%d+):([%w%-_]+)$")
+      if not v then return nil end
+      entries[#entries + 1] = { version = tonumber(v), token = tok }
+    end
+  end
+  if first then return nil end
+  return entries
+end
+_M._parse_history = parse_history
+
+local function history_string(entries, limit)
+  local parts = { TOKEN_FORMAT }
+  for i = 1, math.min(#entries, limit) do
+    parts[#parts + 1] = entries[i].version .. ":" .. entries[i].token
+  end
+  return concat(parts, " ")
+end
+
+local function version_of(self, item)
+  if not item then return 0 end
+  local av = item[self.version]
+  if av == nil then return 0 end
+  local n = type(av) == "table" and tonumber(av.N)
+  if not n or n < 0 or n ~= floor(n) then
+    return nil, new_error("ValidationError", ("item's version attribute '%s' is not a " ..
+      "non-negative integer number"):format(self.version))
+  end
+  return n
+end
+
+local function history_entry(entries, version)
+  for _, e in ipairs(entries or {}) do
+    if e.version == version then return e end
+  end
+  return nil
+end
+
+-- What the current item says about one write of ours:
+-- "applied", "pending" (not applied so far; it could still land), "refuted" (can never
+-- land), or "unknown".
+local function resolve_write(self, w, current)
+  local entries = current and parse_history(current[self.token_attr])
+  for _, e in ipairs(entries or {}) do
+    if e.token == w.token then return "applied" end
+  end
+  local ver = current and version_of(self, current)
+  if w.kind == "delete" then
+    if not current then return "unknown" end
+    if ver == w.read_version and current[self.token_attr] and w.read_top and
+      entries and entries[1] and entries[1].token == w.read_top then
+      return "pending"
+    end
+    if ver and ver > w.read_version and w.read_version >= 1 and
+      history_entry(entries, w.read_version + 1) then
+      return "refuted"
+    end
+    return "unknown"
+  end
+  -- creates and updates wrote version w.version, conditioned on w.read_version
+  if not current then
+    return w.kind == "create" and "pending" or "unknown"
+  end
+  if not ver then return "unknown" end
+  if ver == w.read_version and (w.kind ~= "create") then return "pending" end
+  if ver >= w.version then
+    local e = history_entry(entries, w.version)
+    if e then return "refuted" end   -- another writer's token holds that version
+  end
+  return "unknown"
+end
+
+--------------------------------------------------------------------------------
+-- The read-modify-write loop
+--------------------------------------------------------------------------------
+
+local function strip(self, item_av)
+  if not item_av then return nil end
+  local plain = unmarshal_item(item_av)
+  plain[self.token_attr] = nil
+  return plain
+end
+
+local function add_capacity(info, res)
+  local cc = res and res.ConsumedCapacity
+  if type(cc) == "table" and type(cc.CapacityUnits) == "number" then
+    info.consumed_capacity = info.consumed_capacity + cc.CapacityUnits
+  end
+end
+
+-- Validates the caller's key against the schema; returns the key's AttributeValues.
+local function key_av(self, key, names)
+  local ok, av = pcall(marshal_item, key)
+  if not ok then return nil, new_error("ValidationError", "bad key: " .. tostring(av)) end
+  local count = 0
+  for name, v in pairs(av) do
+    count = count + 1
+    if name ~= names[1] and name ~= names[2] then
+      return nil, new_error("ValidationError", ("key has attribute '%s', which is not part " ..
+        "of table %s's key"):format(name, self.table))
+    end
+    local t = next(v)
+    if t ~= "S" and t ~= "N" and t ~= "B" then
+      return nil, new_error("ValidationError", ("key attribute '%s' must be a string, " ..
+        "number or ddb.binary"):format(name))
+    end
+  end
+  for _, name in ipairs(names) do
+    if av[name] == nil then
+      return nil, new_error("ValidationError", ("key lacks attribute '%s'"):format(name))
+    end
+  end
+  if count ~= #names then
+    return nil, new_error("ValidationError", "key has the wrong number of attributes")
+  end
+  return av
+end
+
+local Names = {}
+Names.__index = Names
+
+local function expr_builder()
+  return setmetatable({ names = {}, values = {}, nn = 0, nv = 0, by_name = {} }, Names)
+end
+
+function Names:name(n)
+  local p = self.by_name[n]
+  if not p then
+    self.nn = self.nn + 1
+    p = "#n" .. self.nn
+    self.by_name[n] = p
+    self.names[p] = n
+  end
+  return p
+end
+
+function Names:value(av)
+  self.nv = self.nv + 1
+  local p = ":v" .. self.nv
+  self.values[p] = av
+  return p
+end
+
+-- The condition every write carries: the item is as we read it.
+local function condition(self, b, read_version, exists, names)
+  if not exists then
+    return "attribute_not_exists(" .. b:name(names[1]) .. ")"
+  end
+  if read_version == 0 then
+    return "attribute_exists(" .. b:name(names[1]) .. ") AND attribute_not_exists(" ..
+      b:name(self.version) .. ")"
+  end
+  return b:name(self.version) .. " = " .. b:value({ N = tostring(read_version) })
+end
+
+local function finish_request(req, b)
+  if next(b.names) then req.ExpressionAttributeNames = b.names end
+  if next(b.values) then req.ExpressionAttributeValues = b.values end
+  req.ReturnValuesOnConditionCheckFailure = "ALL_OLD"
+  req.ReturnConsumedCapacity = "TOTAL"
+  return req
+end
+
+-- Turns the function's result into a write request; nil request means nothing to write.
+local function plan_write(self, names, kav, current, read_version, result, token, history)
+  local managed = { [self.version] = true, [self.token_attr] = true }
+  for _, n in ipairs(names) do managed[n] = true end
+  local b = expr_builder()
+  local new_version = read_version + 1
+
+  if result == _M.DELETE then
+    if not current then return nil end
+    local req = { TableName = self.table, Key = kav,
+      ConditionExpression = condition(self, b, read_version, true, names) }
+    return "DeleteItem", finish_request(req, b), "delete"
+  end
+  if type(result) ~= "table" or getmetatable(result) ~= nil then
+    return nil, new_error("ValidationError", "the function must return the item (a plain " ..
+      "table), optimistic.DELETE or optimistic.NOTHING; it returned " .. tostring(result))
+  end
+  if result[self.token_attr] ~= nil then
+    return nil, new_error("ValidationError", ("attribute '%s' holds the module's write " ..
+      "tokens and cannot be set"):format(self.token_attr))
+  end
+  local ok, nav = pcall(marshal_item, result)
+  if not ok then return nil, new_error("ValidationError", "item cannot be stored: " .. tostring(nav)) end
+
+  for _, n in ipairs(names) do
+    if nav[n] == nil then
+      nav[n] = kav[n]
+    elseif not av_equal(nav[n], kav[n]) then
+      return nil, new_error("ValidationError", ("the function changed key attribute '%s'; " ..
+        "nothing was written"):format(n))
+    end
+  end
+  local given = nav[self.version]
+  if given ~= nil and not av_equal(given, { N = tostring(read_version) }) then
+    return nil, new_error("ValidationError", ("the function changed the version attribute " ..
+      "'%s' (versions are the module's); nothing was written"):format(self.version))
+  end
+
+  local sets, removes = {}, {}
+  for n, v in pairs(nav) do
+    if not managed[n] and not (current and current[n] and av_equal(current[n], v)) then
+      sets[#sets + 1] = n
+    end
+  end
+  if current then
+    for n in pairs(current) do
+      if not managed[n] and nav[n] == nil then removes[#removes + 1] = n end
+    end
+    if #sets == 0 and #removes == 0 then return nil end
+  end
+  table.sort(sets)
+  table.sort(removes)
+
+  local version_av = { N = tostring(new_version) }
+  local tokens_av
+  if self.tokens > 0 then
+    local entries = { { version = new_version, token = token } }
+    for _, e in ipairs(history or {}) do entries[#entries + 1] = e end
+    tokens_av = { S = history_string(entries, self.tokens) }
+  end
+
+  -- size as stored: the new attributes plus whatever the update keeps
+  local whole = {}
+  if self.mode == "update" and current then
+    for n, v in pairs(current) do whole[n] = v end
+    for _, n in ipairs(removes) do whole[n] = nil end
+  end
+  for n, v in pairs(nav) do whole[n] = v end
+  whole[self.version] = version_av
+  whole[self.token_attr] = tokens_av
+  local size = core.item_size(whole)
+  if size > _M.MAX_ITEM_BYTES then
+    return nil, new_error("ItemTooLarge", ("item would be %d bytes; DynamoDB's limit is %d")
+      :format(size, _M.MAX_ITEM_BYTES))
+  end
+
+  local exists = current and true or false
+  local kind = exists and "update" or "create"
+  if self.mode == "put" then
+    local item = {}
+    for n, v in pairs(nav) do item[n] = v end
+    item[self.version] = version_av
+    item[self.token_attr] = tokens_av
+    local req = { TableName = self.table, Item = item,
+      ConditionExpression = condition(self, b, read_version, exists, names) }
+    return "PutItem", finish_request(req, b), kind
+  end
+  local parts = {}
+  for _, n in ipairs(sets) do
+    parts[#parts + 1] = b:name(n) .. " = " .. b:value(nav[n])
+  end
+  parts[#parts + 1] = b:name(self.version) .. " = " .. b:value(version_av)
+  if tokens_av then
+    parts[#parts + 1] = b:name(self.token_attr) .. " = " .. b:value(tokens_av)
+  end
+  local update = "SET " .. concat(parts, ", ")
+  if #removes > 0 then
+    local r = {}
+    for i, n in ipairs(removes) do r[i] = b:name(n) end
+    update = update .. " REMOVE " .. concat(r, ", ")
+  end
+  local req = { TableName = self.table, Key = kav, UpdateExpression = update,
+    ConditionExpression = condition(self, b, read_version, exists, names),
+    ReturnValues = "ALL_NEW" }
+  return "UpdateItem", finish_request(req, b), kind, whole
+end
+
+local function read_item(self, kav, info, copts)
+  info.requests = info.requests + 1
+  local res, err = self.client:get_item({ TableName = self.table, Key = kav,
+    ConsistentRead = true, ReturnConsumedCapacity = "TOTAL" }, copts)
+  if not res then return nil, err end
+  add_capacity(info, res)
+  return res.Item or false
+end
+
+--- Reads the item, runs fn on a fresh copy, writes the result conditioned on the version.
+-- fn(item) receives a fresh copy (nil when the item does not exist) and returns the item
+-- to store, optimistic.DELETE, or optimistic.NOTHING. It may run several times: keep it
+-- free of side effects. If it raises, nothing is written and the error propagates.
+-- @param key the item's key, e.g. { pk = "user#1" }
+-- @param fn the function
+-- @param opts optional { deadline_ms, max_attempts }
+-- @return item (what is stored now; nil after a delete), info | nil, err
+function Store:with_item(key, fn, opts)
+  if type(key) ~= "table" then error("bad argument #1 to 'with_item' (key table expected)", 2) end
+  if type(fn) ~= "function" then error("bad argument #2 to 'with_item' (function expected)", 2) end
+  if opts ~= nil and type(opts) ~= "table" then
+    error("bad argument #3 to 'with_item' (options table expected)", 2)
+  end
+  opts = opts or {}
+  local started = monotonic_ms()
+  local deadline = started + (opts.deadline_ms or self.deadline_ms)
+  local max_attempts = opts.max_attempts or self.max_attempts
+  local copts = { deadline = deadline }
+  local info = { attempts = 0, conflicts = 0, requests = 0, consumed_capacity = 0,
+    written = false }
+
+  local function finish(item, action)
+    info.elapsed_ms = monotonic_ms() - started
+    info.action = action
+    return item, info
+  end
+
+  local writes = {}   -- every write this call sent that might be in the item
+  local function fail(err)
+    info.elapsed_ms = monotonic_ms() - started
+    err.info = info
+    for _, w in ipairs(writes) do
+      if w.state ~= "refuted" then
+        return nil, new_error("OutcomeUnknown", "a write of this call may or may not have " ..
+          "been applied, and the item cannot tell (" .. tostring(err.code) .. ")",
+          { applied = "maybe", cause = err, info = info, token = w.token })
+      end
+    end
+    return nil, err
+  end
+
+  local names, kerr = self:key_schema(copts)
+  if not names then return fail(kerr) end
+  local kav, verr = key_av(self, key, names)
+  if not kav then return fail(verr) end
+
+  local current = nil        -- AttributeValue map; false = absent; nil = must read
+  while true do
+    if current == nil then
+      local item, err = read_item(self, kav, info, copts)
+      if item == nil then return fail(err) end
+      current = item
+    end
+
+    if #writes > 0 then
+      local unknown
+      for _, w in ipairs(writes) do
+        if w.state ~= "refuted" then
+          local r = resolve_write(self, w, current or nil)
+          if r == "applied" then
+            info.written = true
+            return finish(current and strip(self, current) or nil, w.kind)
+          end
+          if r == "unknown" then unknown = w end
+          w.state = r
+        end
+      end
+      if unknown then
+        info.elapsed_ms = monotonic_ms() - started
+        return nil, new_error("OutcomeUnknown", "the write's answer was lost and the item " ..
+          "cannot prove whether it was applied (its write-token history does not cover " ..
+          "that version); read the item and decide", { applied = "maybe", info = info,
+          token = unknown.token })
+      end
+    end
+
+    if info.attempts >= max_attempts then
+      return fail(new_error("ConflictsExhausted", ("gave up after %d runs of the function " ..
+        "(%d conflicts)"):format(info.attempts, info.conflicts)))
+    end
+    if info.conflicts > 0 then
+      local delay = self.client.retry:backoff(self.backoff_base_ms, self.backoff_cap_ms,
+        info.conflicts)
+      if monotonic_ms() + delay >= deadline then
+        return fail(new_error("DeadlineExceeded", ("the call's deadline passed after %d " ..
+          "conflicts"):format(info.conflicts)))
+      end
+      if delay > 0 then
+        local t = self.client.transport
+        if t.sleep then t:sleep(delay) else core.sleep_ms(delay) end
+      end
+    end
+
+    local read_version, vberr = version_of(self, current)
+    if not read_version then return fail(vberr) end
+    local history = current and parse_history(current[self.token_attr])
+    info.attempts = info.attempts + 1
+    local copy = current and strip(self, current) or nil
+    local ok, result = pcall(fn, copy)
+    if not ok then error(result, 0) end
+    if result == nil then
+      return fail(new_error("ValidationError", "the function returned nil: return the item, " ..
+        "optimistic.DELETE or optimistic.NOTHING; nothing was written"))
+    end
+    if result == _M.NOTHING then
+      return finish(current and strip(self, current) or nil, "none")
+    end
+    local token = self.tokens > 0 and new_token() or nil
+    local op, req, kind = plan_write(self, names, kav, current, read_version, result, token,
+      history)
+    if op == nil then
+      if req ~= nil then return fail(req) end   -- a validation error
+      return finish(current and strip(self, current) or nil, "none")
+    end
+
+    info.requests = info.requests + 1
+    local res, err = self.client:call(op, req, copts)
+    local w = { token = token, kind = kind, read_version = read_version,
+      version = read_version + 1, state = "sent",
+      read_top = history and history[1] and history[1].token }
+    if res then
+      add_capacity(info, res)
+      info.written = true
+      if kind == "delete" then return finish(nil, "delete") end
+      if op == "UpdateItem" and res.Attributes then
+        return finish(strip(self, res.Attributes), kind)
+      end
+      local stored = {}
+      for n, v in pairs(req.Item or {}) do stored[n] = v end
+      return finish(strip(self, stored), kind)
+    end
+
+    -- A clean conflict proves this write was not applied; one that may follow an earlier
+    -- attempt of ours (a timeout, a silent resend on a new connection) has to be resolved.
+    local maybe = err.applied == "maybe"
+    if err.code == "ConditionalCheckFailedException" then
+      info.conflicts = info.conflicts + 1
+      current = err.item or nil   -- ALL_OLD: the item as it is now; else read it again
+      if self.on_conflict then
+        pcall(self.on_conflict, { key = key, attempt = info.attempts,
+          conflicts = info.conflicts, elapsed_ms = monotonic_ms() - started })
+      end
+      if maybe then
+        if self.tokens == 0 then
+          return nil, new_error("OutcomeUnknown", "the write may have been applied before " ..
+            "a conflict was reported, and write tokens are off", { applied = "maybe",
+              cause = err, info = info })
+        end
+        writes[#writes + 1] = w
+      end
+    elseif maybe then
+      if self.tokens == 0 then
+        return nil, new_error("OutcomeUnknown", "the write may or may not have been applied " ..
+          "(" .. tostring(err.code) .. ") and write tokens are off", { applied = "maybe",
+            cause = err, info = info })
+      end
+      writes[#writes + 1] = w
+      current = nil   -- read again and resolve
+    else
+      return fail(err)
+    end
+  end
+end
+
+--- Reads an item (strongly consistent) without changing it.
+function Store:get(key, opts)
+  local copts = { deadline = monotonic_ms() + (opts and opts.deadline_ms or self.deadline_ms) }
+  local names, err = self:key_schema(copts)
+  if not names then return nil, err end
+  local kav, verr = key_av(self, key, names)
+  if not kav then return nil, verr end
+  local info = { requests = 0, consumed_capacity = 0 }
+  local item, rerr = read_item(self, kav, info, copts)
+  if item == nil then return nil, rerr end
+  return item and strip(self, item) or nil, info
+end
+
+return _M
