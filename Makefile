@@ -20,6 +20,7 @@ CORE = $(BUILD)/ddb/core.so
 
 export LUA_PATH := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;
 export LUA_CPATH := $(CURDIR)/$(BUILD)/?.so;;
+export DDB_TEST_LUA := $(LUA_BIN)
 
 .PHONY: all build deps check test test-unit test-integration integration-run test-full demo bench clean
 

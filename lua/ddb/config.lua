@@ -30,8 +30,9 @@ function _M.parse_ini(text)
     n = n + 1
     line = line:gsub("\r$", "")
     local stripped = trim(line)
-    if stripped == "" or stripped:match("^[#;]") then
-      -- comment or blank
+    local blank = stripped == "" or stripped:match("^[#;]")
+    if blank then
+      n = n + 0   -- comments and blank lines carry nothing
     elseif stripped:match("^%[") then
       local name = stripped:match("^%[%s*(.-)%s*%]$")
       if not name or name == "" then

@@ -1,0 +1,97 @@
+-- Shared by the integration specs: the local DynamoDB servers started by
+-- spec/support/with-servers.sh (moto and dynalite, each behind the SigV4-checking,
+-- fault-injecting proxy), clients for them, throwaway tables, and the proxy's controls.
+local ddb = require "ddb"
+local core = require "ddb.core"
+
+local _M = {}
+
+local function env(name)
+  local v = os.getenv(name)
+  if v == nil or v == "" then
+    error(("integration specs need %s: run them through `make test` or " ..
+      "spec/support/with-servers.sh, which start the local DynamoDB servers"):format(name), 0)
+  end
+  return v
+end
+
+_M.access_key = function() return env("DDB_TEST_ACCESS_KEY") end
+_M.secret_key = function() return env("DDB_TEST_SECRET_KEY") end
+_M.region = function() return env("DDB_TEST_REGION") end
+
+--- The Lua interpreter running the specs, for specs that start worker processes.
+function _M.lua_bin()
+  return env("DDB_TEST_LUA")
+end
+
+--- Both servers, with what each one supports (see ../shared/FINDINGS.md).
+function _M.servers()
+  return {
+    { name = "moto", url = env("DDB_TEST_MOTO_URL"), direct = env("DDB_TEST_MOTO_DIRECT"),
+      transactions = true, returns_item_on_conflict = true },
+    { name = "dynalite", url = env("DDB_TEST_DYNALITE_URL"),
+      direct = env("DDB_TEST_DYNALITE_DIRECT"), transactions = false,
+      returns_item_on_conflict = false },
+  }
+end
+
+function _M.credentials()
+  return { access_key_id = _M.access_key(), secret_access_key = _M.secret_key() }
+end
+
+--- A client for one server, through its proxy unless opts.endpoint says otherwise.
+function _M.client(server, opts)
+  local o = { region = _M.region(), endpoint = server.url, credentials = _M.credentials() }
+  for k, v in pairs(opts or {}) do o[k] = v end
+  return assert(ddb.new(o))
+end
+
+local counter = 0
+--- A table name no other spec (or earlier run) uses.
+function _M.table_name(prefix)
+  counter = counter + 1
+  local rnd = core.random_bytes(4):gsub(".", function(c) return ("%02x"):format(c:byte()) end)
+  return ("%s_%s_%d"):format(prefix or "spec", rnd, counter)
+end
+
+--- Creates a PAY_PER_REQUEST table with a string hash key (and range key) and waits for it.
+function _M.create_table(client, name, hash, range)
+  hash = hash or "pk"
+  local req = {
+    TableName = name,
+    KeySchema = { { AttributeName = hash, KeyType = "HASH" } },
+    AttributeDefinitions = { { AttributeName = hash, AttributeType = "S" } },
+    BillingMode = "PAY_PER_REQUEST",
+  }
+  if range then
+    req.KeySchema[2] = { AttributeName = range, KeyType = "RANGE" }
+    req.AttributeDefinitions[2] = { AttributeName = range, AttributeType = "S" }
+  end
+  assert(client:create_table(req))
+  return assert(client:wait_for_table(name, 30000))
+end
+
+local control_transport
+--- Sends a control document to a server's proxy; returns its stats.
+function _M.control(server, doc)
+  control_transport = control_transport or core.curl_new{}
+  local status, _, body = control_transport:request(server.url .. "__control",
+    { "Content-Type: application/json" }, core.encode(doc or {}), 10000)
+  assert(status == 200, "proxy control failed: " .. tostring(status) .. " " .. tostring(body))
+  return core.decode(body)
+end
+
+function _M.reset(server)
+  return _M.control(server, { reset = true })
+end
+
+function _M.stats(server)
+  return _M.control(server, {})
+end
+
+--- Sets the proxy's faults: a list of { kind = ..., op = ..., count = ... }.
+function _M.faults(server, list)
+  return _M.control(server, { faults = setmetatable(list, core.mt.list) })
+end
+
+return _M
