@@ -31,16 +31,14 @@ function _M.parse_ini(text)
     line = line:gsub("\r$", "")
     local stripped = trim(line)
     local blank = stripped == "" or stripped:match("^[#;]")
-    if blank then
-      n = n + 0   -- comments and blank lines carry nothing
-    elseif stripped:match("^%[") then
+    if not blank and stripped:match("^%[") then
       local name = stripped:match("^%[%s*(.-)%s*%]$")
       if not name or name == "" then
         return nil, "line " .. n .. ": malformed section header"
       end
       current = sections[name] or {}
       sections[name] = current
-    else
+    elseif not blank then
       local k, v = stripped:match("^([^=]-)%s*=%s*(.*)$")
       if not k or k == "" then
         return nil, "line " .. n .. ": expected key = value"
