@@ -24,6 +24,19 @@ function _M.lua_bin()
   return env("DDB_TEST_LUA")
 end
 
+local function shell_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+_M.shell_quote = shell_quote
+
+--- A shell command running a Lua script under the same interpreter and module paths.
+function _M.lua_command(script, ...)
+  local parts = { "env", "LUA_PATH=" .. shell_quote(package.path),
+    "LUA_CPATH=" .. shell_quote(package.cpath), shell_quote(_M.lua_bin()), shell_quote(script) }
+  for _, a in ipairs({ ... }) do parts[#parts + 1] = shell_quote(a) end
+  return table.concat(parts, " ")
+end
+
 --- Both servers, with what each one supports (see ../shared/FINDINGS.md).
 function _M.servers()
   return {
@@ -75,7 +88,7 @@ local control_transport
 --- Sends a control document to a server's proxy; returns its stats.
 function _M.control(server, doc)
   control_transport = control_transport or core.curl_new{}
-  local status, _, body = control_transport:request(server.url .. "__control",
+  local status, _, body = control_transport:request(server.url:gsub("/$", "") .. "/__control",
     { "Content-Type: application/json" }, core.encode(doc or {}), 10000)
   assert(status == 200, "proxy control failed: " .. tostring(status) .. " " .. tostring(body))
   return core.decode(body)

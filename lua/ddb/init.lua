@@ -432,7 +432,7 @@ function Client:wait_for_table(name, timeout_ms)
   while true do
     local res, err = self:describe_table({ TableName = name })
     if res and res.Table and res.Table.TableStatus == "ACTIVE" then return res.Table end
-    if err and err.code ~= "ResourceNotFoundException" then return nil, err end
+    if not res and err.code ~= "ResourceNotFoundException" then return nil, err end
     if monotonic_ms() > deadline then
       return nil, _M.new_error("DeadlineExceeded", "table " .. name .. " did not become ACTIVE")
     end
