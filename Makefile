@@ -57,8 +57,11 @@ integration-run: build
 test: deps
 	sh spec/support/run-tests.sh
 
+# Starts local DynamoDB servers, runs the demo against dynalite, stops them.
 demo: deps build
-	sh spec/support/with-servers.sh $(LUA_BIN) examples/demo.lua
+	sh spec/support/with-servers.sh sh -c 'AWS_ENDPOINT_URL_DYNAMODB=$$DDB_TEST_DYNALITE_URL \
+	  AWS_REGION=$$DDB_TEST_REGION AWS_ACCESS_KEY_ID=$$DDB_TEST_ACCESS_KEY \
+	  AWS_SECRET_ACCESS_KEY=$$DDB_TEST_SECRET_KEY $(LUA_BIN) examples/demo.lua'
 
 clean:
 	rm -rf build

@@ -35,6 +35,10 @@ _M.MAX_ITEM_BYTES = 400 * 1024
 
 local TOKEN_FORMAT = "1"
 
+-- Returned in place of an item when none is stored, so that success is never nil
+-- (nil, err is failure), as OpenResty libraries return ngx.null for a missing value.
+local NO_ITEM = ddb.null
+
 local Store = {}
 Store.__index = Store
 _M.Store = Store
@@ -440,7 +444,7 @@ end
 -- @param key the item's key, e.g. { pk = "user#1" }
 -- @param fn the function
 -- @param opts optional { deadline_ms, max_attempts }
--- @return item (what is stored now; nil after a delete), info | nil, err
+-- @return item (what is stored now; ddb.null when no item is stored), info | nil, err
 function Store:with_item(key, fn, opts)
   if type(key) ~= "table" then error("bad argument #1 to 'with_item' (key table expected)", 2) end
   if type(fn) ~= "function" then error("bad argument #2 to 'with_item' (function expected)", 2) end
@@ -495,7 +499,7 @@ function Store:with_item(key, fn, opts)
           local r = resolve_write(self, w, current or nil)
           if r == "applied" then
             info.written = true
-            return finish(current and strip(self, current) or nil, w.kind)
+            return finish(current and strip(self, current) or NO_ITEM, w.kind)
           end
           if r == "unknown" then unknown = w end
           w.state = r
@@ -539,14 +543,14 @@ function Store:with_item(key, fn, opts)
         "optimistic.DELETE or optimistic.NOTHING; nothing was written"))
     end
     if result == _M.NOTHING then
-      return finish(current and strip(self, current) or nil, "none")
+      return finish(current and strip(self, current) or NO_ITEM, "none")
     end
     local token = self.tokens > 0 and new_token() or nil
     local op, req, kind = plan_write(self, names, kav, current, read_version, result, token,
       history)
     if op == nil then
       if req ~= nil then return fail(req) end   -- a validation error
-      return finish(current and strip(self, current) or nil, "none")
+      return finish(current and strip(self, current) or NO_ITEM, "none")
     end
 
     info.requests = info.requests + 1
@@ -557,7 +561,7 @@ function Store:with_item(key, fn, opts)
     if res then
       add_capacity(info, res)
       info.written = true
-      if kind == "delete" then return finish(nil, "delete") end
+      if kind == "delete" then return finish(NO_ITEM, "delete") end
       if op == "UpdateItem" and res.Attributes then
         return finish(strip(self, res.Attributes), kind)
       end
@@ -598,7 +602,7 @@ function Store:with_item(key, fn, opts)
   end
 end
 
---- Reads an item (strongly consistent) without changing it.
+--- Reads an item (strongly consistent) without changing it; ddb.null when there is none.
 function Store:get(key, opts)
   local copts = { deadline = monotonic_ms() + (opts and opts.deadline_ms or self.deadline_ms) }
   local names, err = self:key_schema(copts)
@@ -608,7 +612,7 @@ function Store:get(key, opts)
   local info = { requests = 0, consumed_capacity = 0 }
   local item, rerr = read_item(self, kav, info, copts)
   if item == nil then return nil, rerr end
-  return item and strip(self, item) or nil, info
+  return item and strip(self, item) or NO_ITEM, info
 end
 
 return _M

@@ -153,7 +153,7 @@ for _, server in ipairs(helper.servers()) do
         local item, info = store:with_item({ pk = "nothing" }, function()
           return optimistic.NOTHING
         end)
-        assert.is_nil(item)
+        assert.equal(ddb.null, item)
         assert.is_false(info.written)
         assert.is_nil(raw_item(client, tbl, "nothing"))
       end)
@@ -172,7 +172,7 @@ for _, server in ipairs(helper.servers()) do
       it("deletes the item for optimistic.DELETE", function()
         assert(store:with_item({ pk = "del" }, incr("n")))
         local item, info = store:with_item({ pk = "del" }, function() return optimistic.DELETE end)
-        assert.is_nil(item)
+        assert.equal(ddb.null, item)
         assert.equal("delete", info.action)
         assert.is_nil(raw_item(client, tbl, "del"))
       end)
@@ -196,7 +196,7 @@ for _, server in ipairs(helper.servers()) do
         local item, info = store:with_item({ pk = "delabsent" }, function()
           return optimistic.DELETE
         end)
-        assert.is_nil(item)
+        assert.equal(ddb.null, item)
         assert.is_false(info.written)
       end)
     end)

@@ -1,0 +1,45 @@
+package = "ddb-optimistic"
+version = "0.1.0-1"
+source = {
+  url = "git+file:///dev/null",
+  tag = "v0.1.0",
+}
+description = {
+  summary = "Amazon DynamoDB for Lua with optimistic locking that never loses or doubles an update",
+  detailed = [[
+    A C-backed DynamoDB client (SigV4, the JSON protocol, SDK-style retries) and
+    ddb.optimistic: with_item(key, fn) reads an item, runs fn on a fresh copy and writes the
+    result conditioned on a version attribute, re-running fn on conflicts, with write tokens
+    that resolve lost answers exactly once. Transports for plain Lua (libcurl), OpenResty
+    (cosockets) and coroutine-driven hosts.
+  ]],
+  license = "MIT",
+}
+dependencies = {
+  "lua >= 5.1, < 5.5",
+}
+external_dependencies = {
+  -- Debian keeps curl/curl.h under the multiarch include directory: check the library only
+  CURL = { library = "curl" },
+  OPENSSL = { header = "openssl/evp.h", library = "crypto" },
+  CJSON = { header = "cjson/cJSON.h", library = "cjson" },
+}
+build = {
+  type = "builtin",
+  modules = {
+    ["ddb.core"] = {
+      sources = {
+        "csrc/av.c", "csrc/buf.c", "csrc/compat.c", "csrc/ddb_core.c", "csrc/json.c",
+        "csrc/protocol.c", "csrc/retry.c", "csrc/sigv4.c", "csrc/signer.c",
+        "csrc/transport_curl.c",
+      },
+      defines = { "_POSIX_C_SOURCE=200809L" },
+      libraries = { "curl", "crypto", "cjson", "pthread" },
+      incdirs = { "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)", "$(CJSON_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)", "$(OPENSSL_LIBDIR)", "$(CJSON_LIBDIR)" },
+    },
+    ["ddb"] = "lua/ddb/init.lua",
+    ["ddb.config"] = "lua/ddb/config.lua",
+    ["ddb.optimistic"] = "lua/ddb/optimistic.lua",
+  },
+}
