@@ -6,6 +6,7 @@
 
 #include <ctype.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <curl/curl.h>
@@ -18,6 +19,7 @@ typedef struct curlt {
     char *ca_bundle;
     long connect_timeout_ms;
     int had_connection;         /* a previous transfer left a connection to reuse */
+    int sends;                  /* times libcurl was about to send the transfer in progress */
     char errbuf[CURL_ERROR_SIZE];
 } curlt;
 
@@ -34,6 +36,24 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
     curlt *t = ud;
     return buf_add(&t->body, p, size * n) == 0 ? size * n : 0;
 }
+
+/* libcurl calls this each time it is about to send the request. A second call within one
+ * transfer is libcurl's silent retry after a reused connection died without an answer; the
+ * first copy may have reached DynamoDB and been applied, so sending another behind the
+ * caller's back (and max_attempts) could apply the operation twice. Refused here, the
+ * transfer fails (CURLE_ABORTED_BY_CALLBACK) and the caller's retry policy decides. */
+#if LIBCURL_VERSION_NUM >= 0x075000   /* CURLOPT_PREREQFUNCTION: libcurl 7.80 */
+static int on_prereq(void *ud, char *primary_ip, char *local_ip, int primary_port,
+                     int local_port)
+{
+    curlt *t = ud;
+    (void)primary_ip;
+    (void)local_ip;
+    (void)primary_port;
+    (void)local_port;
+    return ++t->sends > 1 ? CURL_PREREQFUNC_ABORT : CURL_PREREQFUNC_OK;
+}
+#endif
 
 static size_t on_header(char *p, size_t size, size_t n, void *ud)
 {
@@ -170,6 +190,11 @@ static int push_transport_error(lua_State *L, curlt *t, CURLcode rc)
         code = "TLSError";
         applied = PROTO_APPLIED_NO;
         break;
+    case CURLE_ABORTED_BY_CALLBACK:
+        /* on_prereq: a reused connection died after the request went out */
+        snprintf(t->errbuf, sizeof t->errbuf, "the connection closed without an answer after "
+                 "the request was sent (not resent: it may have been applied)");
+        break;
     default:
         break;
     }
@@ -248,6 +273,11 @@ static int curlt_request(lua_State *L)
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->errbuf);
+    t->sends = 0;
+#if LIBCURL_VERSION_NUM >= 0x075000
+    curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
+    curl_easy_setopt(e, CURLOPT_PREREQDATA, t);
+#endif
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
                      t->connect_timeout_ms < timeout_ms ? t->connect_timeout_ms : timeout_ms);
@@ -264,8 +294,9 @@ static int curlt_request(lua_State *L)
     t->slist = NULL;
     curl_easy_getinfo(e, CURLINFO_NUM_CONNECTS, &new_connections);
     /* libcurl silently sends a request again on a fresh connection when a reused one dies
-     * without an answer, and the first copy may have reached the server. A new connection
-     * where an old one existed is therefore reported: the answer may follow a resend. */
+     * without an answer, and the first copy may have reached the server. on_prereq stops
+     * that where libcurl allows it; elsewhere, and conservatively, a new connection where an
+     * old one existed is reported: the answer may follow a resend. */
     resent = t->had_connection && new_connections > 0;
     if (rc != CURLE_OK) {
         t->had_connection = 0;

@@ -107,4 +107,83 @@ function _M.faults(server, list)
   return _M.control(server, { faults = setmetatable(list, core.mt.list) })
 end
 
+--- How many requests for op the proxy counted (received) in stats; 0 when none.
+function _M.requests(stats, op)
+  return stats.requests[op] or 0
+end
+
+--- How many requests for op the proxy passed on to the server in stats; 0 when none.
+function _M.forwarded(stats, op)
+  return stats.forwarded[op] or 0
+end
+
+--- An http:// URL on loopback where nothing listens (connections are refused at once).
+function _M.closed_url()
+  local probe = core.curl_new{ connect_timeout_ms = 500 }
+  for _, port in ipairs{ 1, 9, 47, 61 } do
+    local url = "http://127.0.0.1:" .. port .. "/"
+    local status, err = probe:request(url, {}, "{}", 1000)
+    if not status and err.code == "ConnectError" then
+      probe:close()
+      return url
+    end
+  end
+  probe:close()
+  error("helper.closed_url: every candidate loopback port accepted connections", 0)
+end
+
+--- Runs fn with ddb.config seeing vars (name -> value) on top of the real environment.
+function _M.with_env(vars, fn)
+  local config = require "ddb.config"
+  local real = config.getenv
+  config.getenv = function(name)
+    local v = vars[name]
+    if v ~= nil then return v end
+    return real(name)
+  end
+  local ok, a, b = pcall(fn)
+  config.getenv = real
+  if not ok then error(a, 0) end
+  return a, b
+end
+
+--- The curl transport, keeping what each request sent: transport.sent is a list of
+-- { headers = { name_lowercase = value }, body = string }. With tamper(lines), the header
+-- lines can be changed after signing and before sending.
+function _M.recording_transport(tamper)
+  local inner = ddb.curl_transport()
+  local sent = {}
+  return {
+    name = "recording",
+    sent = sent,
+    request = function(_, url, lines, body, timeout_ms)
+      if tamper then lines = tamper(lines) end
+      local h = {}
+      for _, line in ipairs(lines) do
+        local name, value = line:match("^([^:]+):%s*(.*)$")
+        if name then h[name:lower()] = value end
+      end
+      sent[#sent + 1] = { headers = h, body = body }
+      return inner:request(url, lines, body, timeout_ms)
+    end,
+    sleep = inner.sleep,
+    close = inner.close,
+  }
+end
+
+--- Every string inside v (keys and values, nested tables followed), for leak checks.
+function _M.strings(v, out, seen)
+  out, seen = out or {}, seen or {}
+  if type(v) == "string" then
+    out[#out + 1] = v
+  elseif type(v) == "table" and not seen[v] then
+    seen[v] = true
+    for k, x in pairs(v) do
+      _M.strings(k, out, seen)
+      _M.strings(x, out, seen)
+    end
+  end
+  return out
+end
+
 return _M

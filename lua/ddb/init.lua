@@ -311,8 +311,13 @@ _M._parse_http_date = parse_http_date
 
 local function skew_fix(self, err, headers)
   if not SKEW_CODES[err.code] then return false end
-  if err.code == "InvalidSignatureException" and not tostring(err.message):find("expired", 1, true)
-  then return false end
+  -- a clock behind the server's reads "Signature expired", one ahead "Signature not yet current"
+  if err.code == "InvalidSignatureException" then
+    local msg = tostring(err.message)
+    if not (msg:find("expired", 1, true) or msg:find("not yet current", 1, true)) then
+      return false
+    end
+  end
   local server = parse_http_date(headers and headers.date)
   if not server then return false end
   local skew = floor(server - core.now() + 0.5)
@@ -372,6 +377,11 @@ function Client:call(op, request, opts)
     else
       err = rheaders
       rheaders = nil
+      -- a transport of the caller's may answer nil, "message" as cosockets do
+      if type(err) ~= "table" then
+        err = _M.new_error("NetworkError", "transport failed: " .. tostring(err),
+          { applied = "maybe", retry_class = "transient", retryable = true })
+      end
     end
     local latency = monotonic_ms() - now
     if result then

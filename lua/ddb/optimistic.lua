@@ -602,6 +602,14 @@ function Store:with_item(key, fn, opts)
   end
 end
 
+-- The building blocks, for multi-item transactions and tests; not a stable API.
+_M._internal = {
+  new_token = new_token, parse_history = parse_history, history_string = history_string,
+  version_of = version_of, resolve_write = resolve_write, plan_write = plan_write,
+  key_av = key_av, strip = strip, expr_builder = expr_builder, condition = condition,
+  add_capacity = add_capacity, NO_ITEM = NO_ITEM,
+}
+
 --- Reads an item (strongly consistent) without changing it; ddb.null when there is none.
 function Store:get(key, opts)
   local copts = { deadline = monotonic_ms() + (opts and opts.deadline_ms or self.deadline_ms) }
