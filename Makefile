@@ -22,7 +22,7 @@ export LUA_PATH := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?
 export LUA_CPATH := $(CURDIR)/$(BUILD)/?.so;;
 export DDB_TEST_LUA := $(LUA_BIN)
 
-.PHONY: all build deps check test test-unit test-integration integration-run test-full demo bench clean
+.PHONY: all build deps check test test-unit test-integration integration-run demo clean
 
 all: build
 build: $(CORE)
@@ -65,3 +65,8 @@ demo: deps build
 
 clean:
 	rm -rf build
+
+# Slower targets (sanitizers, valgrind, fuzzing, soaks, the runtime matrix, benchmarks, docs)
+# live in their own files; `make test-full` runs the reliability set.
+-include spec/support/full.mk
+-include spec/support/matrix.mk

@@ -6,7 +6,10 @@
 #include <string.h>
 #include <cjson/cJSON.h>
 
-#define JSON_MAX_DEPTH 64
+/* Levels of arrays and objects, counting the outermost. DynamoDB nests attributes 32 deep and
+ * each level costs two here ({"M": {...}}), inside requests that wrap items 5 levels deep
+ * (TransactItems); the bound also stops cyclic tables. */
+#define JSON_MAX_DEPTH 128
 
 int json_utf8_valid(const char *str, size_t n)
 {
@@ -146,7 +149,7 @@ static int encode_table(lua_State *L, int idx, buf *out, int depth, char *err, s
 {
     size_t len = 0, i;
     int kind, first = 1;
-    if (depth > JSON_MAX_DEPTH) {
+    if (depth >= JSON_MAX_DEPTH) {
         snprintf(err, errlen, "nesting deeper than %d levels (or a cyclic table)", JSON_MAX_DEPTH);
         return -1;
     }
@@ -189,7 +192,15 @@ static int encode_table(lua_State *L, int idx, buf *out, int depth, char *err, s
     lua_pushnil(L);
     while (lua_next(L, idx) != 0) {
         size_t klen;
-        const char *k = lua_tolstring(L, -2, &klen);
+        const char *k;
+        /* A map-marked table skips json_table_kind's key check; lua_tolstring would turn a
+         * number key into a string under lua_next, and give NULL for any other type. */
+        if (lua_type(L, -2) != LUA_TSTRING) {
+            snprintf(err, errlen, "map key is a %s, not a string", luaL_typename(L, -2));
+            lua_pop(L, 2);
+            return -1;
+        }
+        k = lua_tolstring(L, -2, &klen);
         if (!first && buf_addc(out, ','))
             goto nomem_pop2;
         first = 0;
@@ -354,6 +365,19 @@ int json_decode(lua_State *L, const char *s, size_t n)
 {
     cJSON *j;
     const char *end = NULL;
+    /* cJSON copies a raw NUL into a string and lua_pushstring would then cut it short. */
+    if (memchr(s, '\0', n) != NULL) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "JSON text holds a NUL byte");
+        return 0;
+    }
+    /* JSON text is UTF-8 (RFC 8259); cJSON does not check, and what decodes here must
+     * encode again. */
+    if (!json_utf8_valid(s, n)) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "JSON text is not valid UTF-8");
+        return 0;
+    }
     if (has_escaped_nul(s, n)) {
         lua_pushnil(L);
         lua_pushliteral(L, "JSON holds a string with a NUL character, which this module "

@@ -6,12 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-uint32_t proto_crc32(const void *data, size_t len)
+/* Continues a CRC-32 (zlib's) over more bytes; crc is the value for the bytes before. */
+static uint32_t crc32_update(uint32_t crc, const void *data, size_t len)
 {
     static uint32_t table[256];
     static volatile int ready = 0;
     const unsigned char *p = data;
-    uint32_t c = 0xFFFFFFFFu;
+    uint32_t c = crc ^ 0xFFFFFFFFu;
     size_t i;
     if (!ready) {
         /* Racing threads compute identical values, so the benign overlap is harmless. */
@@ -27,6 +28,11 @@ uint32_t proto_crc32(const void *data, size_t len)
     for (i = 0; i < len; i++)
         c = table[(c ^ p[i]) & 0xFF] ^ (c >> 8);
     return c ^ 0xFFFFFFFFu;
+}
+
+uint32_t proto_crc32(const void *data, size_t len)
+{
+    return crc32_update(0, data, len);
 }
 
 /* Error codes worth another attempt, and how long to wait before it (throttle waits longer).
@@ -96,7 +102,9 @@ int proto_lua_crc32(lua_State *L)
 {
     size_t n;
     const char *s = luaL_checklstring(L, 1, &n);
-    lua_pushinteger(L, (lua_Integer)proto_crc32(s, n));
+    lua_Integer crc = luaL_optinteger(L, 2, 0);
+    luaL_argcheck(L, crc >= 0 && crc <= 0xFFFFFFFF, 2, "a CRC-32 value is from 0 to 2^32-1");
+    lua_pushinteger(L, (lua_Integer)crc32_update((uint32_t)crc, s, n));
     return 1;
 }
 

@@ -85,6 +85,8 @@ int retry_lua_new(lua_State *L)
 {
     retry_policy *r;
     int t = lua_istable(L, 1) ? 1 : 0;
+    if (!t && !lua_isnoneornil(L, 1))
+        return luaL_argerror(L, 1, "retry options must be a table");
     r = lua_newuserdata(L, sizeof *r);
     memset(r, 0, sizeof *r);
     retry_init(r, retry_seed());
@@ -124,8 +126,11 @@ static int retry_next(lua_State *L)
         return 2;
     }
     cost = strcmp(cls, "timeout") == 0 ? r->timeout_cost : r->retry_cost;
-    /* throttling is the server asking for less traffic: it never drains the quota */
-    if (strcmp(cls, "throttle") != 0) {
+    /* throttling is the server asking for less traffic: it never drains the quota, and
+     * reports a cost of 0 so that success(spent) gives back only what was taken */
+    if (strcmp(cls, "throttle") == 0) {
+        cost = 0;
+    } else {
         if (r->quota < cost) {
             lua_pushnil(L);
             lua_pushliteral(L, "retry_quota");
@@ -143,10 +148,13 @@ static int retry_next(lua_State *L)
 static int retry_success(lua_State *L)
 {
     retry_policy *r = check_retry(L);
-    int refund = (int)luaL_optinteger(L, 2, 1);
-    r->quota += refund;
-    if (r->quota > r->quota_max)
+    lua_Integer refund = luaL_optinteger(L, 2, 1);
+    luaL_argcheck(L, refund >= 0, 2, "refund must not be negative");
+    /* compared before adding: a huge refund must not overflow the int */
+    if (refund >= (lua_Integer)(r->quota_max - r->quota))
         r->quota = r->quota_max;
+    else
+        r->quota += (int)refund;
     return 0;
 }
 

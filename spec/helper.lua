@@ -186,4 +186,18 @@ function _M.strings(v, out, seen)
   return out
 end
 
+--- Waits (up to timeout_ms) until the proxy has forwarded every op request it received,
+-- so that requests a delay fault holds back do not land in a later test's counts.
+function _M.settle(server, op, timeout_ms)
+  local deadline = core.monotonic_ms() + (timeout_ms or 5000)
+  while true do
+    local st = _M.stats(server)
+    if _M.forwarded(st, op) >= _M.requests(st, op) then return st end
+    if core.monotonic_ms() > deadline then
+      error(("helper.settle: %s requests still held by the proxy"):format(op), 2)
+    end
+    core.sleep_ms(50)
+  end
+end
+
 return _M
