@@ -128,6 +128,17 @@ static void add_request_id(lua_State *L, int headers, int target)
     lua_setfield(L, target, "request_id");
 }
 
+static int is_list(lua_State *L, int idx)
+{
+    int r;
+    if (!lua_getmetatable(L, idx))
+        return 0;
+    luaL_getmetatable(L, JSON_LIST_MT);
+    r = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    return r;
+}
+
 int proto_lua_parse_response(lua_State *L)
 {
     int status = (int)luaL_checkinteger(L, 1);
@@ -156,7 +167,8 @@ int proto_lua_parse_response(lua_State *L)
     }
 
     if (status >= 200 && status < 300) {
-        if (!json_decode(L, body, n) || lua_type(L, -1) != LUA_TTABLE) {
+        /* Every DynamoDB answer is an object; an array would pass for an empty result. */
+        if (!json_decode(L, body, n) || lua_type(L, -1) != LUA_TTABLE || is_list(L, -1)) {
             push_error(L, "InvalidResponse", "DynamoDB answered with a body that is not a "
                        "JSON object (truncated or damaged)", status, PROTO_APPLIED_MAYBE,
                        "transient");

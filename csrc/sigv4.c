@@ -136,7 +136,8 @@ static int canonical_query(buf *out, const char *q)
         }
         s = amp ? amp + 1 : NULL;
     }
-    qsort(params, n, sizeof *params, query_cmp);
+    if (n > 1)   /* params is NULL without a query, and qsort must not be given NULL */
+        qsort(params, n, sizeof *params, query_cmp);
     for (i = 0; i < n; i++) {
         if (i > 0 && buf_addc(out, '&') != 0)
             goto cleanup;

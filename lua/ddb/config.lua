@@ -26,11 +26,13 @@ end
 function _M.parse_ini(text)
   local sections, current = {}, nil
   local n = 0
+  local last_key, last_indent
   for line in (text .. "\n"):gmatch("([^\n]*)\n") do
     n = n + 1
     line = line:gsub("\r$", "")
     local stripped = trim(line)
     local blank = stripped == "" or stripped:match("^[#;]")
+    local indent = #line:match("^%s*")
     if not blank and stripped:match("^%[") then
       local name = stripped:match("^%[%s*(.-)%s*%]$")
       if not name or name == "" then
@@ -38,6 +40,12 @@ function _M.parse_ini(text)
       end
       current = sections[name] or {}
       sections[name] = current
+      last_key = nil
+    elseif not blank and last_key and indent > last_indent then
+      -- a line indented under a key continues its value (as in Python's configparser):
+      -- nested settings ("s3 =" then "  max_concurrent_requests = 20") stay plain text
+      -- instead of overriding the profile's own keys
+      current[last_key] = current[last_key] .. "\n" .. stripped
     elseif not blank then
       local k, v = stripped:match("^([^=]-)%s*=%s*(.*)$")
       if not k or k == "" then
@@ -46,8 +54,8 @@ function _M.parse_ini(text)
       if not current then
         return nil, "line " .. n .. ": key outside any section"
       end
-      -- nested settings ("s3 =" followed by indented lines) are kept as plain text
-      current[trim(k):lower()] = v:gsub("%s+[#;].*$", "")
+      last_key, last_indent = trim(k):lower(), indent
+      current[last_key] = v:gsub("%s+[#;].*$", "")
     end
   end
   return sections
@@ -100,10 +108,20 @@ function _M.region(opt)
     end
     return opt
   end
-  local r = env("AWS_REGION") or env("AWS_DEFAULT_REGION")
-  if r then return r end
-  local prof = _M.profile()
-  if prof and prof.region then return prof.region end
+  -- names from the environment or a file are checked like the option: they end up in the
+  -- endpoint's host name and in every signature's scope
+  local r, source = env("AWS_REGION"), "AWS_REGION"
+  if not r then r, source = env("AWS_DEFAULT_REGION"), "AWS_DEFAULT_REGION" end
+  if not r then
+    local prof = _M.profile()
+    r, source = prof and prof.region, "the shared AWS files"
+  end
+  if r then
+    if not r:match("^[%w%-]+$") then
+      return nil, ("region from %s must be a name such as 'us-east-1'"):format(source)
+    end
+    return r
+  end
   return nil, "no region: set the 'region' option, AWS_REGION or AWS_DEFAULT_REGION"
 end
 
@@ -116,13 +134,19 @@ function _M.parse_endpoint(url)
   if not hostport or (path ~= "" and path ~= "/") then
     return nil, "endpoint must be scheme://host[:port] with no path"
   end
-  local host, port = hostport:match("^%[(.+)%]:(%d+)$")
-  if not host then host = hostport:match("^%[(.+)%]$") end
-  if not host then
-    host, port = hostport:match("^([^:]+):(%d+)$")
-    if not host then host = hostport end
+  -- host: a name or IPv4 address, or an IPv6 address in brackets; then an optional :port
+  local host, after = hostport:match("^%[([%x:%.]*)%](.*)$")
+  if host then
+    if not host:find(":", 1, true) then return nil, "endpoint has a bad host" end
+  else
+    host, after = hostport:match("^([^:]*)(.*)$")
+    if not host:match("^[%w%-_%.]+$") then return nil, "endpoint has a bad host" end
   end
-  if host == "" or host:find("[%s@]") then return nil, "endpoint has a bad host" end
+  local port
+  if after ~= "" then
+    port = after:match("^:(%d+)$")
+    if not port then return nil, "endpoint has a bad port" end
+  end
   local default_port = scheme == "https" and 443 or 80
   port = tonumber(port) or default_port
   if port < 1 or port > 65535 then return nil, "endpoint port out of range" end
