@@ -100,11 +100,9 @@ static int has_mt(lua_State *L, int idx, const char *name)
 int json_table_kind(lua_State *L, int idx, size_t *len, char *err, size_t errlen)
 {
     size_t n = 0, strings = 0, max = 0;
-    if (has_mt(L, idx, JSON_LIST_MT)) {
-        *len = lua_rawlen(L, idx);
-        return 1;
-    }
-    if (has_mt(L, idx, JSON_MAP_MT))
+    /* A marked list is still scanned: a string key in it would otherwise vanish silently. */
+    int marked_list = has_mt(L, idx, JSON_LIST_MT);
+    if (!marked_list && has_mt(L, idx, JSON_MAP_MT))
         return 0;
     lua_pushnil(L);
     while (lua_next(L, idx) != 0) {
@@ -126,13 +124,14 @@ int json_table_kind(lua_State *L, int idx, size_t *len, char *err, size_t errlen
         snprintf(err, errlen, "table has a key that is neither a string nor a list index");
         return -1;
     }
-    if (strings > 0 && n > 0) {
-        snprintf(err, errlen, "table mixes list indexes and string keys");
+    if (strings > 0 && (n > 0 || marked_list)) {
+        snprintf(err, errlen, marked_list ? "list (ddb.list) has a string key"
+                                          : "table mixes list indexes and string keys");
         return -1;
     }
     if (n == 0) {
         *len = 0;
-        return 0;
+        return marked_list;
     }
     if (max != n) {
         snprintf(err, errlen, "list has holes (%lu items, highest index %lu)",

@@ -70,23 +70,62 @@ static char *dup_field(lua_State *L, int t, const char *name, int required)
     return p;
 }
 
+/* Pushes field name of table t and returns it checked (NULL when absent and optional);
+ * allocates nothing, so a raised error leaks nothing. */
+static const char *peek_field(lua_State *L, int t, const char *name, int required)
+{
+    const char *v;
+    size_t n;
+    lua_getfield(L, t, name);
+    if (lua_isnil(L, -1)) {
+        if (required)
+            luaL_error(L, "signer option '%s' is required", name);
+        return NULL;
+    }
+    if (lua_type(L, -1) != LUA_TSTRING)
+        luaL_error(L, "signer option '%s' must be a string", name);
+    v = lua_tolstring(L, -1, &n);
+    if (memchr(v, '\r', n) || memchr(v, '\n', n) || memchr(v, '\0', n))
+        luaL_error(L, "signer option '%s' holds a line break or NUL", name);
+    return v;
+}
+
+static char *copy_str(const char *v)
+{
+    char *p;
+    if (v == NULL)
+        return NULL;
+    p = malloc(strlen(v) + 1);
+    if (p != NULL)
+        strcpy(p, v);
+    return p;
+}
+
 static void set_credentials(lua_State *L, signer *s, int t)
 {
-    /* Everything is read before anything is replaced, so a bad call leaves the old set. */
-    char *ak = dup_field(L, t, "access_key", 1);
-    char *sk = NULL, *tok = NULL;
-    sk = dup_field(L, t, "secret_key", 0);
-    tok = dup_field(L, t, "session_token", 0);
-    if (sk == NULL || ak[0] == '\0' || sk[0] == '\0' || strlen(ak) >= sizeof s->cache.access_key) {
-        wipe_str(&ak);
-        wipe_str(&sk);
-        wipe_str(&tok);
+    /* Everything is checked before anything is copied, and copied before anything is
+     * replaced, so a bad call leaves the old credentials and leaks no secret. */
+    int top = lua_gettop(L);
+    const char *ak = peek_field(L, t, "access_key", 1);
+    const char *sk = peek_field(L, t, "secret_key", 1);
+    const char *tok = peek_field(L, t, "session_token", 0);
+    char *cak, *csk, *ctok;
+    if (ak[0] == '\0' || sk[0] == '\0' || strlen(ak) >= sizeof s->cache.access_key)
         luaL_error(L, "credentials need a non-empty access_key (under 128 bytes) and secret_key");
+    cak = copy_str(ak);
+    csk = copy_str(sk);
+    ctok = copy_str(tok);
+    lua_settop(L, top);
+    if (cak == NULL || csk == NULL || (tok != NULL && ctok == NULL)) {
+        wipe_str(&cak);
+        wipe_str(&csk);
+        wipe_str(&ctok);
+        luaL_error(L, "out of memory");
     }
     signer_clear_credentials(s);
-    s->access_key = ak;
-    s->secret_key = sk;
-    s->session_token = tok;
+    s->access_key = cak;
+    s->secret_key = csk;
+    s->session_token = ctok;
 }
 
 /* core.signer_new{ access_key, secret_key, session_token, region, host, service, user_agent } */

@@ -269,3 +269,12 @@ describe("numbers", function()
     assert.equal(0, decode("-0"))
   end)
 end)
+
+describe("lists marked with ddb.list", function()
+  local core = require "ddb.core"
+  it("refuse string keys instead of dropping them", function()
+    local value, err = core.encode(setmetatable({ 1, x = 2 }, core.mt.list))
+    assert.is_nil(value)
+    assert.truthy(err:find("string key", 1, true), err)
+  end)
+end)

@@ -392,3 +392,12 @@ describe("core.error", function()
       retry_class = "timeout" }, core.error("Timeout", nil, nil, "maybe", "timeout"))
   end)
 end)
+
+describe("HTTP 429 without a readable body", function()
+  local core = require "ddb.core"
+  it("is throttling, retried with the throttling backoff", function()
+    local _, err = core.parse_response(429, "<html>slow down</html>", {})
+    assert.equal("throttle", err.retry_class)
+    assert.is_true(err.retryable)
+  end)
+end)
