@@ -271,7 +271,6 @@ describe("numbers", function()
 end)
 
 describe("lists marked with ddb.list", function()
-  local core = require "ddb.core"
   it("refuse string keys instead of dropping them", function()
     local value, err = core.encode(setmetatable({ 1, x = 2 }, core.mt.list))
     assert.is_nil(value)

@@ -394,7 +394,6 @@ describe("core.error", function()
 end)
 
 describe("HTTP 429 without a readable body", function()
-  local core = require "ddb.core"
   it("is throttling, retried with the throttling backoff", function()
     local _, err = core.parse_response(429, "<html>slow down</html>", {})
     assert.equal("throttle", err.retry_class)
