@@ -70,3 +70,4 @@ clean:
 # live in their own files; `make test-full` runs the reliability set.
 -include spec/support/full.mk
 -include spec/support/matrix.mk
+-include spec/support/bench.mk
