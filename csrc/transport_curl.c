@@ -297,7 +297,12 @@ static int curlt_request(lua_State *L)
      * without an answer, and the first copy may have reached the server. on_prereq stops
      * that where libcurl allows it; elsewhere, and conservatively, a new connection where an
      * old one existed is reported: the answer may follow a resend. */
+#if LIBCURL_VERSION_NUM >= 0x075000
+    resent = 0;
+    (void)new_connections;
+#else
     resent = t->had_connection && new_connections > 0;
+#endif
     if (rc != CURLE_OK) {
         t->had_connection = 0;
         return push_transport_error(L, t, rc);

@@ -284,7 +284,6 @@ end
 -- "Signature expired" and friends: our clock is off. The server's Date says by how much.
 local SKEW_CODES = {
   RequestTimeTooSkewed = true, RequestExpired = true, InvalidSignatureException = true,
-  SignatureDoesNotMatch = false,
 }
 
 local MONTHS = { Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6, Jul = 7, Aug = 8,
@@ -386,8 +385,10 @@ function Client:call(op, request, opts)
     local latency = monotonic_ms() - now
     if result then
       self.retry:success(attempt > 1 and spent or 1)
+      -- an earlier attempt that may have landed makes an unconditional write at-least-once
       local info = { attempts = attempt, elapsed_ms = monotonic_ms() - started,
-        request_id = rheaders and (rheaders["x-amzn-requestid"]), status = status }
+        request_id = rheaders and (rheaders["x-amzn-requestid"]), status = status,
+        earlier_attempt_applied = applied }
       emit(self, { op = op, status = status, attempt = attempt, latency_ms = latency,
         request_id = info.request_id, consumed_capacity = result.ConsumedCapacity })
       return result, info

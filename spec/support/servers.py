@@ -258,6 +258,9 @@ def launch_all(state_dir, pids):
         argv = [sys.executable, str(SUPPORT_DIR / "sigproxy.py"),
                 "--listen-port", str(proxy_ports[name]),
                 "--backend", f"http://{LOOPBACK}:{port}"]
+        if name == "moto":
+            # see sigproxy.ProxyServer: moto's conditional writes race each other
+            argv.append("--serialize-backend")
         proc = spawn(proxy_name, argv, state_dir, pids)
         started.append((proxy_name, f"http://{LOOPBACK}:{proxy_ports[name]}", proc))
     return [(name, url, proc, Path(state_dir) / f"{name}.log")
