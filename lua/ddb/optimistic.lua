@@ -514,50 +514,65 @@ function Store:with_item(key, fn, opts)
       end
     end
 
-    if info.attempts >= max_attempts then
-      return fail(new_error("ConflictsExhausted", ("gave up after %d runs of the function " ..
-        "(%d conflicts)"):format(info.attempts, info.conflicts)))
-    end
-    if info.conflicts > 0 then
-      local delay = self.client.retry:backoff(self.backoff_base_ms, self.backoff_cap_ms,
-        info.conflicts)
-      if monotonic_ms() + delay >= deadline then
-        return fail(new_error("DeadlineExceeded", ("the call's deadline passed after %d " ..
-          "conflicts"):format(info.conflicts)))
-      end
-      if delay > 0 then
-        local t = self.client.transport
-        if t.sleep then t:sleep(delay) else core.sleep_ms(delay) end
-      end
+    -- A lost write that has not landed yet is sent again as it was (same token, same
+    -- condition) rather than replaced by a new run of the function: of two copies
+    -- conditioned on one version at most one can land, whereas a new run that chose to
+    -- write nothing would leave the old copy free to land after the call returned.
+    local pending
+    for _, w in ipairs(writes) do
+      if w.state == "pending" then pending = w end
     end
 
-    local read_version, vberr = version_of(self, current)
-    if not read_version then return fail(vberr) end
-    local history = current and parse_history(current[self.token_attr])
-    info.attempts = info.attempts + 1
-    local copy = current and strip(self, current) or nil
-    local ok, result = pcall(fn, copy)
-    if not ok then error(result, 0) end
-    if result == nil then
-      return fail(new_error("ValidationError", "the function returned nil: return the item, " ..
-        "optimistic.DELETE or optimistic.NOTHING; nothing was written"))
-    end
-    if result == _M.NOTHING then
-      return finish(current and strip(self, current) or NO_ITEM, "none")
-    end
-    local token = self.tokens > 0 and new_token() or nil
-    local op, req, kind = plan_write(self, names, kav, current, read_version, result, token,
-      history)
-    if op == nil then
-      if req ~= nil then return fail(req) end   -- a validation error
-      return finish(current and strip(self, current) or NO_ITEM, "none")
+    local op, req, kind, w
+    if pending then
+      op, req, kind, w = pending.op, pending.req, pending.kind, pending
+      info.resends = (info.resends or 0) + 1
+    else
+      if info.attempts >= max_attempts then
+        return fail(new_error("ConflictsExhausted", ("gave up after %d runs of the " ..
+          "function (%d conflicts)"):format(info.attempts, info.conflicts)))
+      end
+      if info.conflicts > 0 then
+        local delay = self.client.retry:backoff(self.backoff_base_ms, self.backoff_cap_ms,
+          info.conflicts)
+        if monotonic_ms() + delay >= deadline then
+          return fail(new_error("DeadlineExceeded", ("the call's deadline passed after %d " ..
+            "conflicts"):format(info.conflicts)))
+        end
+        if delay > 0 then
+          local t = self.client.transport
+          if t.sleep then t:sleep(delay) else core.sleep_ms(delay) end
+        end
+      end
+
+      local read_version, vberr = version_of(self, current)
+      if not read_version then return fail(vberr) end
+      local history = current and parse_history(current[self.token_attr])
+      info.attempts = info.attempts + 1
+      local copy = current and strip(self, current) or nil
+      local ok, result = pcall(fn, copy)
+      if not ok then error(result, 0) end
+      if result == nil then
+        return fail(new_error("ValidationError", "the function returned nil: return the " ..
+          "item, optimistic.DELETE or optimistic.NOTHING; nothing was written"))
+      end
+      if result == _M.NOTHING then
+        return finish(current and strip(self, current) or NO_ITEM, "none")
+      end
+      local token = self.tokens > 0 and new_token() or nil
+      op, req, kind = plan_write(self, names, kav, current, read_version, result, token,
+        history)
+      if op == nil then
+        if req ~= nil then return fail(req) end   -- a validation error
+        return finish(current and strip(self, current) or NO_ITEM, "none")
+      end
+      w = { token = token, kind = kind, read_version = read_version,
+        version = read_version + 1, state = "sent", op = op, req = req,
+        read_top = history and history[1] and history[1].token }
     end
 
     info.requests = info.requests + 1
     local res, err = self.client:call(op, req, copts)
-    local w = { token = token, kind = kind, read_version = read_version,
-      version = read_version + 1, state = "sent",
-      read_top = history and history[1] and history[1].token }
     if res then
       add_capacity(info, res)
       info.written = true
@@ -586,7 +601,8 @@ function Store:with_item(key, fn, opts)
             "a conflict was reported, and write tokens are off", { applied = "maybe",
               cause = err, info = info })
         end
-        writes[#writes + 1] = w
+        if w ~= pending then writes[#writes + 1] = w end
+        w.state = "sent"
       end
     elseif maybe then
       if self.tokens == 0 then
@@ -594,12 +610,21 @@ function Store:with_item(key, fn, opts)
           "(" .. tostring(err.code) .. ") and write tokens are off", { applied = "maybe",
             cause = err, info = info })
       end
-      writes[#writes + 1] = w
+      if w ~= pending then writes[#writes + 1] = w end
+      w.state = "sent"
       current = nil   -- read again and resolve
     else
       return fail(err)
     end
   end
+end
+
+--- Several items, possibly in several tables, in one transaction: see ddb.transact.
+_M.with_items = function(...) return require("ddb.transact").with_items(...) end
+
+--- with_items with this store's table and settings as the defaults.
+function Store:with_items(keys, fn, opts)
+  return _M.with_items(self, keys, fn, opts)
 end
 
 -- The building blocks, for multi-item transactions and tests; not a stable API.

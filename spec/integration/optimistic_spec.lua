@@ -295,6 +295,7 @@ for _, server in ipairs(helper.servers()) do
         assert.is_nil(item)
         assert.equal("DeadlineExceeded", err.code)
         assert.is_true(elapsed >= 290 and elapsed < 300 + 250, "elapsed " .. elapsed)
+        helper.settle(server, "GetItem")
         helper.reset(server)
         assert.equal("1", raw_item(client, tbl, "slow").n.N)
       end)
@@ -307,6 +308,26 @@ for _, server in ipairs(helper.servers()) do
         -- the write timed out in flight: it may land, so the call cannot say it failed
         assert.equal("OutcomeUnknown", err.code)
         assert.equal("maybe", err.applied)
+        helper.settle(server, "UpdateItem")
+      end)
+
+      it("sends a lost write that has not landed yet again instead of re-running", function()
+        local once = helper.client(server, { max_attempts = 1, timeout_ms = 300 })
+        local s1 = assert(optimistic.new{ table = tbl, client = once })
+        assert(s1:with_item({ pk = "resend" }, incr("n")))
+        -- the first copy is held past the client's timeout, then still lands (or not)
+        helper.faults(server, { { kind = "delay_ms", op = "UpdateItem", ms = 800, count = 1 } })
+        local runs = 0
+        local item, info = s1:with_item({ pk = "resend" }, function(it)
+          runs = runs + 1
+          return incr("n")(it)
+        end)
+        assert.truthy(item, tostring(info))
+        assert.equal(1, runs)
+        assert.equal(1, info.resends)
+        assert.equal(2, item.n)
+        helper.settle(server, "UpdateItem")
+        assert.equal("2", raw_item(client, tbl, "resend").n.N)
       end)
 
       it("calls on_conflict with the conflict count", function()
