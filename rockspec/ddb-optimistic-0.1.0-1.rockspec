@@ -41,5 +41,6 @@ build = {
     ["ddb"] = "lua/ddb/init.lua",
     ["ddb.config"] = "lua/ddb/config.lua",
     ["ddb.optimistic"] = "lua/ddb/optimistic.lua",
+    ["ddb.transact"] = "lua/ddb/transact.lua",
   },
 }
