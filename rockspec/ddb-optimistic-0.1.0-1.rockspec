@@ -42,5 +42,6 @@ build = {
     ["ddb.config"] = "lua/ddb/config.lua",
     ["ddb.optimistic"] = "lua/ddb/optimistic.lua",
     ["ddb.transact"] = "lua/ddb/transact.lua",
+    ["ddb.transport.ngx"] = "lua/ddb/transport/ngx.lua",
   },
 }

@@ -338,7 +338,8 @@ end
 --- Sends one DynamoDB operation with retries.
 -- @param op the operation name, e.g. "GetItem"
 -- @param request the request as a Lua table in DynamoDB's JSON shape
--- @param opts optional { deadline = absolute monotonic ms, deadline_ms = n, timeout_ms = n }
+-- @param opts optional { deadline = absolute monotonic ms, deadline_ms = n, timeout_ms = n,
+--   return_maybe = true (return a failure that may have been applied at once, unretried) }
 -- @return result, info | nil, err (err.applied says whether the operation may have run)
 function Client:call(op, request, opts)
   if type(op) ~= "string" then error("bad argument #1 to 'call' (operation name expected)", 2) end
@@ -400,6 +401,11 @@ function Client:call(op, request, opts)
     emit(self, { op = op, status = err.status, attempt = attempt, latency_ms = latency,
       request_id = err.request_id, code = err.code })
 
+    if opts and opts.return_maybe and err.applied == "maybe" then
+      -- the caller can find out what happened faster than a blind retry (with_item reads
+      -- the item and checks its write token)
+      return nil, err
+    end
     if not skew_fixed and skew_fix(self, err, rheaders) then
       skew_fixed = true
       attempt = attempt - 1   -- a clock fix is not a failed attempt

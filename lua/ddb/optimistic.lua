@@ -456,6 +456,7 @@ function Store:with_item(key, fn, opts)
   local deadline = started + (opts.deadline_ms or self.deadline_ms)
   local max_attempts = opts.max_attempts or self.max_attempts
   local copts = { deadline = deadline }
+  local wcopts = { deadline = deadline, return_maybe = true }
   local info = { attempts = 0, conflicts = 0, requests = 0, consumed_capacity = 0,
     written = false }
 
@@ -572,7 +573,9 @@ function Store:with_item(key, fn, opts)
     end
 
     info.requests = info.requests + 1
-    local res, err = self.client:call(op, req, copts)
+    -- with tokens, a lost answer is resolved by reading the item at once: quicker than
+    -- the client's blind retries, and before other writers push the token out of history
+    local res, err = self.client:call(op, req, self.tokens > 0 and wcopts or copts)
     if res then
       add_capacity(info, res)
       info.written = true
