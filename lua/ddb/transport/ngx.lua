@@ -1,0 +1,367 @@
+--- ddb.transport.ngx: the non-blocking transport for OpenResty, on ngx_lua cosockets.
+-- HTTP/1.1 POST with Content-Length; answers framed by Content-Length, chunked or close;
+-- TLS with certificate and host-name verification (SNI set); connections kept in nginx's
+-- cosocket pool. `ddb.new` picks it by itself inside nginx; `transport = "ngx"` asks for it.
+--
+-- What it needs from nginx.conf (examples/openresty/nginx.conf sets both):
+-- * `resolver` for endpoint host names: cosockets resolve through nginx's own resolver,
+--   never /etc/hosts or getaddrinfo. Only "localhost" is mapped to 127.0.0.1 without asking
+--   (RFC 6761; curl does the same).
+-- * `lua_ssl_trusted_certificate` (e.g. /etc/ssl/certs/ca-certificates.crt) and
+--   `lua_ssl_verify_depth 3` for https endpoints: cosockets verify against that file only,
+--   so the `ca_bundle` option and AWS_CA_BUNDLE cannot apply here (the option raises).
+--   https endpoints need a host name: nginx checks the certificate against a DNS name,
+--   not against an IP address.
+--
+-- Phases. Cosockets exist in rewrite, access, content, timer and the ssl_* certificate and
+-- session phases. Anywhere else (init, init_worker, set, header_filter, body_filter, log,
+-- balancer, exit_worker) a request returns nil, err with err.code "PhaseError" at once:
+-- run the call from `ngx.timer.at(0, fn)` instead. There is no blocking fallback.
+--
+-- Proxies: HTTPS_PROXY / NO_PROXY are not supported here (the curl transport honours them
+-- through libcurl). nginx workers only see environment variables named by `env`
+-- directives, and cosockets have no proxy support of their own, so honouring them would
+-- mean a CONNECT tunnel, NO_PROXY matching and proxy pools written anew in Lua; nginx
+-- deployments route egress at the network level instead. A warning is logged when such a
+-- variable is visible, so that a direct connection is never a silent surprise.
+--
+-- Outcomes. A failure before the request can have reached the server (connect, DNS, TLS
+-- handshake, or sending the request line, see below) is applied = "no"; one after
+-- (send of headers and body, timeout or close while reading) is applied = "maybe".
+-- maybe_resent is always false: nothing is ever sent twice behind the caller's back.
+--
+-- Stale pooled connections. nginx drops a pooled connection as soon as its event loop sees
+-- the server close it; one closed since then is only found by using it. So the request
+-- line ("POST / HTTP/1.1") goes out in a send of its own, and the rest only once that one
+-- has succeeded: when the first send fails, at most part of the request line has left,
+-- and that is no request. Such a pooled connection (typically reset by the server) is
+-- dropped and the request goes out on the next one, or on a new connection, which gets no
+-- second chance. Every later failure is "maybe": after a plain close (FIN) the kernel
+-- still accepts the request line, so that case cannot be told from a server that read the
+-- request and died. TCP_NODELAY is set so that the second send never waits for the first
+-- one's acknowledgement.
+--
+-- Aborted requests. If the downstream client goes away while a call is in flight, nginx
+-- lets the handler run on unless `lua_check_client_abort on` is set; with it (and no
+-- `ngx.on_abort` handler), or when a light thread is killed with `ngx.thread.kill`, the
+-- coroutine is simply never resumed: the caller sees no return at all, the connection is
+-- closed, and a write in flight may or may not have been applied. Code after the call does
+-- not run, so treat such a write as applied = "maybe"; to have it finish, keep
+-- lua_check_client_abort off (the default) or run the write in `ngx.timer.at`.
+-- @module ddb.transport.ngx
+
+local core = require "ddb.core"
+local config = require "ddb.config"
+
+local ngx = ngx
+local type, tonumber, tostring, error, ipairs = type, tonumber, tostring, error, ipairs
+local concat = table.concat
+local os_getenv = os.getenv
+local monotonic_ms = core.monotonic_ms
+local ngx_socket_tcp = ngx and ngx.socket and ngx.socket.tcp
+local ngx_sleep = ngx and ngx.sleep
+local get_phase = ngx and ngx.get_phase
+
+local _M = { _VERSION = "0.1.0" }
+
+-- ngx_lua's yieldable contexts: the only phases where cosockets and ngx.sleep work.
+local COSOCKET_PHASES = {
+  rewrite = true, server_rewrite = true, access = true, content = true, timer = true,
+  ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true,
+}
+_M.COSOCKET_PHASES = COSOCKET_PHASES
+
+local REQUEST_LINE = "POST / HTTP/1.1\r\n"
+
+local function fail(code, message, applied, retry_class)
+  return nil, { code = code, message = message, applied = applied,
+    retry_class = retry_class, retryable = retry_class ~= "none" }
+end
+
+local function phase_error(phase)
+  return fail("PhaseError", ("cannot send a DynamoDB request in nginx's '%s' phase: " ..
+    "cosockets are not available there; make the call from ngx.timer.at(0, fn), or from " ..
+    "a rewrite, access or content handler"):format(tostring(phase)), "no", "none")
+end
+
+-- A failed send or receive; whether the request may have been applied is the caller's to say.
+local function io_error(what, err, applied)
+  if err == "timeout" then
+    return fail("Timeout", what .. " timed out", applied, "timeout")
+  end
+  return fail("NetworkError", what .. " failed: " .. tostring(err), applied, "transient")
+end
+
+local function remaining(deadline)
+  return deadline - monotonic_ms()
+end
+
+-- Endpoint URL -> what connecting needs; cached per URL (a client has one).
+local function target_of(self, url)
+  local t = self.targets[url]
+  if t then return t end
+  local ep, err = config.parse_endpoint(url)
+  if not ep then return nil, err end
+  local host = ep.host
+  local connect_host = host
+  if host == "localhost" or host:match("%.localhost$") then
+    connect_host = "127.0.0.1"
+  elseif host:find(":", 1, true) then
+    connect_host = "[" .. host .. "]"
+  end
+  local sni = ep.tls and host or nil
+  t = {
+    host = host, port = ep.port, tls = ep.tls, sni = sni, connect_host = connect_host,
+    where = host .. ":" .. ep.port,
+    -- everything that makes two connections not interchangeable
+    pool = ("ddb:%s:%s:%d:%s:%s"):format(ep.scheme, host, ep.port, sni or "",
+      self.verify and "verify" or "noverify"),
+  }
+  self.targets[url] = t
+  return t
+end
+
+-- A connected (and, for https, verified) socket and whether it came from the pool | nil, err.
+local function open(self, t, deadline)
+  local sock, err = ngx_socket_tcp()
+  if not sock then return fail("NetworkError", "no cosocket: " .. tostring(err), "no", "transient") end
+  local left = remaining(deadline)
+  if left < 1 then return fail("Timeout", "no time left to connect to " .. t.where, "no", "timeout") end
+  local ct = left < self.connect_timeout_ms and left or self.connect_timeout_ms
+  sock:settimeouts(ct, left, left)
+  local ok
+  ok, err = sock:connect(t.connect_host, t.port, { pool = t.pool, pool_size = self.pool_size })
+  if not ok then
+    if err == "timeout" then
+      return fail("Timeout", "connecting to " .. t.where .. " timed out", "no", "timeout")
+    end
+    if type(err) == "string" and err:find("no resolver defined", 1, true) then
+      return fail("ConnectError", "cannot connect to " .. t.where .. ": " .. err ..
+        " (set nginx's 'resolver' directive)", "no", "none")
+    end
+    return fail("ConnectError", "cannot connect to " .. t.where .. ": " .. tostring(err),
+      "no", "transient")
+  end
+  local stats = self.stats
+  local reused = sock:getreusedtimes() > 0
+  if reused then
+    stats.reused = stats.reused + 1
+    return sock, true
+  end
+  stats.connects = stats.connects + 1
+  sock:setoption("tcp-nodelay", 1)
+  if t.tls then
+    -- false: no session object wanted back; the pool keeps the TLS connection itself
+    ok, err = sock:sslhandshake(false, t.sni, self.verify)
+    if not ok then
+      sock:close()
+      if err == "timeout" then
+        return fail("Timeout", "TLS handshake with " .. t.where .. " timed out", "no", "timeout")
+      end
+      err = tostring(err)
+      -- "<openssl verify code>: <text>" or nginx's host-name check
+      if err:match("^%d+: ") or err == "certificate host mismatch" then
+        return fail("TLSVerifyError", "certificate of " .. t.where .. " not accepted: " .. err ..
+          " (trusted CAs come from lua_ssl_trusted_certificate)", "no", "none")
+      end
+      return fail("TLSError", "TLS handshake with " .. t.where .. " failed: " .. err, "no",
+        "transient")
+    end
+  end
+  return sock, false
+end
+
+local function recv(sock, deadline, pattern)
+  local left = remaining(deadline)
+  if left < 1 then return nil, "timeout" end
+  sock:settimeout(left)
+  return sock:receive(pattern)
+end
+
+local function read_chunked(sock, deadline)
+  local parts = {}
+  while true do
+    local line, err = recv(sock, deadline, "*l")
+    if not line then return nil, err end
+    local size = tonumber(line:match("^%s*(%x+)%s*[;]?") or "", 16)
+    if not size then return nil, "bad chunk size line" end
+    if size == 0 then break end
+    local data
+    data, err = recv(sock, deadline, size)
+    if not data then return nil, err end
+    parts[#parts + 1] = data
+    local crlf
+    crlf, err = recv(sock, deadline, 2)
+    if not crlf then return nil, err end
+    if crlf ~= "\r\n" then return nil, "chunk not followed by CRLF" end
+  end
+  while true do   -- trailer section, up to its empty line
+    local line, err = recv(sock, deadline, "*l")
+    if not line then return nil, err end
+    if line == "" then break end
+  end
+  return concat(parts)
+end
+
+-- Reads one response: status, headers (lowercase names), body, keep_alive | nil, err.
+local function read_response(sock, deadline)
+  local status, minor, headers
+  repeat
+    local left = remaining(deadline)
+    if left < 1 then return nil, "timeout" end
+    sock:settimeout(left)
+    local head, err = sock:receiveuntil("\r\n\r\n")()
+    if not head then return nil, err end
+    local m, s = head:match("^HTTP/1%.(%d) (%d%d%d)")
+    if not m then return nil, "malformed status line" end
+    minor, status = m, tonumber(s)
+    headers = {}
+    for line in head:gmatch("\n([^\r\n]+)") do
+      local name, value = line:match("^([^:]+):[ \t]*(.-)[ \t]*$")
+      if name then
+        name = name:lower()
+        local prev = headers[name]
+        headers[name] = prev and (prev .. ", " .. value) or value
+      end
+    end
+  until status >= 200 or status == 101   -- 1xx answers are interim; the real one follows
+  local conn = (headers.connection or ""):lower()
+  local keep = minor == "1" and not conn:find("close", 1, true)
+    or minor == "0" and conn:find("keep-alive", 1, true) ~= nil
+  local body, err = "", nil
+  local te = headers["transfer-encoding"]
+  if status == 204 or status == 304 then
+    body = ""   -- never a body, whatever the headers say
+  elseif te and te:lower():find("chunked", 1, true) then
+    body, err = read_chunked(sock, deadline)
+  elseif headers["content-length"] then
+    local n = tonumber(headers["content-length"]:match("^%d+$"))
+    if not n then return nil, "bad Content-Length" end
+    if n > 0 then body, err = recv(sock, deadline, n) end
+  else
+    body, err = recv(sock, deadline, "*a")   -- delimited by the server closing
+    keep = false
+  end
+  if not body then return nil, err end
+  return status, headers, body, keep
+end
+
+local function request(self, url, header_lines, body, timeout_ms)
+  local phase = get_phase()
+  if not COSOCKET_PHASES[phase] then return phase_error(phase) end
+  local t, terr = target_of(self, url)
+  if not t then return fail("ConfigError", terr, "no", "none") end
+  local deadline = monotonic_ms() + (timeout_ms or 10000)
+
+  local n = #header_lines
+  local rest = {}
+  for i = 1, n do
+    rest[2 * i - 1] = header_lines[i]
+    rest[2 * i] = "\r\n"
+  end
+  rest[2 * n + 1] = "Content-Length: "
+  rest[2 * n + 2] = #body
+  rest[2 * n + 3] = "\r\n\r\n"
+  rest[2 * n + 4] = body
+
+  local stale = 0
+  while true do
+    local sock, reused = open(self, t, deadline)
+    if not sock then return nil, reused end   -- reused is the error here
+    local ok, err = sock:send(REQUEST_LINE)
+    if not ok then
+      sock:close()
+      -- The server has no request from us. A pooled connection that fails here was closed
+      -- by the server while idle: drop it and take the next, until a new connection is
+      -- made (which gets no second chance) or the pool could not hold any more.
+      if not reused or stale >= self.pool_size then
+        return io_error("sending to " .. t.where, err, "no")
+      end
+      stale = stale + 1
+      self.stats.stale_retries = self.stats.stale_retries + 1
+    else
+      local left = remaining(deadline)
+      if left < 1 then
+        sock:close()
+        return fail("Timeout", "request to " .. t.where .. " timed out", "maybe", "timeout")
+      end
+      sock:settimeout(left)
+      ok, err = sock:send(rest)
+      if not ok then
+        sock:close()
+        return io_error("sending to " .. t.where, err, "maybe")
+      end
+      local status, headers, rbody, keep = read_response(sock, deadline)
+      if not status then
+        sock:close()
+        return io_error("reading the answer from " .. t.where, headers, "maybe")
+      end
+      if keep then
+        sock:setkeepalive(self.keepalive_timeout_ms, self.pool_size)
+      else
+        sock:close()
+      end
+      return status, headers, rbody, false
+    end
+  end
+end
+
+local function sleep(_, ms)
+  -- Outside yieldable phases there is nothing to wait for: the request already failed.
+  -- nginx's timers count whole milliseconds; a shorter wait would be a bare yield.
+  if ms >= 1 and COSOCKET_PHASES[get_phase()] then ngx_sleep(ms / 1000) end
+end
+
+local function check(opts, name, kind)
+  local v = opts[name]
+  if v ~= nil and type(v) ~= kind then
+    error(("ddb.transport.ngx: option '%s' must be a %s"):format(name, kind), 3)
+  end
+  return v
+end
+
+--- Creates the transport. Options (all optional): connect_timeout_ms (1000),
+-- keepalive_timeout_ms (idle time in the pool, 30000), pool_size (per endpoint and worker,
+-- 64), tls_verify (true; false only for tests against self-signed servers).
+function _M.new(opts)
+  opts = opts or {}
+  if type(ngx_socket_tcp) ~= "function" then
+    error("ddb.transport.ngx: needs OpenResty's ngx_lua (ngx.socket.tcp); outside nginx " ..
+      "use the curl transport", 2)
+  end
+  if opts.ca_bundle ~= nil then
+    error("ddb.transport.ngx: option 'ca_bundle' cannot apply to cosockets, which verify " ..
+      "against nginx's lua_ssl_trusted_certificate; set that directive instead", 3)
+  end
+  local verify = check(opts, "tls_verify", "boolean")
+  local self = {
+    name = "ngx",
+    verify = verify ~= false,
+    connect_timeout_ms = check(opts, "connect_timeout_ms", "number") or 1000,
+    keepalive_timeout_ms = check(opts, "keepalive_timeout_ms", "number") or 30000,
+    pool_size = check(opts, "pool_size", "number") or 64,
+    targets = {},
+    -- per worker: new connections, pooled ones reused, stale pooled ones replaced
+    stats = { connects = 0, reused = 0, stale_retries = 0 },
+    request = request,
+    sleep = sleep,
+    close = function() end,   -- the connections belong to nginx's pool
+  }
+  -- visible only when nginx.conf passes them on with `env`; then say they do not apply
+  for _, name in ipairs({ "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy" }) do
+    local v = os_getenv(name)
+    if v and v ~= "" then
+      ngx.log(ngx.WARN, "ddb: ", name, " is set, but the cosocket transport does not use ",
+        "proxies; connecting directly")
+      break
+    end
+  end
+  local bundle = os_getenv("AWS_CA_BUNDLE")
+  if bundle and bundle ~= "" then
+    ngx.log(ngx.WARN, "ddb: AWS_CA_BUNDLE is set, but cosockets trust only ",
+      "lua_ssl_trusted_certificate")
+  end
+  return self
+end
+
+return _M
