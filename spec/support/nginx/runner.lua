@@ -124,7 +124,8 @@ function _M.start(opts)
   _M.build_jit()
   local prefix = _M.tmpdir("nginx")
   -- workers run as nobody: they must be able to reach the modules they require lazily
-  must("chmod 755 " .. q(prefix) .. " && mkdir -p " .. q(prefix .. "/logs") .. " && ln -s " .. q(_M.root .. "/lua") .. " " ..
+  must("chmod 755 " .. q(prefix) .. " && mkdir -p " .. q(prefix .. "/logs") ..
+    " && ln -s " .. q(_M.root .. "/lua") .. " " ..
     q(_M.root .. "/build") .. " " .. q(_M.root .. "/examples") .. " " .. q(prefix .. "/"))
   local envs = {}
   for k, v in pairs(opts.env or {}) do envs[#envs + 1] = k .. "=" .. q(v) end
