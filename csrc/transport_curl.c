@@ -218,8 +218,13 @@ static int push_transport_error(lua_State *L, curlt *t, CURLcode rc)
     return 2;
 }
 
-/* t:request(url, header_lines, body, timeout_ms) -> status, headers, body, maybe_resent
- *                                                   | nil, err */
+static const char *const http_methods[] = {"POST", "GET", "PUT", NULL};
+enum { METHOD_POST, METHOD_GET, METHOD_PUT };
+
+/* t:request(url, header_lines, body, timeout_ms[, method]) -> status, headers, body,
+ *                                                             maybe_resent | nil, err
+ * method is "POST" (the default: DynamoDB, STS), "GET" or "PUT" (the instance and container
+ * metadata endpoints of credential providers); a GET carries no body. */
 static int curlt_request(lua_State *L)
 {
     curlt *t = check_curlt(L);
@@ -229,7 +234,7 @@ static int curlt_request(lua_State *L)
     long timeout_ms;
     CURLcode rc;
     long status = 0, new_connections = 0;
-    int resent;
+    int resent, method;
     CURL *e = t->easy;
 
     luaL_checktype(L, 3, LUA_TTABLE);
@@ -237,6 +242,8 @@ static int curlt_request(lua_State *L)
     timeout_ms = (long)luaL_optnumber(L, 5, 10000);
     if (timeout_ms < 1)
         timeout_ms = 1;
+    method = luaL_checkoption(L, 6, "POST", http_methods);
+    luaL_argcheck(L, method != METHOD_GET || body_len == 0, 4, "a GET request has no body");
 
     /* Build the header list first: a Lua error here leaves only t->slist, freed at close. */
     curl_slist_free_all(t->slist);
@@ -264,9 +271,16 @@ static int curlt_request(lua_State *L)
     t->head.len = 0;
     t->errbuf[0] = '\0';
     curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_POST, 1L);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+    if (method == METHOD_GET) {
+        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, NULL);
+    } else {
+        curl_easy_setopt(e, CURLOPT_POST, 1L);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+        /* a PUT goes out through the POST machinery under another name: body from memory */
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method == METHOD_PUT ? "PUT" : NULL);
+    }
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->slist);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
@@ -349,6 +363,9 @@ void curlt_register(lua_State *L)
     if (compat_newmetatable(L, CURLT_MT)) {
         lua_newtable(L);
         luaL_setfuncs(L, methods, 0);
+        /* tells Lua code this build from one whose request() can only POST */
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "supports_methods");
         lua_setfield(L, -2, "__index");
         lua_pushcfunction(L, curlt_close);
         lua_setfield(L, -2, "__gc");

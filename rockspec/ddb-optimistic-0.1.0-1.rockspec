@@ -40,6 +40,7 @@ build = {
     },
     ["ddb"] = "lua/ddb/init.lua",
     ["ddb.config"] = "lua/ddb/config.lua",
+    ["ddb.credentials"] = "lua/ddb/credentials.lua",
     ["ddb.optimistic"] = "lua/ddb/optimistic.lua",
     ["ddb.transact"] = "lua/ddb/transact.lua",
     ["ddb.transport.ngx"] = "lua/ddb/transport/ngx.lua",

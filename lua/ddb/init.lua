@@ -6,6 +6,7 @@
 
 local core = require "ddb.core"
 local config = require "ddb.config"
+local credentials = require "ddb.credentials"
 
 local type, setmetatable, getmetatable, tostring, tonumber, pairs, error, pcall =
   type, setmetatable, getmetatable, tostring, tonumber, pairs, error, pcall
@@ -176,7 +177,11 @@ end
 -- or a function returning that), profile, timeout_ms (per attempt, 3000), connect_timeout_ms
 -- (1000), deadline_ms (whole call including retries, 10000), max_attempts (10, or
 -- AWS_MAX_ATTEMPTS), retry ({base_ms, throttle_base_ms, cap_ms, quota}), transport ("curl",
--- "ngx" or a table with request/sleep), ca_bundle, on_event (metrics hook).
+-- "ngx" or a table with request/sleep), ca_bundle, on_event (metrics hook), log
+-- (function(level, message) for the credential cache's warnings; default: nginx's error log
+-- or stderr).
+-- Credentials come from ddb.credentials' default chain; nothing is fetched from the network
+-- here (sources that need it, such as instance metadata, are asked on the first call).
 -- Returns the client, or nil, err for configuration that cannot work.
 function _M.new(opts)
   if opts == nil then opts = {} end
@@ -188,6 +193,13 @@ function _M.new(opts)
   if opts.on_event ~= nil and type(opts.on_event) ~= "function" then
     error("ddb.new: option 'on_event' must be a function", 2)
   end
+  if opts.log ~= nil and type(opts.log) ~= "function" then
+    error("ddb.new: option 'log' must be a function", 2)
+  end
+  local ct = type(opts.credentials)
+  if opts.credentials ~= nil and ct ~= "table" and ct ~= "function" then
+    error("ddb.new: option 'credentials' must be a table or a function", 2)
+  end
   if max_attempts == nil then
     local n, err = config.env_number("AWS_MAX_ATTEMPTS", 1, 100)
     if err then return nil, _M.new_error("ConfigError", err) end
@@ -198,21 +210,6 @@ function _M.new(opts)
   if not region then return nil, _M.new_error("ConfigError", rerr) end
   local ep, eerr = config.endpoint(opts.endpoint, region)
   if not ep then return nil, _M.new_error("ConfigError", eerr) end
-
-  local provider
-  local creds, cerr
-  if type(opts.credentials) == "function" then
-    provider = opts.credentials
-    local ok, c, perr = pcall(provider)
-    if not ok or not c then
-      return nil, _M.new_error("CredentialsError", "credentials provider failed: " ..
-        tostring(ok and perr or "it raised an error"))
-    end
-    creds, cerr = config.credentials(c)
-  else
-    creds, cerr = config.credentials(opts.credentials, opts.profile)
-  end
-  if not creds then return nil, _M.new_error("CredentialsError", cerr) end
 
   local retry_opts = {}
   if opts.retry ~= nil then
@@ -232,6 +229,16 @@ function _M.new(opts)
     error("ddb.new: option 'transport' must be 'curl', 'ngx' or a table with a request method", 2)
   end
 
+  -- One provider per configuration and Lua state (per nginx worker), so that clients made per
+  -- request share the cache. A transport of the caller's carries the providers' requests
+  -- too when it can send GET and PUT; otherwise they make their own (cosockets or libcurl).
+  local provider, cerr = credentials.default{
+    credentials = opts.credentials, profile = opts.profile, region = region, log = opts.log,
+    transport = type(opts.transport) == "table" and opts.transport.supports_methods
+      and opts.transport or nil,
+  }
+  if not provider then return nil, wrap_error(cerr) end
+
   local self = setmetatable({
     region = region,
     endpoint = ep,
@@ -241,16 +248,40 @@ function _M.new(opts)
     transport = transport,
     retry = core.retry_new(retry_opts),
     on_event = opts.on_event,
-    provider = provider,
-    creds_expiration = creds.expiration,
-    credentials_source = creds.source,
+    credentials_provider = provider,
+    credentials_source = provider:describe(),
+    signer_options = { region = region, host = ep.host_header,
+      user_agent = USER_AGENT ..
+        (opts.user_agent_suffix and (" " .. opts.user_agent_suffix) or "") },
   }, Client)
-  self.signer = core.signer_new{
-    access_key = creds.access_key, secret_key = creds.secret_key,
-    session_token = creds.session_token, region = region, host = ep.host_header,
-    user_agent = USER_AGENT .. (opts.user_agent_suffix and (" " .. opts.user_agent_suffix) or ""),
-  }
+  -- credentials at hand without I/O (explicit, environment, shared files) make the signer now;
+  -- the others make it on the first call
+  local creds = provider:peek()
+  if creds then self:_use_credentials(creds) end
   return self
+end
+
+-- Puts creds into the signer (made on first use); the signing-key cache follows them.
+function Client:_use_credentials(creds)
+  if creds == self.creds then return end
+  if self.signer then
+    self.signer:set_credentials(creds)
+  else
+    local o = { access_key = creds.access_key, secret_key = creds.secret_key,
+      session_token = creds.session_token }
+    for k, v in pairs(self.signer_options) do o[k] = v end
+    self.signer = core.signer_new(o)
+  end
+  self.creds = creds
+end
+
+-- The provider's current credentials into the signer: creds | nil, err. rejected: the
+-- credentials a server has just refused as expired (one forced refresh).
+local function current_credentials(self, rejected)
+  local creds, err = self.credentials_provider:get(rejected)
+  if not creds then return nil, wrap_error(err) end
+  self:_use_credentials(creds)
+  return creds
 end
 
 function Client:__tostring()
@@ -258,28 +289,18 @@ function Client:__tostring()
     self.region, self.url, tostring(self.credentials_source))
 end
 
---- Replaces the credentials (e.g. after a refresh); the signing key cache follows them.
+--- Replaces the credentials with fixed ones; the signing key cache follows them.
 function Client:set_credentials(c)
-  local creds, err = config.credentials(c)
-  if not creds then error("set_credentials: " .. err, 2) end
-  self.signer:set_credentials(creds)
-  self.creds_expiration = creds.expiration
+  if type(c) ~= "table" then error("set_credentials: a table is required", 2) end
+  local provider, err = credentials.new{ credentials = c }
+  if not provider then error("set_credentials: " .. tostring(err.message), 2) end
+  self.credentials_provider = provider
+  self.credentials_source = provider:describe()
+  self:_use_credentials(provider:peek())
 end
 
-local function refresh_credentials(self)
-  local exp = self.creds_expiration
-  if not self.provider or not exp or exp - core.now() > 300 then return true end
-  local ok, c = pcall(self.provider)
-  local creds = ok and c and config.credentials(c)
-  if not creds then
-    -- keep the old ones while they are still valid
-    if exp > core.now() then return true end
-    return nil, _M.new_error("CredentialsError", "credentials expired and the provider failed")
-  end
-  self.signer:set_credentials(creds)
-  self.creds_expiration = creds.expiration
-  return true
-end
+-- The server refused the credentials as expired: worth one refresh and one more try.
+local EXPIRED_CREDENTIALS = { ExpiredTokenException = true, ExpiredToken = true }
 
 -- "Signature expired" and friends: our clock is off. The server's Date says by how much.
 local SKEW_CODES = {
@@ -352,10 +373,10 @@ function Client:call(op, request, opts)
   if not body then
     return nil, _M.new_error("ValidationError", "request cannot be encoded: " .. jerr)
   end
-  local ok, cerr = refresh_credentials(self)
-  if not ok then return nil, cerr end
+  local creds, cerr = current_credentials(self)
+  if not creds then return nil, cerr end
 
-  local attempt, applied, skew_fixed, spent = 0, "no", false, 0
+  local attempt, applied, skew_fixed, renewed, spent = 0, "no", false, false, 0
   local err
   while true do
     attempt = attempt + 1
@@ -409,6 +430,12 @@ function Client:call(op, request, opts)
     if not skew_fixed and skew_fix(self, err, rheaders) then
       skew_fixed = true
       attempt = attempt - 1   -- a clock fix is not a failed attempt
+    elseif not renewed and EXPIRED_CREDENTIALS[err.code] and err.applied == "no"
+        and current_credentials(self, creds) then
+      -- refused before it ran: sign again with the refreshed credentials, once
+      renewed = true
+      creds = self.creds
+      attempt = attempt - 1
     else
       local delay, cost = self.retry:next(attempt, err.retry_class or "none")
       if not delay then

@@ -413,6 +413,7 @@ describe("ddb.new", function()
 
   it("returns nil and a CredentialsError listing where it looked", function()
     env.AWS_SECRET_ACCESS_KEY = SECRET
+    env.AWS_EC2_METADATA_DISABLED = "true"   -- else instance metadata is asked on first call
     local client, err = ddb.new{ region = "us-east-1", transport = transport }
     assert.is_nil(client)
     assert.equal("CredentialsError", err.code)

@@ -71,7 +71,8 @@ local COSOCKET_PHASES = {
 }
 _M.COSOCKET_PHASES = COSOCKET_PHASES
 
-local REQUEST_LINE = "POST / HTTP/1.1\r\n"
+-- what credential providers need besides DynamoDB's POST (instance and container metadata)
+local METHODS = { POST = true, GET = true, PUT = true }
 
 local function fail(code, message, applied, retry_class)
   return nil, { code = code, message = message, applied = applied,
@@ -100,7 +101,11 @@ end
 local function target_of(self, url)
   local t = self.targets[url]
   if t then return t end
-  local ep, err = config.parse_endpoint(url)
+  -- a path (metadata endpoints have one) goes into the request line, so it must be one token
+  local base, path = url:match("^(https?://[^/]+)(/.*)$")
+  if not base then base, path = url, "/" end
+  if path:find("[%s%z]") then return nil, "the URL's path holds white space or NUL" end
+  local ep, err = config.parse_endpoint(base)
   if not ep then return nil, err end
   local host = ep.host
   local connect_host = host
@@ -112,6 +117,7 @@ local function target_of(self, url)
   local sni = ep.tls and host or nil
   t = {
     host = host, port = ep.port, tls = ep.tls, sni = sni, connect_host = connect_host,
+    path = path,
     where = host .. ":" .. ep.port,
     -- everything that makes two connections not interchangeable
     pool = ("ddb:%s:%s:%d:%s:%s"):format(ep.scheme, host, ep.port, sni or "",
@@ -246,12 +252,20 @@ local function read_response(sock, deadline)
   return status, headers, body, keep
 end
 
-local function request(self, url, header_lines, body, timeout_ms)
+-- request(url, header_lines, body, timeout_ms[, method]): method "POST" (the default),
+-- "GET" (no body, no Content-Length) or "PUT".
+local function request(self, url, header_lines, body, timeout_ms, method)
   local phase = get_phase()
   if not COSOCKET_PHASES[phase] then return phase_error(phase) end
+  method = method or "POST"
+  if not METHODS[method] or (method == "GET" and body ~= "") then
+    return fail("ConfigError", "cannot send " .. tostring(method) .. " with this transport" ..
+      (method == "GET" and " (a GET has no body)" or ""), "no", "none")
+  end
   local t, terr = target_of(self, url)
   if not t then return fail("ConfigError", terr, "no", "none") end
   local deadline = monotonic_ms() + (timeout_ms or 10000)
+  local request_line = method .. " " .. t.path .. " HTTP/1.1\r\n"
 
   local n = #header_lines
   local rest = {}
@@ -259,16 +273,20 @@ local function request(self, url, header_lines, body, timeout_ms)
     rest[2 * i - 1] = header_lines[i]
     rest[2 * i] = "\r\n"
   end
-  rest[2 * n + 1] = "Content-Length: "
-  rest[2 * n + 2] = #body
-  rest[2 * n + 3] = "\r\n\r\n"
-  rest[2 * n + 4] = body
+  if method == "GET" then
+    rest[2 * n + 1] = "\r\n"
+  else
+    rest[2 * n + 1] = "Content-Length: "
+    rest[2 * n + 2] = #body
+    rest[2 * n + 3] = "\r\n\r\n"
+    rest[2 * n + 4] = body
+  end
 
   local stale = 0
   while true do
     local sock, reused = open(self, t, deadline)
     if not sock then return nil, reused end   -- reused is the error here
-    local ok, err = sock:send(REQUEST_LINE)
+    local ok, err = sock:send(request_line)
     if not ok then
       sock:close()
       -- The server has no request from us. A pooled connection that fails here was closed
@@ -336,6 +354,7 @@ function _M.new(opts)
   local verify = check(opts, "tls_verify", "boolean")
   local self = {
     name = "ngx",
+    supports_methods = true,
     verify = verify ~= false,
     connect_timeout_ms = check(opts, "connect_timeout_ms", "number") or 1000,
     keepalive_timeout_ms = check(opts, "keepalive_timeout_ms", "number") or 30000,
