@@ -41,7 +41,7 @@ deps:
 	sh spec/support/install-deps.sh
 
 check:
-	luacheck --quiet lua spec examples
+	luacheck --quiet lua spec examples bin/ddb-optimistic
 
 test-unit: build
 	sh spec/support/busted.sh --lua=$(LUA_BIN) --run=unit

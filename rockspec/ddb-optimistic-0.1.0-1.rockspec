@@ -39,10 +39,15 @@ build = {
       libdirs = { "$(CURL_LIBDIR)", "$(OPENSSL_LIBDIR)", "$(CJSON_LIBDIR)" },
     },
     ["ddb"] = "lua/ddb/init.lua",
+    ["ddb.cli"] = "lua/ddb/cli.lua",
     ["ddb.config"] = "lua/ddb/config.lua",
     ["ddb.credentials"] = "lua/ddb/credentials.lua",
     ["ddb.optimistic"] = "lua/ddb/optimistic.lua",
     ["ddb.transact"] = "lua/ddb/transact.lua",
     ["ddb.transport.ngx"] = "lua/ddb/transport/ngx.lua",
+  },
+  -- the command-line tool; LuaRocks puts a wrapper in <tree>/bin that sets the module paths
+  install = {
+    bin = { ["ddb-optimistic"] = "bin/ddb-optimistic" },
   },
 }

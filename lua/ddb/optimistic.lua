@@ -20,6 +20,21 @@ local marshal_item, unmarshal_item, av_equal = core.marshal_item, core.unmarshal
 
 local _M = { _VERSION = ddb._VERSION }
 
+-- Runs fn(...) as pcall does, but lets fn yield on every runtime: PUC Lua 5.1 cannot yield
+-- across pcall, so there fn runs in a coroutine of its own whose yields are passed on.
+local PUC51 = _VERSION == "Lua 5.1" and not jit
+local unpack = table.unpack or unpack   -- luacheck: ignore 143
+local function pack(...) return { n = select("#", ...), ... } end
+local function call_protected(fn, ...)
+  if not PUC51 then return pcall(fn, ...) end
+  local co = coroutine.create(fn)
+  local r = pack(coroutine.resume(co, ...))
+  while r[1] and coroutine.status(co) ~= "dead" do
+    r = pack(coroutine.resume(co, coroutine.yield(unpack(r, 2, r.n))))
+  end
+  return unpack(r, 1, r.n)
+end
+
 local function sentinel(name)
   return setmetatable({}, { __tostring = function() return name end,
     __newindex = function() error(name .. " is immutable", 2) end })
@@ -129,10 +144,9 @@ function Store:key_schema(call_opts)
   return names
 end
 
---------------------------------------------------------------------------------
+-- -----------------------------------------------------------------------------
 -- Write tokens: "1 <version>:<token> <version>:<token> ..." newest first.
---------------------------------------------------------------------------------
-
+-- -----------------------------------------------------------------------------
 local B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 local function new_token()
@@ -230,10 +244,9 @@ local function resolve_write(self, w, current)
   return "unknown"
 end
 
---------------------------------------------------------------------------------
+-- -----------------------------------------------------------------------------
 -- The read-modify-write loop
---------------------------------------------------------------------------------
-
+-- -----------------------------------------------------------------------------
 local function strip(self, item_av)
   if not item_av then return nil end
   local plain = unmarshal_item(item_av)
@@ -551,7 +564,7 @@ function Store:with_item(key, fn, opts)
       local history = current and parse_history(current[self.token_attr])
       info.attempts = info.attempts + 1
       local copy = current and strip(self, current) or nil
-      local ok, result = pcall(fn, copy)
+      local ok, result = call_protected(fn, copy)
       if not ok then error(result, 0) end
       if result == nil then
         return fail(new_error("ValidationError", "the function returned nil: return the " ..
@@ -635,7 +648,7 @@ _M._internal = {
   new_token = new_token, parse_history = parse_history, history_string = history_string,
   version_of = version_of, resolve_write = resolve_write, plan_write = plan_write,
   key_av = key_av, strip = strip, expr_builder = expr_builder, condition = condition,
-  add_capacity = add_capacity, NO_ITEM = NO_ITEM,
+  add_capacity = add_capacity, NO_ITEM = NO_ITEM, call_protected = call_protected,
 }
 
 --- Reads an item (strongly consistent) without changing it; ddb.null when there is none.

@@ -100,10 +100,9 @@ local TRANSIENT = { TransactionConflict = true, ProvisionedThroughputExceeded = 
 
 local WRITE_OP = { UpdateItem = "Update", PutItem = "Put", DeleteItem = "Delete" }
 
---------------------------------------------------------------------------------
+-- -----------------------------------------------------------------------------
 -- Settings, keys and names
---------------------------------------------------------------------------------
-
+-- -----------------------------------------------------------------------------
 local function opt_check(cond, name, what)
   if not cond then error(("with_items: option '%s' must be %s"):format(name, what), 4) end
 end
@@ -298,10 +297,9 @@ local function bind_keys(s, refs, seen, copts)
   return true
 end
 
---------------------------------------------------------------------------------
+-- -----------------------------------------------------------------------------
 -- Requests
---------------------------------------------------------------------------------
-
+-- -----------------------------------------------------------------------------
 local function add_capacity(info, res)
   local cc = res and res.ConsumedCapacity
   if type(cc) ~= "table" then return end
@@ -385,10 +383,9 @@ local function read_all(s, targets, info, copts, deadline)
   end
 end
 
---------------------------------------------------------------------------------
+-- -----------------------------------------------------------------------------
 -- Planning a commit
---------------------------------------------------------------------------------
-
+-- -----------------------------------------------------------------------------
 local function finish_action(a, op, req)
   local body = { TableName = req.TableName, Key = req.Key, Item = req.Item,
     UpdateExpression = req.UpdateExpression, ConditionExpression = req.ConditionExpression,
@@ -546,10 +543,9 @@ local function plan(refs, puts, current, versions, histories, results, token)
     ClientRequestToken = token, ReturnConsumedCapacity = "TOTAL" } }
 end
 
---------------------------------------------------------------------------------
+-- -----------------------------------------------------------------------------
 -- Resolving a commit whose outcome is unknown
---------------------------------------------------------------------------------
-
+-- -----------------------------------------------------------------------------
 local function holds(a, cur)
   if a.read then
     return cur and I.version_of(a.ps, cur) == a.read_version or false
@@ -596,10 +592,9 @@ local function view_from_reasons(c, reasons)
   return view
 end
 
---------------------------------------------------------------------------------
+-- -----------------------------------------------------------------------------
 -- with_items
---------------------------------------------------------------------------------
-
+-- -----------------------------------------------------------------------------
 --- Reads several items, runs fn on fresh copies, commits the result in one transaction
 -- conditioned on every version read. See the module's header for the whole contract.
 -- @param target a ddb client, or an optimistic store (its client, settings and table)
@@ -784,7 +779,7 @@ function _M.with_items(target, keys, fn, opts)
         items[r.name] = cur and I.strip(r.ps, cur) or nil
       end
       info.attempts = info.attempts + 1
-      local fok, results, puts_given = pcall(fn, items)
+      local fok, results, puts_given = I.call_protected(fn, items)
       if not fok then error(results, 0) end
       if results == nil then
         return fail(invalid("the function returned nil: return the results (usually the " ..

@@ -1,0 +1,319 @@
+-- The ddb-optimistic command (bin/ddb-optimistic, lua/ddb/cli.lua) against both local
+-- servers: what it prints, what it stores, and the exit code that tells a shell script
+-- what happened.
+local ddb = require "ddb"
+local helper = require "helper"
+
+local q = helper.shell_quote
+
+local function slurp(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("*a")
+  f:close()
+  os.remove(path)
+  return s
+end
+
+-- Runs the command; returns exit code, stdout, stderr. opts.endpoint, opts.stdin.
+local function cli(args, opts)
+  opts = opts or {}
+  local out, err, rc = os.tmpname(), os.tmpname(), os.tmpname()
+  local parts = {}
+  for i, a in ipairs(args) do parts[i] = q(a) end
+  local cmd = "env AWS_ACCESS_KEY_ID=" .. q(helper.access_key()) ..
+    " AWS_SECRET_ACCESS_KEY=" .. q(helper.secret_key()) ..
+    " AWS_REGION=" .. q(helper.region()) .. " AWS_PROFILE= AWS_CONFIG_FILE=/dev/null" ..
+    " AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_ENDPOINT_URL_DYNAMODB= AWS_ENDPOINT_URL= " ..
+    helper.lua_command("bin/ddb-optimistic") .. " " .. table.concat(parts, " ")
+  if opts.stdin then
+    local inp = os.tmpname()
+    local f = assert(io.open(inp, "wb"))
+    f:write(opts.stdin)
+    f:close()
+    cmd = cmd .. " < " .. q(inp)
+  end
+  os.execute(("sh -c %s"):format(q(cmd .. " > " .. q(out) .. " 2> " .. q(err) ..
+    "; echo $? > " .. q(rc))))
+  return tonumber(slurp(rc)), slurp(out), slurp(err)
+end
+
+describe("ddb-optimistic, on the command line", function()
+  it("prints its usage with --help and exits 0", function()
+    local code, out = cli{ "--help" }
+    assert.equal(0, code)
+    assert.matches("usage: ddb%-optimistic", out)
+    assert.matches("exit codes", out)
+  end)
+
+  it("prints its version with --version", function()
+    local code, out = cli{ "--version" }
+    assert.equal(0, code)
+    assert.equal("ddb-optimistic " .. ddb._VERSION .. "\n", out)
+  end)
+
+  local usage_errors = {
+    { "no arguments", {}, "usage:" },
+    { "an unknown command", { "frob", "--table", "T" }, "unknown command 'frob'" },
+    { "an unknown option", { "get", "--table", "T", "--key", "{}", "--frob" },
+      "unknown option %-%-frob" },
+    { "no --table", { "get", "--key", "{}" }, "%-%-table is required" },
+    { "get without --key", { "get", "--table", "T" }, "get needs %-%-key" },
+    { "update without code", { "update", "--table", "T", "--key", "{}" },
+      "exactly one of %-%-lua and %-%-file" },
+    { "an option a command does not take", { "get", "--table", "T", "--key", "{}",
+      "--lua", "x" }, "get does not take %-%-lua" },
+    { "a value missing", { "get", "--table" }, "%-%-table needs a value" },
+    { "a bad number", { "update", "--table", "T", "--key", "{}", "--lua", "x=1",
+      "--max-attempts", "0" }, "positive whole number" },
+  }
+  for _, case in ipairs(usage_errors) do
+    it("exits 1 with a message on stderr for " .. case[1], function()
+      local code, out, err = cli(case[2])
+      assert.equal(1, code)
+      assert.equal("", out)
+      assert.matches(case[3], err)
+    end)
+  end
+end)
+
+for _, server in ipairs(helper.servers()) do
+  describe("ddb-optimistic on " .. server.name, function()
+    local client, tbl
+
+    local function run(args, opts)
+      local full = { args[1], "--table", tbl, "--endpoint", server.url }
+      for i = 2, #args do full[#full + 1] = args[i] end
+      return cli(full, opts)
+    end
+
+    local function raw(pk)
+      local res = assert(client:get_item{ TableName = tbl, Key = { pk = { S = pk } },
+        ConsistentRead = true })
+      return res.Item
+    end
+
+    setup(function()
+      client = helper.client(server)
+      tbl = helper.table_name("cli")
+      helper.create_table(client, tbl)
+    end)
+
+    before_each(function()
+      helper.reset(server)
+    end)
+
+    describe("get", function()
+      it("prints null for an absent item and exits 0", function()
+        local code, out, err = run{ "get", "--key", '{"pk":"absent"}' }
+        assert.equal(0, code, err)
+        assert.equal("null\n", out)
+      end)
+
+      it("prints DynamoDB's NULL as null, sets as arrays and binary as base64, keys sorted",
+        function()
+          assert(client:put_item{ TableName = tbl, Item = ddb.marshal_item{ pk = "kinds",
+            z = ddb.null, ss = ddb.string_set{ "a" }, ns = ddb.number_set{ "2.50" },
+            bin = ddb.binary("\0\1"), ok = true, l = ddb.list(), m = {} } })
+          local code, out = run{ "get", "--key", '{"pk":"kinds"}' }
+          assert.equal(0, code)
+          assert.equal('{"bin":"AAE=","l":[],"m":{},"ns":[2.5],"ok":true,"pk":"kinds",' ..
+            '"ss":["a"],"z":null}\n', out)
+        end)
+
+      it("exits 2 with the service's error on stderr for a table that does not exist",
+        function()
+          local code, out, err = cli{ "get", "--table", tbl .. "_none", "--endpoint", server.url,
+            "--key", '{"pk":"a"}' }
+          assert.equal(2, code)
+          assert.equal("", out)
+          assert.matches("ResourceNotFoundException", err)
+        end)
+
+      it("exits 2 for a key that does not match the table's", function()
+        local code, _, err = run{ "get", "--key", '{"id":"a"}' }
+        assert.equal(2, code)
+        assert.matches("ValidationError: key has attribute 'id'", err)
+      end)
+    end)
+
+    describe("update", function()
+      it("creates the item, then increments it, one version per write", function()
+        for i = 1, 2 do
+          local code, out, err = run{ "update", "--key", '{"pk":"counter"}',
+            "--lua", "item.n = (item.n or 0) + 1" }
+          assert.equal(0, code, err)
+          assert.equal(('{"n":%d,"pk":"counter","version":%d}\n'):format(i, i), out)
+        end
+        assert.equal("2", raw("counter").version.N)
+      end)
+
+      it("runs a script file, which may replace the item by returning a table", function()
+        local path = os.tmpname()
+        local f = assert(io.open(path, "w"))
+        f:write("-- keeps only a summary\nreturn { total = (item.a or 0) + (item.b or 0) }\n")
+        f:close()
+        assert(client:put_item{ TableName = tbl, Item = ddb.marshal_item{ pk = "file", a = 2,
+          b = 3 } })
+        local code, out, err = run{ "update", "--key", '{"pk":"file"}', "--file", path }
+        os.remove(path)
+        assert.equal(0, code, err)
+        assert.equal('{"pk":"file","total":5,"version":1}\n', out)
+        assert.is_nil(raw("file").a)
+      end)
+
+      it("deletes the item when the script returns DELETE", function()
+        assert.equal(0, (run{ "update", "--key", '{"pk":"del"}', "--lua", "item.x = 1" }))
+        local code, out = run{ "update", "--key", '{"pk":"del"}', "--lua", "return DELETE" }
+        assert.equal(0, code)
+        assert.equal("null\n", out)
+        assert.is_nil(raw("del"))
+      end)
+
+      it("creates nothing when the script leaves an absent item empty", function()
+        local code, out, err = run{ "update", "--key", '{"pk":"noop"}',
+          "--lua", "print('exists:', exists)" }
+        assert.equal(0, code)
+        assert.equal("null\n", out)
+        assert.equal("exists:\tfalse\n", err)
+        assert.is_nil(raw("noop"))
+      end)
+
+      it("exits 2 and writes nothing when the script raises", function()
+        local code, out, err = run{ "update", "--key", '{"pk":"raise"}',
+          "--lua", "item.n = 1; error('refused by the script')" }
+        assert.equal(2, code)
+        assert.equal("", out)
+        assert.matches("refused by the script", err)
+        assert.equal(0, helper.requests(helper.stats(server), "UpdateItem"))
+      end)
+
+      it("exits 1 and sends nothing when the script does not compile", function()
+        local code, _, err = run{ "update", "--key", '{"pk":"syntax"}', "--lua", "item.n =" }
+        assert.equal(1, code)
+        assert.matches("does not compile", err)
+        local st = helper.stats(server)
+        assert.equal(0, helper.requests(st, "GetItem") + helper.requests(st, "UpdateItem"))
+      end)
+
+      it("stops a script that never ends", function()
+        local code, _, err = run{ "update", "--key", '{"pk":"loop"}', "--lua",
+          "while true do end" }
+        assert.equal(2, code)
+        assert.matches("ran more than", err)
+        assert.is_nil(raw("loop"))
+      end)
+
+      it("keeps the sandbox: no io, no os.execute, no require", function()
+        local code, _, err = run{ "update", "--key", '{"pk":"sandbox"}', "--lua",
+          "item.x = io and 1 or os.execute and 2 or require and 3 or 0" }
+        assert.equal(0, code, err)
+        assert.equal("0", raw("sandbox").x.N)
+      end)
+
+      it("loses no update when several commands update one item at once", function()
+        local cmds = {}
+        for i = 1, 4 do
+          local args = { "update", "--table", tbl, "--endpoint", server.url, "--key",
+            '{"pk":"shared"}', "--max-attempts", "50", "--deadline-ms", "30000", "--lua",
+            "item.n = (item.n or 0) + 1" }
+          for j, a in ipairs(args) do args[j] = q(a) end
+          cmds[i] = "(for k in 1 2 3 4 5; do env AWS_ACCESS_KEY_ID=" .. q(helper.access_key()) ..
+            " AWS_SECRET_ACCESS_KEY=" .. q(helper.secret_key()) .. " AWS_REGION=" ..
+            q(helper.region()) .. " " .. helper.lua_command("bin/ddb-optimistic") .. " " ..
+            table.concat(args, " ") .. " > /dev/null || echo failed; done) &"
+        end
+        local p = io.popen("sh -c " .. q(table.concat(cmds, "\n") .. "\nwait"))
+        local failures = p:read("*a")
+        p:close()
+        assert.equal("", failures)
+        assert.equal("20", raw("shared").n.N)
+        assert.equal("20", raw("shared").version.N)
+      end)
+
+      it("exits 3 (OutcomeUnknown) when a write's answer does not come back in time",
+        function()
+          helper.faults(server, { { kind = "delay_ms", op = "UpdateItem", ms = 1500,
+            count = 1 } })
+          local code, out, err = run{ "update", "--key", '{"pk":"late"}', "--deadline-ms",
+            "700", "--lua", "item.n = 1" }
+          helper.settle(server, "UpdateItem")
+          assert.equal(3, code, err)
+          assert.equal("", out)
+          assert.matches("OutcomeUnknown", err)
+          assert.matches("read the item", err)
+          -- the delayed write did land: the exit code was right not to say "failed"
+          assert.equal("1", raw("late").n.N)
+        end)
+    end)
+
+    describe("put", function()
+      it("keeps numbers exact both ways: 38 digits, 0.1, tiny exponents, beyond 2^53",
+        function()
+          local json = '{"big":12345678901234567890123456789012345678,"f":0.1,' ..
+            '"i":9007199254740993,"neg":-1E-130,"pk":"exact"}'
+          local code, out, err = run{ "put", "--item", json }
+          assert.equal(0, code, err)
+          assert.equal(json:sub(1, -2) .. ',"version":1}\n', out)
+          local item = raw("exact")
+          assert.equal("12345678901234567890123456789012345678", item.big.N)
+          assert.equal("9007199254740993", item.i.N)
+          assert.equal("0.1", item.f.N)
+          local _, got = run{ "get", "--key", '{"pk":"exact"}' }
+          assert.equal(out, got)
+        end)
+
+      it("stores JSON null as DynamoDB NULL and keeps empty lists and maps", function()
+        local code, out = run{ "put", "--item", '{"pk":"null","z":null,"l":[],"m":{}}' }
+        assert.equal(0, code)
+        assert.equal('{"l":[],"m":{},"pk":"null","version":1,"z":null}\n', out)
+        assert.same({ NULL = true }, raw("null").z)
+      end)
+
+      it("replaces the item's attributes and bumps the version", function()
+        assert.equal(0, (run{ "put", "--item", '{"pk":"replace","a":1,"b":2}' }))
+        local code, out = run{ "put", "--item", '{"pk":"replace","c":3}' }
+        assert.equal(0, code)
+        assert.equal('{"c":3,"pk":"replace","version":2}\n', out)
+      end)
+
+      it("with a version, writes only if the item is still at that version", function()
+        assert.equal(0, (run{ "put", "--item", '{"pk":"cas","a":1}' }))
+        local code, out, err = run{ "put", "--item", '{"pk":"cas","a":2,"version":7}' }
+        assert.equal(2, code)
+        assert.equal("", out)
+        assert.matches("VersionMismatch: the item is at version 1, not 7", err)
+        code, out = run{ "put", "--item", '{"pk":"cas","a":3,"version":1}' }
+        assert.equal(0, code)
+        assert.equal('{"a":3,"pk":"cas","version":2}\n', out)
+      end)
+
+      it("with version 0, creates the item only if there is none", function()
+        local code, out = run{ "put", "--item", '{"pk":"once","a":1,"version":0}' }
+        assert.equal(0, code)
+        assert.equal('{"a":1,"pk":"once","version":1}\n', out)
+        local err
+        code, out, err = run{ "put", "--item", '{"pk":"once","a":2,"version":0}' }
+        assert.equal(2, code)
+        assert.equal("", out)
+        assert.matches("the item is at version 1, not 0", err)
+        code, out, err = run{ "put", "--item", '{"pk":"never","a":2,"version":3}' }
+        assert.equal("", out)
+        assert.equal(2, code)
+        assert.matches("there is no such item, not 3", err)
+      end)
+
+      it("reads the item from standard input with --item -", function()
+        local code, out = run({ "put", "--item", "-" }, { stdin = '{"pk":"stdin","x":"y"}' })
+        assert.equal(0, code)
+        assert.equal('{"pk":"stdin","version":1,"x":"y"}\n', out)
+      end)
+
+      it("exits 1 for JSON that does not parse, sending nothing", function()
+        local code, _, err = run{ "put", "--item", '{"pk":' }
+        assert.equal(1, code)
+        assert.matches("%-%-item: not valid JSON", err)
+        assert.equal(0, helper.requests(helper.stats(server), "DescribeTable"))
+      end)
+    end)
+  end)
+end
