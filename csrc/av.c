@@ -3,6 +3,7 @@
 #include "json.h"
 
 #include <limits.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -157,13 +158,21 @@ typedef struct av_path {
     size_t len;
 } av_path;
 
+/* Called for every attribute on the success path too, so plain copies, no formatting:
+ * the same text as "%s%.*s" with a "." between keys and keys cut at 40 bytes. */
 static size_t path_push_key(av_path *p, const char *k, size_t klen)
 {
-    size_t old = p->len;
-    int w = snprintf(p->s + p->len, sizeof p->s - p->len, "%s%.*s", p->len ? "." : "",
-                     (int)(klen > 40 ? 40 : klen), k);
-    if (w > 0)
-        p->len = p->len + (size_t)w < sizeof p->s ? p->len + (size_t)w : sizeof p->s - 1;
+    size_t old = p->len, room;
+    if (klen > 40)
+        klen = 40;
+    if (p->len > 0 && p->len + 1 < sizeof p->s)
+        p->s[p->len++] = '.';
+    room = sizeof p->s - 1 - p->len;
+    if (klen > room)
+        klen = room;
+    memcpy(p->s + p->len, k, klen);
+    p->len += klen;
+    p->s[p->len] = '\0';
     return old;
 }
 
@@ -357,6 +366,10 @@ static void marshal_table(lua_State *L, int idx, av_path *p, int depth)
     int kind, out;
     if (depth >= AV_MAX_DEPTH)
         av_fail(L, p, "nesting deeper than DynamoDB's 32 levels (or a cyclic table)");
+    /* most tables are plain maps and lists: one look for a metatable, not seven */
+    if (!lua_getmetatable(L, idx))
+        goto plain;
+    lua_pop(L, 1);
     if (is_mt(L, idx, AV_NUMBER_MT)) {
         av_dec x;
         read_number(L, idx, p, &x);
@@ -403,6 +416,7 @@ static void marshal_table(lua_State *L, int idx, av_path *p, int depth)
         if (!plain)
             av_fail(L, p, "table with a foreign metatable cannot be stored");
     }
+plain:
     kind = json_table_kind(L, idx, &len, err, sizeof err);
     if (kind < 0)
         av_fail(L, p, err);
@@ -428,7 +442,16 @@ static void marshal_table(lua_State *L, int idx, av_path *p, int depth)
     lua_pushnil(L);
     while (lua_next(L, idx) != 0) {
         size_t klen, old;
-        const char *k = lua_tolstring(L, -2, &klen);
+        const char *k;
+        /* a ddb.map skips json_table_kind's key check: lua_tolstring would give NULL for a
+         * boolean key (then passed to snprintf and memchr) and turn a number key into a
+         * string under lua_next */
+        if (lua_type(L, -2) != LUA_TSTRING) {
+            char msg[64];
+            snprintf(msg, sizeof msg, "map key is a %s, not a string", luaL_typename(L, -2));
+            av_fail(L, p, msg);
+        }
+        k = lua_tolstring(L, -2, &klen);
         old = path_push_key(p, k, klen);
         check_text(L, p, k, klen);
         marshal_value(L, lua_gettop(L), p, depth + 1);
@@ -456,6 +479,16 @@ static void marshal_value(lua_State *L, int idx, av_path *p, int depth)
         set_av(L, "S");
         return;
     case LUA_TNUMBER:
+#if DDB_HAS_INTEGERS
+        if (lua_isinteger(L, idx)) {
+            /* an integer's canonical text is its plain decimal form (19 digits at most) */
+            char text[32];
+            int w = snprintf(text, sizeof text, LUA_INTEGER_FMT, lua_tointeger(L, idx));
+            lua_pushlstring(L, text, (size_t)w);
+            set_av(L, "N");
+            return;
+        }
+#endif
         read_number(L, idx, p, &x);
         push_dec(L, &x);
         set_av(L, "N");
@@ -568,6 +601,15 @@ static void push_number_text(lua_State *L, const char *s, size_t n)
             return;
         }
 #endif
+    }
+    if (!x.overflow && x.nd <= 15 && x.exp < 300 && x.exp > -300) {
+        /* 15 significant digits always survive text -> double -> text (DBL_DIG), so the
+         * double holds this value: no need to format it back and compare */
+        double d = strtod(s, NULL);
+        if (!isinf(d) && d != 0 && fabs(d) >= DBL_MIN) {
+            lua_pushnumber(L, d);
+            return;
+        }
     }
     if (!x.overflow && x.nd <= 17) {
         double d = strtod(s, NULL);
@@ -880,7 +922,7 @@ static size_t av_size(lua_State *L, int idx, int depth)
         if (is_map) {
             lua_pushnil(L);
             while (lua_next(L, v) != 0) {
-                lua_tolstring(L, -2, &n);
+                n = lua_type(L, -2) == LUA_TSTRING ? lua_rawlen(L, -2) : 0;
                 total += n + 1 + av_size(L, lua_gettop(L), depth + 1);
                 lua_pop(L, 1);
             }
@@ -911,7 +953,7 @@ int av_lua_item_size(lua_State *L)
     lua_settop(L, 1);
     lua_pushnil(L);
     while (lua_next(L, 1) != 0) {
-        lua_tolstring(L, -2, &n);
+        n = lua_type(L, -2) == LUA_TSTRING ? lua_rawlen(L, -2) : 0;
         total += n + av_size(L, lua_gettop(L), 1);
         lua_pop(L, 1);
     }

@@ -6,6 +6,7 @@
 #include "retry.h"
 #include "signer.h"
 #include "transport_curl.h"
+#include "transport_multi.h"
 #include "buf.h"
 
 #include <errno.h>
@@ -111,6 +112,7 @@ DDB_EXPORT int luaopen_ddb_core(lua_State *L)
         {"signer_new", signer_lua_new},
         {"retry_new", retry_lua_new},
         {"curl_new", curlt_lua_new},
+        {"multi_new", multi_lua_new},
         {"parse_response", proto_lua_parse_response},
         {"error", proto_lua_error},
         {"crc32", proto_lua_crc32},

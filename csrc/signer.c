@@ -10,6 +10,14 @@
 #include <time.h>
 #include <openssl/crypto.h>
 
+/* The intermediate texts of one signature (no secret in them: the key never enters). */
+typedef struct stages {
+    buf creq, signed_headers, scope, sts, auth;
+    char signature[SIGV4_HEX_LEN + 1];
+} stages;
+
+static void stages_free(stages *st);
+
 typedef struct signer {
     char *access_key;
     char *secret_key;
@@ -21,6 +29,10 @@ typedef struct signer {
     char *target_prefix;
     long long skew;          /* seconds to add to the local clock (server's Date minus ours) */
     sigv4_key_cache cache;
+    stages work;             /* prepare()'s buffers, kept between requests: no allocation per
+                                request once they have grown to size */
+    long long date_epoch;    /* the second amz_date was formatted for */
+    char amz_date[17];
 } signer;
 
 static void wipe_str(char **p)
@@ -156,6 +168,7 @@ static int signer_gc(lua_State *L)
 {
     signer *s = (signer *)luaL_checkudata(L, 1, SIGNER_MT);
     signer_clear_credentials(s);
+    stages_free(&s->work);
     free(s->region);
     free(s->host);
     free(s->service);
@@ -201,12 +214,6 @@ static long long now_epoch(lua_State *L, signer *s, int idx)
     return (long long)time(NULL) + s->skew;
 }
 
-/* Builds all signing stages for a generic request; used by the DynamoDB path and the tests. */
-typedef struct stages {
-    buf creq, signed_headers, scope, sts, auth;
-    char signature[SIGV4_HEX_LEN + 1];
-} stages;
-
 static void stages_init(stages *st)
 {
     buf_init(&st->creq);
@@ -214,6 +221,17 @@ static void stages_init(stages *st)
     buf_init(&st->scope);
     buf_init(&st->sts);
     buf_init(&st->auth);
+    st->signature[0] = '\0';
+}
+
+/* Empties the buffers and keeps their memory. */
+static void stages_reset(stages *st)
+{
+    st->creq.len = 0;
+    st->signed_headers.len = 0;
+    st->scope.len = 0;
+    st->sts.len = 0;
+    st->auth.len = 0;
     st->signature[0] = '\0';
 }
 
@@ -312,11 +330,15 @@ static int signer_stages(lua_State *L)
     return 1;
 }
 
-static void push_line(lua_State *L, int list, int *n, const char *name, const char *value)
+static void push_line(lua_State *L, int list, int *n, const char *name, size_t name_len,
+                      const char *value)
 {
-    lua_pushfstring(L, "%s: %s", name, value);
+    lua_pushlstring(L, name, name_len);
+    lua_pushstring(L, value);
+    lua_concat(L, 2);
     lua_rawseti(L, list, ++*n);
 }
+#define PUSH_LINE(L, list, n, name, value) push_line(L, list, n, name, sizeof(name) - 1, value)
 
 /* signer:prepare(operation, body[, epoch]) -> list of "Name: value" header lines, amz_date.
  * The lines are what goes on the wire (Content-Length is the transport's). */
@@ -327,10 +349,10 @@ static int signer_prepare(lua_State *L)
     const char *op = luaL_checklstring(L, 2, &oplen);
     const char *body = luaL_checklstring(L, 3, &body_len);
     long long epoch = now_epoch(L, s, 4);
-    char amz_date[17], target[160];
+    char target[160];
     sigv4_header hs[5];
     sigv4_request req;
-    stages st;
+    stages *st = &s->work;
     unsigned char key[SIGV4_KEY_LEN];
     int nh = 0, n = 0, rc, list;
     static const char content_type[] = "application/x-amz-json-1.0";
@@ -339,8 +361,14 @@ static int signer_prepare(lua_State *L)
         return luaL_argerror(L, 2, "operation must be a DynamoDB operation name");
     if (s->access_key == NULL || s->host == NULL)
         return luaL_error(L, "signer is closed");
-    if (sigv4_amz_date(epoch, amz_date) != 0)
-        return luaL_error(L, "clock gives an unrepresentable time");
+    /* requests come many to the second: format the date once per second */
+    if (s->amz_date[0] == '\0' || s->date_epoch != epoch) {
+        if (sigv4_amz_date(epoch, s->amz_date) != 0) {
+            s->amz_date[0] = '\0';
+            return luaL_error(L, "clock gives an unrepresentable time");
+        }
+        s->date_epoch = epoch;
+    }
     snprintf(target, sizeof target, "%s.%s", s->target_prefix ? s->target_prefix :
              "DynamoDB_20120810", op);
 
@@ -348,7 +376,7 @@ static int signer_prepare(lua_State *L)
         hs[nh].value = val; hs[nh].value_len = strlen(val); nh++; } while (0)
     HDR("host", s->host);
     HDR("content-type", content_type);
-    HDR("x-amz-date", amz_date);
+    HDR("x-amz-date", s->amz_date);
     HDR("x-amz-target", target);
     if (s->session_token != NULL)
         HDR("x-amz-security-token", s->session_token);
@@ -360,26 +388,25 @@ static int signer_prepare(lua_State *L)
     req.nheaders = (size_t)nh;
     req.body = body;
     req.body_len = body_len;
-    stages_init(&st);
-    rc = run_stages(s, &req, amz_date, &st, key);
+    /* the buffers stay in the signer (collected with it), so a Lua error below leaks
+     * nothing; the key is on the stack and wiped before anything can raise */
+    stages_reset(st);
+    rc = run_stages(s, &req, s->amz_date, st, key);
     OPENSSL_cleanse(key, sizeof key);
-    if (rc != 0) {
-        stages_free(&st);
+    if (rc != 0)
         return luaL_error(L, "signing failed: out of memory");
-    }
     lua_createtable(L, 8, 0);
     list = lua_gettop(L);
-    push_line(L, list, &n, "Host", s->host);
-    push_line(L, list, &n, "Content-Type", content_type);
-    push_line(L, list, &n, "X-Amz-Date", amz_date);
-    push_line(L, list, &n, "X-Amz-Target", target);
+    PUSH_LINE(L, list, &n, "Host: ", s->host);
+    PUSH_LINE(L, list, &n, "Content-Type: ", content_type);
+    PUSH_LINE(L, list, &n, "X-Amz-Date: ", s->amz_date);
+    PUSH_LINE(L, list, &n, "X-Amz-Target: ", target);
     if (s->session_token != NULL)
-        push_line(L, list, &n, "X-Amz-Security-Token", s->session_token);
-    push_line(L, list, &n, "Authorization", st.auth.data);
+        PUSH_LINE(L, list, &n, "X-Amz-Security-Token: ", s->session_token);
+    PUSH_LINE(L, list, &n, "Authorization: ", st->auth.data);
     if (s->user_agent != NULL)
-        push_line(L, list, &n, "User-Agent", s->user_agent);
-    stages_free(&st);
-    lua_pushstring(L, amz_date);
+        PUSH_LINE(L, list, &n, "User-Agent: ", s->user_agent);
+    lua_pushstring(L, s->amz_date);
     return 2;
 }
 

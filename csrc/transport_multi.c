@@ -1,0 +1,513 @@
+/* libcurl multi transport: many requests in flight from one Lua state, no threads.
+ * add() queues a transfer and returns at once; poll() drives every transfer and hands back
+ * the ones that finished. lua/ddb/scheduler.lua turns this into a transport whose request
+ * yields. Like transport_curl.c it never calls back into Lua, and it classifies failures
+ * the same way (applied "no" only when nothing can have left). */
+#include "transport_multi.h"
+#include "protocol.h"
+#include "buf.h"
+
+#include <ctype.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <curl/curl.h>
+
+enum { XFER_FREE, XFER_ACTIVE, XFER_DONE };
+
+typedef struct xfer {
+    CURL *easy;
+    struct curl_slist *slist;
+    buf body;
+    buf head;
+    lua_Integer id;
+    int state;
+    int sends;          /* times libcurl was about to send this request */
+    CURLcode result;
+    char errbuf[CURL_ERROR_SIZE];
+} xfer;
+
+typedef struct multi {
+    CURLM *m;
+    xfer **all;         /* every transfer ever made, reused once finished */
+    size_t n, cap;
+    size_t active;
+    lua_Integer next_id;
+    long connect_timeout_ms;
+    char *ca_bundle;
+    int closed;
+} multi;
+
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+static CURLcode global_rc = CURLE_FAILED_INIT;
+
+static void global_init(void)
+{
+    global_rc = curl_global_init(CURL_GLOBAL_ALL);
+}
+
+static size_t on_body(char *p, size_t size, size_t n, void *ud)
+{
+    xfer *x = ud;
+    return buf_add(&x->body, p, size * n) == 0 ? size * n : 0;
+}
+
+static size_t on_header(char *p, size_t size, size_t n, void *ud)
+{
+    xfer *x = ud;
+    size_t len = size * n;
+    if (len >= 5 && memcmp(p, "HTTP/", 5) == 0)
+        x->head.len = 0;
+    return buf_add(&x->head, p, len) == 0 ? len : 0;
+}
+
+/* A second send within one transfer is libcurl's silent retry on a fresh connection after
+ * a reused one died; the first copy may have been applied (see transport_curl.c). */
+#if LIBCURL_VERSION_NUM >= 0x075000
+static int on_prereq(void *ud, char *primary_ip, char *local_ip, int primary_port,
+                     int local_port)
+{
+    xfer *x = ud;
+    (void)primary_ip;
+    (void)local_ip;
+    (void)primary_port;
+    (void)local_port;
+    return ++x->sends > 1 ? CURL_PREREQFUNC_ABORT : CURL_PREREQFUNC_OK;
+}
+#endif
+
+static multi *check_multi(lua_State *L)
+{
+    multi *mu = (multi *)luaL_checkudata(L, 1, MULTI_MT);
+    if (mu->closed || mu->m == NULL)
+        luaL_error(L, "multi transport is closed");
+    return mu;
+}
+
+static void xfer_reset(xfer *x)
+{
+    curl_slist_free_all(x->slist);
+    x->slist = NULL;
+    x->body.len = 0;
+    x->head.len = 0;
+    /* a large answer should not pin its buffer */
+    if (x->body.cap > (1u << 20))
+        buf_free(&x->body);
+    x->state = XFER_FREE;
+}
+
+static int multi_close(lua_State *L)
+{
+    multi *mu = (multi *)luaL_checkudata(L, 1, MULTI_MT);
+    size_t i;
+    for (i = 0; i < mu->n; i++) {
+        xfer *x = mu->all[i];
+        if (x->easy != NULL) {
+            if (x->state == XFER_ACTIVE && mu->m != NULL)
+                curl_multi_remove_handle(mu->m, x->easy);
+            curl_easy_cleanup(x->easy);
+        }
+        curl_slist_free_all(x->slist);
+        buf_free(&x->body);
+        buf_free(&x->head);
+        free(x);
+    }
+    free(mu->all);
+    mu->all = NULL;
+    mu->n = mu->cap = mu->active = 0;
+    if (mu->m != NULL)
+        curl_multi_cleanup(mu->m);
+    mu->m = NULL;
+    free(mu->ca_bundle);
+    mu->ca_bundle = NULL;
+    mu->closed = 1;
+    return 0;
+}
+
+/* core.multi_new{ ca_bundle = path, connect_timeout_ms = n, max_connections = n } */
+static int multi_create(lua_State *L)
+{
+    multi *mu;
+    long max_conn = 0;
+    pthread_once(&global_once, global_init);
+    if (global_rc != CURLE_OK)
+        return luaL_error(L, "libcurl failed to initialise");
+    mu = lua_newuserdata(L, sizeof *mu);
+    memset(mu, 0, sizeof *mu);
+    luaL_getmetatable(L, MULTI_MT);
+    lua_setmetatable(L, -2);
+    mu->connect_timeout_ms = 1000;
+    mu->next_id = 1;
+    if (lua_istable(L, 1)) {
+        lua_getfield(L, 1, "ca_bundle");
+        if (!lua_isnil(L, -1)) {
+            const char *ca = luaL_checkstring(L, -1);
+            mu->ca_bundle = malloc(strlen(ca) + 1);
+            if (mu->ca_bundle == NULL)
+                return luaL_error(L, "out of memory");
+            strcpy(mu->ca_bundle, ca);
+        }
+        lua_pop(L, 1);
+        lua_getfield(L, 1, "connect_timeout_ms");
+        if (!lua_isnil(L, -1))
+            mu->connect_timeout_ms = (long)luaL_checknumber(L, -1);
+        lua_pop(L, 1);
+        lua_getfield(L, 1, "max_connections");
+        if (!lua_isnil(L, -1))
+            max_conn = (long)luaL_checknumber(L, -1);
+        lua_pop(L, 1);
+    }
+    mu->m = curl_multi_init();
+    if (mu->m == NULL)
+        return luaL_error(L, "libcurl could not create a multi handle");
+    if (max_conn > 0)
+        curl_multi_setopt(mu->m, CURLMOPT_MAX_TOTAL_CONNECTIONS, max_conn);
+    return 1;
+}
+
+/* A finished or never-used transfer, or a new one; NULL when memory runs out. */
+static xfer *take_xfer(multi *mu)
+{
+    size_t i;
+    xfer *x;
+    for (i = 0; i < mu->n; i++)
+        if (mu->all[i]->state == XFER_FREE)
+            return mu->all[i];
+    if (mu->n == mu->cap) {
+        size_t cap = mu->cap ? mu->cap * 2 : 16;
+        xfer **p = realloc(mu->all, cap * sizeof *p);
+        if (p == NULL)
+            return NULL;
+        mu->all = p;
+        mu->cap = cap;
+    }
+    x = calloc(1, sizeof *x);
+    if (x == NULL)
+        return NULL;
+    x->easy = curl_easy_init();
+    if (x->easy == NULL) {
+        free(x);
+        return NULL;
+    }
+    buf_init(&x->body);
+    buf_init(&x->head);
+    x->state = XFER_FREE;
+    mu->all[mu->n++] = x;
+    return x;
+}
+
+/* m:add(url, header_lines, body, timeout_ms) -> id | nil, err. Never blocks. */
+static int multi_add(lua_State *L)
+{
+    multi *mu = check_multi(L);
+    const char *url = luaL_checkstring(L, 2);
+    size_t body_len, i, nh;
+    const char *body;
+    long timeout_ms;
+    xfer *x;
+    CURL *e;
+    CURLMcode mc;
+
+    luaL_checktype(L, 3, LUA_TTABLE);
+    body = luaL_checklstring(L, 4, &body_len);
+    timeout_ms = (long)luaL_optnumber(L, 5, 10000);
+    if (timeout_ms < 1)
+        timeout_ms = 1;
+    x = take_xfer(mu);
+    if (x == NULL)
+        return luaL_error(L, "out of memory");
+    /* The header list belongs to x from here; a Lua error below leaves it there, freed
+     * when x is next reset or the multi is closed. */
+    curl_slist_free_all(x->slist);
+    x->slist = NULL;
+    nh = lua_rawlen(L, 3);
+    for (i = 1; i <= nh + 2; i++) {
+        const char *line;
+        struct curl_slist *next;
+        if (i <= nh) {
+            lua_rawgeti(L, 3, (int)i);
+            line = luaL_checkstring(L, -1);
+        } else {
+            line = i == nh + 1 ? "Expect:" : "Accept:";
+            lua_pushnil(L);
+        }
+        next = curl_slist_append(x->slist, line);
+        lua_pop(L, 1);
+        if (next == NULL)
+            return luaL_error(L, "out of memory");
+        x->slist = next;
+    }
+    e = x->easy;
+    x->body.len = 0;
+    x->head.len = 0;
+    x->errbuf[0] = '\0';
+    x->sends = 0;
+    x->result = CURLE_OK;
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_POST, 1L);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+    curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, body);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->slist);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, (void *)x);
+#if LIBCURL_VERSION_NUM >= 0x075000
+    curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
+    curl_easy_setopt(e, CURLOPT_PREREQDATA, x);
+#endif
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+                     mu->connect_timeout_ms < timeout_ms ? mu->connect_timeout_ms : timeout_ms);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    if (mu->ca_bundle != NULL)
+        curl_easy_setopt(e, CURLOPT_CAINFO, mu->ca_bundle);
+    mc = curl_multi_add_handle(mu->m, e);
+    if (mc != CURLM_OK) {
+        xfer_reset(x);
+        lua_pushnil(L);
+        lua_createtable(L, 0, 5);
+        lua_pushliteral(L, "NetworkError");
+        lua_setfield(L, -2, "code");
+        lua_pushstring(L, curl_multi_strerror(mc));
+        lua_setfield(L, -2, "message");
+        lua_pushliteral(L, PROTO_APPLIED_NO);
+        lua_setfield(L, -2, "applied");
+        lua_pushliteral(L, "transient");
+        lua_setfield(L, -2, "retry_class");
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "retryable");
+        return 2;
+    }
+    x->state = XFER_ACTIVE;
+    x->id = mu->next_id++;
+    mu->active++;
+    lua_pushinteger(L, x->id);
+    return 1;
+}
+
+/* Same parsing as transport_curl.c: lowercase names, trimmed values, last one wins. */
+static void push_headers(lua_State *L, const buf *head)
+{
+    size_t i = 0;
+    lua_newtable(L);
+    while (i < head->len) {
+        const char *line = head->data + i;
+        const char *end = memchr(line, '\n', head->len - i);
+        size_t len = end ? (size_t)(end - line) : head->len - i;
+        const char *colon = memchr(line, ':', len);
+        i += len + 1;
+        if (colon != NULL && colon > line) {
+            char name[128];
+            size_t nlen = (size_t)(colon - line), k;
+            const char *v = colon + 1;
+            size_t vlen = len - nlen - 1;
+            if (nlen >= sizeof name)
+                continue;
+            for (k = 0; k < nlen; k++)
+                name[k] = (char)tolower((unsigned char)line[k]);
+            while (vlen > 0 && (*v == ' ' || *v == '\t')) {
+                v++;
+                vlen--;
+            }
+            while (vlen > 0 && (v[vlen - 1] == '\r' || v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
+                vlen--;
+            lua_pushlstring(L, name, nlen);
+            lua_pushlstring(L, v, vlen);
+            lua_rawset(L, -3);
+        }
+    }
+}
+
+/* The classification of transport_curl.c's push_transport_error, for one transfer. */
+static void push_error(lua_State *L, xfer *x)
+{
+    const char *code = "NetworkError";
+    const char *cls = "transient";
+    const char *applied = PROTO_APPLIED_MAYBE;
+    const char *msg;
+    curl_off_t pretransfer = 0;
+    CURLcode rc = x->result;
+
+    curl_easy_getinfo(x->easy, CURLINFO_PRETRANSFER_TIME_T, &pretransfer);
+    switch (rc) {
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_COULDNT_CONNECT:
+        code = "ConnectError";
+        applied = PROTO_APPLIED_NO;
+        break;
+    case CURLE_OPERATION_TIMEDOUT:
+        code = "Timeout";
+        cls = "timeout";
+        break;
+    case CURLE_PEER_FAILED_VERIFICATION:
+#if LIBCURL_VERSION_NUM < 0x073e00
+    case CURLE_SSL_CACERT:
+#endif
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CERTPROBLEM:
+        code = "TLSVerifyError";
+        cls = "none";
+        applied = PROTO_APPLIED_NO;
+        break;
+    case CURLE_SSL_CONNECT_ERROR:
+        code = "TLSError";
+        applied = PROTO_APPLIED_NO;
+        break;
+    case CURLE_ABORTED_BY_CALLBACK:
+        snprintf(x->errbuf, sizeof x->errbuf, "the connection closed without an answer after "
+                 "the request was sent (not resent: it may have been applied)");
+        break;
+    default:
+        break;
+    }
+    if (pretransfer == 0)
+        applied = PROTO_APPLIED_NO;
+    msg = x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc);
+    lua_createtable(L, 0, 6);
+    lua_pushstring(L, code);
+    lua_setfield(L, -2, "code");
+    lua_pushstring(L, msg);
+    lua_setfield(L, -2, "message");
+    lua_pushstring(L, applied);
+    lua_setfield(L, -2, "applied");
+    lua_pushstring(L, cls);
+    lua_setfield(L, -2, "retry_class");
+    lua_pushboolean(L, strcmp(cls, "none") != 0);
+    lua_setfield(L, -2, "retryable");
+    lua_pushinteger(L, (lua_Integer)rc);
+    lua_setfield(L, -2, "curl_code");
+}
+
+/* Moves every finished transfer out of the multi handle (state DONE). */
+static int harvest(multi *mu)
+{
+    CURLMsg *msg;
+    int left, found = 0;
+    while ((msg = curl_multi_info_read(mu->m, &left)) != NULL) {
+        xfer *x = NULL;
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+        if (x == NULL)
+            continue;
+        x->result = msg->data.result;
+        curl_multi_remove_handle(mu->m, x->easy);
+        x->state = XFER_DONE;
+        mu->active--;
+        found++;
+    }
+    return found;
+}
+
+/* m:poll(timeout_ms) -> list of { id, status, headers, body, maybe_resent } | { id, err }.
+ * Waits at most timeout_ms for at least one transfer to finish; returns an empty list when
+ * none did (or none is in flight). */
+static int multi_poll(lua_State *L)
+{
+    multi *mu = check_multi(L);
+    int timeout = (int)luaL_optinteger(L, 2, 0);
+    int running = 0, n = 0;
+    size_t i;
+
+    curl_multi_perform(mu->m, &running);
+    if (!harvest(mu) && mu->active > 0 && timeout > 0) {
+        curl_multi_poll(mu->m, NULL, 0, timeout, NULL);
+        curl_multi_perform(mu->m, &running);
+        harvest(mu);
+    }
+    lua_newtable(L);
+    for (i = 0; i < mu->n; i++) {
+        xfer *x = mu->all[i];
+        if (x->state != XFER_DONE)
+            continue;
+        lua_createtable(L, 0, 5);
+        lua_pushinteger(L, x->id);
+        lua_setfield(L, -2, "id");
+        if (x->result == CURLE_OK) {
+            long status = 0;
+            curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+            lua_pushinteger(L, status);
+            lua_setfield(L, -2, "status");
+            push_headers(L, &x->head);
+            lua_setfield(L, -2, "headers");
+            lua_pushlstring(L, x->body.data ? x->body.data : "", x->body.len);
+            lua_setfield(L, -2, "body");
+#if LIBCURL_VERSION_NUM >= 0x075000
+            lua_pushboolean(L, 0);     /* on_prereq refuses every silent resend */
+#else
+            {
+                long fresh = 0;
+                curl_easy_getinfo(x->easy, CURLINFO_NUM_CONNECTS, &fresh);
+                lua_pushboolean(L, fresh > 0);
+            }
+#endif
+            lua_setfield(L, -2, "maybe_resent");
+        } else {
+            push_error(L, x);
+            lua_setfield(L, -2, "err");
+        }
+        lua_rawseti(L, -2, ++n);
+        /* only now: a memory error above leaves it DONE, reported by the next poll */
+        xfer_reset(x);
+    }
+    return 1;
+}
+
+/* m:pending() -> transfers in flight */
+static int multi_pending(lua_State *L)
+{
+    multi *mu = check_multi(L);
+    lua_pushinteger(L, (lua_Integer)mu->active);
+    return 1;
+}
+
+static int multi_tostring(lua_State *L)
+{
+    multi *mu = (multi *)luaL_checkudata(L, 1, MULTI_MT);
+    lua_pushfstring(L, "ddb{multi}: %s, %d in flight", mu->closed ? "closed" : "open",
+                    (int)mu->active);
+    return 1;
+}
+
+static void multi_register(lua_State *L)
+{
+    static const luaL_Reg methods[] = {
+        {"add", multi_add},
+        {"poll", multi_poll},
+        {"pending", multi_pending},
+        {"close", multi_close},
+        {NULL, NULL}
+    };
+    if (compat_newmetatable(L, MULTI_MT)) {
+        lua_newtable(L);
+        luaL_setfuncs(L, methods, 0);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, multi_close);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, multi_tostring);
+        lua_setfield(L, -2, "__tostring");
+#if LUA_VERSION_NUM >= 504
+        lua_pushcfunction(L, multi_close);
+        lua_setfield(L, -2, "__close");
+#endif
+    }
+    lua_pop(L, 1);
+}
+
+/* core.multi_new: registers the metatable on first use, so that ddb_core.c needs only one
+ * luaL_Reg entry for this file. */
+int multi_lua_new(lua_State *L)
+{
+    multi_register(L);
+    return multi_create(L);
+}

@@ -1,0 +1,50 @@
+--- One contention worker: with_item increments of one hot item until a deadline, starting
+-- at a given time so that all workers start together. Writes a JSON summary to OUTFILE.
+-- usage: lua contend.lua ENDPOINT TABLE KEY START_EPOCH_MS SECONDS OUTFILE
+local ddb = require "ddb"
+local optimistic = require "ddb.optimistic"
+local lib = require "bench.lib"
+
+local endpoint, table_name, key = arg[1], arg[2], arg[3]
+local start_ms, seconds, outfile = tonumber(arg[4]), tonumber(arg[5]), arg[6]
+local core = ddb.core
+
+local client = assert(ddb.new{ region = os.getenv("DDB_TEST_REGION"), endpoint = endpoint,
+  credentials = { access_key_id = os.getenv("DDB_TEST_ACCESS_KEY"),
+    secret_access_key = os.getenv("DDB_TEST_SECRET_KEY") } })
+-- the library's defaults, except that a call keeps trying as long as the naive loop does
+local store = assert(optimistic.new{ table = table_name, client = client, key = { "pk" },
+  max_attempts = 100, deadline_ms = 30000 })
+
+local function bump(item)
+  item = item or { pk = key, n = 0 }
+  item.n = item.n + 1
+  return item
+end
+
+-- one read before the clock: connection open, server warmed up
+assert(store:get({ pk = key }))
+local wait = start_ms - core.now() * 1000
+if wait > 0 then core.sleep_ms(wait) end
+local deadline = lib.now_ms() + seconds * 1000
+local lat, ok, failed, requests, conflicts, codes = {}, 0, 0, 0, 0, {}
+local c0 = os.clock()
+while lib.now_ms() < deadline do
+  local t0 = lib.now_ms()
+  local item, info = store:with_item({ pk = key }, bump)
+  local info_ = item and info or (info and info.info) or {}
+  requests = requests + (info_.requests or 0)
+  conflicts = conflicts + (info_.conflicts or 0)
+  if item then
+    ok = ok + 1
+    lat[#lat + 1] = lib.now_ms() - t0
+  else
+    failed = failed + 1
+    local code = tostring(info and info.code)
+    if code == "OutcomeUnknown" and info.cause then code = code .. "/" .. tostring(info.cause.code) end
+    codes[code] = (codes[code] or 0) + 1
+    io.stderr:write(tostring(info), "\n")
+  end
+end
+lib.write(outfile, lib.json({ successes = ok, failures = failed, requests = requests,
+  conflicts = conflicts, latencies_ms = lat, cpu_s = os.clock() - c0, failure_codes = codes }))

@@ -1,0 +1,84 @@
+--- The module's with_item loop against the fixed-response server, one process, one client
+-- (libcurl, one easy handle): read, modify, conditional write. Prints one JSON line.
+-- usage: lua loop.lua URL SECONDS [mode]
+--   mode "cpu" (default): ops/s and client CPU per op (os.clock: user + system)
+--   mode "ops": exactly SECONDS operations, no warm-up (for callgrind profiles)
+--   mode "memory": VmRSS after 1,000, 10,000 and 100,000 operations
+--   mode "connections": wraps the transport to count new TCP connections libcurl made
+local ddb = require "ddb"
+local optimistic = require "ddb.optimistic"
+local lib = require "bench.lib"
+
+local url, seconds, mode = arg[1], tonumber(arg[2] or "5"), arg[3] or "cpu"
+
+local opts = { region = lib.REGION, endpoint = url,
+  credentials = { access_key_id = lib.ACCESS_KEY, secret_access_key = lib.SECRET_KEY } }
+local new_connections = 0
+if mode == "connections" then
+  local t = ddb.curl_transport()
+  opts.transport = {
+    request = function(_, ...)
+      local status, h, b, resent = t.handle:request(...)
+      new_connections = new_connections + t.handle:stats().new_connections
+      return status, h, b, resent
+    end,
+    sleep = t.sleep,
+  }
+end
+local client = assert(ddb.new(opts))
+local store = assert(optimistic.new{ table = "bench", client = client, key = { "pk" } })
+local key = { pk = "bench#1" }
+
+local function bump(item)
+  item.counter = item.counter + 1
+  return item
+end
+
+local function one()
+  local item, err = store:with_item(key, bump)
+  if not item then error(tostring(err)) end
+end
+
+local out = {}
+if mode == "ops" then
+  for _ = 1, seconds do one() end
+  return
+end
+for _ = 1, 200 do one() end   -- warm-up (and LuaJIT's traces)
+
+if mode == "memory" then
+  local done, marks = 0, { 1000, 10000, 100000 }
+  out.rss_kb_start = lib.rss_kb()
+  for _, m in ipairs(marks) do
+    while done < m do
+      one()
+      done = done + 1
+    end
+    out["rss_kb_after_" .. m] = lib.rss_kb()
+  end
+  collectgarbage("collect")
+  out.rss_kb_after_gc = lib.rss_kb()
+  out.lua_kb_after_gc = collectgarbage("count")
+else
+  local clock, now = os.clock, lib.now_ms
+  local c0, t0 = clock(), now()
+  local deadline = t0 + seconds * 1000
+  local ops = 0
+  repeat
+    for _ = 1, 50 do one() end
+    ops = ops + 50
+  until now() >= deadline
+  local wall = (now() - t0) / 1000
+  out.ops = ops
+  out.wall_s = wall
+  out.cpu_s = clock() - c0
+  out.ops_per_s = ops / wall
+  out.cpu_us_per_op = out.cpu_s / ops * 1e6
+  out.requests_per_s = 2 * ops / wall
+  if mode == "connections" then
+    out.new_connections = new_connections
+    out.requests = 2 * (ops + 200)
+  end
+end
+out.runtime = jit and jit.version or _VERSION
+print(lib.json(out))
