@@ -339,6 +339,21 @@ static void push_json(lua_State *L, const cJSON *j)
     }
 }
 
+/* A number beyond a double's range reads as infinity: no Lua number holds it and nothing
+ * encodes it back, so such a document is refused. */
+static int has_infinite_number(const cJSON *j, int depth)
+{
+    const cJSON *c;
+    if (depth > 200)
+        return 1;
+    if ((j->type & 0xFF) == cJSON_Number)
+        return isinf(j->valuedouble) || isnan(j->valuedouble);
+    for (c = j->child; c != NULL; c = c->next)
+        if (has_infinite_number(c, depth + 1))
+            return 1;
+    return 0;
+}
+
 static int push_json_protected(lua_State *L)
 {
     push_json(L, (const cJSON *)lua_touserdata(L, 1));
@@ -396,6 +411,12 @@ int json_decode(lua_State *L, const char *s, size_t n)
         cJSON_Delete(j);
         lua_pushnil(L);
         lua_pushliteral(L, "body has data after the JSON value");
+        return 0;
+    }
+    if (has_infinite_number(j, 0)) {
+        cJSON_Delete(j);
+        lua_pushnil(L);
+        lua_pushliteral(L, "JSON holds a number beyond the range of a double");
         return 0;
     }
     /* Push in a protected call so a memory error in Lua cannot leak the tree. */

@@ -144,10 +144,20 @@ int proto_lua_crc32(lua_State *L)
 }
 
 /* "com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException" -> the part after '#'. */
-static const char *short_code(const char *type)
+static const char *short_code(lua_State *L, const char *type)
 {
-    const char *hash = strrchr(type, '#');
-    return hash ? hash + 1 : type;
+    const char *hash, *colon;
+    if (type == NULL)
+        return NULL;
+    hash = strrchr(type, '#');
+    type = hash ? hash + 1 : type;
+    /* some services append ":<uri>" to the type */
+    colon = strchr(type, ':');
+    if (colon != NULL) {
+        lua_pushlstring(L, type, (size_t)(colon - type));
+        type = lua_tostring(L, -1);
+    }
+    return *type != '\0' ? type : NULL;
 }
 
 /* Copies the request id header, if any, into the error or result on top of the stack. */
@@ -227,7 +237,9 @@ int proto_lua_parse_response(lua_State *L)
             lua_getfield(L, doc, "Message");
         }
         message = lua_tostring(L, -1);
-        code = type ? short_code(type) : (status >= 500 ? "InternalServerError" : "UnknownError");
+        code = short_code(L, type);
+        if (code == NULL)
+            code = status >= 500 ? "InternalServerError" : "UnknownError";
         push_error(L, code, message, status,
                    status >= 500 ? PROTO_APPLIED_MAYBE : PROTO_APPLIED_NO,
                    proto_retry_class(code, status));

@@ -35,6 +35,8 @@ stage "build (LuaJIT)" make -s build LUA_VERSION=jit OPT="-O2 -g -Werror"
 stage "luacheck" make -s check
 stage "unit specs (Lua 5.4)" make -s test-unit LUA_VERSION=5.4
 stage "unit specs (LuaJIT)" make -s test-unit LUA_VERSION=jit
+stage "unit specs under ASan+UBSan (Lua 5.4, LuaJIT)" make -s asan
+stage "fuzz corpus replay (libFuzzer, ASan+UBSan)" make -s fuzz-replay
 stage "integration specs (Lua 5.4, LuaJIT)" sh spec/support/with-servers.sh sh -c \
   'make -s integration-run LUA_VERSION=5.4 && make -s integration-run LUA_VERSION=jit'
 echo "==> all stages passed in $(( $(date +%s) - started ))s"

@@ -1,0 +1,56 @@
+/* libFuzzer target: the text readers of the configuration and credentials code, which is
+ * Lua: ddb.config's parse_ini (~/.aws/credentials and ~/.aws/config), parse_endpoint and
+ * region; ddb.credentials' parse_time, xml_leaves and parse_sts (STS answers) when that
+ * module is there. Contract: nil, err or a value for any text, never a raise. Input: one
+ * byte choosing the reader, then its text. */
+#include "fuzz_lua.h"
+
+static const struct {
+    const char *module, *fn;
+} readers[] = {
+    {"ddb.config", "parse_ini"},
+    {"ddb.config", "parse_ini"},
+    {"ddb.config", "parse_endpoint"},
+    {"ddb.config", "region"},
+    {"ddb.credentials", "parse_time"},
+    {"ddb.credentials", "xml_leaves"},
+    {"ddb.credentials", "parse_sts"},
+};
+#define NREADERS (sizeof readers / sizeof readers[0])
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    lua_State *L = fuzz_L ? fuzz_L : (fuzz_cover_lua(fuzz_state()), fuzz_L);
+    int top = lua_gettop(L), n, rc, nargs = 1;
+    unsigned which;
+    if (size < 1)
+        return 0;
+    which = data[0] % NREADERS;
+    lua_getglobal(L, "require");
+    lua_pushstring(L, readers[which].module);
+    if (lua_pcall(L, 1, 1, 0) != 0) {
+        /* ddb.credentials is optional; ddb.config is not */
+        FUZZ_CHECK(strcmp(readers[which].module, "ddb.config") != 0, "require: %s",
+                   lua_tostring(L, -1));
+        lua_settop(L, top);
+        return 0;
+    }
+    lua_getfield(L, -1, readers[which].fn);
+    lua_remove(L, -2);
+    if (lua_type(L, -1) != LUA_TFUNCTION) {
+        lua_settop(L, top);
+        return 0;
+    }
+    if (strcmp(readers[which].fn, "parse_sts") == 0) {
+        lua_pushstring(L, size > 1 && (data[1] & 1) ? "AssumeRole" : "AssumeRoleWithWebIdentity");
+        lua_pushinteger(L, size > 1 && (data[1] & 2) ? 400 : 200);
+        nargs = 3;
+    }
+    lua_pushlstring(L, (const char *)data + 1, size - 1);
+    rc = fuzz_pcall(L, nargs, &n);
+    FUZZ_CHECK(rc == 0, "%s.%s raised: %s", readers[which].module, readers[which].fn,
+               lua_tostring(L, -1));
+    lua_settop(L, top);
+    fuzz_done(L, top);
+    return 0;
+}
