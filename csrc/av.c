@@ -196,17 +196,6 @@ static int av_fail(lua_State *L, const av_path *p, const char *msg)
     return luaL_error(L, "%s%s%s", p->len ? p->s : "", p->len ? ": " : "", msg);
 }
 
-static int is_mt(lua_State *L, int idx, const char *name)
-{
-    int r;
-    if (!lua_getmetatable(L, idx))
-        return 0;
-    luaL_getmetatable(L, name);
-    r = lua_rawequal(L, -1, -2);
-    lua_pop(L, 2);
-    return r;
-}
-
 static void push_base64(lua_State *L, const char *s, size_t n)
 {
     size_t outlen = 4 * ((n + 2) / 3);
@@ -370,14 +359,14 @@ static void marshal_table(lua_State *L, int idx, av_path *p, int depth)
     if (!lua_getmetatable(L, idx))
         goto plain;
     lua_pop(L, 1);
-    if (is_mt(L, idx, AV_NUMBER_MT)) {
+    if (json_has_mt(L, idx, AV_NUMBER_MT)) {
         av_dec x;
         read_number(L, idx, p, &x);
         push_dec(L, &x);
         set_av(L, "N");
         return;
     }
-    if (is_mt(L, idx, AV_BINARY_MT)) {
+    if (json_has_mt(L, idx, AV_BINARY_MT)) {
         const char *s;
         lua_getfield(L, idx, "value");
         if (lua_type(L, -1) != LUA_TSTRING)
@@ -388,20 +377,20 @@ static void marshal_table(lua_State *L, int idx, av_path *p, int depth)
         set_av(L, "B");
         return;
     }
-    if (is_mt(L, idx, AV_NULL_MT)) {
+    if (json_has_mt(L, idx, AV_NULL_MT)) {
         lua_pushboolean(L, 1);
         set_av(L, "NULL");
         return;
     }
-    if (is_mt(L, idx, AV_SS_MT)) {
+    if (json_has_mt(L, idx, AV_SS_MT)) {
         marshal_set(L, idx, p, "SS");
         return;
     }
-    if (is_mt(L, idx, AV_NS_MT)) {
+    if (json_has_mt(L, idx, AV_NS_MT)) {
         marshal_set(L, idx, p, "NS");
         return;
     }
-    if (is_mt(L, idx, AV_BS_MT)) {
+    if (json_has_mt(L, idx, AV_BS_MT)) {
         marshal_set(L, idx, p, "BS");
         return;
     }

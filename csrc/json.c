@@ -86,7 +86,7 @@ int json_add_string(buf *out, const char *s, size_t n)
     return 0;
 }
 
-static int has_mt(lua_State *L, int idx, const char *name)
+int json_has_mt(lua_State *L, int idx, const char *name)
 {
     int r;
     if (!lua_getmetatable(L, idx))
@@ -101,8 +101,8 @@ int json_table_kind(lua_State *L, int idx, size_t *len, char *err, size_t errlen
 {
     size_t n = 0, strings = 0, max = 0;
     /* A marked list is still scanned: a string key in it would otherwise vanish silently. */
-    int marked_list = has_mt(L, idx, JSON_LIST_MT);
-    if (!marked_list && has_mt(L, idx, JSON_MAP_MT))
+    int marked_list = json_has_mt(L, idx, JSON_LIST_MT);
+    if (!marked_list && json_has_mt(L, idx, JSON_MAP_MT))
         return 0;
     lua_pushnil(L);
     while (lua_next(L, idx) != 0) {

@@ -24,6 +24,9 @@ int json_encode(lua_State *L, int idx, buf *out, char *err, size_t errlen);
  * metatable so that an empty list encodes back as []. */
 int json_decode(lua_State *L, const char *s, size_t n);
 
+/* 1 when the value at idx has the metatable registered under name. */
+int json_has_mt(lua_State *L, int idx, const char *name);
+
 /* Classifies a table: 1 list (array), 0 map; -1 with a message when neither. */
 int json_table_kind(lua_State *L, int idx, size_t *len, char *err, size_t errlen);
 

@@ -155,16 +155,14 @@ static void push_headers(lua_State *L, const buf *head)
     }
 }
 
-static int push_transport_error(lua_State *L, curlt *t, CURLcode rc)
+void curlt_push_error(lua_State *L, CURL *easy, CURLcode rc, char *errbuf, size_t errlen)
 {
     const char *code = "NetworkError";
     const char *cls = "transient";
     const char *applied = PROTO_APPLIED_MAYBE;
     curl_off_t pretransfer = 0;
-    long connect_code = 0;
 
-    curl_easy_getinfo(t->easy, CURLINFO_PRETRANSFER_TIME_T, &pretransfer);
-    curl_easy_getinfo(t->easy, CURLINFO_HTTP_CONNECTCODE, &connect_code);
+    curl_easy_getinfo(easy, CURLINFO_PRETRANSFER_TIME_T, &pretransfer);
     switch (rc) {
     case CURLE_COULDNT_RESOLVE_HOST:
     case CURLE_COULDNT_RESOLVE_PROXY:
@@ -192,8 +190,8 @@ static int push_transport_error(lua_State *L, curlt *t, CURLcode rc)
         break;
     case CURLE_ABORTED_BY_CALLBACK:
         /* on_prereq: a reused connection died after the request went out */
-        snprintf(t->errbuf, sizeof t->errbuf, "the connection closed without an answer after "
-                 "the request was sent (not resent: it may have been applied)");
+        snprintf(errbuf, errlen, "the connection closed without an answer after the request "
+                 "was sent (not resent: it may have been applied)");
         break;
     default:
         break;
@@ -201,11 +199,10 @@ static int push_transport_error(lua_State *L, curlt *t, CURLcode rc)
     /* Nothing of the request can have left before the transfer phase began. */
     if (pretransfer == 0)
         applied = PROTO_APPLIED_NO;
-    lua_pushnil(L);
     lua_createtable(L, 0, 6);
     lua_pushstring(L, code);
     lua_setfield(L, -2, "code");
-    lua_pushstring(L, t->errbuf[0] ? t->errbuf : curl_easy_strerror(rc));
+    lua_pushstring(L, errbuf[0] ? errbuf : curl_easy_strerror(rc));
     lua_setfield(L, -2, "message");
     lua_pushstring(L, applied);
     lua_setfield(L, -2, "applied");
@@ -215,6 +212,12 @@ static int push_transport_error(lua_State *L, curlt *t, CURLcode rc)
     lua_setfield(L, -2, "retryable");
     lua_pushinteger(L, (lua_Integer)rc);
     lua_setfield(L, -2, "curl_code");
+}
+
+static int push_transport_error(lua_State *L, curlt *t, CURLcode rc)
+{
+    lua_pushnil(L);
+    curlt_push_error(L, t->easy, rc, t->errbuf, sizeof t->errbuf);
     return 2;
 }
 

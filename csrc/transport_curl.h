@@ -6,7 +6,13 @@
 
 #define CURLT_MT "ddb{curl}"
 
+#include <stddef.h>
+#include <curl/curl.h>
+
 int curlt_lua_new(lua_State *L);
+/* Pushes the error table for a failed transfer: code, message, applied ("no" when nothing
+ * can have left), retry_class, retryable, curl_code. errbuf is libcurl's error buffer. */
+void curlt_push_error(lua_State *L, CURL *easy, CURLcode rc, char *errbuf, size_t errlen);
 void curlt_register(lua_State *L);
 
 #endif

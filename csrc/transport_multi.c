@@ -4,6 +4,7 @@
  * yields. Like transport_curl.c it never calls back into Lua, and it classifies failures
  * the same way (applied "no" only when nothing can have left). */
 #include "transport_multi.h"
+#include "transport_curl.h"
 #include "protocol.h"
 #include "buf.h"
 
@@ -327,65 +328,10 @@ static void push_headers(lua_State *L, const buf *head)
     }
 }
 
-/* The classification of transport_curl.c's push_transport_error, for one transfer. */
+/* The error of one failed transfer, classified as the easy transport does. */
 static void push_error(lua_State *L, xfer *x)
 {
-    const char *code = "NetworkError";
-    const char *cls = "transient";
-    const char *applied = PROTO_APPLIED_MAYBE;
-    const char *msg;
-    curl_off_t pretransfer = 0;
-    CURLcode rc = x->result;
-
-    curl_easy_getinfo(x->easy, CURLINFO_PRETRANSFER_TIME_T, &pretransfer);
-    switch (rc) {
-    case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_RESOLVE_PROXY:
-    case CURLE_COULDNT_CONNECT:
-        code = "ConnectError";
-        applied = PROTO_APPLIED_NO;
-        break;
-    case CURLE_OPERATION_TIMEDOUT:
-        code = "Timeout";
-        cls = "timeout";
-        break;
-    case CURLE_PEER_FAILED_VERIFICATION:
-#if LIBCURL_VERSION_NUM < 0x073e00
-    case CURLE_SSL_CACERT:
-#endif
-    case CURLE_SSL_CACERT_BADFILE:
-    case CURLE_SSL_CERTPROBLEM:
-        code = "TLSVerifyError";
-        cls = "none";
-        applied = PROTO_APPLIED_NO;
-        break;
-    case CURLE_SSL_CONNECT_ERROR:
-        code = "TLSError";
-        applied = PROTO_APPLIED_NO;
-        break;
-    case CURLE_ABORTED_BY_CALLBACK:
-        snprintf(x->errbuf, sizeof x->errbuf, "the connection closed without an answer after "
-                 "the request was sent (not resent: it may have been applied)");
-        break;
-    default:
-        break;
-    }
-    if (pretransfer == 0)
-        applied = PROTO_APPLIED_NO;
-    msg = x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc);
-    lua_createtable(L, 0, 6);
-    lua_pushstring(L, code);
-    lua_setfield(L, -2, "code");
-    lua_pushstring(L, msg);
-    lua_setfield(L, -2, "message");
-    lua_pushstring(L, applied);
-    lua_setfield(L, -2, "applied");
-    lua_pushstring(L, cls);
-    lua_setfield(L, -2, "retry_class");
-    lua_pushboolean(L, strcmp(cls, "none") != 0);
-    lua_setfield(L, -2, "retryable");
-    lua_pushinteger(L, (lua_Integer)rc);
-    lua_setfield(L, -2, "curl_code");
+    curlt_push_error(L, x->easy, x->result, x->errbuf, sizeof x->errbuf);
 }
 
 /* Moves every finished transfer out of the multi handle (state DONE). */
