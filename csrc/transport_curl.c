@@ -123,7 +123,7 @@ int curlt_lua_new(lua_State *L)
     return 1;
 }
 
-static void push_headers(lua_State *L, const buf *head)
+void curlt_push_headers(lua_State *L, const buf *head)
 {
     size_t i = 0;
     lua_newtable(L);
@@ -327,7 +327,7 @@ static int curlt_request(lua_State *L)
     t->had_connection = 1;
     curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
     lua_pushinteger(L, status);
-    push_headers(L, &t->head);
+    curlt_push_headers(L, &t->head);
     lua_pushlstring(L, t->body.data ? t->body.data : "", t->body.len);
     lua_pushboolean(L, resent);
     /* a large response should not pin its buffer for the life of the client */

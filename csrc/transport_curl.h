@@ -8,10 +8,13 @@
 
 #include <stddef.h>
 #include <curl/curl.h>
+#include "buf.h"
 
 int curlt_lua_new(lua_State *L);
 /* Pushes the error table for a failed transfer: code, message, applied ("no" when nothing
  * can have left), retry_class, retryable, curl_code. errbuf is libcurl's error buffer. */
+/* Pushes the raw header block as a table: lowercase names, trimmed values, last one wins. */
+void curlt_push_headers(lua_State *L, const buf *head);
 void curlt_push_error(lua_State *L, CURL *easy, CURLcode rc, char *errbuf, size_t errlen);
 void curlt_register(lua_State *L);
 

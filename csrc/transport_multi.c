@@ -8,7 +8,6 @@
 #include "protocol.h"
 #include "buf.h"
 
-#include <ctype.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -295,39 +294,6 @@ static int multi_add(lua_State *L)
     return 1;
 }
 
-/* Same parsing as transport_curl.c: lowercase names, trimmed values, last one wins. */
-static void push_headers(lua_State *L, const buf *head)
-{
-    size_t i = 0;
-    lua_newtable(L);
-    while (i < head->len) {
-        const char *line = head->data + i;
-        const char *end = memchr(line, '\n', head->len - i);
-        size_t len = end ? (size_t)(end - line) : head->len - i;
-        const char *colon = memchr(line, ':', len);
-        i += len + 1;
-        if (colon != NULL && colon > line) {
-            char name[128];
-            size_t nlen = (size_t)(colon - line), k;
-            const char *v = colon + 1;
-            size_t vlen = len - nlen - 1;
-            if (nlen >= sizeof name)
-                continue;
-            for (k = 0; k < nlen; k++)
-                name[k] = (char)tolower((unsigned char)line[k]);
-            while (vlen > 0 && (*v == ' ' || *v == '\t')) {
-                v++;
-                vlen--;
-            }
-            while (vlen > 0 && (v[vlen - 1] == '\r' || v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
-                vlen--;
-            lua_pushlstring(L, name, nlen);
-            lua_pushlstring(L, v, vlen);
-            lua_rawset(L, -3);
-        }
-    }
-}
-
 /* The error of one failed transfer, classified as the easy transport does. */
 static void push_error(lua_State *L, xfer *x)
 {
@@ -384,7 +350,7 @@ static int multi_poll(lua_State *L)
             curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
             lua_pushinteger(L, status);
             lua_setfield(L, -2, "status");
-            push_headers(L, &x->head);
+            curlt_push_headers(L, &x->head);
             lua_setfield(L, -2, "headers");
             lua_pushlstring(L, x->body.data ? x->body.data : "", x->body.len);
             lua_setfield(L, -2, "body");
