@@ -221,6 +221,30 @@ static int push_transport_error(lua_State *L, curlt *t, CURLcode rc)
     return 2;
 }
 
+void curlt_build_headers(lua_State *L, int idx, struct curl_slist **slist)
+{
+    size_t i, nh = lua_rawlen(L, idx);
+    curl_slist_free_all(*slist);
+    *slist = NULL;
+    for (i = 1; i <= nh + 2; i++) {
+        const char *line;
+        struct curl_slist *next;
+        if (i <= nh) {
+            lua_rawgeti(L, idx, (int)i);
+            line = luaL_checkstring(L, -1);
+        } else {
+            /* no 100-continue round trip, no Accept: surprises */
+            line = i == nh + 1 ? "Expect:" : "Accept:";
+            lua_pushnil(L);
+        }
+        next = curl_slist_append(*slist, line);
+        lua_pop(L, 1);
+        if (next == NULL)
+            luaL_error(L, "out of memory");
+        *slist = next;
+    }
+}
+
 static const char *const http_methods[] = {"POST", "GET", "PUT", NULL};
 enum { METHOD_POST, METHOD_GET, METHOD_PUT };
 
@@ -232,7 +256,7 @@ static int curlt_request(lua_State *L)
 {
     curlt *t = check_curlt(L);
     const char *url = luaL_checkstring(L, 2);
-    size_t body_len, i, nh;
+    size_t body_len;
     const char *body;
     long timeout_ms;
     CURLcode rc;
@@ -249,26 +273,7 @@ static int curlt_request(lua_State *L)
     luaL_argcheck(L, method != METHOD_GET || body_len == 0, 4, "a GET request has no body");
 
     /* Build the header list first: a Lua error here leaves only t->slist, freed at close. */
-    curl_slist_free_all(t->slist);
-    t->slist = NULL;
-    nh = lua_rawlen(L, 3);
-    for (i = 1; i <= nh + 2; i++) {
-        const char *line;
-        struct curl_slist *next;
-        if (i <= nh) {
-            lua_rawgeti(L, 3, (int)i);
-            line = luaL_checkstring(L, -1);
-        } else {
-            /* no 100-continue round trip, no Accept: surprises */
-            line = i == nh + 1 ? "Expect:" : "Accept:";
-            lua_pushnil(L);
-        }
-        next = curl_slist_append(t->slist, line);
-        lua_pop(L, 1);
-        if (next == NULL)
-            return luaL_error(L, "out of memory");
-        t->slist = next;
-    }
+    curlt_build_headers(L, 3, &t->slist);
 
     t->body.len = 0;
     t->head.len = 0;

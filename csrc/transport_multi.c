@@ -202,7 +202,7 @@ static int multi_add(lua_State *L)
 {
     multi *mu = check_multi(L);
     const char *url = luaL_checkstring(L, 2);
-    size_t body_len, i, nh;
+    size_t body_len;
     const char *body;
     long timeout_ms;
     xfer *x;
@@ -219,25 +219,7 @@ static int multi_add(lua_State *L)
         return luaL_error(L, "out of memory");
     /* The header list belongs to x from here; a Lua error below leaves it there, freed
      * when x is next reset or the multi is closed. */
-    curl_slist_free_all(x->slist);
-    x->slist = NULL;
-    nh = lua_rawlen(L, 3);
-    for (i = 1; i <= nh + 2; i++) {
-        const char *line;
-        struct curl_slist *next;
-        if (i <= nh) {
-            lua_rawgeti(L, 3, (int)i);
-            line = luaL_checkstring(L, -1);
-        } else {
-            line = i == nh + 1 ? "Expect:" : "Accept:";
-            lua_pushnil(L);
-        }
-        next = curl_slist_append(x->slist, line);
-        lua_pop(L, 1);
-        if (next == NULL)
-            return luaL_error(L, "out of memory");
-        x->slist = next;
-    }
+    curlt_build_headers(L, 3, &x->slist);
     e = x->easy;
     x->body.len = 0;
     x->head.len = 0;
