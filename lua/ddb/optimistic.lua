@@ -127,10 +127,9 @@ function Store:__tostring()
   return ("optimistic.store{table=%s, version=%s}"):format(self.table, self.version)
 end
 
---- The table's key attribute names, from the option or one cached DescribeTable.
-function Store:key_schema(call_opts)
-  if self.key_names then return self.key_names end
-  local res, err = self.client:describe_table({ TableName = self.table }, call_opts)
+-- A table's key attribute names ({ hash[, range] }) from one DescribeTable.
+local function describe_key(client, table_name, call_opts)
+  local res, err = client:describe_table({ TableName = table_name }, call_opts)
   if not res then return nil, err end
   local names = {}
   for _, k in ipairs(res.Table and res.Table.KeySchema or {}) do
@@ -138,8 +137,17 @@ function Store:key_schema(call_opts)
     elseif k.KeyType == "RANGE" then names[2] = k.AttributeName end
   end
   if not names[1] then
-    return nil, new_error("InvalidResponse", "DescribeTable returned no key schema")
+    return nil, new_error("InvalidResponse", "DescribeTable returned no key schema for " ..
+      table_name)
   end
+  return names
+end
+
+--- The table's key attribute names, from the option or one cached DescribeTable.
+function Store:key_schema(call_opts)
+  if self.key_names then return self.key_names end
+  local names, err = describe_key(self.client, self.table, call_opts)
+  if not names then return nil, err end
   self.key_names = names
   return names
 end
@@ -649,6 +657,7 @@ _M._internal = {
   version_of = version_of, resolve_write = resolve_write, plan_write = plan_write,
   key_av = key_av, strip = strip, expr_builder = expr_builder, condition = condition,
   add_capacity = add_capacity, NO_ITEM = NO_ITEM, call_protected = call_protected,
+  describe_key = describe_key,
 }
 
 --- Reads an item (strongly consistent) without changing it; ddb.null when there is none.

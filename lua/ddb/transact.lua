@@ -187,16 +187,8 @@ local function key_schema(s, name, copts)
     schema_cache[s.client] = cache
   end
   if cache[name] then return cache[name] end
-  local res, err = s.client:describe_table({ TableName = name }, copts)
-  if not res then return nil, err end
-  local names = {}
-  for _, k in ipairs(res.Table and res.Table.KeySchema or {}) do
-    if k.KeyType == "HASH" then names[1] = k.AttributeName
-    elseif k.KeyType == "RANGE" then names[2] = k.AttributeName end
-  end
-  if not names[1] then
-    return nil, new_error("InvalidResponse", "DescribeTable returned no key schema for " .. name)
-  end
+  local names, err = I.describe_key(s.client, name, copts)
+  if not names then return nil, err end
   cache[name] = names
   return names
 end
