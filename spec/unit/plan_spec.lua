@@ -1,0 +1,211 @@
+-- with_item's pure parts without a server: write tokens, token history, and the write
+-- request made from the function's result (exact requests, so that a faster planner has
+-- to produce the same bytes).
+local ddb = require "ddb"
+local optimistic = require "ddb.optimistic"
+
+local I = optimistic._internal
+local core = ddb.core
+
+local function store(opts)
+  local o = { table = "t", key = { "pk" }, client = {} }
+  for k, v in pairs(opts or {}) do o[k] = v end
+  return assert(optimistic.new(o))
+end
+
+local NAMES = { "pk" }
+local KAV = { pk = { S = "k1" } }
+
+-- the item as GetItem returns it: version 3 with a two-entry history
+local function current()
+  return {
+    pk = { S = "k1" }, version = { N = "3" }, counter = { N = "7" }, name = { S = "ann" },
+    tags = { SS = { "a", "b" } }, _ddb_tokens = { S = "1 3:TOKEN3TOKEN3TOKEN 2:TOKEN2TOKEN2TOKEN" },
+  }
+end
+
+local function plan(st, result, cur, token)
+  cur = cur == nil and current() or cur or nil
+  local ver = cur and assert(I.version_of(st, cur)) or 0
+  local hist = cur and I.parse_history(cur[st.token_attr])
+  return I.plan_write(st, NAMES, KAV, cur, ver, result, token or "NEWTOKENNEWTOKEN", hist)
+end
+
+describe("write tokens", function()
+  it("are 16 base64url characters from 12 random bytes, all different", function()
+    local seen = {}
+    for _ = 1, 2000 do
+      local t = I.new_token()
+      assert.equal(16, #t)
+      assert.is_truthy(t:match("^[A-Za-z0-9_-]+$"))
+      assert.is_nil(seen[t])
+      seen[t] = true
+    end
+  end)
+
+  it("use every character of the alphabet", function()
+    local chars = {}
+    for _ = 1, 400 do
+      for c in I.new_token():gmatch(".") do chars[c] = true end
+    end
+    local n = 0
+    for _ in pairs(chars) do n = n + 1 end
+    assert.equal(64, n)
+  end)
+
+  it("refuse a length that base64 would pad", function()
+    assert.has_error(function() core.random_token(4) end)
+    assert.has_error(function() core.random_token(0) end)
+    assert.has_error(function() core.random_token(51) end)
+  end)
+end)
+
+describe("token history", function()
+  it("reads newest first and refuses what this module did not write", function()
+    local h = I.parse_history({ S = "1 5:abc 4:de-f_" })
+    assert.same({ { version = 5, token = "abc" }, { version = 4, token = "de-f_" } }, h)
+    assert.is_nil(I.parse_history({ S = "2 5:abc" }))
+    assert.is_nil(I.parse_history({ S = "1 5:a b" }))
+    assert.is_nil(I.parse_history({ N = "1" }))
+    assert.is_nil(I.parse_history({ S = "" }))
+    assert.same({}, I.parse_history({ S = "1" }))
+  end)
+
+  it("keeps at most the configured number of entries", function()
+    local entries = {}
+    for v = 10, 1, -1 do entries[#entries + 1] = { version = v, token = "t" .. v } end
+    assert.equal("1 10:t10 9:t9 8:t8", I.history_string(entries, 3))
+  end)
+end)
+
+describe("plan_write in update mode", function()
+  it("sets only what changed, bumps the version and pushes the token", function()
+    local st = store()
+    local res = core.unmarshal_item(current())
+    res._ddb_tokens = nil
+    res.counter = 8
+    local op, req, kind = plan(st, res)
+    assert.equal("UpdateItem", op)
+    assert.equal("update", kind)
+    assert.same({
+      TableName = "t", Key = KAV,
+      UpdateExpression = "SET #n1 = :v1, #n2 = :v2, #n3 = :v3",
+      ConditionExpression = "#n2 = :v4",
+      ExpressionAttributeNames = { ["#n1"] = "counter", ["#n2"] = "version",
+        ["#n3"] = "_ddb_tokens" },
+      ExpressionAttributeValues = { [":v1"] = { N = "8" }, [":v2"] = { N = "4" },
+        [":v3"] = { S = "1 4:NEWTOKENNEWTOKEN 3:TOKEN3TOKEN3TOKEN 2:TOKEN2TOKEN2TOKEN" },
+        [":v4"] = { N = "3" } },
+      ReturnValues = "ALL_NEW",
+      ReturnValuesOnConditionCheckFailure = "ALL_OLD",
+      ReturnConsumedCapacity = "TOTAL",
+    }, req)
+  end)
+
+  it("sorts what it sets and removes, and removes attributes the function dropped", function()
+    local st = store()
+    local res = { pk = "k1", version = 3, zeta = true, alpha = { 1, 2 }, counter = 7 }
+    local op, req = plan(st, res)
+    assert.equal("UpdateItem", op)
+    assert.equal("SET #n1 = :v1, #n2 = :v2, #n3 = :v3, #n4 = :v4 REMOVE #n5, #n6",
+      req.UpdateExpression)
+    assert.same({ ["#n1"] = "alpha", ["#n2"] = "zeta", ["#n3"] = "version",
+      ["#n4"] = "_ddb_tokens", ["#n5"] = "name", ["#n6"] = "tags" },
+      req.ExpressionAttributeNames)
+    assert.same({ L = { { N = "1" }, { N = "2" } } }, req.ExpressionAttributeValues[":v1"])
+    assert.same({ BOOL = true }, req.ExpressionAttributeValues[":v2"])
+    assert.equal("#n3 = :v5", req.ConditionExpression)
+  end)
+
+  it("writes nothing when nothing changed, whatever the number's spelling", function()
+    local st = store()
+    local res = core.unmarshal_item(current())
+    res._ddb_tokens = nil
+    res.counter = ddb.number("7.0")
+    assert.is_nil((plan(st, res)))
+  end)
+
+  it("creates a missing item with attribute_not_exists on the hash key", function()
+    local st = store()
+    local op, req, kind = plan(st, { n = 1 }, false)
+    assert.equal("UpdateItem", op)
+    assert.equal("create", kind)
+    assert.equal("SET #n1 = :v1, #n2 = :v2, #n3 = :v3", req.UpdateExpression)
+    assert.equal("attribute_not_exists(#n4)", req.ConditionExpression)
+    assert.same({ ["#n1"] = "n", ["#n2"] = "version", ["#n3"] = "_ddb_tokens", ["#n4"] = "pk" },
+      req.ExpressionAttributeNames)
+    assert.same({ N = "1" }, req.ExpressionAttributeValues[":v2"])
+    assert.same({ S = "1 1:NEWTOKENNEWTOKEN" }, req.ExpressionAttributeValues[":v3"])
+  end)
+
+  it("conditions an item without a version on the version's absence", function()
+    local st = store()
+    local cur = current()
+    cur.version = nil
+    local _, req = plan(st, { pk = "k1", counter = 1 }, cur)
+    assert.equal("attribute_exists(#n6) AND attribute_not_exists(#n2)", req.ConditionExpression)
+    assert.equal("pk", req.ExpressionAttributeNames["#n6"])
+    assert.same({ N = "1" }, req.ExpressionAttributeValues[":v2"])
+  end)
+
+  it("leaves tokens out when they are off", function()
+    local st = store{ tokens = 0 }
+    local _, req = plan(st, { pk = "k1", counter = 9, name = "ann", tags = ddb.string_set{ "a", "b" } })
+    assert.equal("SET #n1 = :v1, #n2 = :v2", req.UpdateExpression)
+    assert.equal("version", req.ExpressionAttributeNames["#n2"])
+    assert.is_nil(req.ExpressionAttributeNames["#n3"])
+  end)
+
+  it("refuses a changed key, a changed version, the token attribute and non-items", function()
+    local st = store()
+    local _, err = plan(st, { pk = "k2" })
+    assert.equal("ValidationError", err.code)
+    assert.matches("key attribute 'pk'", err.message)
+    _, err = plan(st, { version = 9 })
+    assert.matches("version attribute", err.message)
+    _, err = plan(st, { _ddb_tokens = "x" })
+    assert.matches("write tokens", err.message)
+    _, err = plan(st, "text")
+    assert.matches("must return the item", err.message)
+    _, err = plan(st, setmetatable({}, {}))
+    assert.matches("must return the item", err.message)
+    _, err = plan(st, { f = function() end })
+    assert.matches("cannot be stored", err.message)
+  end)
+
+  it("refuses an item over DynamoDB's size limit, counting what the update keeps", function()
+    local st = store()
+    local big = core.unmarshal_item(current())
+    big._ddb_tokens = nil
+    big.blob = ("x"):rep(optimistic.MAX_ITEM_BYTES - 100)
+    local _, err = plan(st, big)
+    assert.equal("ItemTooLarge", err.code)
+  end)
+end)
+
+describe("plan_write in put mode and for deletes", function()
+  it("puts the whole item with the new version and history", function()
+    local st = store{ mode = "put" }
+    local op, req, kind = plan(st, { pk = "k1", counter = 8 })
+    assert.equal("PutItem", op)
+    assert.equal("update", kind)
+    assert.same({ pk = { S = "k1" }, counter = { N = "8" }, version = { N = "4" },
+      _ddb_tokens = { S = "1 4:NEWTOKENNEWTOKEN 3:TOKEN3TOKEN3TOKEN 2:TOKEN2TOKEN2TOKEN" } },
+      req.Item)
+    assert.equal("#n1 = :v1", req.ConditionExpression)
+    assert.same({ ["#n1"] = "version" }, req.ExpressionAttributeNames)
+    assert.same({ [":v1"] = { N = "3" } }, req.ExpressionAttributeValues)
+  end)
+
+  it("deletes conditioned on the version read, and skips deleting what is absent", function()
+    local st = store()
+    local op, req, kind = plan(st, optimistic.DELETE)
+    assert.equal("DeleteItem", op)
+    assert.equal("delete", kind)
+    assert.same({ TableName = "t", Key = KAV, ConditionExpression = "#n1 = :v1",
+      ExpressionAttributeNames = { ["#n1"] = "version" },
+      ExpressionAttributeValues = { [":v1"] = { N = "3" } },
+      ReturnValuesOnConditionCheckFailure = "ALL_OLD", ReturnConsumedCapacity = "TOTAL" }, req)
+    assert.is_nil((plan(st, optimistic.DELETE, false)))
+  end)
+end)
