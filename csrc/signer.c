@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 /* The intermediate texts of one signature (no secret in them: the key never enters). */
 typedef struct stages {
@@ -29,6 +30,8 @@ typedef struct signer {
     char *target_prefix;
     long long skew;          /* seconds to add to the local clock (server's Date minus ours) */
     sigv4_key_cache cache;
+    EVP_MD_CTX *md;          /* reused for every SHA-256 */
+    sigv4_hmac mac;           /* HMAC states of the cached signing key */
     stages work;             /* prepare()'s buffers, kept between requests: no allocation per
                                 request once they have grown to size */
     long long date_epoch;    /* the second amz_date was formatted for */
@@ -50,6 +53,7 @@ static void signer_clear_credentials(signer *s)
     wipe_str(&s->secret_key);
     wipe_str(&s->session_token);
     OPENSSL_cleanse(&s->cache, sizeof s->cache);
+    sigv4_hmac_free(&s->mac);
 }
 
 static signer *check_signer(lua_State *L)
@@ -147,6 +151,7 @@ int signer_lua_new(lua_State *L)
     luaL_checktype(L, 1, LUA_TTABLE);
     s = lua_newuserdata(L, sizeof *s);
     memset(s, 0, sizeof *s);
+    sigv4_hmac_init(&s->mac);
     luaL_getmetatable(L, SIGNER_MT);
     lua_setmetatable(L, -2);
     s->region = dup_field(L, 1, "region", 1);
@@ -169,6 +174,8 @@ static int signer_gc(lua_State *L)
     signer *s = (signer *)luaL_checkudata(L, 1, SIGNER_MT);
     signer_clear_credentials(s);
     stages_free(&s->work);
+    EVP_MD_CTX_free(s->md);
+    s->md = NULL;
     free(s->region);
     free(s->host);
     free(s->service);
@@ -247,13 +254,16 @@ static void stages_free(stages *st)
 static int run_stages(signer *s, const sigv4_request *req, const char *amz_date, stages *st,
                       unsigned char key[SIGV4_KEY_LEN])
 {
-    if (sigv4_canonical_request(req, &st->creq, &st->signed_headers) ||
-        sigv4_scope(&st->scope, amz_date, s->region, s->service) ||
-        sigv4_string_to_sign(&st->sts, amz_date, st->scope.data, st->creq.data, st->creq.len) ||
-        sigv4_signing_key(&s->cache, s->access_key, s->secret_key, amz_date, s->region,
-                          s->service, key))
+    if (s->md == NULL && (s->md = EVP_MD_CTX_new()) == NULL)
         return -1;
-    sigv4_signature(key, st->sts.data, st->sts.len, st->signature);
+    if (sigv4_canonical_request(s->md, req, &st->creq, &st->signed_headers) ||
+        sigv4_scope(&st->scope, amz_date, s->region, s->service) ||
+        sigv4_string_to_sign(s->md, &st->sts, amz_date, st->scope.data, st->creq.data,
+                             st->creq.len) ||
+        sigv4_signing_key(&s->cache, s->access_key, s->secret_key, amz_date, s->region,
+                          s->service, key) ||
+        sigv4_signature(&s->mac, key, st->sts.data, st->sts.len, st->signature))
+        return -1;
     return sigv4_authorization(&st->auth, s->access_key, st->scope.data, st->signed_headers.data,
                                st->signature);
 }

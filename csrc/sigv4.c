@@ -9,25 +9,124 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/sha.h>
+#include <pthread.h>
 
-void sigv4_sha256_hex(const void *data, size_t len, char out[SIGV4_HEX_LEN + 1])
+/* SHA-256 fetched once per process: OpenSSL 3's one-shot SHA256() and HMAC() look the
+ * algorithm up by name on every call, which cost more than hashing a small request. */
+static pthread_once_t md_once = PTHREAD_ONCE_INIT;
+static EVP_MD *md_fetched;
+
+static void md_fetch(void)
+{
+    md_fetched = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+static const EVP_MD *sha256_md(void)
+{
+    pthread_once(&md_once, md_fetch);
+    return md_fetched != NULL ? md_fetched : EVP_sha256();
+}
+
+static void to_hex(const unsigned char *md, size_t n, char *out)
 {
     static const char digits[] = "0123456789abcdef";
-    unsigned char md[SHA256_DIGEST_LENGTH];
-    int i;
-    SHA256((const unsigned char *)data, len, md);
-    for (i = 0; i < SHA256_DIGEST_LENGTH; i++) {
+    size_t i;
+    for (i = 0; i < n; i++) {
         out[2 * i] = digits[md[i] >> 4];
         out[2 * i + 1] = digits[md[i] & 15];
     }
-    out[SIGV4_HEX_LEN] = '\0';
+    out[2 * n] = '\0';
+}
+
+/* One SHA-256 on ctx (reused by the caller) or, without one, on a context of its own. */
+static int sha256(EVP_MD_CTX *ctx, const void *data, size_t len,
+                  unsigned char md[SHA256_DIGEST_LENGTH])
+{
+    EVP_MD_CTX *own = NULL;
+    int ok;
+    if (ctx == NULL && (ctx = own = EVP_MD_CTX_new()) == NULL)
+        return -1;
+    ok = EVP_DigestInit_ex(ctx, sha256_md(), NULL) && EVP_DigestUpdate(ctx, data, len) &&
+         EVP_DigestFinal_ex(ctx, md, NULL);
+    EVP_MD_CTX_free(own);
+    return ok ? 0 : -1;
+}
+
+int sigv4_sha256_hex(EVP_MD_CTX *ctx, const void *data, size_t len,
+                     char out[SIGV4_HEX_LEN + 1])
+{
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    if (sha256(ctx, data, len, md) != 0)
+        return -1;
+    to_hex(md, sizeof md, out);
+    return 0;
 }
 
 static void hmac256(const unsigned char *key, size_t key_len, const void *msg, size_t msg_len,
                     unsigned char out[SIGV4_KEY_LEN])
 {
     unsigned int n = SIGV4_KEY_LEN;
-    HMAC(EVP_sha256(), key, (int)key_len, (const unsigned char *)msg, msg_len, out, &n);
+    HMAC(sha256_md(), key, (int)key_len, (const unsigned char *)msg, msg_len, out, &n);
+}
+
+/* HMAC-SHA256 with a key that signs many messages: the hash states after the key's inner
+ * and outer pad blocks are kept, so one MAC costs two state copies and the message. */
+void sigv4_hmac_init(sigv4_hmac *m)
+{
+    m->inner = m->outer = m->work = NULL;
+    m->keyed = 0;
+}
+
+void sigv4_hmac_free(sigv4_hmac *m)
+{
+    /* EVP_MD_CTX_free cleanses the hash state, which is derived from the key */
+    EVP_MD_CTX_free(m->inner);
+    EVP_MD_CTX_free(m->outer);
+    EVP_MD_CTX_free(m->work);
+    OPENSSL_cleanse(m->key, sizeof m->key);
+    sigv4_hmac_init(m);
+}
+
+int sigv4_hmac_set_key(sigv4_hmac *m, const unsigned char key[SIGV4_KEY_LEN])
+{
+    unsigned char pad[64];
+    int i, ok;
+    if (m->keyed && CRYPTO_memcmp(m->key, key, SIGV4_KEY_LEN) == 0)
+        return 0;
+    m->keyed = 0;
+    if ((m->inner == NULL && (m->inner = EVP_MD_CTX_new()) == NULL) ||
+        (m->outer == NULL && (m->outer = EVP_MD_CTX_new()) == NULL) ||
+        (m->work == NULL && (m->work = EVP_MD_CTX_new()) == NULL))
+        return -1;
+    for (i = 0; i < 64; i++)
+        pad[i] = (unsigned char)((i < SIGV4_KEY_LEN ? key[i] : 0) ^ 0x36);
+    ok = EVP_DigestInit_ex(m->inner, sha256_md(), NULL) &&
+         EVP_DigestUpdate(m->inner, pad, sizeof pad);
+    for (i = 0; i < 64; i++)
+        pad[i] = (unsigned char)((i < SIGV4_KEY_LEN ? key[i] : 0) ^ 0x5c);
+    ok = ok && EVP_DigestInit_ex(m->outer, sha256_md(), NULL) &&
+         EVP_DigestUpdate(m->outer, pad, sizeof pad);
+    OPENSSL_cleanse(pad, sizeof pad);
+    if (!ok)
+        return -1;
+    memcpy(m->key, key, SIGV4_KEY_LEN);
+    m->keyed = 1;
+    return 0;
+}
+
+int sigv4_hmac_sign(sigv4_hmac *m, const void *msg, size_t len,
+                    unsigned char out[SIGV4_KEY_LEN])
+{
+    unsigned char inner[SHA256_DIGEST_LENGTH];
+    int ok;
+    if (!m->keyed)
+        return -1;
+    ok = EVP_MD_CTX_copy_ex(m->work, m->inner) && EVP_DigestUpdate(m->work, msg, len) &&
+         EVP_DigestFinal_ex(m->work, inner, NULL) && EVP_MD_CTX_copy_ex(m->work, m->outer) &&
+         EVP_DigestUpdate(m->work, inner, sizeof inner) &&
+         EVP_DigestFinal_ex(m->work, out, NULL);
+    OPENSSL_cleanse(inner, sizeof inner);
+    return ok ? 0 : -1;
 }
 
 /* Headers a proxy may add, change or drop in transit: signing them would break requests. */
@@ -152,30 +251,31 @@ cleanup:
     return rc;
 }
 
-int sigv4_canonical_request(const sigv4_request *req, buf *out, buf *signed_headers)
+int sigv4_canonical_request(EVP_MD_CTX *ctx, const sigv4_request *req, buf *out,
+                            buf *signed_headers)
 {
     canon_header *hs = NULL;
-    size_t n = 0, i, j;
+    char *names;
+    size_t n = 0, i, j, total = 0;
     char payload_hash[SIGV4_HEX_LEN + 1];
     int rc = -1;
 
-    if (req->nheaders > 0) {
-        hs = calloc(req->nheaders, sizeof *hs);
-        if (hs == NULL)
-            return -1;
-    }
+    /* one allocation holds the entries and their lowercased names */
+    for (i = 0; i < req->nheaders; i++)
+        total += req->headers[i].name_len + 1;
+    hs = malloc(req->nheaders * sizeof *hs + total + 1);
+    if (hs == NULL)
+        return -1;
+    names = (char *)(hs + req->nheaders);
     for (i = 0; i < req->nheaders; i++) {
         const sigv4_header *h = &req->headers[i];
-        char *lname = malloc(h->name_len + 1);
-        if (lname == NULL)
-            goto cleanup;
+        char *lname = names;
         for (j = 0; j < h->name_len; j++)
             lname[j] = (char)tolower((unsigned char)h->name[j]);
         lname[h->name_len] = '\0';
-        if (unsignable(lname, h->name_len)) {
-            free(lname);
+        if (unsignable(lname, h->name_len))
             continue;
-        }
+        names += h->name_len + 1;
         hs[n].name = lname;
         hs[n].name_len = h->name_len;
         hs[n].value = h->value;
@@ -210,13 +310,11 @@ int sigv4_canonical_request(const sigv4_request *req, buf *out, buf *signed_head
     if (buf_addc(out, '\n') || buf_add(out, signed_headers->data, signed_headers->len) ||
         buf_addc(out, '\n'))
         goto cleanup;
-    sigv4_sha256_hex(req->body ? req->body : "", req->body_len, payload_hash);
-    if (buf_add(out, payload_hash, SIGV4_HEX_LEN) || buf_cstr(out) || buf_cstr(signed_headers))
+    if (sigv4_sha256_hex(ctx, req->body ? req->body : "", req->body_len, payload_hash) ||
+        buf_add(out, payload_hash, SIGV4_HEX_LEN) || buf_cstr(out) || buf_cstr(signed_headers))
         goto cleanup;
     rc = 0;
 cleanup:
-    for (i = 0; i < n; i++)
-        free(hs[i].name);
     free(hs);
     return rc;
 }
@@ -232,12 +330,12 @@ int sigv4_scope(buf *out, const char *amz_date, const char *region, const char *
     return 0;
 }
 
-int sigv4_string_to_sign(buf *out, const char *amz_date, const char *scope,
+int sigv4_string_to_sign(EVP_MD_CTX *ctx, buf *out, const char *amz_date, const char *scope,
                          const char *canonical_request, size_t creq_len)
 {
     char hash[SIGV4_HEX_LEN + 1];
-    sigv4_sha256_hex(canonical_request, creq_len, hash);
-    if (buf_adds(out, "AWS4-HMAC-SHA256\n") || buf_adds(out, amz_date) || buf_addc(out, '\n') ||
+    if (sigv4_sha256_hex(ctx, canonical_request, creq_len, hash) ||
+        buf_adds(out, "AWS4-HMAC-SHA256\n") || buf_adds(out, amz_date) || buf_addc(out, '\n') ||
         buf_adds(out, scope) || buf_addc(out, '\n') || buf_add(out, hash, SIGV4_HEX_LEN) ||
         buf_cstr(out))
         return -1;
@@ -281,18 +379,18 @@ int sigv4_signing_key(sigv4_key_cache *cache, const char *access_key, const char
     return 0;
 }
 
-void sigv4_signature(const unsigned char key[SIGV4_KEY_LEN], const char *sts, size_t sts_len,
-                     char out[SIGV4_HEX_LEN + 1])
+int sigv4_signature(sigv4_hmac *m, const unsigned char key[SIGV4_KEY_LEN], const char *sts,
+                    size_t sts_len, char out[SIGV4_HEX_LEN + 1])
 {
-    static const char digits[] = "0123456789abcdef";
     unsigned char mac[SIGV4_KEY_LEN];
-    int i;
-    hmac256(key, SIGV4_KEY_LEN, sts, sts_len, mac);
-    for (i = 0; i < SIGV4_KEY_LEN; i++) {
-        out[2 * i] = digits[mac[i] >> 4];
-        out[2 * i + 1] = digits[mac[i] & 15];
+    if (m != NULL) {
+        if (sigv4_hmac_set_key(m, key) || sigv4_hmac_sign(m, sts, sts_len, mac))
+            return -1;
+    } else {
+        hmac256(key, SIGV4_KEY_LEN, sts, sts_len, mac);
     }
-    out[SIGV4_HEX_LEN] = '\0';
+    to_hex(mac, sizeof mac, out);
+    return 0;
 }
 
 int sigv4_authorization(buf *out, const char *access_key, const char *scope,

@@ -199,6 +199,30 @@ describe("the signing key cache", function()
     assert.equal(KEY_OTHER_SECRET, s:stages("POST", "/", nil, VANILLA_HEADERS, "", date).signing_key)
   end)
 
+  it("signs as a fresh signer does after every change of day and of credentials", function()
+    -- the reused HMAC state must follow the key: compare with a signer that never cached
+    local s = suite_signer()
+    local steps = {
+      { date = "20150830T120000Z" }, { date = "20150831T000001Z" },
+      { date = "20150831T000002Z", creds = { access_key = "AKIDOTHER", secret_key = "s2" } },
+      { date = "20150831T000003Z", creds = SUITE_KEY }, { date = "20150830T120000Z" },
+    }
+    local current = SUITE_KEY
+    for i, step in ipairs(steps) do
+      if step.creds then
+        s:set_credentials(step.creds)
+        current = step.creds
+      end
+      local body = "body " .. i
+      local fresh = suite_signer()
+      fresh:set_credentials(current)
+      local got = s:stages("POST", "/", nil, VANILLA_HEADERS, body, step.date)
+      local want = fresh:stages("POST", "/", nil, VANILLA_HEADERS, body, step.date)
+      assert.equal(want.signature, got.signature)
+      assert.equal(want.authorization, got.authorization)
+    end
+  end)
+
   it("keeps the old credentials when set_credentials is refused", function()
     local s = suite_signer()
     assert.has_error(function() s:set_credentials{ access_key = "AKIDNEW", secret_key = "" } end)
