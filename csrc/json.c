@@ -2,7 +2,10 @@
 #include "json.h"
 
 #include <math.h>
+#include <stdint.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cjson/cJSON.h>
 
@@ -16,9 +19,19 @@ int json_utf8_valid(const char *str, size_t n)
     const unsigned char *s = (const unsigned char *)str;
     size_t i = 0;
     while (i < n) {
-        unsigned c = s[i];
+        unsigned c;
         size_t need, k;
         unsigned cp;
+        if (i + 8 <= n) {
+            /* most text is ASCII: step over 8 such bytes at a time */
+            uint64_t w;
+            memcpy(&w, s + i, 8);
+            if ((w & 0x8080808080808080ull) == 0) {
+                i += 8;
+                continue;
+            }
+        }
+        c = s[i];
         if (c < 0x80) {
             i++;
             continue;
@@ -311,7 +324,9 @@ static void push_json(lua_State *L, const cJSON *j)
         break;
     }
     case cJSON_String:
-        lua_pushstring(L, j->valuestring);
+        /* pushlstring: Lua 5.4's lua_pushstring first searches a cache keyed by the
+         * pointer with strcmp, a miss every time for a fresh tree */
+        lua_pushlstring(L, j->valuestring, strlen(j->valuestring));
         break;
     case cJSON_Array:
         lua_createtable(L, cJSON_GetArraySize(j), 0);
@@ -325,11 +340,13 @@ static void push_json(lua_State *L, const cJSON *j)
         lua_setmetatable(L, -2);
         break;
     case cJSON_Object:
-        lua_createtable(L, 0, 4);
+        for (c = j->child, i = 0; c != NULL; c = c->next)
+            i++;
+        lua_createtable(L, 0, i);
         for (c = j->child; c != NULL; c = c->next) {
             if ((c->type & 0xFF) == cJSON_NULL || c->string == NULL)
                 continue;
-            lua_pushstring(L, c->string);
+            lua_pushlstring(L, c->string, strlen(c->string));
             push_json(L, c);
             lua_rawset(L, -3);
         }
@@ -363,22 +380,135 @@ static int push_json_protected(lua_State *L)
 /* cJSON turns \u0000 into a terminator and would cut the string silently: refuse instead. */
 static int has_escaped_nul(const char *s, size_t n)
 {
-    size_t i;
-    for (i = 0; i + 5 < n; i++) {
-        if (s[i] == '\\') {
-            if (s[i + 1] == 'u' && s[i + 2] == '0' && s[i + 3] == '0' && s[i + 4] == '0' &&
-                s[i + 5] == '0')
-                return 1;
-            i++;   /* skip the escaped character so "\\u0000" is not misread */
-        }
+    const char *p = s, *end = s + n;
+    while ((p = memchr(p, '\\', (size_t)(end - p))) != NULL) {
+        if (end - p > 5 && memcmp(p + 1, "u0000", 5) == 0)
+            return 1;
+        p += 2;   /* skip the escaped character so "\\u0000" is not misread */
+        if (p >= end)
+            break;
     }
     return 0;
+}
+
+/* cJSON allocates every node and every string with its own malloc, and a decode frees the
+ * whole tree at once: for a DynamoDB answer those calls cost more than the parsing. While a
+ * thread decodes, cJSON's allocations come from a bump arena instead (a stack block, then
+ * heap blocks), dropped whole afterwards. The hooks are process-wide but only divert
+ * allocations on a thread inside json_decode; every other use of cJSON gets malloc/free. */
+typedef struct arena_block {
+    struct arena_block *next;
+    size_t size, used;
+    /* max_align_t is C11; a union of the widest types aligns as well in C99 */
+    union { long double ld; void *p; long long ll; } data[1];
+} arena_block;
+
+typedef struct arena {
+    arena_block *head;   /* the block allocations come from; the first one is on the stack */
+    arena_block *heap;   /* heap blocks, freed when the decode ends */
+} arena;
+
+#if defined(__GNUC__)
+#define DDB_THREAD_LOCAL __thread
+#else
+#define DDB_THREAD_LOCAL _Thread_local
+#endif
+static DDB_THREAD_LOCAL arena *active_arena;
+
+#define ARENA_ALIGN sizeof(((arena_block *)0)->data[0])
+#define ARENA_STACK_BYTES 8192
+
+static void *arena_malloc(size_t n)
+{
+    arena *a = active_arena;
+    arena_block *b;
+    if (a == NULL)
+        return malloc(n);
+    n = (n + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
+    b = a->head;
+    if (b->size - b->used < n) {
+        size_t size = b->size * 2 > n ? b->size * 2 : n;
+        arena_block *nb = malloc(offsetof(arena_block, data) + size);
+        if (nb == NULL)
+            return NULL;
+        nb->size = size;
+        nb->used = 0;
+        nb->next = a->heap;
+        a->heap = nb;
+        a->head = b = nb;
+    }
+    b->used += n;
+    return (char *)b->data + b->used - n;
+}
+
+static void arena_free(void *p)
+{
+    /* on a decoding thread every cJSON allocation is in the arena, freed with it */
+    if (active_arena == NULL)
+        free(p);
+}
+
+static pthread_once_t hooks_once = PTHREAD_ONCE_INIT;
+
+static void install_hooks(void)
+{
+    cJSON_Hooks hooks = { arena_malloc, arena_free };
+    cJSON_InitHooks(&hooks);
+}
+
+#if defined(__GNUC__)
+/* Lua unloads C modules when a state closes: hand cJSON back its own allocator first, so
+ * that nothing else in the process calls into this unmapped library. */
+__attribute__((destructor)) static void restore_hooks(void)
+{
+    cJSON_InitHooks(NULL);
+}
+#endif
+
+static int in_arena(const arena *a, const arena_block *first, const void *p)
+{
+    const arena_block *b;
+    const char *c = p;
+    if (c >= (const char *)first->data && c < (const char *)first->data + first->size)
+        return 1;
+    for (b = a->heap; b != NULL; b = b->next)
+        if (c >= (const char *)b->data && c < (const char *)b->data + b->size)
+            return 1;
+    return 0;
+}
+
+static void arena_release(arena *a)
+{
+    while (a->heap != NULL) {
+        arena_block *next = a->heap->next;
+        free(a->heap);
+        a->heap = next;
+    }
+}
+
+/* Parses with the arena; *owned says the tree is the arena's (else cJSON_Delete frees it:
+ * another library in the process replaced the hooks). */
+static cJSON *parse_in_arena(arena *a, arena_block *first, const char *s, size_t n,
+                             const char **end, int *owned)
+{
+    cJSON *j;
+    pthread_once(&hooks_once, install_hooks);
+    active_arena = a;
+    j = cJSON_ParseWithLengthOpts(s, n, end, 0);
+    active_arena = NULL;
+    *owned = j != NULL && in_arena(a, first, j);
+    return j;
 }
 
 int json_decode(lua_State *L, const char *s, size_t n)
 {
     cJSON *j;
     const char *end = NULL;
+    const char *msg = NULL;
+    union { arena_block b; char bytes[ARENA_STACK_BYTES]; } stack_block;
+    arena_block *first = &stack_block.b;
+    arena a;
+    int owned, rc = 0;
     /* cJSON copies a raw NUL into a string and lua_pushstring would then cut it short. */
     if (memchr(s, '\0', n) != NULL) {
         lua_pushnil(L);
@@ -398,8 +528,14 @@ int json_decode(lua_State *L, const char *s, size_t n)
                            "does not represent");
         return 0;
     }
-    j = cJSON_ParseWithLengthOpts(s, n, &end, 0);
+    first->size = sizeof stack_block - offsetof(arena_block, data);
+    first->used = 0;
+    first->next = NULL;
+    a.head = first;
+    a.heap = NULL;
+    j = parse_in_arena(&a, first, s, n, &end, &owned);
     if (j == NULL) {
+        arena_release(&a);
         lua_pushnil(L);
         lua_pushliteral(L, "body is not valid JSON");
         return 0;
@@ -407,30 +543,28 @@ int json_decode(lua_State *L, const char *s, size_t n)
     while (end != NULL && end < s + n && (*end == ' ' || *end == '\n' || *end == '\r' ||
                                           *end == '\t'))
         end++;
-    if (end != NULL && end < s + n) {
-        cJSON_Delete(j);
-        lua_pushnil(L);
-        lua_pushliteral(L, "body has data after the JSON value");
-        return 0;
-    }
-    if (has_infinite_number(j, 0)) {
-        cJSON_Delete(j);
-        lua_pushnil(L);
-        lua_pushliteral(L, "JSON holds a number beyond the range of a double");
-        return 0;
-    }
-    /* Push in a protected call so a memory error in Lua cannot leak the tree. */
-    {
-        int rc;
+    if (end != NULL && end < s + n)
+        msg = "body has data after the JSON value";
+    else if (has_infinite_number(j, 0))
+        msg = "JSON holds a number beyond the range of a double";
+    if (msg == NULL) {
+        /* Push in a protected call so a memory error in Lua cannot leak the tree. */
         lua_pushcfunction(L, push_json_protected);
         lua_pushlightuserdata(L, j);
         rc = lua_pcall(L, 1, 1, 0);
+    }
+    if (!owned)
         cJSON_Delete(j);
-        if (rc != 0) {
-            lua_pushnil(L);
-            lua_insert(L, -2);
-            return 0;
-        }
+    arena_release(&a);
+    if (msg != NULL) {
+        lua_pushnil(L);
+        lua_pushstring(L, msg);
+        return 0;
+    }
+    if (rc != 0) {
+        lua_pushnil(L);
+        lua_insert(L, -2);
+        return 0;
     }
     return 1;
 }

@@ -98,7 +98,22 @@ describe("invalid UTF-8", function()
       assert.is_nil(v)
       assert.equal("JSON text is not valid UTF-8", err)
     end)
+
+    it("is found at any offset from the 8-byte steps over ASCII: " .. what, function()
+      for off = 0, 17 do
+        local pad = ("a"):rep(off)
+        assert.is_nil(encode(pad .. bytes .. ("b"):rep(off % 9)))
+        assert.is_nil(decode('"' .. pad .. bytes .. '"'))
+      end
+    end)
   end
+
+  it("is told from valid multi-byte text at any offset", function()
+    for off = 0, 17 do
+      local text = ("a"):rep(off) .. "é€😀" .. ("b"):rep(off % 9)
+      assert.equal(text, decode(assert(encode(text))))
+    end
+  end)
 end)
 
 describe("arrays and objects", function()
