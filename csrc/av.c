@@ -950,6 +950,139 @@ int av_lua_item_size(lua_State *L)
     return 1;
 }
 
+typedef struct name_ref {
+    const char *s;
+    size_t n;
+} name_ref;
+
+static int name_ref_cmp(const void *a, const void *b)
+{
+    const name_ref *x = a, *y = b;
+    int c = memcmp(x->s, y->s, x->n < y->n ? x->n : y->n);
+    if (c != 0)
+        return c;
+    return x->n < y->n ? -1 : (x->n > y->n);
+}
+
+static int in_set(lua_State *L, int set, int key)
+{
+    int r;
+    if (set == 0)
+        return 0;
+    lua_pushvalue(L, key);
+    lua_rawget(L, set);
+    r = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return r;
+}
+
+/* Pushes the names as a sorted list (the order of the expression a write sends). */
+static void push_sorted(lua_State *L, name_ref *names, size_t n)
+{
+    size_t i;
+    if (n > 1)
+        qsort(names, n, sizeof *names, name_ref_cmp);
+    lua_createtable(L, (int)n, 0);
+    for (i = 0; i < n; i++) {
+        lua_pushlstring(L, names[i].s, names[i].n);
+        lua_rawseti(L, -2, (int)i + 1);
+    }
+}
+
+/* core.item_diff(old, new, skip, override, keep_old) -> sets, removes, size
+ * What a conditional update has to send to turn the stored item old (AttributeValues, or
+ * nil when none is stored) into new: sets lists the attributes of new whose values differ
+ * (numbers by value, sets unordered), removes those of old that new lacks, both sorted and
+ * both without the names in the set skip (key, version and tokens: the caller writes those).
+ * size is the stored item's size as DynamoDB counts it: new's attributes, old's that stay
+ * when keep_old is true (an update; a put replaces the whole item), and the values of
+ * override (name -> AttributeValue) in place of either. */
+int av_lua_item_diff(lua_State *L)
+{
+    int old, skip, over, keep;
+    size_t nnew = 0, nold = 0, nsets = 0, nremoves = 0, total = 0;
+    name_ref *sets, *removes;
+
+    lua_settop(L, 5);
+    old = lua_istable(L, 1) ? 1 : 0;
+    luaL_checktype(L, 2, LUA_TTABLE);
+    skip = lua_istable(L, 3) ? 3 : 0;
+    over = lua_istable(L, 4) ? 4 : 0;
+    keep = lua_toboolean(L, 5);
+    lua_pushnil(L);
+    while (lua_next(L, 2) != 0) {
+        nnew++;
+        lua_pop(L, 1);
+    }
+    if (old) {
+        lua_pushnil(L);
+        while (lua_next(L, old) != 0) {
+            nold++;
+            lua_pop(L, 1);
+        }
+    }
+    /* scratch in userdata: collected should anything below raise */
+    sets = lua_newuserdata(L, (nnew + nold + 1) * sizeof *sets);   /* index 6 */
+    removes = sets + nnew;
+
+    lua_pushnil(L);
+    while (lua_next(L, 2) != 0) {
+        int k = lua_gettop(L) - 1, v = lua_gettop(L), changed = 1;
+        size_t klen = 0;
+        const char *ks = lua_type(L, k) == LUA_TSTRING ? lua_tolstring(L, k, &klen) : NULL;
+        if (ks == NULL)
+            return luaL_error(L, "item_diff: attribute names must be strings");
+        if (old) {
+            lua_pushvalue(L, k);
+            lua_rawget(L, old);
+            changed = lua_isnil(L, -1) || !av_equal(L, lua_gettop(L), v, 0);
+            lua_pop(L, 1);
+        }
+        if (changed && !in_set(L, skip, k)) {
+            sets[nsets].s = ks;
+            sets[nsets].n = klen;
+            nsets++;
+        }
+        if (!in_set(L, over, k))
+            total += klen + av_size(L, v, 1);
+        lua_pop(L, 1);
+    }
+    if (old) {
+        lua_pushnil(L);
+        while (lua_next(L, old) != 0) {
+            int k = lua_gettop(L) - 1, absent;
+            size_t klen = 0;
+            const char *ks = lua_type(L, k) == LUA_TSTRING ? lua_tolstring(L, k, &klen) : NULL;
+            if (ks == NULL)
+                return luaL_error(L, "item_diff: attribute names must be strings");
+            lua_pushvalue(L, k);
+            lua_rawget(L, 2);
+            absent = lua_isnil(L, -1);
+            lua_pop(L, 1);
+            if (absent && !in_set(L, skip, k)) {
+                removes[nremoves].s = ks;
+                removes[nremoves].n = klen;
+                nremoves++;
+            } else if (absent && keep && !in_set(L, over, k)) {
+                total += klen + av_size(L, lua_gettop(L), 1);
+            }
+            lua_pop(L, 1);
+        }
+    }
+    if (over) {
+        lua_pushnil(L);
+        while (lua_next(L, over) != 0) {
+            if (lua_type(L, -2) == LUA_TSTRING)
+                total += lua_rawlen(L, -2) + av_size(L, lua_gettop(L), 1);
+            lua_pop(L, 1);
+        }
+    }
+    push_sorted(L, sets, nsets);
+    push_sorted(L, removes, nremoves);
+    lua_pushnumber(L, (lua_Number)total);
+    return 3;
+}
+
 int av_lua_number_canonical(lua_State *L)
 {
     av_dec x;

@@ -5,6 +5,7 @@
 #include "protocol.h"
 #include "retry.h"
 #include "signer.h"
+#include "tokens.h"
 #include "transport_curl.h"
 #include "transport_multi.h"
 #include "buf.h"
@@ -91,33 +92,6 @@ static int core_random_bytes(lua_State *L)
     return 1;
 }
 
-/* core.random_token(n) -> n random bytes (a multiple of 3) as unpadded base64url text:
- * the write tokens of ddb.optimistic, made here because it is per write and Lua's string
- * work for it cost more than the rest of the token handling together. */
-static int core_random_token(lua_State *L)
-{
-    static const char alphabet[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    unsigned char raw[48];
-    char text[64];
-    lua_Integer n = luaL_checkinteger(L, 1);
-    size_t i, o = 0;
-    luaL_argcheck(L, n >= 3 && n <= (lua_Integer)sizeof raw && n % 3 == 0, 1,
-                  "a multiple of 3 between 3 and 48");
-    if (RAND_bytes(raw, (int)n) != 1)
-        return luaL_error(L, "OpenSSL could not produce random bytes");
-    for (i = 0; i < (size_t)n; i += 3) {
-        unsigned long v = ((unsigned long)raw[i] << 16) | ((unsigned long)raw[i + 1] << 8) |
-                          raw[i + 2];
-        text[o++] = alphabet[(v >> 18) & 63];
-        text[o++] = alphabet[(v >> 12) & 63];
-        text[o++] = alphabet[(v >> 6) & 63];
-        text[o++] = alphabet[v & 63];
-    }
-    lua_pushlstring(L, text, o);
-    return 1;
-}
-
 static void set_mt_field(lua_State *L, const char *field, const char *name)
 {
     luaL_getmetatable(L, name);
@@ -135,6 +109,7 @@ DDB_EXPORT int luaopen_ddb_core(lua_State *L)
         {"unmarshal_item", av_lua_unmarshal_item},
         {"av_equal", av_lua_equal},
         {"item_size", av_lua_item_size},
+        {"item_diff", av_lua_item_diff},
         {"number_canonical", av_lua_number_canonical},
         {"signer_new", signer_lua_new},
         {"retry_new", retry_lua_new},
@@ -147,7 +122,8 @@ DDB_EXPORT int luaopen_ddb_core(lua_State *L)
         {"monotonic_ms", core_monotonic_ms},
         {"sleep_ms", core_sleep_ms},
         {"random_bytes", core_random_bytes},
-        {"random_token", core_random_token},
+        {"random_token", tokens_lua_random},
+        {"history_push", tokens_lua_history_push},
         {NULL, NULL}
     };
     av_register(L);

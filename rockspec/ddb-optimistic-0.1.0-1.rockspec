@@ -31,7 +31,7 @@ build = {
       sources = {
         "csrc/av.c", "csrc/buf.c", "csrc/compat.c", "csrc/ddb_core.c", "csrc/json.c",
         "csrc/protocol.c", "csrc/retry.c", "csrc/sigv4.c", "csrc/signer.c",
-        "csrc/transport_curl.c", "csrc/transport_multi.c",
+        "csrc/tokens.c", "csrc/transport_curl.c", "csrc/transport_multi.c",
       },
       defines = { "_POSIX_C_SOURCE=200809L" },
       libraries = { "curl", "crypto", "cjson", "pthread" },

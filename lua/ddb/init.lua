@@ -400,23 +400,27 @@ function Client:call(op, request, opts)
           { applied = "maybe", retry_class = "transient", retryable = true })
       end
     end
-    local latency = monotonic_ms() - now
+    local done = monotonic_ms()
     if result then
       self.retry:success(attempt > 1 and spent or 1)
       -- an earlier attempt that may have landed makes an unconditional write at-least-once
-      local info = { attempts = attempt, elapsed_ms = monotonic_ms() - started,
+      local info = { attempts = attempt, elapsed_ms = done - started,
         request_id = rheaders and (rheaders["x-amzn-requestid"]), status = status,
         earlier_attempt_applied = applied }
-      emit(self, { op = op, status = status, attempt = attempt, latency_ms = latency,
-        request_id = info.request_id, consumed_capacity = result.ConsumedCapacity })
+      if self.on_event then
+        emit(self, { op = op, status = status, attempt = attempt, latency_ms = done - now,
+          request_id = info.request_id, consumed_capacity = result.ConsumedCapacity })
+      end
       return result, info
     end
     wrap_error(err)
     err.attempts = attempt
     if err.applied == "maybe" then applied = "maybe" end
     err.applied = applied
-    emit(self, { op = op, status = err.status, attempt = attempt, latency_ms = latency,
-      request_id = err.request_id, code = err.code })
+    if self.on_event then
+      emit(self, { op = op, status = err.status, attempt = attempt, latency_ms = done - now,
+        request_id = err.request_id, code = err.code })
+    end
 
     if opts and opts.return_maybe and err.applied == "maybe" then
       -- the caller can find out what happened faster than a blind retry (with_item reads

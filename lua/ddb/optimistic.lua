@@ -17,6 +17,7 @@ local type, pairs, ipairs, pcall, error, tostring, tonumber, setmetatable, next 
 local concat, floor = table.concat, math.floor
 local monotonic_ms = core.monotonic_ms
 local marshal_item, unmarshal_item, av_equal = core.marshal_item, core.unmarshal_item, core.av_equal
+local item_diff, history_push = core.item_diff, core.history_push
 
 local _M = { _VERSION = ddb._VERSION }
 
@@ -181,14 +182,6 @@ local function parse_history(av)
 end
 _M._parse_history = parse_history
 
-local function history_string(entries, limit)
-  local parts = { TOKEN_FORMAT }
-  for i = 1, math.min(#entries, limit) do
-    parts[#parts + 1] = entries[i].version .. ":" .. entries[i].token
-  end
-  return concat(parts, " ")
-end
-
 local function version_of(self, item)
   if not item then return 0 end
   local av = item[self.version]
@@ -219,8 +212,14 @@ local function resolve_write(self, w, current)
   local ver = current and version_of(self, current)
   if w.kind == "delete" then
     if not current then return "unknown" end
-    if ver == w.read_version and current[self.token_attr] and w.read_top and
-      entries and entries[1] and entries[1].token == w.read_top then
+    -- the newest token when the write's item was read (transactions note it when planning)
+    local read_top = w.read_top
+    if read_top == nil and w.read_history then
+      local h = parse_history(w.read_history)
+      read_top = h and h[1] and h[1].token
+    end
+    if ver == w.read_version and current[self.token_attr] and read_top and
+      entries and entries[1] and entries[1].token == read_top then
       return "pending"
     end
     if ver and ver > w.read_version and w.read_version >= 1 and
@@ -294,11 +293,21 @@ local function expr_builder()
   return setmetatable({ names = {}, values = {}, nn = 0, nv = 0, by_name = {} }, Names)
 end
 
+-- "#n1", ":v1", ...: made once, not per write
+local function placeholders(prefix)
+  return setmetatable({}, { __index = function(t, i)
+    local p = prefix .. i
+    t[i] = p
+    return p
+  end })
+end
+local NAME_P, VALUE_P = placeholders("#n"), placeholders(":v")
+
 function Names:name(n)
   local p = self.by_name[n]
   if not p then
     self.nn = self.nn + 1
-    p = "#n" .. self.nn
+    p = NAME_P[self.nn]
     self.by_name[n] = p
     self.names[p] = n
   end
@@ -307,7 +316,7 @@ end
 
 function Names:value(av)
   self.nv = self.nv + 1
-  local p = ":v" .. self.nv
+  local p = VALUE_P[self.nv]
   self.values[p] = av
   return p
 end
@@ -332,10 +341,20 @@ local function finish_request(req, b)
   return req
 end
 
+-- The attributes with_item writes itself (key, version, tokens): never in the diff.
+local function managed_names(self, names)
+  local m = self.managed
+  if not m or m[1] ~= names then
+    m = { names, [self.version] = true, [self.token_attr] = true }
+    for _, n in ipairs(names) do m[n] = true end
+    self.managed = m
+  end
+  return m
+end
+
 -- Turns the function's result into a write request; nil request means nothing to write.
-local function plan_write(self, names, kav, current, read_version, result, token, history)
-  local managed = { [self.version] = true, [self.token_attr] = true }
-  for _, n in ipairs(names) do managed[n] = true end
+-- want_whole: also return the whole item as an update leaves it (transactions keep it).
+local function plan_write(self, names, kav, current, read_version, result, token, want_whole)
   local b = expr_builder()
   local new_version = read_version + 1
 
@@ -364,45 +383,23 @@ local function plan_write(self, names, kav, current, read_version, result, token
         "nothing was written"):format(n))
     end
   end
+  local version_av = { N = tostring(new_version) }
   local given = nav[self.version]
   if given ~= nil and not av_equal(given, { N = tostring(read_version) }) then
     return nil, new_error("ValidationError", ("the function changed the version attribute " ..
       "'%s' (versions are the module's); nothing was written"):format(self.version))
   end
 
-  local sets, removes = {}, {}
-  for n, v in pairs(nav) do
-    if not managed[n] and not (current and current[n] and av_equal(current[n], v)) then
-      sets[#sets + 1] = n
-    end
-  end
-  if current then
-    for n in pairs(current) do
-      if not managed[n] and nav[n] == nil then removes[#removes + 1] = n end
-    end
-    if #sets == 0 and #removes == 0 then return nil end
-  end
-  table.sort(sets)
-  table.sort(removes)
-
-  local version_av = { N = tostring(new_version) }
   local tokens_av
   if self.tokens > 0 then
-    local entries = { { version = new_version, token = token } }
-    for _, e in ipairs(history or {}) do entries[#entries + 1] = e end
-    tokens_av = { S = history_string(entries, self.tokens) }
+    local old = current and current[self.token_attr]
+    tokens_av = { S = history_push(type(old) == "table" and old.S or nil, new_version, token,
+      self.tokens) }
   end
-
-  -- size as stored: the new attributes plus whatever the update keeps
-  local whole = {}
-  if self.mode == "update" and current then
-    for n, v in pairs(current) do whole[n] = v end
-    for _, n in ipairs(removes) do whole[n] = nil end
-  end
-  for n, v in pairs(nav) do whole[n] = v end
-  whole[self.version] = version_av
-  whole[self.token_attr] = tokens_av
-  local size = core.item_size(whole)
+  -- what changed, and the size as stored (the new attributes plus what an update keeps)
+  local sets, removes, size = item_diff(current, nav, managed_names(self, names),
+    { [self.version] = version_av, [self.token_attr] = tokens_av }, self.mode == "update")
+  if current and #sets == 0 and #removes == 0 then return nil end
   if size > _M.MAX_ITEM_BYTES then
     return nil, new_error("ItemTooLarge", ("item would be %d bytes; DynamoDB's limit is %d")
       :format(size, _M.MAX_ITEM_BYTES))
@@ -436,6 +433,15 @@ local function plan_write(self, names, kav, current, read_version, result, token
   local req = { TableName = self.table, Key = kav, UpdateExpression = update,
     ConditionExpression = condition(self, b, read_version, exists, names),
     ReturnValues = "ALL_NEW" }
+  local whole
+  if want_whole then
+    whole = {}
+    for n, v in pairs(current or {}) do whole[n] = v end
+    for _, n in ipairs(removes) do whole[n] = nil end
+    for n, v in pairs(nav) do whole[n] = v end
+    whole[self.version] = version_av
+    whole[self.token_attr] = tokens_av
+  end
   return "UpdateItem", finish_request(req, b), kind, whole
 end
 
@@ -559,7 +565,6 @@ function Store:with_item(key, fn, opts)
 
       local read_version, vberr = version_of(self, current)
       if not read_version then return fail(vberr) end
-      local history = current and parse_history(current[self.token_attr])
       info.attempts = info.attempts + 1
       local copy = current and strip(self, current) or nil
       local ok, result = call_protected(fn, copy)
@@ -572,15 +577,14 @@ function Store:with_item(key, fn, opts)
         return finish(current and strip(self, current) or NO_ITEM, "none")
       end
       local token = self.tokens > 0 and new_token() or nil
-      op, req, kind = plan_write(self, names, kav, current, read_version, result, token,
-        history)
+      op, req, kind = plan_write(self, names, kav, current, read_version, result, token)
       if op == nil then
         if req ~= nil then return fail(req) end   -- a validation error
         return finish(current and strip(self, current) or NO_ITEM, "none")
       end
       w = { token = token, kind = kind, read_version = read_version,
         version = read_version + 1, state = "sent", op = op, req = req,
-        read_top = history and history[1] and history[1].token }
+        read_history = current and current[self.token_attr] }
     end
 
     info.requests = info.requests + 1
@@ -643,7 +647,7 @@ end
 
 -- The building blocks, for multi-item transactions and tests; not a stable API.
 _M._internal = {
-  new_token = new_token, parse_history = parse_history, history_string = history_string,
+  new_token = new_token, parse_history = parse_history,
   version_of = version_of, resolve_write = resolve_write, plan_write = plan_write,
   key_av = key_av, strip = strip, expr_builder = expr_builder, condition = condition,
   add_capacity = add_capacity, NO_ITEM = NO_ITEM, call_protected = call_protected,

@@ -481,7 +481,7 @@ local function plan(refs, puts, current, versions, histories, results, token)
     local a
     if res ~= nil and res ~= O.NOTHING then
       local op, req, kind, whole = I.plan_write(r.ps, r.names, r.kav, cur, versions[i], res,
-        token, histories[i])
+        token, true)
       if op then
         a = finish_action({ kind = kind, whole = whole or req.Item }, WRITE_OP[op], req)
         writes = writes + 1
@@ -503,7 +503,7 @@ local function plan(refs, puts, current, versions, histories, results, token)
     if p.overwrite then
       a = overwrite_action(p, p.nav)
     else
-      local op, req, kind, whole = I.plan_write(p.ps, p.names, p.kav, nil, 0, p.item, token, nil)
+      local op, req, kind, whole = I.plan_write(p.ps, p.names, p.kav, nil, 0, p.item, token, true)
       if not op then
         req.message = p.label .. ": " .. tostring(req.message)
         return nil, req

@@ -27,8 +27,7 @@ end
 local function plan(st, result, cur, token)
   cur = cur == nil and current() or cur or nil
   local ver = cur and assert(I.version_of(st, cur)) or 0
-  local hist = cur and I.parse_history(cur[st.token_attr])
-  return I.plan_write(st, NAMES, KAV, cur, ver, result, token or "NEWTOKENNEWTOKEN", hist)
+  return I.plan_write(st, NAMES, KAV, cur, ver, result, token or "NEWTOKENNEWTOKEN")
 end
 
 describe("write tokens", function()
@@ -71,10 +70,27 @@ describe("token history", function()
     assert.same({}, I.parse_history({ S = "1" }))
   end)
 
-  it("keeps at most the configured number of entries", function()
-    local entries = {}
-    for v = 10, 1, -1 do entries[#entries + 1] = { version = v, token = "t" .. v } end
-    assert.equal("1 10:t10 9:t9 8:t8", I.history_string(entries, 3))
+  it("grows newest first and keeps at most the configured number of entries", function()
+    local h
+    for v = 1, 10 do h = core.history_push(h, v, "t" .. v, 3) end
+    assert.equal("1 10:t10 9:t9 8:t8", h)
+    assert.equal("1 11:t11", core.history_push(h, 11, "t11", 1))
+    assert.equal("1 4:new 3:x", core.history_push(" 1  3:x\n", 4, "new", 5))
+  end)
+
+  it("starts again, as parse_history reads it, from a history in another format", function()
+    for _, old in ipairs({ "", "2 3:x", "1 3:x 4", "1 3:x :y", "1 a:x", "1 3:x!", "13:x" }) do
+      assert.is_nil(I.parse_history({ S = old }), old)
+      assert.equal("1 9:tok", core.history_push(old, 9, "tok", 8), old)
+    end
+    assert.equal("1 9:tok", core.history_push(nil, 9, "tok", 8))
+  end)
+
+  it("refuses a token or limit that would corrupt the history", function()
+    assert.has_error(function() core.history_push(nil, 1, "a b", 8) end)
+    assert.has_error(function() core.history_push(nil, 1, "", 8) end)
+    assert.has_error(function() core.history_push(nil, -1, "t", 8) end)
+    assert.has_error(function() core.history_push(nil, 1, "t", 0) end)
   end)
 end)
 
@@ -207,5 +223,70 @@ describe("plan_write in put mode and for deletes", function()
       ExpressionAttributeValues = { [":v1"] = { N = "3" } },
       ReturnValuesOnConditionCheckFailure = "ALL_OLD", ReturnConsumedCapacity = "TOTAL" }, req)
     assert.is_nil((plan(st, optimistic.DELETE, false)))
+  end)
+end)
+
+describe("core.item_diff", function()
+  local diff, size_of = core.item_diff, core.item_size
+
+  it("lists changed and dropped attributes, sorted, leaving out the skipped ones", function()
+    local old = { pk = { S = "k" }, a = { N = "1" }, b = { S = "x" }, c = { BOOL = true },
+      version = { N = "2" } }
+    local new = { pk = { S = "k" }, a = { N = "1.0" }, b = { S = "y" }, z = { NULL = true },
+      y = { L = {} } }
+    local sets, removes = diff(old, new, { pk = true, version = true })
+    assert.same({ "b", "y", "z" }, sets)
+    assert.same({ "c" }, removes)
+  end)
+
+  it("sets everything but the skipped names when nothing is stored", function()
+    local sets, removes = diff(nil, { pk = { S = "k" }, b = { N = "1" }, a = { N = "2" } },
+      { pk = true })
+    assert.same({ "a", "b" }, sets)
+    assert.same({}, removes)
+  end)
+
+  it("compares sets unordered and maps and lists deeply", function()
+    local old = { s = { SS = { "a", "b" } }, m = { M = { x = { L = { { N = "1" } } } } } }
+    local new = { s = { SS = { "b", "a" } }, m = { M = { x = { L = { { N = "1.00" } } } } } }
+    local sets = diff(old, new)
+    assert.same({}, sets)
+    new.m.M.x.L[2] = { N = "2" }
+    assert.same({ "m" }, (diff(old, new)))
+  end)
+
+  it("sizes the item as stored: what an update keeps, with the overrides in place", function()
+    local old = { pk = { S = "k" }, keep = { S = ("k"):rep(50) }, drop = { S = ("d"):rep(70) },
+      version = { N = "2" }, tok = { S = "1 2:abc" } }
+    local new = { pk = { S = "k" }, changed = { N = "12345" } }
+    local over = { version = { N = "3" }, tok = { S = "1 3:def 2:abc" } }
+    -- an update leaves a skipped attribute the new item lacks as it is: "keep"
+    local skip = { pk = true, version = true, tok = true, keep = true }
+    local _, removes, size = diff(old, new, skip, over, true)
+    assert.same({ "drop" }, removes)
+    local whole = { pk = old.pk, keep = old.keep, changed = new.changed, version = over.version,
+      tok = over.tok }
+    assert.equal(size_of(whole), size)
+    -- a put replaces the item: only the new attributes and the overrides count
+    local _, _, put_size = diff(old, new, skip, over, false)
+    assert.equal(size_of({ pk = new.pk, changed = new.changed, version = over.version,
+      tok = over.tok }), put_size)
+  end)
+
+  it("refuses attribute names that are not strings", function()
+    assert.has_error(function() diff(nil, { [1] = { S = "x" } }) end)
+  end)
+end)
+
+describe("plan_write for transactions", function()
+  it("also returns the whole item as the update leaves it", function()
+    local st = store()
+    local cur = current()
+    local ver = assert(I.version_of(st, cur))
+    local res = { pk = "k1", counter = 8, name = "ann" }
+    local _, _, _, whole = I.plan_write(st, NAMES, KAV, cur, ver, res, "NEWTOKENNEWTOKEN", true)
+    assert.same({ pk = { S = "k1" }, counter = { N = "8" }, name = { S = "ann" },
+      version = { N = "4" },
+      _ddb_tokens = { S = "1 4:NEWTOKENNEWTOKEN 3:TOKEN3TOKEN3TOKEN 2:TOKEN2TOKEN2TOKEN" } }, whole)
   end)
 end)
