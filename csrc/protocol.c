@@ -4,10 +4,10 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <pthread.h>
 #include <string.h>
 
-/* The reflected CRC-32 table for polynomial 0xEDB88320 (zlib's), built at compile time so
- * threads share nothing that is written. */
+/* The reflected CRC-32 table for polynomial 0xEDB88320 (zlib's), built at compile time. */
 static const uint32_t crc_table[256] = {
     0x00000000u, 0x77073096u, 0xee0e612cu, 0x990951bau, 0x076dc419u, 0x706af48fu,
     0xe963a535u, 0x9e6495a3u, 0x0edb8832u, 0x79dcb8a4u, 0xe0d5e91eu, 0x97d2d988u,
@@ -54,14 +54,47 @@ static const uint32_t crc_table[256] = {
     0xb40bbe37u, 0xc30c8ea1u, 0x5a05df1bu, 0x2d02ef8du,
 };
 
+/* Slicing-by-8: seven more tables let the loop take 8 bytes per step (every answer is
+ * checked, and bytewise this was the largest single cost of reading one). Built once. */
+static uint32_t crc_slices[7][256];
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+
+static void crc_build(void)
+{
+    int k, i;
+    for (i = 0; i < 256; i++) {
+        uint32_t c = crc_table[i];
+        for (k = 0; k < 7; k++) {
+            c = crc_table[c & 0xFF] ^ (c >> 8);
+            crc_slices[k][i] = c;
+        }
+    }
+}
+
 /* Continues a CRC-32 (zlib's) over more bytes; crc is the value for the bytes before. */
 static uint32_t crc32_update(uint32_t crc, const void *data, size_t len)
 {
     const unsigned char *p = data;
     uint32_t c = crc ^ 0xFFFFFFFFu;
-    size_t i;
-    for (i = 0; i < len; i++)
-        c = crc_table[(c ^ p[i]) & 0xFF] ^ (c >> 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (len >= 16) {
+        const uint32_t (*t)[256] = (const uint32_t (*)[256])crc_slices;
+        pthread_once(&crc_once, crc_build);
+        while (len >= 8) {
+            uint32_t lo, hi;
+            memcpy(&lo, p, 4);
+            memcpy(&hi, p + 4, 4);
+            lo ^= c;
+            c = t[6][lo & 0xFF] ^ t[5][(lo >> 8) & 0xFF] ^ t[4][(lo >> 16) & 0xFF] ^
+                t[3][lo >> 24] ^ t[2][hi & 0xFF] ^ t[1][(hi >> 8) & 0xFF] ^
+                t[0][(hi >> 16) & 0xFF] ^ crc_table[hi >> 24];
+            p += 8;
+            len -= 8;
+        }
+    }
+#endif
+    while (len-- > 0)
+        c = crc_table[(c ^ *p++) & 0xFF] ^ (c >> 8);
     return c ^ 0xFFFFFFFFu;
 }
 

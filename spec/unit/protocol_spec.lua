@@ -332,6 +332,25 @@ describe("CRC32 verification", function()
     assert.has_error(function() core.crc32("x", 2 ^ 32) end)
   end)
 
+  it("gives the bytewise CRC-32 for every length and alignment (8 bytes per step inside)", function()
+    -- one byte at a time takes the bytewise loop (checked against zlib above)
+    local function reference(s)
+      local c = 0
+      for i = 1, #s do c = core.crc32(s:sub(i, i), c) end
+      return c
+    end
+    local bytes = {}
+    for i = 1, 200 do bytes[i] = string.char((i * 97 + 13) % 256) end
+    local text = table.concat(bytes)
+    for len = 0, 70 do
+      for start = 1, 9 do
+        local s = text:sub(start, start + len - 1)
+        assert.equal(reference(s), core.crc32(s))
+      end
+    end
+    assert.equal(reference(text), core.crc32(text:sub(101), core.crc32(text:sub(1, 100))))
+  end)
+
   it("accepts a body whose x-amz-crc32 matches", function()
     assert.same({ Item = { name = { S = "héllo" } } },
       parse(200, body, headers{ ["x-amz-crc32"] = "1314610559" }))
