@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <openssl/evp.h>
+#include <cjson/cJSON.h>
 
 #define AV_MAX_DEPTH 32     /* DynamoDB's own nesting limit */
 #define AV_PATH_LEN 256
@@ -750,6 +751,127 @@ int av_lua_unmarshal_item(lua_State *L)
         lua_rawset(L, 2);
     }
     return 1;
+}
+
+/* ---- unmarshal straight from the JSON tree ---- */
+
+/* The same conversion as unmarshal_value, reading cJSON nodes instead of Lua tables: an
+ * answer's item becomes plain values without the AttributeValue tables in between. JSON
+ * nulls are skipped, as json_decode skips them. */
+static const cJSON *first_member(const cJSON *j)
+{
+    const cJSON *c = j->child;
+    while (c != NULL && (c->type & 0xFF) == cJSON_NULL)
+        c = c->next;
+    return c;
+}
+
+static void plain_set(lua_State *L, const cJSON *list, const char *mt, char type)
+{
+    const cJSON *c;
+    int i = 0;
+    if ((list->type & 0xFF) != cJSON_Array)
+        av_bad(L, "set is not a list");
+    lua_createtable(L, cJSON_GetArraySize(list), 0);
+    for (c = list->child; c != NULL; c = c->next) {
+        const char *s = c->valuestring;
+        if ((c->type & 0xFF) == cJSON_NULL)
+            continue;
+        if ((c->type & 0xFF) != cJSON_String)
+            av_bad(L, "set element is not a string");
+        if (type == 'N')
+            push_number_text(L, s, strlen(s));
+        else if (type == 'B') {
+            if (push_unbase64(L, s, strlen(s)) != 0)
+                av_bad(L, "binary set element is not base64");
+        } else
+            lua_pushlstring(L, s, strlen(s));
+        lua_rawseti(L, -2, ++i);
+    }
+    luaL_getmetatable(L, mt);
+    lua_setmetatable(L, -2);
+}
+
+static void plain_value(lua_State *L, const cJSON *j, int depth)
+{
+    const cJSON *v, *c;
+    const char *type;
+    int t;
+    if (depth > AV_MAX_DEPTH + 2)
+        av_bad(L, "nesting too deep");
+    if ((j->type & 0xFF) != cJSON_Object)
+        av_bad(L, "not a table");
+    luaL_checkstack(L, 6, "AttributeValue nesting");
+    v = first_member(j);
+    if (v == NULL)
+        av_bad(L, "no type");
+    type = v->string;
+    t = v->type & 0xFF;
+    if (strcmp(type, "S") == 0) {
+        if (t != cJSON_String)
+            av_bad(L, "S is not a string");
+        lua_pushlstring(L, v->valuestring, strlen(v->valuestring));
+    } else if (strcmp(type, "N") == 0) {
+        if (t != cJSON_String)
+            av_bad(L, "N is not a string");
+        push_number_text(L, v->valuestring, strlen(v->valuestring));
+    } else if (strcmp(type, "BOOL") == 0) {
+        lua_pushboolean(L, t != cJSON_False);
+    } else if (strcmp(type, "NULL") == 0) {
+        lua_getfield(L, LUA_REGISTRYINDEX, AV_NULL_KEY);
+    } else if (strcmp(type, "B") == 0) {
+        if (t != cJSON_String)
+            av_bad(L, "B is not a string");
+        lua_createtable(L, 0, 1);
+        if (push_unbase64(L, v->valuestring, strlen(v->valuestring)) != 0)
+            av_bad(L, "B is not base64");
+        lua_setfield(L, -2, "value");
+        luaL_getmetatable(L, AV_BINARY_MT);
+        lua_setmetatable(L, -2);
+    } else if (strcmp(type, "L") == 0) {
+        int i = 0;
+        if (t != cJSON_Array)
+            av_bad(L, "L is not a list");
+        lua_createtable(L, cJSON_GetArraySize(v), 0);
+        for (c = v->child; c != NULL; c = c->next) {
+            if ((c->type & 0xFF) == cJSON_NULL)
+                continue;
+            plain_value(L, c, depth + 1);
+            lua_rawseti(L, -2, ++i);
+        }
+        luaL_getmetatable(L, JSON_LIST_MT);
+        lua_setmetatable(L, -2);
+    } else if (strcmp(type, "M") == 0) {
+        if (t != cJSON_Object)
+            av_bad(L, "M is not a map");
+        av_push_plain_item(L, v, depth + 1);
+    } else if (strcmp(type, "SS") == 0) {
+        plain_set(L, v, AV_SS_MT, 'S');
+    } else if (strcmp(type, "NS") == 0) {
+        plain_set(L, v, AV_NS_MT, 'N');
+    } else if (strcmp(type, "BS") == 0) {
+        plain_set(L, v, AV_BS_MT, 'B');
+    } else {
+        av_bad(L, "unknown type");
+    }
+}
+
+void av_push_plain_item(lua_State *L, const void *node, int depth)
+{
+    const cJSON *j = node, *c;
+    int n = 0;
+    if ((j->type & 0xFF) != cJSON_Object)
+        av_bad(L, "an item is not a map");
+    for (c = j->child; c != NULL; c = c->next)
+        n++;
+    lua_createtable(L, 0, n);
+    for (c = j->child; c != NULL; c = c->next) {
+        if ((c->type & 0xFF) == cJSON_NULL || c->string == NULL)
+            continue;
+        lua_pushlstring(L, c->string, strlen(c->string));
+        plain_value(L, c, depth);
+        lua_rawset(L, -3);
+    }
 }
 
 /* ---- equality and size ---- */

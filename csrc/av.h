@@ -42,6 +42,9 @@ int av_lua_marshal(lua_State *L);       /* (value) -> AttributeValue table; rais
 int av_lua_marshal_item(lua_State *L);  /* (map) -> { attr = AV } */
 int av_lua_unmarshal(lua_State *L);     /* (AV) -> value */
 int av_lua_unmarshal_item(lua_State *L);
+/* Pushes the plain item for a cJSON object of AttributeValues (what unmarshal_item makes of
+ * it, without the tables in between); raises on a malformed value. depth: 1 for an item. */
+void av_push_plain_item(lua_State *L, const void *cjson_object, int depth);
 int av_lua_equal(lua_State *L);         /* (AV, AV) -> boolean, numbers by value, sets unordered */
 int av_lua_item_size(lua_State *L);     /* ({attr = AV}) -> bytes as DynamoDB counts them */
 int av_lua_item_diff(lua_State *L);     /* (old, new, skip, override, keep_old) -> sets,

@@ -371,9 +371,34 @@ static int has_infinite_number(const cJSON *j, int depth)
     return 0;
 }
 
+typedef struct push_job {
+    const cJSON *root;
+    const char *key;     /* the top-level member handed to fn, or NULL */
+    json_push_fn fn;
+} push_job;
+
 static int push_json_protected(lua_State *L)
 {
-    push_json(L, (const cJSON *)lua_touserdata(L, 1));
+    const push_job *job = lua_touserdata(L, 1);
+    const cJSON *c;
+    int n = 0;
+    if (job->key == NULL || (job->root->type & 0xFF) != cJSON_Object) {
+        push_json(L, job->root);
+        return 1;
+    }
+    for (c = job->root->child; c != NULL; c = c->next)
+        n++;
+    lua_createtable(L, 0, n);
+    for (c = job->root->child; c != NULL; c = c->next) {
+        if ((c->type & 0xFF) == cJSON_NULL || c->string == NULL)
+            continue;
+        lua_pushlstring(L, c->string, strlen(c->string));
+        if (strcmp(c->string, job->key) == 0)
+            job->fn(L, c);
+        else
+            push_json(L, c);
+        lua_rawset(L, -3);
+    }
     return 1;
 }
 
@@ -502,7 +527,13 @@ static cJSON *parse_in_arena(arena *a, arena_block *first, const char *s, size_t
 
 int json_decode(lua_State *L, const char *s, size_t n)
 {
+    return json_decode_with(L, s, n, NULL, NULL);
+}
+
+int json_decode_with(lua_State *L, const char *s, size_t n, const char *key, json_push_fn fn)
+{
     cJSON *j;
+    push_job job;
     const char *end = NULL;
     const char *msg = NULL;
     union { arena_block b; char bytes[ARENA_STACK_BYTES]; } stack_block;
@@ -549,8 +580,11 @@ int json_decode(lua_State *L, const char *s, size_t n)
         msg = "JSON holds a number beyond the range of a double";
     if (msg == NULL) {
         /* Push in a protected call so a memory error in Lua cannot leak the tree. */
+        job.root = j;
+        job.key = fn != NULL ? key : NULL;
+        job.fn = fn;
         lua_pushcfunction(L, push_json_protected);
-        lua_pushlightuserdata(L, j);
+        lua_pushlightuserdata(L, &job);
         rc = lua_pcall(L, 1, 1, 0);
     }
     if (!owned)

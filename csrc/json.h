@@ -24,6 +24,11 @@ int json_encode(lua_State *L, int idx, buf *out, char *err, size_t errlen);
  * metatable so that an empty list encodes back as []. */
 int json_decode(lua_State *L, const char *s, size_t n);
 
+/* json_decode, but the member key of a top-level object is converted by fn (given the
+ * cJSON node; it pushes one value or raises, which fails the decode with its message). */
+typedef void (*json_push_fn)(lua_State *L, const void *node);
+int json_decode_with(lua_State *L, const char *s, size_t n, const char *key, json_push_fn fn);
+
 /* 1 when the value at idx has the metatable registered under name. */
 int json_has_mt(lua_State *L, int idx, const char *name);
 

@@ -1,6 +1,7 @@
 /* DynamoDB JSON protocol: response decoding and the classification every retry decision uses. */
 #include "protocol.h"
 #include "json.h"
+#include "av.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -217,12 +218,18 @@ static int is_list(lua_State *L, int idx)
     return r;
 }
 
+static void push_plain(lua_State *L, const void *node)
+{
+    av_push_plain_item(L, node, 1);
+}
+
 int proto_lua_parse_response(lua_State *L)
 {
     int status = (int)luaL_checkinteger(L, 1);
     size_t n;
     const char *body = luaL_optlstring(L, 2, "", &n);
     int headers = 3;
+    const char *plain = luaL_optstring(L, 4, NULL);
     int err;
 
     /* A CRC mismatch means the bytes were damaged in transit: the request may have run. */
@@ -246,7 +253,8 @@ int proto_lua_parse_response(lua_State *L)
 
     if (status >= 200 && status < 300) {
         /* Every DynamoDB answer is an object; an array would pass for an empty result. */
-        if (!json_decode(L, body, n) || lua_type(L, -1) != LUA_TTABLE || is_list(L, -1)) {
+        if (!json_decode_with(L, body, n, plain, plain ? push_plain : NULL) ||
+            lua_type(L, -1) != LUA_TTABLE || is_list(L, -1)) {
             push_error(L, "InvalidResponse", "DynamoDB answered with a body that is not a "
                        "JSON object (truncated or damaged)", status, PROTO_APPLIED_MAYBE,
                        "transient");

@@ -15,7 +15,8 @@ uint32_t proto_crc32(const void *data, size_t len);
 /* Retry classes; "none" is final. */
 const char *proto_retry_class(const char *code, int status);
 
-/* Lua: (status, body, headers) -> result | nil, err */
+/* Lua: (status, body, headers[, plain]) -> result | nil, err
+ * plain: a top-level member holding an item ("Attributes"), returned as plain values. */
 int proto_lua_parse_response(lua_State *L);
 /* Lua: (code, message, status, applied, retry_class) -> err table */
 int proto_lua_error(lua_State *L);

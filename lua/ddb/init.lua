@@ -356,7 +356,8 @@ end
 -- @param op the operation name, e.g. "GetItem"
 -- @param request the request as a Lua table in DynamoDB's JSON shape
 -- @param opts optional { deadline = absolute monotonic ms, deadline_ms = n, timeout_ms = n,
---   return_maybe = true (return a failure that may have been applied at once, unretried) }
+--   return_maybe = true (return a failure that may have been applied at once, unretried),
+--   plain = "Attributes" (that member of the answer as plain values, not AttributeValues) }
 -- @return result, info | nil, err (err.applied says whether the operation may have run)
 function Client:call(op, request, opts)
   if type(op) ~= "string" then error("bad argument #1 to 'call' (operation name expected)", 2) end
@@ -388,7 +389,7 @@ function Client:call(op, request, opts)
       math_min(timeout_ms, remaining))
     local result
     if status then
-      result, err = core.parse_response(status, rbody, rheaders)
+      result, err = core.parse_response(status, rbody, rheaders, opts and opts.plain)
       -- an error answer to a resent request may hide a first copy that was applied
       if err and resent then err.applied = "maybe" end
     else

@@ -473,7 +473,8 @@ function Store:with_item(key, fn, opts)
   local deadline = started + (opts.deadline_ms or self.deadline_ms)
   local max_attempts = opts.max_attempts or self.max_attempts
   local copts = { deadline = deadline }
-  local wcopts = { deadline = deadline, return_maybe = true }
+  -- writes: the item in the answer (ALL_NEW) comes back as plain values, ready to return
+  local wopts = { deadline = deadline, plain = "Attributes", return_maybe = self.tokens > 0 }
   local info = { attempts = 0, conflicts = 0, requests = 0, consumed_capacity = 0,
     written = false }
 
@@ -590,13 +591,15 @@ function Store:with_item(key, fn, opts)
     info.requests = info.requests + 1
     -- with tokens, a lost answer is resolved by reading the item at once: quicker than
     -- the client's blind retries, and before other writers push the token out of history
-    local res, err = self.client:call(op, req, self.tokens > 0 and wcopts or copts)
+    local res, err = self.client:call(op, req, wopts)
     if res then
       add_capacity(info, res)
       info.written = true
       if kind == "delete" then return finish(NO_ITEM, "delete") end
       if op == "UpdateItem" and res.Attributes then
-        return finish(strip(self, res.Attributes), kind)
+        local item = res.Attributes
+        item[self.token_attr] = nil
+        return finish(item, kind)
       end
       local stored = {}
       for n, v in pairs(req.Item or {}) do stored[n] = v end

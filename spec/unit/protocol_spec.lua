@@ -419,3 +419,48 @@ describe("HTTP 429 without a readable body", function()
     assert.is_true(err.retryable)
   end)
 end)
+
+describe("an item returned as plain values (parse_response's plain member)", function()
+  local ITEM = '{"s":{"S":"héllo"},"i":{"N":"42"},"f":{"N":"-1.5"},' ..
+    '"big":{"N":"12345678901234567890123456789012345678"},"b":{"B":"AAEC/w=="},' ..
+    '"t":{"BOOL":true},"no":{"BOOL":false},"z":{"NULL":true},' ..
+    '"l":{"L":[{"S":"a"},{"M":{"k":{"N":"1"}}},{"L":[]}]},"m":{"M":{"x":{"SS":["p","q"]}}},' ..
+    '"ss":{"SS":["a","b"]},"ns":{"NS":["1","2.5"]},"bs":{"BS":["AQ=="]},"e":{"M":{}}}'
+
+  it("gives what unmarshal_item gives for the AttributeValues, every type", function()
+    local body = '{"Attributes":' .. ITEM .. ',"ConsumedCapacity":{"CapacityUnits":1}}'
+    local plain = assert(parse(200, body, with_crc(body), "Attributes"))
+    local generic = assert(parse(200, body, with_crc(body)))
+    assert.same(core.unmarshal_item(generic.Attributes), plain.Attributes)
+    assert.same(generic.ConsumedCapacity, plain.ConsumedCapacity)
+    local a = plain.Attributes
+    assert.equal(core.mt.number, getmetatable(a.big))
+    assert.equal("12345678901234567890123456789012345678", a.big.value)
+    assert.equal(core.mt.binary, getmetatable(a.b))
+    assert.equal("\0\1\2\255", a.b.value)
+    assert.equal(core.null, a.z)
+    assert.equal(core.mt.string_set, getmetatable(a.ss))
+    assert.equal(core.mt.number_set, getmetatable(a.ns))
+    assert.equal(core.mt.binary_set, getmetatable(a.bs))
+    assert.equal(core.mt.list, getmetatable(a.l))
+    assert.equal(core.mt.list, getmetatable(a.l[3]))
+    assert.same({}, a.e)
+  end)
+
+  it("leaves the other members and answers without the member as they were", function()
+    local body = '{"Item":' .. ITEM .. '}'
+    local r = assert(parse(200, body, with_crc(body), "Attributes"))
+    assert.same({ S = "héllo" }, r.Item.s)
+  end)
+
+  it("turns a malformed item into an InvalidResponse that may have been applied", function()
+    for _, bad in ipairs({ '{"a":{"N":"x"}}', '{"a":{"Q":"1"}}', '{"a":{"S":1}}', '{"a":{}}',
+      '{"a":{"SS":[1]}}', '{"a":{"B":"!!"}}', '{"a":{"L":{}}}', '[]' }) do
+      local body = '{"Attributes":' .. bad .. '}'
+      local r, err = parse(200, body, with_crc(body), "Attributes")
+      assert.is_nil(r, bad)
+      assert.equal("InvalidResponse", err.code)
+      assert.equal("maybe", err.applied)
+    end
+  end)
+end)
