@@ -1111,19 +1111,67 @@ static void push_sorted(lua_State *L, name_ref *names, size_t n)
     }
 }
 
-/* core.item_diff(old, new, skip, override, keep_old) -> sets, removes, size
- * What a conditional update has to send to turn the stored item old (AttributeValues, or
- * nil when none is stored) into new: sets lists the attributes of new whose values differ
- * (numbers by value, sets unordered), removes those of old that new lacks, both sorted and
- * both without the names in the set skip (key, version and tokens: the caller writes those).
- * size is the stored item's size as DynamoDB counts it: new's attributes, old's that stay
- * when keep_old is true (an update; a put replaces the whole item), and the values of
- * override (name -> AttributeValue) in place of either. */
-int av_lua_item_diff(lua_State *L)
+/* 1 when the plain scalar at v is provably the value of the AttributeValue at av (a string
+ * equal to S, a number equal by value to N, a boolean equal to BOOL): such an attribute is
+ * unchanged without being marshalled. 0 means "not provably": marshal and compare. */
+static int same_scalar(lua_State *L, int v, int av)
 {
-    int old, skip, over, keep;
+    const char *type;
+    int t = lua_type(L, v), same = 0;
+    if (t != LUA_TSTRING && t != LUA_TNUMBER && t != LUA_TBOOLEAN)
+        return 0;
+    if (lua_type(L, av) != LUA_TTABLE)
+        return 0;
+    lua_pushnil(L);
+    if (lua_next(L, av) == 0)
+        return 0;
+    type = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
+    if (t == LUA_TSTRING && strcmp(type, "S") == 0) {
+        same = lua_rawequal(L, v, -1);
+    } else if (t == LUA_TBOOLEAN && strcmp(type, "BOOL") == 0) {
+        same = lua_type(L, -1) == LUA_TBOOLEAN && lua_toboolean(L, v) == lua_toboolean(L, -1);
+    } else if (t == LUA_TNUMBER && strcmp(type, "N") == 0 && lua_type(L, -1) == LUA_TSTRING) {
+        char text[64];
+        size_t n, m;
+        const char *stored = lua_tolstring(L, -1, &m);
+        av_dec x, y;
+        int ok = 1;
+#if DDB_HAS_INTEGERS
+        if (lua_isinteger(L, v))
+            n = (size_t)snprintf(text, sizeof text, LUA_INTEGER_FMT, lua_tointeger(L, v));
+        else
+#endif
+        {
+            lua_Number d = lua_tonumber(L, v);
+            ok = !isnan(d) && !isinf(d);
+            if (ok)
+                shortest_double(d, text, sizeof text);
+            n = ok ? strlen(text) : 0;
+        }
+        same = ok && av_dec_parse(text, n, &x) == 0 && av_dec_parse(stored, m, &y) == 0 &&
+               av_dec_check(&x) == NULL && av_dec_equal(&x, &y);
+    }
+    lua_pop(L, 2);
+    return same;
+}
+
+/* core.plan_diff(old, item, skip, override, keep_old) -> sets, avs, removes, size
+ * What a write has to send to turn the stored item old (AttributeValues, or nil when none
+ * is stored) into item (plain values, as the caller's function returned them).
+ * sets: the attributes of item whose values differ from old's (numbers by value, sets
+ * unordered), sorted; removes: those of old that item lacks, sorted; neither lists the
+ * names in the set skip (key, version, tokens: the caller writes those). avs: name ->
+ * AttributeValue for every attribute in sets and every skipped one item holds; with
+ * keep_old false (a put, which sends the whole item) for every attribute of item.
+ * size: the stored item's size as DynamoDB counts it: item's attributes, old's that stay
+ * when keep_old is true (an update), and the values of override (name -> AttributeValue) in
+ * place of either. A value that cannot be stored raises, naming the attribute. */
+int av_lua_plan_diff(lua_State *L)
+{
+    int old, skip, over, keep, avs;
     size_t nnew = 0, nold = 0, nsets = 0, nremoves = 0, total = 0;
     name_ref *sets, *removes;
+    av_path p;
 
     lua_settop(L, 5);
     old = lua_istable(L, 1) ? 1 : 0;
@@ -1131,6 +1179,8 @@ int av_lua_item_diff(lua_State *L)
     skip = lua_istable(L, 3) ? 3 : 0;
     over = lua_istable(L, 4) ? 4 : 0;
     keep = lua_toboolean(L, 5);
+    p.len = 0;
+    p.s[0] = '\0';
     lua_pushnil(L);
     while (lua_next(L, 2) != 0) {
         nnew++;
@@ -1146,28 +1196,50 @@ int av_lua_item_diff(lua_State *L)
     /* scratch in userdata: collected should anything below raise */
     sets = lua_newuserdata(L, (nnew + nold + 1) * sizeof *sets);   /* index 6 */
     removes = sets + nnew;
+    lua_createtable(L, 0, 4);
+    avs = lua_gettop(L);                                              /* index 7 */
 
     lua_pushnil(L);
     while (lua_next(L, 2) != 0) {
-        int k = lua_gettop(L) - 1, v = lua_gettop(L), changed = 1;
-        size_t klen = 0;
-        const char *ks = lua_type(L, k) == LUA_TSTRING ? lua_tolstring(L, k, &klen) : NULL;
-        if (ks == NULL)
-            return luaL_error(L, "item_diff: attribute names must be strings");
-        if (old) {
-            lua_pushvalue(L, k);
+        int k = lua_gettop(L) - 1, v = lua_gettop(L), o, changed, skipped;
+        size_t klen, depth_mark;
+        const char *ks;
+        if (lua_type(L, k) != LUA_TSTRING)
+            av_fail(L, &p, "item attribute names must be strings");
+        ks = lua_tolstring(L, k, &klen);
+        depth_mark = path_push_key(&p, ks, klen);
+        if (klen == 0)
+            av_fail(L, &p, "attribute name is empty");
+        check_text(L, &p, ks, klen);
+        skipped = in_set(L, skip, k);
+        lua_pushvalue(L, k);
+        if (old)
             lua_rawget(L, old);
-            changed = lua_isnil(L, -1) || !av_equal(L, lua_gettop(L), v, 0);
-            lua_pop(L, 1);
+        else
+            lua_pushnil(L);
+        o = lua_gettop(L);
+        if (keep && !skipped && !lua_isnil(L, o) && same_scalar(L, v, o)) {
+            /* unchanged: the stored value's size, no AttributeValue made */
+            if (!in_set(L, over, k))
+                total += klen + av_size(L, o, 1);
+        } else {
+            marshal_value(L, v, &p, 1);                                 /* the AV at o + 1 */
+            changed = lua_isnil(L, o) || !av_equal(L, o, o + 1, 0);
+            if (changed && !skipped) {
+                sets[nsets].s = ks;
+                sets[nsets].n = klen;
+                nsets++;
+            }
+            if (!in_set(L, over, k))
+                total += klen + av_size(L, o + 1, 1);
+            if (changed || skipped || !keep) {
+                lua_pushvalue(L, k);
+                lua_pushvalue(L, o + 1);
+                lua_rawset(L, avs);
+            }
         }
-        if (changed && !in_set(L, skip, k)) {
-            sets[nsets].s = ks;
-            sets[nsets].n = klen;
-            nsets++;
-        }
-        if (!in_set(L, over, k))
-            total += klen + av_size(L, v, 1);
-        lua_pop(L, 1);
+        path_pop(&p, depth_mark);
+        lua_settop(L, k);
     }
     if (old) {
         lua_pushnil(L);
@@ -1176,7 +1248,7 @@ int av_lua_item_diff(lua_State *L)
             size_t klen = 0;
             const char *ks = lua_type(L, k) == LUA_TSTRING ? lua_tolstring(L, k, &klen) : NULL;
             if (ks == NULL)
-                return luaL_error(L, "item_diff: attribute names must be strings");
+                return luaL_error(L, "plan_diff: stored attribute names must be strings");
             lua_pushvalue(L, k);
             lua_rawget(L, 2);
             absent = lua_isnil(L, -1);
@@ -1200,9 +1272,10 @@ int av_lua_item_diff(lua_State *L)
         }
     }
     push_sorted(L, sets, nsets);
+    lua_pushvalue(L, avs);
     push_sorted(L, removes, nremoves);
     lua_pushnumber(L, (lua_Number)total);
-    return 3;
+    return 4;
 }
 
 int av_lua_number_canonical(lua_State *L)

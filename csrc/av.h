@@ -47,8 +47,8 @@ int av_lua_unmarshal_item(lua_State *L);
 void av_push_plain_item(lua_State *L, const void *cjson_object, int depth);
 int av_lua_equal(lua_State *L);         /* (AV, AV) -> boolean, numbers by value, sets unordered */
 int av_lua_item_size(lua_State *L);     /* ({attr = AV}) -> bytes as DynamoDB counts them */
-int av_lua_item_diff(lua_State *L);     /* (old, new, skip, override, keep_old) -> sets,
-                                           removes, size: what an update sends */
+int av_lua_plan_diff(lua_State *L);     /* (old, item, skip, override, keep_old) -> sets,
+                                           avs, removes, size: what a write sends */
 int av_lua_number_canonical(lua_State *L); /* (text|number) -> canonical text or nil, reason */
 
 #endif

@@ -30,6 +30,9 @@ static int core_encode(lua_State *L)
     int rc;
     luaL_checkany(L, 1);
     buf_init(&out);
+    /* one allocation for a typical request rather than a doubling series */
+    if (buf_reserve(&out, 1024) != 0)
+        return luaL_error(L, "out of memory");
     rc = json_encode(L, 1, &out, err, sizeof err);
     if (rc != 0) {
         buf_free(&out);
@@ -109,7 +112,7 @@ DDB_EXPORT int luaopen_ddb_core(lua_State *L)
         {"unmarshal_item", av_lua_unmarshal_item},
         {"av_equal", av_lua_equal},
         {"item_size", av_lua_item_size},
-        {"item_diff", av_lua_item_diff},
+        {"plan_diff", av_lua_plan_diff},
         {"number_canonical", av_lua_number_canonical},
         {"signer_new", signer_lua_new},
         {"retry_new", retry_lua_new},

@@ -17,7 +17,7 @@ local type, pairs, ipairs, pcall, error, tostring, tonumber, setmetatable, next 
 local concat, floor = table.concat, math.floor
 local monotonic_ms = core.monotonic_ms
 local marshal_item, unmarshal_item, av_equal = core.marshal_item, core.unmarshal_item, core.av_equal
-local item_diff, history_push = core.item_diff, core.history_push
+local plan_diff, history_push = core.plan_diff, core.history_push
 
 local _M = { _VERSION = ddb._VERSION }
 
@@ -372,8 +372,22 @@ local function plan_write(self, names, kav, current, read_version, result, token
     return nil, new_error("ValidationError", ("attribute '%s' holds the module's write " ..
       "tokens and cannot be set"):format(self.token_attr))
   end
-  local ok, nav = pcall(marshal_item, result)
-  if not ok then return nil, new_error("ValidationError", "item cannot be stored: " .. tostring(nav)) end
+  local version_av = { N = tostring(new_version) }
+  local tokens_av
+  if self.tokens > 0 then
+    local old = current and current[self.token_attr]
+    tokens_av = { S = history_push(type(old) == "table" and old.S or nil, new_version, token,
+      self.tokens) }
+  end
+  local override = { [self.version] = version_av, [self.token_attr] = tokens_av }
+  for _, n in ipairs(names) do
+    if result[n] == nil then override[n] = kav[n] end
+  end
+  -- what changed (an update marshals only that: a scalar equal to the stored one is left
+  -- alone), and the size as stored (the new attributes plus what an update keeps)
+  local ok, sets, nav, removes, size = pcall(plan_diff, current, result,
+    managed_names(self, names), override, self.mode == "update")
+  if not ok then return nil, new_error("ValidationError", "item cannot be stored: " .. tostring(sets)) end
 
   for _, n in ipairs(names) do
     if nav[n] == nil then
@@ -383,22 +397,11 @@ local function plan_write(self, names, kav, current, read_version, result, token
         "nothing was written"):format(n))
     end
   end
-  local version_av = { N = tostring(new_version) }
   local given = nav[self.version]
   if given ~= nil and not av_equal(given, { N = tostring(read_version) }) then
     return nil, new_error("ValidationError", ("the function changed the version attribute " ..
       "'%s' (versions are the module's); nothing was written"):format(self.version))
   end
-
-  local tokens_av
-  if self.tokens > 0 then
-    local old = current and current[self.token_attr]
-    tokens_av = { S = history_push(type(old) == "table" and old.S or nil, new_version, token,
-      self.tokens) }
-  end
-  -- what changed, and the size as stored (the new attributes plus what an update keeps)
-  local sets, removes, size = item_diff(current, nav, managed_names(self, names),
-    { [self.version] = version_av, [self.token_attr] = tokens_av }, self.mode == "update")
   if current and #sets == 0 and #removes == 0 then return nil end
   if size > _M.MAX_ITEM_BYTES then
     return nil, new_error("ItemTooLarge", ("item would be %d bytes; DynamoDB's limit is %d")

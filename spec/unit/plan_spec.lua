@@ -226,55 +226,88 @@ describe("plan_write in put mode and for deletes", function()
   end)
 end)
 
-describe("core.item_diff", function()
-  local diff, size_of = core.item_diff, core.item_size
+describe("core.plan_diff", function()
+  local diff, size_of, marshal_item = core.plan_diff, core.item_size, core.marshal_item
 
   it("lists changed and dropped attributes, sorted, leaving out the skipped ones", function()
     local old = { pk = { S = "k" }, a = { N = "1" }, b = { S = "x" }, c = { BOOL = true },
       version = { N = "2" } }
-    local new = { pk = { S = "k" }, a = { N = "1.0" }, b = { S = "y" }, z = { NULL = true },
-      y = { L = {} } }
-    local sets, removes = diff(old, new, { pk = true, version = true })
+    local new = { pk = "k", a = ddb.number("1.0"), b = "y", z = ddb.null, y = ddb.list() }
+    local sets, avs, removes = diff(old, new, { pk = true, version = true }, nil, true)
     assert.same({ "b", "y", "z" }, sets)
     assert.same({ "c" }, removes)
+    -- AttributeValues for what is set and for the skipped attributes the item holds
+    assert.same({ b = { S = "y" }, y = { L = {} }, z = { NULL = true }, pk = { S = "k" } }, avs)
+  end)
+
+  it("leaves equal scalars alone, numbers compared by value", function()
+    local old = { s = { S = "x" }, i = { N = "7" }, f = { N = "2.50" }, t = { BOOL = true },
+      big = { N = "12345678901234567890" } }
+    local sets, avs = diff(old, { s = "x", i = 7, f = 2.5, t = true,
+      big = ddb.number("12345678901234567890") }, nil, nil, true)
+    assert.same({}, sets)
+    assert.same({}, avs)
+    sets = diff(old, { s = "y", i = 7.5, f = 2.5, t = false, big = 12345678901234567890 },
+      nil, nil, true)
+    -- 12345678901234567890 as a Lua float is 12345678901234567168: a change
+    assert.same({ "big", "i", "s", "t" }, sets)
+  end)
+
+  it("compares a scalar with a stored value of another type as a change", function()
+    local old = { a = { N = "1" }, b = { S = "1" }, c = { BOOL = true }, d = { NULL = true } }
+    local sets = diff(old, { a = "1", b = 1, c = 1, d = false }, nil, nil, true)
+    assert.same({ "a", "b", "c", "d" }, sets)
   end)
 
   it("sets everything but the skipped names when nothing is stored", function()
-    local sets, removes = diff(nil, { pk = { S = "k" }, b = { N = "1" }, a = { N = "2" } },
-      { pk = true })
+    local sets, _, removes = diff(nil, { pk = "k", b = 1, a = 2 }, { pk = true }, nil, true)
     assert.same({ "a", "b" }, sets)
     assert.same({}, removes)
   end)
 
   it("compares sets unordered and maps and lists deeply", function()
     local old = { s = { SS = { "a", "b" } }, m = { M = { x = { L = { { N = "1" } } } } } }
-    local new = { s = { SS = { "b", "a" } }, m = { M = { x = { L = { { N = "1.00" } } } } } }
-    local sets = diff(old, new)
-    assert.same({}, sets)
-    new.m.M.x.L[2] = { N = "2" }
-    assert.same({ "m" }, (diff(old, new)))
+    assert.same({}, (diff(old, { s = ddb.string_set{ "b", "a" }, m = { x = { 1.0 } } }, nil,
+      nil, true)))
+    assert.same({ "m" }, (diff(old, { s = ddb.string_set{ "b", "a" }, m = { x = { 1, 2 } } },
+      nil, nil, true)))
+  end)
+
+  it("gives a put every attribute, changed or not", function()
+    local old = { pk = { S = "k" }, a = { N = "1" } }
+    local sets, avs = diff(old, { pk = "k", a = 1, b = "new" }, { pk = true }, nil, false)
+    assert.same({ "b" }, sets)
+    assert.same({ pk = { S = "k" }, a = { N = "1" }, b = { S = "new" } }, avs)
   end)
 
   it("sizes the item as stored: what an update keeps, with the overrides in place", function()
     local old = { pk = { S = "k" }, keep = { S = ("k"):rep(50) }, drop = { S = ("d"):rep(70) },
-      version = { N = "2" }, tok = { S = "1 2:abc" } }
-    local new = { pk = { S = "k" }, changed = { N = "12345" } }
+      same = { N = "99.5" }, version = { N = "2" }, tok = { S = "1 2:abc" } }
+    local new = { pk = "k", changed = 12345, same = 99.5 }
     local over = { version = { N = "3" }, tok = { S = "1 3:def 2:abc" } }
     -- an update leaves a skipped attribute the new item lacks as it is: "keep"
     local skip = { pk = true, version = true, tok = true, keep = true }
-    local _, removes, size = diff(old, new, skip, over, true)
+    local _, _, removes, size = diff(old, new, skip, over, true)
     assert.same({ "drop" }, removes)
-    local whole = { pk = old.pk, keep = old.keep, changed = new.changed, version = over.version,
-      tok = over.tok }
+    local whole = { pk = old.pk, keep = old.keep, changed = { N = "12345" }, same = old.same,
+      version = over.version, tok = over.tok }
     assert.equal(size_of(whole), size)
     -- a put replaces the item: only the new attributes and the overrides count
-    local _, _, put_size = diff(old, new, skip, over, false)
-    assert.equal(size_of({ pk = new.pk, changed = new.changed, version = over.version,
-      tok = over.tok }), put_size)
+    local _, _, _, put_size = diff(old, new, skip, over, false)
+    local put = marshal_item(new)
+    put.version, put.tok = over.version, over.tok
+    assert.equal(size_of(put), put_size)
   end)
 
-  it("refuses attribute names that are not strings", function()
-    assert.has_error(function() diff(nil, { [1] = { S = "x" } }) end)
+  it("refuses what cannot be stored, naming the attribute, changed or not", function()
+    local old = { a = { S = "x" } }
+    for _, bad in ipairs({ { [1] = "x" }, { [""] = 1 }, { a = 0 / 0 }, { a = function() end },
+      { a = "\0" }, { a = ddb.string_set{} }, { ["\255"] = 1 } }) do
+      assert.has_error(function() diff(old, bad, nil, nil, true) end)
+    end
+    local ok, err = pcall(diff, old, { a = { b = 1 / 0 } }, nil, nil, true)
+    assert.is_false(ok)
+    assert.matches("a.b", err, 1, true)
   end)
 end)
 
