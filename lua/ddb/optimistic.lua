@@ -341,6 +341,60 @@ local function finish_request(req, b)
   return req
 end
 
+-- "#n1 = :v1", ...
+local ASSIGN_P = setmetatable({}, { __index = function(t, i)
+  local p = NAME_P[i] .. " = " .. VALUE_P[i]
+  t[i] = p
+  return p
+end })
+
+-- The UpdateItem of a planned write, as the expression builder would number it (sets, the
+-- version, the tokens, removals, then the condition), written out: it runs on every write.
+local function update_request(self, kav, sets, nav, removes, version_av, tokens_av,
+                              read_version, exists, names)
+  local en, ev, parts = {}, {}, {}
+  local i = 0
+  for _, n in ipairs(sets) do
+    i = i + 1
+    en[NAME_P[i]], ev[VALUE_P[i]], parts[i] = n, nav[n], ASSIGN_P[i]
+  end
+  i = i + 1
+  local version_p = NAME_P[i]
+  en[version_p], ev[VALUE_P[i]], parts[i] = self.version, version_av, ASSIGN_P[i]
+  if tokens_av then
+    i = i + 1
+    en[NAME_P[i]], ev[VALUE_P[i]], parts[i] = self.token_attr, tokens_av, ASSIGN_P[i]
+  end
+  local nn, nv = i, i
+  local update = "SET " .. concat(parts, ", ")
+  if #removes > 0 then
+    local r = {}
+    for j, n in ipairs(removes) do
+      nn = nn + 1
+      en[NAME_P[nn]], r[j] = n, NAME_P[nn]
+    end
+    update = update .. " REMOVE " .. concat(r, ", ")
+  end
+  local cond
+  if not exists then
+    nn = nn + 1
+    en[NAME_P[nn]] = names[1]
+    cond = "attribute_not_exists(" .. NAME_P[nn] .. ")"
+  elseif read_version == 0 then
+    nn = nn + 1
+    en[NAME_P[nn]] = names[1]
+    cond = "attribute_exists(" .. NAME_P[nn] .. ") AND attribute_not_exists(" .. version_p .. ")"
+  else
+    nv = nv + 1
+    ev[VALUE_P[nv]] = { N = tostring(read_version) }
+    cond = version_p .. " = " .. VALUE_P[nv]
+  end
+  return { TableName = self.table, Key = kav, UpdateExpression = update,
+    ConditionExpression = cond, ExpressionAttributeNames = en, ExpressionAttributeValues = ev,
+    ReturnValues = "ALL_NEW", ReturnValuesOnConditionCheckFailure = "ALL_OLD",
+    ReturnConsumedCapacity = "TOTAL" }
+end
+
 -- The attributes with_item writes itself (key, version, tokens): never in the diff.
 local function managed_names(self, names)
   local m = self.managed
@@ -355,11 +409,11 @@ end
 -- Turns the function's result into a write request; nil request means nothing to write.
 -- want_whole: also return the whole item as an update leaves it (transactions keep it).
 local function plan_write(self, names, kav, current, read_version, result, token, want_whole)
-  local b = expr_builder()
   local new_version = read_version + 1
 
   if result == _M.DELETE then
     if not current then return nil end
+    local b = expr_builder()
     local req = { TableName = self.table, Key = kav,
       ConditionExpression = condition(self, b, read_version, true, names) }
     return "DeleteItem", finish_request(req, b), "delete"
@@ -415,27 +469,13 @@ local function plan_write(self, names, kav, current, read_version, result, token
     for n, v in pairs(nav) do item[n] = v end
     item[self.version] = version_av
     item[self.token_attr] = tokens_av
+    local b = expr_builder()
     local req = { TableName = self.table, Item = item,
       ConditionExpression = condition(self, b, read_version, exists, names) }
     return "PutItem", finish_request(req, b), kind
   end
-  local parts = {}
-  for _, n in ipairs(sets) do
-    parts[#parts + 1] = b:name(n) .. " = " .. b:value(nav[n])
-  end
-  parts[#parts + 1] = b:name(self.version) .. " = " .. b:value(version_av)
-  if tokens_av then
-    parts[#parts + 1] = b:name(self.token_attr) .. " = " .. b:value(tokens_av)
-  end
-  local update = "SET " .. concat(parts, ", ")
-  if #removes > 0 then
-    local r = {}
-    for i, n in ipairs(removes) do r[i] = b:name(n) end
-    update = update .. " REMOVE " .. concat(r, ", ")
-  end
-  local req = { TableName = self.table, Key = kav, UpdateExpression = update,
-    ConditionExpression = condition(self, b, read_version, exists, names),
-    ReturnValues = "ALL_NEW" }
+  local req = update_request(self, kav, sets, nav, removes, version_av, tokens_av, read_version,
+    exists, names)
   local whole
   if want_whole then
     whole = {}
@@ -445,7 +485,7 @@ local function plan_write(self, names, kav, current, read_version, result, token
     whole[self.version] = version_av
     whole[self.token_attr] = tokens_av
   end
-  return "UpdateItem", finish_request(req, b), kind, whole
+  return "UpdateItem", req, kind, whole
 end
 
 local function read_item(self, kav, info, copts)
