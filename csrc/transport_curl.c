@@ -18,6 +18,8 @@ typedef struct curlt {
     buf head;
     char *ca_bundle;
     long connect_timeout_ms;
+    char *url;                  /* the URL set on the handle (set again only when it differs) */
+    long timeout_set;           /* the CURLOPT_TIMEOUT_MS set on the handle (0: none yet) */
     int had_connection;         /* a previous transfer left a connection to reuse */
     int sends;                  /* times libcurl was about to send the transfer in progress */
     char errbuf[CURL_ERROR_SIZE];
@@ -85,7 +87,33 @@ static int curlt_close(lua_State *L)
     buf_free(&t->head);
     free(t->ca_bundle);
     t->ca_bundle = NULL;
+    free(t->url);
+    t->url = NULL;
     return 0;
+}
+
+/* The options every transfer of a handle shares, set once: setting them per request cost
+ * more than a with_item's JSON encoding. */
+static void set_fixed_options(curlt *t)
+{
+    CURL *e = t->easy;
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->errbuf);
+#if LIBCURL_VERSION_NUM >= 0x075000
+    curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
+    curl_easy_setopt(e, CURLOPT_PREREQDATA, t);
+#endif
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);       /* threads: no SIGALRM for timeouts */
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    if (t->ca_bundle != NULL)
+        curl_easy_setopt(e, CURLOPT_CAINFO, t->ca_bundle);
 }
 
 /* core.curl_new{ ca_bundle = path, connect_timeout_ms = n } */
@@ -120,6 +148,7 @@ int curlt_lua_new(lua_State *L)
     t->easy = curl_easy_init();
     if (t->easy == NULL)
         return luaL_error(L, "libcurl could not create a handle");
+    set_fixed_options(t);
     return 1;
 }
 
@@ -278,7 +307,18 @@ static int curlt_request(lua_State *L)
     t->body.len = 0;
     t->head.len = 0;
     t->errbuf[0] = '\0';
-    curl_easy_setopt(e, CURLOPT_URL, url);
+    if (t->url == NULL || strcmp(t->url, url) != 0) {
+        char *copy = malloc(strlen(url) + 1);
+        if (copy == NULL) {
+            curl_slist_free_all(t->slist);
+            t->slist = NULL;
+            return luaL_error(L, "out of memory");
+        }
+        strcpy(copy, url);
+        free(t->url);
+        t->url = copy;
+        curl_easy_setopt(e, CURLOPT_URL, url);
+    }
     if (method == METHOD_GET) {
         curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
         curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, NULL);
@@ -290,27 +330,13 @@ static int curlt_request(lua_State *L)
         curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method == METHOD_PUT ? "PUT" : NULL);
     }
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->slist);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->errbuf);
     t->sends = 0;
-#if LIBCURL_VERSION_NUM >= 0x075000
-    curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
-    curl_easy_setopt(e, CURLOPT_PREREQDATA, t);
-#endif
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
-                     t->connect_timeout_ms < timeout_ms ? t->connect_timeout_ms : timeout_ms);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);       /* threads: no SIGALRM for timeouts */
-    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
-    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    if (t->ca_bundle != NULL)
-        curl_easy_setopt(e, CURLOPT_CAINFO, t->ca_bundle);
+    if (t->timeout_set != timeout_ms) {
+        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
+        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+                         t->connect_timeout_ms < timeout_ms ? t->connect_timeout_ms : timeout_ms);
+        t->timeout_set = timeout_ms;
+    }
     rc = curl_easy_perform(e);
     curl_slist_free_all(t->slist);
     t->slist = NULL;
