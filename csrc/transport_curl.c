@@ -92,19 +92,16 @@ static int curlt_close(lua_State *L)
     return 0;
 }
 
-/* The options every transfer of a handle shares, set once: setting them per request cost
- * more than a with_item's JSON encoding. */
-static void set_fixed_options(curlt *t)
+void curlt_set_common(CURL *e, const curlt_hooks *h, char *errbuf, const char *ca_bundle)
 {
-    CURL *e = t->easy;
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->errbuf);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, h->on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, h->ud);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, h->on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, h->ud);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
 #if LIBCURL_VERSION_NUM >= 0x075000
-    curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
-    curl_easy_setopt(e, CURLOPT_PREREQDATA, t);
+    curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, h->on_prereq);
+    curl_easy_setopt(e, CURLOPT_PREREQDATA, h->ud);
 #endif
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);       /* threads: no SIGALRM for timeouts */
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
@@ -112,8 +109,8 @@ static void set_fixed_options(curlt *t)
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    if (t->ca_bundle != NULL)
-        curl_easy_setopt(e, CURLOPT_CAINFO, t->ca_bundle);
+    if (ca_bundle != NULL)
+        curl_easy_setopt(e, CURLOPT_CAINFO, ca_bundle);
 }
 
 /* core.curl_new{ ca_bundle = path, connect_timeout_ms = n } */
@@ -148,7 +145,15 @@ int curlt_lua_new(lua_State *L)
     t->easy = curl_easy_init();
     if (t->easy == NULL)
         return luaL_error(L, "libcurl could not create a handle");
-    set_fixed_options(t);
+    {
+        /* set once: per request they cost more than a with_item's JSON encoding */
+        curlt_hooks hooks = { on_body, on_header, NULL, NULL };
+#if LIBCURL_VERSION_NUM >= 0x075000
+        hooks.on_prereq = on_prereq;
+#endif
+        hooks.ud = t;
+        curlt_set_common(t->easy, &hooks, t->errbuf, t->ca_bundle);
+    }
     return 1;
 }
 

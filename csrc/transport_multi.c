@@ -231,27 +231,18 @@ static int multi_add(lua_State *L)
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
     curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, body);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->slist);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
     curl_easy_setopt(e, CURLOPT_PRIVATE, (void *)x);
-#if LIBCURL_VERSION_NUM >= 0x075000
-    curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
-    curl_easy_setopt(e, CURLOPT_PREREQDATA, x);
-#endif
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
                      mu->connect_timeout_ms < timeout_ms ? mu->connect_timeout_ms : timeout_ms);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
-    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    if (mu->ca_bundle != NULL)
-        curl_easy_setopt(e, CURLOPT_CAINFO, mu->ca_bundle);
+    {
+        curlt_hooks hooks = { on_body, on_header, NULL, NULL };
+#if LIBCURL_VERSION_NUM >= 0x075000
+        hooks.on_prereq = on_prereq;
+#endif
+        hooks.ud = x;
+        curlt_set_common(e, &hooks, x->errbuf, mu->ca_bundle);
+    }
     mc = curl_multi_add_handle(mu->m, e);
     if (mc != CURLM_OK) {
         xfer_reset(x);
