@@ -9,22 +9,14 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/sha.h>
-#include <pthread.h>
 
-/* SHA-256 fetched once per process: OpenSSL 3's one-shot SHA256() and HMAC() look the
- * algorithm up by name on every call, which cost more than hashing a small request. */
-static pthread_once_t md_once = PTHREAD_ONCE_INIT;
-static EVP_MD *md_fetched;
-
-static void md_fetch(void)
+/* OpenSSL 3's one-shot SHA256() and HMAC() look the algorithm up by name on every call,
+ * which cost more than hashing a small request. A context that already holds SHA-256 is
+ * initialised again with a NULL type and keeps it: one lookup per context, none per hash,
+ * and no process-wide object to outlive the module. */
+static const EVP_MD *md_for(const EVP_MD_CTX *ctx)
 {
-    md_fetched = EVP_MD_fetch(NULL, "SHA256", NULL);
-}
-
-static const EVP_MD *sha256_md(void)
-{
-    pthread_once(&md_once, md_fetch);
-    return md_fetched != NULL ? md_fetched : EVP_sha256();
+    return EVP_MD_CTX_get0_md(ctx) != NULL ? NULL : EVP_sha256();
 }
 
 static void to_hex(const unsigned char *md, size_t n, char *out)
@@ -46,7 +38,7 @@ static int sha256(EVP_MD_CTX *ctx, const void *data, size_t len,
     int ok;
     if (ctx == NULL && (ctx = own = EVP_MD_CTX_new()) == NULL)
         return -1;
-    ok = EVP_DigestInit_ex(ctx, sha256_md(), NULL) && EVP_DigestUpdate(ctx, data, len) &&
+    ok = EVP_DigestInit_ex(ctx, md_for(ctx), NULL) && EVP_DigestUpdate(ctx, data, len) &&
          EVP_DigestFinal_ex(ctx, md, NULL);
     EVP_MD_CTX_free(own);
     return ok ? 0 : -1;
@@ -66,7 +58,7 @@ static void hmac256(const unsigned char *key, size_t key_len, const void *msg, s
                     unsigned char out[SIGV4_KEY_LEN])
 {
     unsigned int n = SIGV4_KEY_LEN;
-    HMAC(sha256_md(), key, (int)key_len, (const unsigned char *)msg, msg_len, out, &n);
+    HMAC(EVP_sha256(), key, (int)key_len, (const unsigned char *)msg, msg_len, out, &n);
 }
 
 /* HMAC-SHA256 with a key that signs many messages: the hash states after the key's inner
@@ -100,11 +92,11 @@ int sigv4_hmac_set_key(sigv4_hmac *m, const unsigned char key[SIGV4_KEY_LEN])
         return -1;
     for (i = 0; i < 64; i++)
         pad[i] = (unsigned char)((i < SIGV4_KEY_LEN ? key[i] : 0) ^ 0x36);
-    ok = EVP_DigestInit_ex(m->inner, sha256_md(), NULL) &&
+    ok = EVP_DigestInit_ex(m->inner, md_for(m->inner), NULL) &&
          EVP_DigestUpdate(m->inner, pad, sizeof pad);
     for (i = 0; i < 64; i++)
         pad[i] = (unsigned char)((i < SIGV4_KEY_LEN ? key[i] : 0) ^ 0x5c);
-    ok = ok && EVP_DigestInit_ex(m->outer, sha256_md(), NULL) &&
+    ok = ok && EVP_DigestInit_ex(m->outer, md_for(m->outer), NULL) &&
          EVP_DigestUpdate(m->outer, pad, sizeof pad);
     OPENSSL_cleanse(pad, sizeof pad);
     if (!ok)

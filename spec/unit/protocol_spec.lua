@@ -451,6 +451,10 @@ describe("an item returned as plain values (parse_response's plain member)", fun
     local body = '{"Item":' .. ITEM .. '}'
     local r = assert(parse(200, body, with_crc(body), "Attributes"))
     assert.same({ S = "héllo" }, r.Item.s)
+    -- any top-level member can be asked for: GetItem's Item
+    r = assert(parse(200, body, with_crc(body), "Item"))
+    assert.equal("héllo", r.Item.s)
+    assert.equal(42, r.Item.i)
   end)
 
   it("turns a malformed item into an InvalidResponse that may have been applied", function()
