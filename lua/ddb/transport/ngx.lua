@@ -265,50 +265,46 @@ local function request(self, url, header_lines, body, timeout_ms, method)
   local t, terr = target_of(self, url)
   if not t then return fail("ConfigError", terr, "no", "none") end
   local deadline = monotonic_ms() + (timeout_ms or 10000)
-  local request_line = method .. " " .. t.path .. " HTTP/1.1\r\n"
-
+  -- the whole request in one send (one system call, one segment for a small request)
   local n = #header_lines
-  local rest = {}
+  local req = { method, " ", t.path, " HTTP/1.1\r\n" }
   for i = 1, n do
-    rest[2 * i - 1] = header_lines[i]
-    rest[2 * i] = "\r\n"
+    req[2 * i + 3] = header_lines[i]
+    req[2 * i + 4] = "\r\n"
   end
   if method == "GET" then
-    rest[2 * n + 1] = "\r\n"
+    req[2 * n + 5] = "\r\n"
   else
-    rest[2 * n + 1] = "Content-Length: "
-    rest[2 * n + 2] = #body
-    rest[2 * n + 3] = "\r\n\r\n"
-    rest[2 * n + 4] = body
+    req[2 * n + 5] = "Content-Length: "
+    req[2 * n + 6] = #body
+    req[2 * n + 7] = "\r\n\r\n"
+    req[2 * n + 8] = body
   end
 
   local stale = 0
   while true do
     local sock, reused = open(self, t, deadline)
     if not sock then return nil, reused end   -- reused is the error here
-    local ok, err = sock:send(request_line)
+    local left = remaining(deadline)
+    if left < 1 then
+      sock:close()
+      return fail("Timeout", "request to " .. t.where .. " timed out", "no", "timeout")
+    end
+    sock:settimeout(left)
+    local ok, err = sock:send(req)
     if not ok then
       sock:close()
-      -- The server has no request from us. A pooled connection that fails here was closed
-      -- by the server while idle: drop it and take the next, until a new connection is
-      -- made (which gets no second chance) or the pool could not hold any more.
+      -- A send that fails left at most part of the request with the server, which no
+      -- server acts on (the body is short of its Content-Length). A pooled connection that
+      -- fails here was closed by the server while idle: drop it and take the next, until a
+      -- new connection is made (which gets no second chance) or the pool could not hold any
+      -- more.
       if not reused or stale >= self.pool_size then
         return io_error("sending to " .. t.where, err, "no")
       end
       stale = stale + 1
       self.stats.stale_retries = self.stats.stale_retries + 1
     else
-      local left = remaining(deadline)
-      if left < 1 then
-        sock:close()
-        return fail("Timeout", "request to " .. t.where .. " timed out", "maybe", "timeout")
-      end
-      sock:settimeout(left)
-      ok, err = sock:send(rest)
-      if not ok then
-        sock:close()
-        return io_error("sending to " .. t.where, err, "maybe")
-      end
       local status, headers, rbody, keep = read_response(sock, deadline)
       if not status then
         sock:close()
