@@ -45,7 +45,7 @@ int buf_reserve(buf *b, size_t extra)
     return 0;
 }
 
-int buf_add(buf *b, const void *p, size_t n)
+int buf_add_slow(buf *b, const void *p, size_t n)
 {
     if (buf_reserve(b, n) != 0)
         return -1;
@@ -60,10 +60,6 @@ int buf_adds(buf *b, const char *s)
     return buf_add(b, s, strlen(s));
 }
 
-int buf_addc(buf *b, char c)
-{
-    return buf_add(b, &c, 1);
-}
 
 int buf_addhex(buf *b, const unsigned char *p, size_t n)
 {

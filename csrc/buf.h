@@ -3,6 +3,7 @@
 #define DDB_BUF_H
 
 #include <stddef.h>
+#include <string.h>
 
 typedef struct buf {
     char *data;
@@ -16,9 +17,28 @@ void buf_free(buf *b);
 void buf_wipe(buf *b);
 /* All appenders return 0 on success, -1 when memory runs out (the buffer is left valid). */
 int buf_reserve(buf *b, size_t extra);
-int buf_add(buf *b, const void *p, size_t n);
+int buf_add_slow(buf *b, const void *p, size_t n);
 int buf_adds(buf *b, const char *s);
-int buf_addc(buf *b, char c);
+
+/* The appenders the encoders call per value and per character: inline while there is room. */
+static inline int buf_add(buf *b, const void *p, size_t n)
+{
+    if (n < b->cap - b->len) {   /* leaves room for buf_cstr's terminator */
+        memcpy(b->data + b->len, p, n);
+        b->len += n;
+        return 0;
+    }
+    return buf_add_slow(b, p, n);
+}
+
+static inline int buf_addc(buf *b, char c)
+{
+    if (b->len + 1 < b->cap) {
+        b->data[b->len++] = c;
+        return 0;
+    }
+    return buf_add_slow(b, &c, 1);
+}
 int buf_addhex(buf *b, const unsigned char *p, size_t n);
 /* NUL-terminates without counting the terminator in len. */
 int buf_cstr(buf *b);
