@@ -11,9 +11,12 @@
 #include <string.h>
 #include <curl/curl.h>
 
+#define CURLT_NODES 16
+
 typedef struct curlt {
     CURL *easy;
     struct curl_slist *slist;   /* headers of the transfer in progress; freed after it */
+    struct curl_slist nodes[CURLT_NODES];   /* or the same list without an allocation */
     buf body;
     buf head;
     char *ca_bundle;
@@ -279,6 +282,35 @@ void curlt_build_headers(lua_State *L, int idx, struct curl_slist **slist)
     }
 }
 
+/* The header list of a blocking transfer without copying a line: the nodes live in the
+ * handle and point at the Lua strings of the list at idx, which stays on the stack for the
+ * whole transfer. NULL when the lines do not fit or are not all strings (then the copying
+ * curlt_build_headers serves). */
+static struct curl_slist *point_headers(lua_State *L, int idx, struct curl_slist *nodes,
+                                        size_t max)
+{
+    size_t i, nh = lua_rawlen(L, idx);
+    if (nh + 2 > max)
+        return NULL;
+    for (i = 0; i < nh; i++) {
+        lua_rawgeti(L, idx, (int)i + 1);
+        if (lua_type(L, -1) != LUA_TSTRING) {
+            lua_pop(L, 1);
+            return NULL;
+        }
+        /* the string stays referenced by the list, so its bytes outlive the pop */
+        nodes[i].data = (char *)lua_tostring(L, -1);
+        nodes[i].next = &nodes[i + 1];
+        lua_pop(L, 1);
+    }
+    /* no 100-continue round trip, no Accept: surprises */
+    nodes[nh].data = (char *)"Expect:";
+    nodes[nh].next = &nodes[nh + 1];
+    nodes[nh + 1].data = (char *)"Accept:";
+    nodes[nh + 1].next = NULL;
+    return nodes;
+}
+
 static const char *const http_methods[] = {"POST", "GET", "PUT", NULL};
 enum { METHOD_POST, METHOD_GET, METHOD_PUT };
 
@@ -297,6 +329,7 @@ static int curlt_request(lua_State *L)
     long status = 0, new_connections = 0;
     int resent, method;
     CURL *e = t->easy;
+    struct curl_slist *headers;
 
     luaL_checktype(L, 3, LUA_TTABLE);
     body = luaL_checklstring(L, 4, &body_len);
@@ -307,7 +340,11 @@ static int curlt_request(lua_State *L)
     luaL_argcheck(L, method != METHOD_GET || body_len == 0, 4, "a GET request has no body");
 
     /* Build the header list first: a Lua error here leaves only t->slist, freed at close. */
-    curlt_build_headers(L, 3, &t->slist);
+    headers = point_headers(L, 3, t->nodes, CURLT_NODES);
+    if (headers == NULL) {
+        curlt_build_headers(L, 3, &t->slist);
+        headers = t->slist;
+    }
 
     t->body.len = 0;
     t->head.len = 0;
@@ -334,7 +371,7 @@ static int curlt_request(lua_State *L)
         /* a PUT goes out through the POST machinery under another name: body from memory */
         curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method == METHOD_PUT ? "PUT" : NULL);
     }
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->slist);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
     t->sends = 0;
     if (t->timeout_set != timeout_ms) {
         curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
@@ -343,6 +380,8 @@ static int curlt_request(lua_State *L)
         t->timeout_set = timeout_ms;
     }
     rc = curl_easy_perform(e);
+    /* the handle keeps no pointer into the Lua strings once the transfer is over */
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, NULL);
     curl_slist_free_all(t->slist);
     t->slist = NULL;
     curl_easy_getinfo(e, CURLINFO_NUM_CONNECTS, &new_connections);

@@ -340,6 +340,25 @@ for _, server in ipairs(helper.servers()) do
         c:close()
       end)
 
+      it("sends a verified request when the header list outgrows the handle's own nodes",
+        function()
+          fresh()
+          -- 20 unsigned lines after the signed ones: the transport copies such a list
+          -- instead of pointing at the Lua strings; a lost or damaged signed line would
+          -- fail the signature check
+          local transport = helper.recording_transport(function(lines)
+            local out = {}
+            for i, line in ipairs(lines) do out[i] = line end
+            for i = 1, 20 do out[#out + 1] = ("X-Ddb-Extra-%d: %d"):format(i, i) end
+            return out
+          end)
+          local c = helper.client(server, { transport = transport })
+          assert(c:get_item{ TableName = tname, Key = key("sig#1") })
+          assert.equal("20", transport.sent[1].headers["x-ddb-extra-20"])
+          assert.equal(0, helper.stats(server).rejections)
+          c:close()
+        end)
+
       it("has the token covered by the signature: a token changed after signing is refused",
         function()
           fresh()
