@@ -1144,6 +1144,16 @@ static int same_scalar(lua_State *L, int v, int av)
         {
             lua_Number d = lua_tonumber(L, v);
             ok = !isnan(d) && !isinf(d);
+            if (ok && av_dec_parse(stored, m, &y) == 0 && !y.overflow && y.nd <= 15 &&
+                y.exp < 300 && y.exp > -300) {
+                /* a stored value of 15 significant digits or fewer is exactly one double
+                 * (DBL_DIG), as is the shortest text of d: equal doubles, equal values */
+                double sd = strtod(stored, NULL);
+                if (sd == 0 || fabs(sd) >= DBL_MIN) {
+                    lua_pop(L, 2);
+                    return sd == d;
+                }
+            }
             if (ok)
                 shortest_double(d, text, sizeof text);
             n = ok ? strlen(text) : 0;

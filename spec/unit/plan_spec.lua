@@ -253,6 +253,17 @@ describe("core.plan_diff", function()
     assert.same({ "big", "i", "s", "t" }, sets)
   end)
 
+  it("compares floats by value at the edges of a double's precision", function()
+    local old = { a = { N = "0.1" }, b = { N = "0.3" }, c = { N = "0.10000000000000001" },
+      d = { N = "1E-129" }, e = { N = "123456789012345" }, f = { N = "-0" },
+      h = { N = "1234567890123456" },
+      g = { N = "0.30000000000000004" } }
+    local sets = diff(old, { a = 0.1, b = 0.1 + 0.2, c = 0.1, d = 1e-129, e = 123456789012345.0,
+      f = 0.0, g = 0.1 + 0.2, h = 1234567890123456.0 }, nil, nil, true)
+    -- b holds 0.3, not 0.30000000000000004; c is 0.10000000000000001 exactly, not 0.1
+    assert.same({ "b", "c" }, sets)
+  end)
+
   it("compares a scalar with a stored value of another type as a change", function()
     local old = { a = { N = "1" }, b = { S = "1" }, c = { BOOL = true }, d = { NULL = true } }
     local sets = diff(old, { a = "1", b = 1, c = 1, d = false }, nil, nil, true)
