@@ -36,7 +36,14 @@ typedef struct signer {
                                 request once they have grown to size */
     long long date_epoch;    /* the second amz_date was formatted for */
     char amz_date[17];
+    /* registry references to the header lines that never change (Host, Content-Type,
+     * User-Agent), made on the first prepare: no string built for them per request */
+    int line_refs[3];
 } signer;
+
+#define LINE_HOST 0
+#define LINE_TYPE 1
+#define LINE_AGENT 2
 
 static void wipe_str(char **p)
 {
@@ -151,6 +158,7 @@ int signer_lua_new(lua_State *L)
     luaL_checktype(L, 1, LUA_TTABLE);
     s = lua_newuserdata(L, sizeof *s);
     memset(s, 0, sizeof *s);
+    s->line_refs[LINE_HOST] = s->line_refs[LINE_TYPE] = s->line_refs[LINE_AGENT] = LUA_NOREF;
     sigv4_hmac_init(&s->mac);
     luaL_getmetatable(L, SIGNER_MT);
     lua_setmetatable(L, -2);
@@ -172,10 +180,15 @@ int signer_lua_new(lua_State *L)
 static int signer_gc(lua_State *L)
 {
     signer *s = (signer *)luaL_checkudata(L, 1, SIGNER_MT);
+    int i;
     signer_clear_credentials(s);
     stages_free(&s->work);
     EVP_MD_CTX_free(s->md);
     s->md = NULL;
+    for (i = 0; i < 3; i++) {
+        luaL_unref(L, LUA_REGISTRYINDEX, s->line_refs[i]);
+        s->line_refs[i] = LUA_NOREF;
+    }
     free(s->region);
     free(s->host);
     free(s->service);
@@ -350,6 +363,19 @@ static void push_line(lua_State *L, int list, int *n, const char *name, size_t n
 }
 #define PUSH_LINE(L, list, n, name, value) push_line(L, list, n, name, sizeof(name) - 1, value)
 
+/* Pushes a header line that is the same on every request, made once and kept referenced. */
+static void push_fixed_line(lua_State *L, signer *s, int which, const char *name,
+                            const char *value)
+{
+    if (s->line_refs[which] == LUA_NOREF) {
+        lua_pushstring(L, name);
+        lua_pushstring(L, value);
+        lua_concat(L, 2);
+        s->line_refs[which] = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->line_refs[which]);
+}
+
 /* signer:prepare(operation, body[, epoch]) -> list of "Name: value" header lines, amz_date.
  * The lines are what goes on the wire (Content-Length is the transport's). */
 static int signer_prepare(lua_State *L)
@@ -407,15 +433,19 @@ static int signer_prepare(lua_State *L)
         return luaL_error(L, "signing failed: out of memory");
     lua_createtable(L, 8, 0);
     list = lua_gettop(L);
-    PUSH_LINE(L, list, &n, "Host: ", s->host);
-    PUSH_LINE(L, list, &n, "Content-Type: ", content_type);
+    push_fixed_line(L, s, LINE_HOST, "Host: ", s->host);
+    lua_rawseti(L, list, ++n);
+    push_fixed_line(L, s, LINE_TYPE, "Content-Type: ", content_type);
+    lua_rawseti(L, list, ++n);
     PUSH_LINE(L, list, &n, "X-Amz-Date: ", s->amz_date);
     PUSH_LINE(L, list, &n, "X-Amz-Target: ", target);
     if (s->session_token != NULL)
         PUSH_LINE(L, list, &n, "X-Amz-Security-Token: ", s->session_token);
     PUSH_LINE(L, list, &n, "Authorization: ", st->auth.data);
-    if (s->user_agent != NULL)
-        PUSH_LINE(L, list, &n, "User-Agent: ", s->user_agent);
+    if (s->user_agent != NULL) {
+        push_fixed_line(L, s, LINE_AGENT, "User-Agent: ", s->user_agent);
+        lua_rawseti(L, list, ++n);
+    }
     lua_pushstring(L, s->amz_date);
     return 2;
 }
