@@ -306,8 +306,9 @@ function sections.table()
   end
   local k = results.signing_key
   if k then
-    add(("Signing key: %d HMAC computations for %d signatures (derivation = 4 HMACs, once)")
-      :format(k.hmac_calls, k.signatures))
+    add(("Signing key: %d one-shot HMACs and %d MACs from the kept key state for %d " ..
+      "signatures (derivation = 4 HMACs, once)"):format(k.hmac_calls, k.kept_state_macs or 0,
+      k.signatures))
   end
   local mem = results.memory
   if mem then
