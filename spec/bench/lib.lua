@@ -4,60 +4,25 @@ local core = require "ddb.core"
 
 local _M = {}
 
-local function script_dir()
-  local src = debug.getinfo(1, "S").source:gsub("^@", "")
-  local dir = src:match("^(.*)/[^/]*$") or "."
-  if dir:sub(1, 1) ~= "/" then
-    local p = io.popen("pwd")
-    dir = p:read("*l") .. "/" .. dir
-    p:close()
-  end
-  return dir
-end
+local shell = require "support.shell"
 
-_M.dir = script_dir()
+_M.dir = shell.script_dir()
 _M.root = (_M.dir:gsub("/spec/bench$", ""))
 _M.out = os.getenv("BENCH_OUT") or (_M.root .. "/build/bench")
 
-function _M.q(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+_M.q = shell.q
 local q = _M.q
-
 --- Runs a shell command: ok, output (stdout and stderr).
-function _M.sh(cmd)
-  local p = io.popen("(" .. cmd .. ") 2>&1; echo \"__rc=$?\"")
-  local out = p:read("*a")
-  p:close()
-  local rc = tonumber(out:match("__rc=(%d+)%s*$"))
-  return rc == 0, (out:gsub("__rc=%d+%s*$", ""))
-end
-
-function _M.must(cmd)
-  local ok, out = _M.sh(cmd)
-  if not ok then error("command failed: " .. cmd .. "\n" .. out, 2) end
-  return out
-end
-
-function _M.read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-function _M.write(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
+_M.sh = shell.sh
+_M.must = shell.must
+_M.read = shell.read
+_M.write = shell.write
 
 _M.sleep_ms = core.sleep_ms
 _M.now_ms = core.monotonic_ms
 
 function _M.tmpdir(tag)
-  return (_M.must("mktemp -d \"${TMPDIR:-/tmp}/ddb-bench-" .. tag .. ".XXXXXX\""):gsub("%s+$", ""))
+  return shell.tmpdir("ddb-bench-" .. tag)
 end
 
 --------------------------------------------------------------------------------

@@ -4,60 +4,22 @@
 -- shell should the spec process die first). Also starts spec/support/nginx/oddserver.py
 -- and drives nginx with parallel curl.
 local core = require "ddb.core"
+local shell = require "support.shell"
 
 local _M = {}
 
-local function script_dir()
-  local src = debug.getinfo(1, "S").source:gsub("^@", "")
-  local dir = src:match("^(.*)/[^/]*$") or "."
-  if dir:sub(1, 1) ~= "/" then
-    local pwd = os.getenv("PWD") or io.popen("pwd"):read("*l")
-    dir = pwd .. "/" .. dir
-  end
-  return dir
-end
-
-_M.support_dir = script_dir()
+_M.support_dir = shell.script_dir()
 _M.root = (_M.support_dir:gsub("/spec/support/nginx$", ""))
 _M.nginx_bin = os.getenv("DDB_TEST_NGINX") or "nginx"
 _M.modules_dir = "/usr/lib/nginx/modules"
 
 --- Quotes a string for /bin/sh.
-function _M.q(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+_M.q = shell.q
 local q = _M.q
-
 --- Runs a shell command; returns ok, its output (stdout and stderr), exit code.
-function _M.sh(cmd)
-  local p = io.popen("(" .. cmd .. ") 2>&1; echo \"__rc=$?\"")
-  local out = p:read("*a")
-  p:close()
-  local rc = tonumber(out:match("__rc=(%d+)%s*$"))
-  out = out:gsub("__rc=%d+%s*$", "")
-  return rc == 0, out, rc
-end
-
-local function must(cmd)
-  local ok, out = _M.sh(cmd)
-  if not ok then error("command failed: " .. cmd .. "\n" .. out, 2) end
-  return out
-end
-
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+_M.sh = shell.sh
+local must, read, write = shell.must, shell.read, shell.write
 _M.read = read
-
-local function write(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
 
 local function sleep_ms(ms) core.sleep_ms(ms) end
 
@@ -81,7 +43,7 @@ end
 
 --- A fresh directory under TMPDIR.
 function _M.tmpdir(tag)
-  return (must("mktemp -d \"${TMPDIR:-/tmp}/ddb-" .. (tag or "nginx") .. ".XXXXXX\""):gsub("%s+$", ""))
+  return shell.tmpdir("ddb-" .. (tag or "nginx"))
 end
 
 --- Builds the C core for LuaJIT (the VM inside ngx_lua) unless it is up to date.
