@@ -68,31 +68,6 @@ static signer *check_signer(lua_State *L)
     return (signer *)luaL_checkudata(L, 1, SIGNER_MT);
 }
 
-static char *dup_field(lua_State *L, int t, const char *name, int required)
-{
-    const char *v;
-    size_t n;
-    char *p;
-    lua_getfield(L, t, name);
-    if (lua_isnil(L, -1)) {
-        lua_pop(L, 1);
-        if (required)
-            luaL_error(L, "signer option '%s' is required", name);
-        return NULL;
-    }
-    if (lua_type(L, -1) != LUA_TSTRING)
-        luaL_error(L, "signer option '%s' must be a string", name);
-    v = lua_tolstring(L, -1, &n);
-    if (memchr(v, '\r', n) || memchr(v, '\n', n) || memchr(v, '\0', n))
-        luaL_error(L, "signer option '%s' holds a line break or NUL", name);
-    p = malloc(n + 1);
-    if (p == NULL)
-        luaL_error(L, "out of memory");
-    memcpy(p, v, n + 1);
-    lua_pop(L, 1);
-    return p;
-}
-
 /* Pushes field name of table t and returns it checked (NULL when absent and optional);
  * allocates nothing, so a raised error leaks nothing. */
 static const char *peek_field(lua_State *L, int t, const char *name, int required)
@@ -111,6 +86,26 @@ static const char *peek_field(lua_State *L, int t, const char *name, int require
     if (memchr(v, '\r', n) || memchr(v, '\n', n) || memchr(v, '\0', n))
         luaL_error(L, "signer option '%s' holds a line break or NUL", name);
     return v;
+}
+
+/* A malloc'd copy of field name of table t, checked as peek_field checks it (NULL when
+ * absent and optional). */
+static char *dup_field(lua_State *L, int t, const char *name, int required)
+{
+    const char *v = peek_field(L, t, name, required);
+    size_t n;
+    char *p;
+    if (v == NULL) {
+        lua_pop(L, 1);
+        return NULL;
+    }
+    n = strlen(v);   /* peek_field refused a NUL inside */
+    p = malloc(n + 1);
+    if (p == NULL)
+        luaL_error(L, "out of memory");
+    memcpy(p, v, n + 1);
+    lua_pop(L, 1);
+    return p;
 }
 
 static char *copy_str(const char *v)
