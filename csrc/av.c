@@ -1165,14 +1165,129 @@ static int same_scalar(lua_State *L, int v, int av)
     return same;
 }
 
+/* The type name of the AttributeValue at av and its value pushed on the stack, or NULL
+ * (nothing pushed) when av is not a one-member table. */
+static const char *av_open(lua_State *L, int av)
+{
+    const char *type;
+    if (lua_type(L, av) != LUA_TTABLE)
+        return NULL;
+    lua_pushnil(L);
+    if (lua_next(L, av) == 0)
+        return NULL;
+    if (lua_type(L, -2) != LUA_TSTRING) {
+        lua_pop(L, 2);
+        return NULL;
+    }
+    type = lua_tostring(L, -2);
+    lua_pushvalue(L, -2);
+    if (lua_next(L, av) != 0) {      /* a second member: not a value this module reads */
+        lua_pop(L, 4);
+        return NULL;
+    }
+    lua_remove(L, -2);               /* leaves the value; the key string stays in av */
+    return type;
+}
+
+#define SAME_SET_MAX 32
+
+/* 1 when the plain value at v is provably the value of the AttributeValue at av, as marshal
+ * would make it and av_equal compare it: scalars (same_scalar), ddb.null, string sets, and
+ * maps and lists of such, recursively. 0 means "not provably": marshal and compare. A value
+ * that would not marshal is never "the same" (marshal then refuses it). */
+static int same_value(lua_State *L, int v, int av, int depth)
+{
+    const char *type;
+    int val, same = 0, mt;
+    if (lua_type(L, v) != LUA_TTABLE)
+        return same_scalar(L, v, av);
+    if (depth >= AV_MAX_DEPTH)
+        return 0;
+    luaL_checkstack(L, 8, "AttributeValue nesting");
+    type = av_open(L, av);
+    if (type == NULL)
+        return 0;
+    val = lua_gettop(L);
+    mt = lua_getmetatable(L, v);
+    if (mt)
+        lua_pop(L, 1);
+    if (mt && json_has_mt(L, v, AV_NULL_MT)) {
+        same = strcmp(type, "NULL") == 0;
+    } else if (mt && json_has_mt(L, v, AV_SS_MT)) {
+        /* equal sizes and each side within the other: the same set, duplicates impossible */
+        size_t n = lua_rawlen(L, v), i, j;
+        same = strcmp(type, "SS") == 0 && lua_type(L, val) == LUA_TTABLE &&
+               lua_rawlen(L, val) == n && n > 0 && n <= SAME_SET_MAX;
+        for (i = 1; same && i <= 2 * n; i++) {
+            int from = i <= n ? v : val, to = i <= n ? val : v, found = 0;
+            lua_rawgeti(L, from, (int)(i <= n ? i : i - n));
+            if (lua_type(L, -1) != LUA_TSTRING) {
+                lua_pop(L, 1);
+                same = 0;
+                break;
+            }
+            for (j = 1; j <= n && !found; j++) {
+                lua_rawgeti(L, to, (int)j);
+                found = lua_rawequal(L, -1, -2);
+                lua_pop(L, 1);
+            }
+            lua_pop(L, 1);
+            same = found;
+        }
+    } else if (!mt || json_has_mt(L, v, JSON_LIST_MT) || json_has_mt(L, v, JSON_MAP_MT)) {
+        char err[128];
+        size_t len = 0, n = 0, i;
+        int kind = json_table_kind(L, v, &len, err, sizeof err);
+        if (kind == 1 && strcmp(type, "L") == 0 && lua_type(L, val) == LUA_TTABLE &&
+            lua_rawlen(L, val) == len) {
+            same = 1;
+            for (i = 1; same && i <= len; i++) {
+                lua_rawgeti(L, v, (int)i);
+                lua_rawgeti(L, val, (int)i);
+                same = same_value(L, lua_gettop(L) - 1, lua_gettop(L), depth + 1);
+                lua_pop(L, 2);
+            }
+        } else if (kind == 0 && strcmp(type, "M") == 0 && lua_type(L, val) == LUA_TTABLE) {
+            same = 1;
+            lua_pushnil(L);
+            while (lua_next(L, v) != 0) {
+                int k = lua_gettop(L) - 1;
+                n++;
+                if (same && lua_type(L, k) == LUA_TSTRING) {
+                    lua_pushvalue(L, k);
+                    lua_rawget(L, val);
+                    same = !lua_isnil(L, -1) &&
+                           same_value(L, lua_gettop(L) - 1, lua_gettop(L), depth + 1);
+                    lua_pop(L, 1);
+                } else {
+                    same = 0;
+                }
+                lua_pop(L, 1);
+            }
+            if (same) {
+                size_t m = 0;
+                lua_pushnil(L);
+                while (lua_next(L, val) != 0) {
+                    m++;
+                    lua_pop(L, 1);
+                }
+                same = m == n;
+            }
+        }
+    }
+    lua_settop(L, val - 1);
+    return same;
+}
+
 /* core.plan_diff(old, item, skip, override, keep_old) -> sets, avs, removes, size
  * What a write has to send to turn the stored item old (AttributeValues, or nil when none
  * is stored) into item (plain values, as the caller's function returned them).
  * sets: the attributes of item whose values differ from old's (numbers by value, sets
  * unordered), sorted; removes: those of old that item lacks, sorted; neither lists the
  * names in the set skip (key, version, tokens: the caller writes those). avs: name ->
- * AttributeValue for every attribute in sets and every skipped one item holds; with
- * keep_old false (a put, which sends the whole item) for every attribute of item.
+ * AttributeValue for every attribute in sets and every skipped one that item holds and
+ * that is not provably the stored value (same_value); with keep_old false (a put, which
+ * sends the whole item) for every attribute of item.
  * size: the stored item's size as DynamoDB counts it: item's attributes, old's that stay
  * when keep_old is true (an update), and the values of override (name -> AttributeValue) in
  * place of either. A value that cannot be stored raises, naming the attribute. */
@@ -1180,7 +1295,7 @@ int av_lua_plan_diff(lua_State *L)
 {
     int old, skip, over, keep, avs;
     size_t nnew = 0, nold = 0, nsets = 0, nremoves = 0, total = 0;
-    name_ref *sets, *removes;
+    name_ref small[64], *sets, *removes;
     av_path p;
 
     lua_settop(L, 5);
@@ -1203,11 +1318,15 @@ int av_lua_plan_diff(lua_State *L)
             lua_pop(L, 1);
         }
     }
-    /* scratch in userdata: collected should anything below raise */
-    sets = lua_newuserdata(L, (nnew + nold + 1) * sizeof *sets);   /* index 6 */
+    /* scratch on the stack for a usual item, else in userdata (collected should anything
+     * below raise) */
+    if (nnew + nold <= sizeof small / sizeof small[0])
+        sets = small;
+    else
+        sets = lua_newuserdata(L, (nnew + nold) * sizeof *sets);
     removes = sets + nnew;
     lua_createtable(L, 0, 4);
-    avs = lua_gettop(L);                                              /* index 7 */
+    avs = lua_gettop(L);
 
     lua_pushnil(L);
     while (lua_next(L, 2) != 0) {
@@ -1228,7 +1347,7 @@ int av_lua_plan_diff(lua_State *L)
         else
             lua_pushnil(L);
         o = lua_gettop(L);
-        if (keep && !skipped && !lua_isnil(L, o) && same_scalar(L, v, o)) {
+        if (keep && !lua_isnil(L, o) && same_value(L, v, o, 1)) {
             /* unchanged: the stored value's size, no AttributeValue made */
             if (!in_set(L, over, k))
                 total += klen + av_size(L, o, 1);

@@ -236,8 +236,11 @@ describe("core.plan_diff", function()
     local sets, avs, removes = diff(old, new, { pk = true, version = true }, nil, true)
     assert.same({ "b", "y", "z" }, sets)
     assert.same({ "c" }, removes)
-    -- AttributeValues for what is set and for the skipped attributes the item holds
-    assert.same({ b = { S = "y" }, y = { L = {} }, z = { NULL = true }, pk = { S = "k" } }, avs)
+    -- AttributeValues for what is set (pk, skipped and unchanged, needs none)
+    assert.same({ b = { S = "y" }, y = { L = {} }, z = { NULL = true } }, avs)
+    -- a skipped attribute that changed comes with its AttributeValue, for the caller's checks
+    local _, changed = diff(old, { pk = "other" }, { pk = true }, nil, true)
+    assert.same({ pk = { S = "other" } }, changed)
   end)
 
   it("leaves equal scalars alone, numbers compared by value", function()
@@ -282,6 +285,22 @@ describe("core.plan_diff", function()
       nil, true)))
     assert.same({ "m" }, (diff(old, { s = ddb.string_set{ "b", "a" }, m = { x = { 1, 2 } } },
       nil, nil, true)))
+  end)
+
+  it("handles items with more attributes than its scratch space on the stack", function()
+    local old, new = {}, {}
+    for i = 1, 100 do
+      old[("a%03d"):format(i)] = { N = tostring(i) }
+      new[("a%03d"):format(i)] = i % 10 == 0 and -i or i
+    end
+    new.extra = "x"
+    local sets, _, removes = diff(old, new, nil, nil, true)
+    assert.equal(11, #sets)
+    assert.equal("a010", sets[1])
+    assert.equal("extra", sets[11])
+    assert.same({}, removes)
+    new.a001 = nil
+    assert.same({ "a001" }, select(3, diff(old, new, nil, nil, true)))
   end)
 
   it("gives a put every attribute, changed or not", function()
@@ -332,5 +351,103 @@ describe("plan_write for transactions", function()
     assert.same({ pk = { S = "k1" }, counter = { N = "8" }, name = { S = "ann" },
       version = { N = "4" },
       _ddb_tokens = { S = "1 4:NEWTOKENNEWTOKEN 3:TOKEN3TOKEN3TOKEN 2:TOKEN2TOKEN2TOKEN" } }, whole)
+  end)
+end)
+
+describe("core.plan_diff against marshal + av_equal, on random items and changes", function()
+  -- plan_diff leaves values it can prove equal unmarshalled: every verdict must be the one
+  -- marshalling and comparing gives, or an update would be lost (or sent for nothing)
+  local marshal, av_equal, size_of = core.marshal, core.av_equal, core.item_size
+  local rnd = math.random
+  local WORDS = { "a", "b", "ç", "dd", "", "e e" }
+
+  local function scalar()
+    local k = rnd(6)
+    if k == 1 then return WORDS[rnd(#WORDS)] end
+    if k == 2 then return rnd(-5, 5) end
+    if k == 3 then return rnd(-5, 5) / 4 end
+    if k == 4 then return rnd(2) == 1 end
+    if k == 5 then return ddb.null end
+    return ddb.number(("%d.%d"):format(rnd(0, 9), rnd(0, 9)))
+  end
+
+  local function value(depth)
+    local k = depth > 2 and 1 or rnd(5)
+    if k <= 2 then return scalar() end
+    if k == 3 then
+      local l = ddb.list()
+      for i = 1, rnd(0, 3) do l[i] = value(depth + 1) end
+      return l
+    end
+    if k == 4 then
+      local m = {}
+      for i = 1, rnd(0, 3) do m["k" .. i] = value(depth + 1) end
+      return m
+    end
+    local set, seen = {}, {}
+    for _ = 1, rnd(1, 4) do
+      local w = "w" .. rnd(1, 5)
+      if not seen[w] then seen[w] = true; set[#set + 1] = w end
+    end
+    return ddb.string_set(set)
+  end
+
+  -- a copy of v (as with_item's function receives it), changed or not
+  local function mutate(v, depth)
+    local r = rnd(10)
+    if r == 1 then return value(depth) end
+    if type(v) == "number" and r == 2 then return v + 0.0 end   -- same value, float
+    if type(v) ~= "table" or v == ddb.null then return v end
+    local mt = getmetatable(v)
+    local c = setmetatable({}, mt)
+    for k, x in pairs(v) do c[k] = mutate(x, depth + 1) end
+    if r == 3 then
+      if mt == core.mt.string_set then
+        c[#c + 1] = "w" .. rnd(6, 9)
+      elseif mt == core.mt.list then
+        c[#c + 1] = scalar()
+      else
+        c["new" .. rnd(3)] = scalar()
+      end
+    elseif r == 4 and #c > 1 then
+      table.remove(c)
+    elseif r == 5 and mt == core.mt.string_set and #c > 1 then
+      c[1], c[#c] = c[#c], c[1]   -- a set in another order is the same set
+    end
+    return c
+  end
+
+  it("gives the same changes and size on 3,000 random updates", function()
+    math.randomseed(20261125)
+    for _ = 1, 3000 do
+      local plain = {}
+      for i = 1, rnd(1, 6) do plain["a" .. i] = value(1) end
+      local old = core.marshal_item(plain)
+      local new = {}
+      for k, v in pairs(core.unmarshal_item(old)) do
+        if rnd(8) > 1 then new[k] = mutate(v, 1) end
+      end
+      if rnd(4) == 1 then new["a" .. rnd(7, 8)] = value(1) end
+      local ok, sets, avs, removes, size = pcall(core.plan_diff, old, new, nil, nil, true)
+      local ref_ok, ref = pcall(function()
+        local changed, whole = {}, {}
+        for k, v in pairs(old) do whole[k] = v end
+        for k in pairs(old) do if new[k] == nil then whole[k] = nil end end
+        for k, v in pairs(new) do
+          local av = marshal(v)
+          if not (old[k] and av_equal(old[k], av)) then changed[#changed + 1] = k end
+          whole[k] = av
+        end
+        table.sort(changed)
+        return { changed = changed, size = size_of(whole) }
+      end)
+      assert.equal(ref_ok, ok, tostring(sets))
+      if ok then
+        assert.same(ref.changed, sets)
+        assert.equal(ref.size, size)
+        for _, k in ipairs(sets) do assert.is_true(av_equal(avs[k], marshal(new[k]))) end
+        for _, k in ipairs(removes) do assert.is_nil(new[k]) end
+      end
+    end
   end)
 end)
