@@ -348,8 +348,9 @@ local ASSIGN_P = setmetatable({}, { __index = function(t, i)
   return p
 end })
 
--- The UpdateItem of a planned write, as the expression builder would number it (sets, the
--- version, the tokens, removals, then the condition), written out: it runs on every write.
+-- The UpdateItem of a planned write, numbered as the expression builder numbers (sets, the
+-- version, the tokens, removals, then the condition); the assignments are written out with
+-- cached placeholders: this runs on every write.
 local function update_request(self, kav, sets, nav, removes, version_av, tokens_av,
                               read_version, exists, names)
   local en, ev, parts = {}, {}, {}
@@ -365,7 +366,7 @@ local function update_request(self, kav, sets, nav, removes, version_av, tokens_
     i = i + 1
     en[NAME_P[i]], ev[VALUE_P[i]], parts[i] = self.token_attr, tokens_av, ASSIGN_P[i]
   end
-  local nn, nv = i, i
+  local nn = i
   local update = "SET " .. concat(parts, ", ")
   if #removes > 0 then
     local r = {}
@@ -375,35 +376,23 @@ local function update_request(self, kav, sets, nav, removes, version_av, tokens_
     end
     update = update .. " REMOVE " .. concat(r, ", ")
   end
-  local cond
-  if not exists then
-    nn = nn + 1
-    en[NAME_P[nn]] = names[1]
-    cond = "attribute_not_exists(" .. NAME_P[nn] .. ")"
-  elseif read_version == 0 then
-    nn = nn + 1
-    en[NAME_P[nn]] = names[1]
-    cond = "attribute_exists(" .. NAME_P[nn] .. ") AND attribute_not_exists(" .. version_p .. ")"
-  else
-    nv = nv + 1
-    ev[VALUE_P[nv]] = { N = tostring(read_version) }
-    cond = version_p .. " = " .. VALUE_P[nv]
-  end
-  return { TableName = self.table, Key = kav, UpdateExpression = update,
-    ConditionExpression = cond, ExpressionAttributeNames = en, ExpressionAttributeValues = ev,
-    ReturnValues = "ALL_NEW", ReturnValuesOnConditionCheckFailure = "ALL_OLD",
-    ReturnConsumedCapacity = "TOTAL" }
+  -- the builder takes over for the condition: it knows the version's placeholder, and the
+  -- key's (the only other name a condition uses) is never among the names set or removed
+  local b = setmetatable({ names = en, values = ev, nn = nn, nv = i,
+    by_name = { [self.version] = version_p } }, Names)
+  return finish_request({ TableName = self.table, Key = kav, UpdateExpression = update,
+    ConditionExpression = condition(self, b, read_version, exists, names),
+    ReturnValues = "ALL_NEW" }, b)
 end
 
 -- The attributes with_item writes itself (key, version, tokens): never in the diff.
 local function managed_names(self, names)
-  local m = self.managed
-  if not m or m[1] ~= names then
-    m = { names, [self.version] = true, [self.token_attr] = true }
+  if self.managed_for ~= names then
+    local m = { [self.version] = true, [self.token_attr] = true }
     for _, n in ipairs(names) do m[n] = true end
-    self.managed = m
+    self.managed, self.managed_for = m, names
   end
-  return m
+  return self.managed
 end
 
 -- Turns the function's result into a write request; nil request means nothing to write.
@@ -437,8 +426,8 @@ local function plan_write(self, names, kav, current, read_version, result, token
   for _, n in ipairs(names) do
     if result[n] == nil then override[n] = kav[n] end
   end
-  -- what changed (an update marshals only that: a scalar equal to the stored one is left
-  -- alone), and the size as stored (the new attributes plus what an update keeps)
+  -- what changed (an update marshals only that: a value provably equal to the stored one is
+  -- left alone), and the size as stored (the new attributes plus what an update keeps)
   local ok, sets, nav, removes, size = pcall(plan_diff, current, result,
     managed_names(self, names), override, self.mode == "update")
   if not ok then return nil, new_error("ValidationError", "item cannot be stored: " .. tostring(sets)) end
