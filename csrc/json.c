@@ -300,7 +300,9 @@ int json_encode(lua_State *L, int idx, buf *out, char *err, size_t errlen)
     return rc;
 }
 
-static void push_json(lua_State *L, const cJSON *j)
+/* Pushes the Lua value of j; a member of j named key (an object's, not deeper) is pushed by
+ * fn instead (key NULL: none). */
+static void push_json(lua_State *L, const cJSON *j, const char *key, json_push_fn fn)
 {
     const cJSON *c;
     int i;
@@ -333,7 +335,7 @@ static void push_json(lua_State *L, const cJSON *j)
         for (c = j->child, i = 1; c != NULL; c = c->next) {
             if ((c->type & 0xFF) == cJSON_NULL)
                 continue;
-            push_json(L, c);
+            push_json(L, c, NULL, NULL);
             lua_rawseti(L, -2, i++);
         }
         luaL_getmetatable(L, JSON_LIST_MT);
@@ -347,7 +349,10 @@ static void push_json(lua_State *L, const cJSON *j)
             if ((c->type & 0xFF) == cJSON_NULL || c->string == NULL)
                 continue;
             lua_pushlstring(L, c->string, strlen(c->string));
-            push_json(L, c);
+            if (key != NULL && strcmp(c->string, key) == 0)
+                fn(L, c);
+            else
+                push_json(L, c, NULL, NULL);
             lua_rawset(L, -3);
         }
         break;
@@ -380,25 +385,7 @@ typedef struct push_job {
 static int push_json_protected(lua_State *L)
 {
     const push_job *job = lua_touserdata(L, 1);
-    const cJSON *c;
-    int n = 0;
-    if (job->key == NULL || (job->root->type & 0xFF) != cJSON_Object) {
-        push_json(L, job->root);
-        return 1;
-    }
-    for (c = job->root->child; c != NULL; c = c->next)
-        n++;
-    lua_createtable(L, 0, n);
-    for (c = job->root->child; c != NULL; c = c->next) {
-        if ((c->type & 0xFF) == cJSON_NULL || c->string == NULL)
-            continue;
-        lua_pushlstring(L, c->string, strlen(c->string));
-        if (strcmp(c->string, job->key) == 0)
-            job->fn(L, c);
-        else
-            push_json(L, c);
-        lua_rawset(L, -3);
-    }
+    push_json(L, job->root, job->key, job->fn);
     return 1;
 }
 
