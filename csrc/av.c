@@ -1114,57 +1114,6 @@ static void push_sorted(lua_State *L, name_ref *names, size_t n)
 /* 1 when the plain scalar at v is provably the value of the AttributeValue at av (a string
  * equal to S, a number equal by value to N, a boolean equal to BOOL): such an attribute is
  * unchanged without being marshalled. 0 means "not provably": marshal and compare. */
-static int same_scalar(lua_State *L, int v, int av)
-{
-    const char *type;
-    int t = lua_type(L, v), same = 0;
-    if (t != LUA_TSTRING && t != LUA_TNUMBER && t != LUA_TBOOLEAN)
-        return 0;
-    if (lua_type(L, av) != LUA_TTABLE)
-        return 0;
-    lua_pushnil(L);
-    if (lua_next(L, av) == 0)
-        return 0;
-    type = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
-    if (t == LUA_TSTRING && strcmp(type, "S") == 0) {
-        same = lua_rawequal(L, v, -1);
-    } else if (t == LUA_TBOOLEAN && strcmp(type, "BOOL") == 0) {
-        same = lua_type(L, -1) == LUA_TBOOLEAN && lua_toboolean(L, v) == lua_toboolean(L, -1);
-    } else if (t == LUA_TNUMBER && strcmp(type, "N") == 0 && lua_type(L, -1) == LUA_TSTRING) {
-        char text[64];
-        size_t n, m;
-        const char *stored = lua_tolstring(L, -1, &m);
-        av_dec x, y;
-        int ok = 1;
-#if DDB_HAS_INTEGERS
-        if (lua_isinteger(L, v))
-            n = (size_t)snprintf(text, sizeof text, LUA_INTEGER_FMT, lua_tointeger(L, v));
-        else
-#endif
-        {
-            lua_Number d = lua_tonumber(L, v);
-            ok = !isnan(d) && !isinf(d);
-            if (ok && av_dec_parse(stored, m, &y) == 0 && !y.overflow && y.nd <= 15 &&
-                y.exp < 300 && y.exp > -300) {
-                /* a stored value of 15 significant digits or fewer is exactly one double
-                 * (DBL_DIG), as is the shortest text of d: equal doubles, equal values */
-                double sd = strtod(stored, NULL);
-                if (sd == 0 || fabs(sd) >= DBL_MIN) {
-                    lua_pop(L, 2);
-                    return sd == d;
-                }
-            }
-            if (ok)
-                shortest_double(d, text, sizeof text);
-            n = ok ? strlen(text) : 0;
-        }
-        same = ok && av_dec_parse(text, n, &x) == 0 && av_dec_parse(stored, m, &y) == 0 &&
-               av_dec_check(&x) == NULL && av_dec_equal(&x, &y);
-    }
-    lua_pop(L, 2);
-    return same;
-}
-
 /* The type name of the AttributeValue at av and its value pushed on the stack, or NULL
  * (nothing pushed) when av is not a one-member table. */
 static const char *av_open(lua_State *L, int av)
@@ -1187,6 +1136,55 @@ static const char *av_open(lua_State *L, int av)
     }
     lua_remove(L, -2);               /* leaves the value; the key string stays in av */
     return type;
+}
+
+static int same_scalar(lua_State *L, int v, int av)
+{
+    const char *type;
+    int t = lua_type(L, v), same = 0, val;
+    if (t != LUA_TSTRING && t != LUA_TNUMBER && t != LUA_TBOOLEAN)
+        return 0;
+    type = av_open(L, av);
+    if (type == NULL)
+        return 0;
+    val = lua_gettop(L);
+    if (t == LUA_TSTRING && strcmp(type, "S") == 0) {
+        same = lua_rawequal(L, v, val);
+    } else if (t == LUA_TBOOLEAN && strcmp(type, "BOOL") == 0) {
+        same = lua_type(L, val) == LUA_TBOOLEAN && lua_toboolean(L, v) == lua_toboolean(L, val);
+    } else if (t == LUA_TNUMBER && strcmp(type, "N") == 0 && lua_type(L, val) == LUA_TSTRING) {
+        char text[64];
+        size_t n = 0, m;
+        const char *stored = lua_tolstring(L, val, &m);
+        av_dec x, y;
+        int parsed = av_dec_parse(stored, m, &y) == 0, ok = 1;
+#if DDB_HAS_INTEGERS
+        if (lua_isinteger(L, v))
+            n = (size_t)snprintf(text, sizeof text, LUA_INTEGER_FMT, lua_tointeger(L, v));
+        else
+#endif
+        {
+            lua_Number d = lua_tonumber(L, v);
+            ok = !isnan(d) && !isinf(d);
+            if (ok && parsed && !y.overflow && y.nd <= 15 && y.exp < 300 && y.exp > -300) {
+                /* a stored value of 15 significant digits or fewer is exactly one double
+                 * (DBL_DIG), as is the shortest text of d: equal doubles, equal values */
+                double sd = strtod(stored, NULL);
+                if (sd == 0 || fabs(sd) >= DBL_MIN) {
+                    lua_settop(L, val - 1);
+                    return sd == d;
+                }
+            }
+            if (ok) {
+                shortest_double(d, text, sizeof text);
+                n = strlen(text);
+            }
+        }
+        same = ok && parsed && av_dec_parse(text, n, &x) == 0 && av_dec_check(&x) == NULL &&
+               av_dec_equal(&x, &y);
+    }
+    lua_settop(L, val - 1);
+    return same;
 }
 
 #define SAME_SET_MAX 32
