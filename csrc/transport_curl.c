@@ -258,20 +258,23 @@ static int push_transport_error(lua_State *L, curlt *t, CURLcode rc)
     return 2;
 }
 
+/* Added to every request's headers: no 100-continue round trip, no Accept: surprises. */
+static const char *const suppressed[] = {"Expect:", "Accept:"};
+#define NSUPPRESSED (sizeof suppressed / sizeof suppressed[0])
+
 void curlt_build_headers(lua_State *L, int idx, struct curl_slist **slist)
 {
     size_t i, nh = lua_rawlen(L, idx);
     curl_slist_free_all(*slist);
     *slist = NULL;
-    for (i = 1; i <= nh + 2; i++) {
+    for (i = 1; i <= nh + NSUPPRESSED; i++) {
         const char *line;
         struct curl_slist *next;
         if (i <= nh) {
             lua_rawgeti(L, idx, (int)i);
             line = luaL_checkstring(L, -1);
         } else {
-            /* no 100-continue round trip, no Accept: surprises */
-            line = i == nh + 1 ? "Expect:" : "Accept:";
+            line = suppressed[i - nh - 1];
             lua_pushnil(L);
         }
         next = curl_slist_append(*slist, line);
@@ -290,7 +293,7 @@ static struct curl_slist *point_headers(lua_State *L, int idx, struct curl_slist
                                         size_t max)
 {
     size_t i, nh = lua_rawlen(L, idx);
-    if (nh + 2 > max)
+    if (nh + NSUPPRESSED > max)
         return NULL;
     for (i = 0; i < nh; i++) {
         lua_rawgeti(L, idx, (int)i + 1);
@@ -303,11 +306,11 @@ static struct curl_slist *point_headers(lua_State *L, int idx, struct curl_slist
         nodes[i].next = &nodes[i + 1];
         lua_pop(L, 1);
     }
-    /* no 100-continue round trip, no Accept: surprises */
-    nodes[nh].data = (char *)"Expect:";
-    nodes[nh].next = &nodes[nh + 1];
-    nodes[nh + 1].data = (char *)"Accept:";
-    nodes[nh + 1].next = NULL;
+    for (i = 0; i < NSUPPRESSED; i++) {
+        nodes[nh + i].data = (char *)suppressed[i];
+        nodes[nh + i].next = &nodes[nh + i + 1];
+    }
+    nodes[nh + NSUPPRESSED - 1].next = NULL;
     return nodes;
 }
 
