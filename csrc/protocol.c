@@ -194,16 +194,12 @@ static const char *short_code(lua_State *L, const char *type)
     return *type != '\0' ? type : NULL;
 }
 
-/* Copies the request id header, if any, into the error or result on top of the stack. */
-static void add_request_id(lua_State *L, int headers, int target)
+/* Sets the request id, if the answer carried one, on the error at index target. */
+static void add_request_id(lua_State *L, const proto_answer *a, int target)
 {
-    if (lua_type(L, headers) != LUA_TTABLE)
+    if (a->request_id == NULL)
         return;
-    lua_getfield(L, headers, "x-amzn-requestid");
-    if (lua_isnil(L, -1)) {
-        lua_pop(L, 1);
-        lua_getfield(L, headers, "x-amz-request-id");
-    }
+    lua_pushlstring(L, a->request_id, a->request_id_len);
     lua_setfield(L, target, "request_id");
 }
 
@@ -223,32 +219,30 @@ static void push_plain(lua_State *L, const void *node)
     av_push_plain_item(L, node, 1);
 }
 
-int proto_lua_parse_response(lua_State *L)
+/* Pushes nil and the error on top of the stack, with the answer's request id. */
+static int fail(lua_State *L, const proto_answer *a)
 {
-    int status = (int)luaL_checkinteger(L, 1);
-    size_t n;
-    const char *body = luaL_optlstring(L, 2, "", &n);
-    int headers = 3;
-    const char *plain = luaL_optstring(L, 4, NULL);
-    int err;
+    add_request_id(L, a, lua_gettop(L));
+    lua_pushnil(L);
+    lua_insert(L, -2);
+    return 2;
+}
+
+int proto_parse(lua_State *L, const proto_answer *a, const char *plain)
+{
+    int status = a->status, err, base = lua_gettop(L);
+    const char *body = a->body;
+    size_t n = a->body_len;
 
     /* A CRC mismatch means the bytes were damaged in transit: the request may have run. */
-    if (lua_type(L, headers) == LUA_TTABLE) {
-        lua_getfield(L, headers, "x-amz-crc32");
-        if (!lua_isnil(L, -1)) {
-            const char *want = lua_tostring(L, -1);
-            char *end = NULL;
-            unsigned long w = want ? strtoul(want, &end, 10) : 0;
-            if (want == NULL || end == want || *end != '\0' || w != proto_crc32(body, n)) {
-                push_error(L, "CRC32Mismatch", "response body does not match its x-amz-crc32 "
-                           "checksum", status, PROTO_APPLIED_MAYBE, "transient");
-                add_request_id(L, headers, lua_gettop(L));
-                lua_pushnil(L);
-                lua_insert(L, -2);
-                return 2;
-            }
+    if (a->crc != NULL) {
+        char *end = NULL;
+        unsigned long w = strtoul(a->crc, &end, 10);
+        if (end == a->crc || *end != '\0' || w != proto_crc32(body, n)) {
+            push_error(L, "CRC32Mismatch", "response body does not match its x-amz-crc32 "
+                       "checksum", status, PROTO_APPLIED_MAYBE, "transient");
+            return fail(L, a);
         }
-        lua_pop(L, 1);
     }
 
     if (status >= 200 && status < 300) {
@@ -258,10 +252,7 @@ int proto_lua_parse_response(lua_State *L)
             push_error(L, "InvalidResponse", "DynamoDB answered with a body that is not a "
                        "JSON object (truncated or damaged)", status, PROTO_APPLIED_MAYBE,
                        "transient");
-            add_request_id(L, headers, lua_gettop(L));
-            lua_pushnil(L);
-            lua_insert(L, -2);
-            return 2;
+            return fail(L, a);
         }
         return 1;
     }
@@ -298,15 +289,45 @@ int proto_lua_parse_response(lua_State *L)
             lua_pop(L, 1);
     } else {
         char code[32];
-        lua_settop(L, 3);
+        lua_settop(L, base);
         snprintf(code, sizeof code, status >= 500 ? "InternalServerError" : "HTTP%d", status);
         push_error(L, code, "DynamoDB answered with an error and an unreadable body", status,
                    status >= 500 ? PROTO_APPLIED_MAYBE : PROTO_APPLIED_NO,
                    proto_retry_class(code, status));
         err = lua_gettop(L);
     }
-    add_request_id(L, headers, err);
+    add_request_id(L, a, err);
     lua_pushnil(L);
     lua_pushvalue(L, err);
     return 2;
+}
+
+/* The value of header name in the table at idx, pushed (NULL and nil when absent or not a
+ * string). */
+static const char *header(lua_State *L, int idx, const char *name, size_t *len)
+{
+    if (lua_type(L, idx) != LUA_TTABLE) {
+        lua_pushnil(L);
+        return NULL;
+    }
+    lua_getfield(L, idx, name);
+    return lua_isstring(L, -1) ? lua_tolstring(L, -1, len) : NULL;
+}
+
+int proto_lua_parse_response(lua_State *L)
+{
+    proto_answer a;
+    const char *plain;
+    a.status = (int)luaL_checkinteger(L, 1);
+    a.body = luaL_optlstring(L, 2, "", &a.body_len);
+    plain = luaL_optstring(L, 4, NULL);
+    lua_settop(L, 4);
+    /* the header strings stay on the stack for the whole parse */
+    a.crc = header(L, 3, "x-amz-crc32", NULL);
+    if (a.crc == NULL && !lua_isnil(L, -1))
+        a.crc = "";   /* present but not a string: a mismatch */
+    a.request_id = header(L, 3, "x-amzn-requestid", &a.request_id_len);
+    if (a.request_id == NULL)
+        a.request_id = header(L, 3, "x-amz-request-id", &a.request_id_len);
+    return proto_parse(L, &a, plain);
 }

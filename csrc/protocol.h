@@ -15,6 +15,20 @@ uint32_t proto_crc32(const void *data, size_t len);
 /* Retry classes; "none" is final. */
 const char *proto_retry_class(const char *code, int status);
 
+/* An HTTP answer as the parser needs it. */
+typedef struct proto_answer {
+    int status;
+    const char *body;
+    size_t body_len;
+    const char *crc;          /* the x-amz-crc32 header, NUL-terminated; NULL when absent */
+    const char *request_id;   /* x-amzn-requestid (or x-amz-request-id); NULL when absent */
+    size_t request_id_len;
+} proto_answer;
+
+/* Pushes the result table, or nil and the error table (code, message, status, applied,
+ * retry_class, request_id, item, cancellation_reasons): what parse_response returns.
+ * plain: a top-level member holding an item ("Attributes"), pushed as plain values. */
+int proto_parse(lua_State *L, const proto_answer *a, const char *plain);
 /* Lua: (status, body, headers[, plain]) -> result | nil, err
  * plain: a top-level member holding an item ("Attributes"), returned as plain values. */
 int proto_lua_parse_response(lua_State *L);

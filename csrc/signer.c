@@ -19,7 +19,7 @@ typedef struct stages {
 
 static void stages_free(stages *st);
 
-typedef struct signer {
+struct signer {
     char *access_key;
     char *secret_key;
     char *session_token;
@@ -39,7 +39,9 @@ typedef struct signer {
     /* registry references to the header lines that never change (Host, Content-Type,
      * User-Agent), made on the first prepare: no string built for them per request */
     int line_refs[3];
-} signer;
+    char *fixed[3];          /* the same lines as C strings, for signer_sign's callers */
+    buf lines;               /* signer_sign's other lines, NUL-separated */
+};
 
 #define LINE_HOST 0
 #define LINE_TYPE 1
@@ -66,6 +68,11 @@ static void signer_clear_credentials(signer *s)
 static signer *check_signer(lua_State *L)
 {
     return (signer *)luaL_checkudata(L, 1, SIGNER_MT);
+}
+
+signer *signer_check(lua_State *L, int idx)
+{
+    return (signer *)luaL_checkudata(L, idx, SIGNER_MT);
 }
 
 /* Pushes field name of table t and returns it checked (NULL when absent and optional);
@@ -155,6 +162,7 @@ int signer_lua_new(lua_State *L)
     memset(s, 0, sizeof *s);
     s->line_refs[LINE_HOST] = s->line_refs[LINE_TYPE] = s->line_refs[LINE_AGENT] = LUA_NOREF;
     sigv4_hmac_init(&s->mac);
+    buf_init(&s->lines);
     luaL_getmetatable(L, SIGNER_MT);
     lua_setmetatable(L, -2);
     s->region = dup_field(L, 1, "region", 1);
@@ -183,7 +191,10 @@ static int signer_gc(lua_State *L)
     for (i = 0; i < 3; i++) {
         luaL_unref(L, LUA_REGISTRYINDEX, s->line_refs[i]);
         s->line_refs[i] = LUA_NOREF;
+        free(s->fixed[i]);
+        s->fixed[i] = NULL;
     }
+    buf_wipe(&s->lines);   /* held the session token */
     free(s->region);
     free(s->host);
     free(s->service);
@@ -348,48 +359,59 @@ static int signer_stages(lua_State *L)
     return 1;
 }
 
-static void push_line(lua_State *L, int list, int *n, const char *name, size_t name_len,
-                      const char *value)
+/* A header line that never changes (Host, Content-Type, User-Agent), made once; NULL when
+ * memory runs out. */
+static const char *fixed_line(signer *s, int which, const char *name, const char *value)
 {
-    lua_pushlstring(L, name, name_len);
-    lua_pushstring(L, value);
-    lua_concat(L, 2);
-    lua_rawseti(L, list, ++*n);
-}
-#define PUSH_LINE(L, list, n, name, value) push_line(L, list, n, name, sizeof(name) - 1, value)
-
-/* Pushes a header line that is the same on every request, made once and kept referenced. */
-static void push_fixed_line(lua_State *L, signer *s, int which, const char *name,
-                            const char *value)
-{
-    if (s->line_refs[which] == LUA_NOREF) {
-        lua_pushstring(L, name);
-        lua_pushstring(L, value);
-        lua_concat(L, 2);
-        s->line_refs[which] = luaL_ref(L, LUA_REGISTRYINDEX);
+    if (s->fixed[which] == NULL) {
+        size_t a = strlen(name), b = strlen(value);
+        char *p = malloc(a + b + 1);
+        if (p == NULL)
+            return NULL;
+        memcpy(p, name, a);
+        memcpy(p + a, value, b + 1);
+        s->fixed[which] = p;
     }
-    lua_rawgeti(L, LUA_REGISTRYINDEX, s->line_refs[which]);
+    return s->fixed[which];
 }
 
-/* signer:prepare(operation, body[, epoch]) -> list of "Name: value" header lines, amz_date.
- * The lines are what goes on the wire (Content-Length is the transport's). */
-static int signer_prepare(lua_State *L)
+static int valid_op(const char *op, size_t oplen)
 {
-    signer *s = check_signer(L);
-    size_t oplen, body_len;
-    const char *op = luaL_checklstring(L, 2, &oplen);
-    const char *body = luaL_checklstring(L, 3, &body_len);
-    long long epoch = now_epoch(L, s, 4);
+    return oplen > 0 && oplen <= 64 &&
+           strspn(op, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") == oplen;
+}
+
+static int add_line(buf *b, size_t *start, const char *name, size_t name_len,
+                    const char *value)
+{
+    *start = b->len;
+    return buf_add(b, name, name_len) || buf_adds(b, value) || buf_addc(b, '\0');
+}
+#define ADD_LINE(b, start, name, value) add_line(b, start, name, sizeof(name) - 1, value)
+
+static void set_fixed(signer_lines *out, const char *line, int which)
+{
+    out->line[out->n] = line;
+    out->fixed[out->n] = (signed char)which;
+    out->n++;
+}
+
+int signer_sign(lua_State *L, signer *s, const char *op, size_t oplen, const char *body,
+                size_t body_len, int epoch_idx, signer_lines *out)
+{
+    long long epoch = epoch_idx ? now_epoch(L, s, epoch_idx) : (long long)time(NULL) + s->skew;
     char target[160];
     sigv4_header hs[5];
     sigv4_request req;
     stages *st = &s->work;
     unsigned char key[SIGV4_KEY_LEN];
-    int nh = 0, n = 0, rc, list;
+    size_t at[4];
+    int nh = 0, rc, i, ndyn;
+    const char *host_line, *type_line, *agent_line = NULL;
     static const char content_type[] = "application/x-amz-json-1.0";
 
-    if (oplen == 0 || oplen > 64 || strspn(op, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") != oplen)
-        return luaL_argerror(L, 2, "operation must be a DynamoDB operation name");
+    if (!valid_op(op, oplen))
+        return luaL_error(L, "operation must be a DynamoDB operation name");
     if (s->access_key == NULL || s->host == NULL)
         return luaL_error(L, "signer is closed");
     /* requests come many to the second: format the date once per second */
@@ -424,22 +446,62 @@ static int signer_prepare(lua_State *L)
     stages_reset(st);
     rc = run_stages(s, &req, s->amz_date, st, key);
     OPENSSL_cleanse(key, sizeof key);
-    if (rc != 0)
+
+    host_line = fixed_line(s, LINE_HOST, "Host: ", s->host);
+    type_line = fixed_line(s, LINE_TYPE, "Content-Type: ", content_type);
+    if (s->user_agent != NULL)
+        agent_line = fixed_line(s, LINE_AGENT, "User-Agent: ", s->user_agent);
+    s->lines.len = 0;
+    ndyn = 0;
+    if (rc != 0 || host_line == NULL || type_line == NULL ||
+        (s->user_agent != NULL && agent_line == NULL) ||
+        ADD_LINE(&s->lines, &at[ndyn++], "X-Amz-Date: ", s->amz_date) ||
+        ADD_LINE(&s->lines, &at[ndyn++], "X-Amz-Target: ", target) ||
+        (s->session_token != NULL &&
+         ADD_LINE(&s->lines, &at[ndyn++], "X-Amz-Security-Token: ", s->session_token)) ||
+        ADD_LINE(&s->lines, &at[ndyn++], "Authorization: ", st->auth.data))
         return luaL_error(L, "signing failed: out of memory");
-    lua_createtable(L, 8, 0);
+
+    /* the order the Lua list has always had (spec/unit/sigv4_spec.lua) */
+    out->n = 0;
+    set_fixed(out, host_line, LINE_HOST);
+    set_fixed(out, type_line, LINE_TYPE);
+    for (i = 0; i < ndyn; i++)
+        set_fixed(out, s->lines.data + at[i], -1);
+    if (agent_line != NULL)
+        set_fixed(out, agent_line, LINE_AGENT);
+    return out->n;
+}
+
+/* signer:prepare(operation, body[, epoch]) -> list of "Name: value" header lines, amz_date.
+ * The lines are what goes on the wire (Content-Length is the transport's). */
+static int signer_prepare(lua_State *L)
+{
+    signer *s = check_signer(L);
+    size_t oplen, body_len;
+    const char *op = luaL_checklstring(L, 2, &oplen);
+    const char *body = luaL_checklstring(L, 3, &body_len);
+    signer_lines lines;
+    int i, list;
+
+    if (!valid_op(op, oplen))
+        return luaL_argerror(L, 2, "operation must be a DynamoDB operation name");
+    signer_sign(L, s, op, oplen, body, body_len, 4, &lines);
+    lua_createtable(L, lines.n, 0);
     list = lua_gettop(L);
-    push_fixed_line(L, s, LINE_HOST, "Host: ", s->host);
-    lua_rawseti(L, list, ++n);
-    push_fixed_line(L, s, LINE_TYPE, "Content-Type: ", content_type);
-    lua_rawseti(L, list, ++n);
-    PUSH_LINE(L, list, &n, "X-Amz-Date: ", s->amz_date);
-    PUSH_LINE(L, list, &n, "X-Amz-Target: ", target);
-    if (s->session_token != NULL)
-        PUSH_LINE(L, list, &n, "X-Amz-Security-Token: ", s->session_token);
-    PUSH_LINE(L, list, &n, "Authorization: ", st->auth.data);
-    if (s->user_agent != NULL) {
-        push_fixed_line(L, s, LINE_AGENT, "User-Agent: ", s->user_agent);
-        lua_rawseti(L, list, ++n);
+    for (i = 0; i < lines.n; i++) {
+        int which = lines.fixed[i];
+        if (which < 0) {
+            lua_pushstring(L, lines.line[i]);
+        } else {
+            /* kept as a Lua string too: no string made for it per request */
+            if (s->line_refs[which] == LUA_NOREF) {
+                lua_pushstring(L, lines.line[i]);
+                s->line_refs[which] = luaL_ref(L, LUA_REGISTRYINDEX);
+            }
+            lua_rawgeti(L, LUA_REGISTRYINDEX, s->line_refs[which]);
+        }
+        lua_rawseti(L, list, i + 1);
     }
     lua_pushstring(L, s->amz_date);
     return 2;

@@ -2,6 +2,7 @@
  * Lua error can only happen before or after a transfer, never across libcurl frames. */
 #include "transport_curl.h"
 #include "protocol.h"
+#include "signer.h"
 #include "buf.h"
 
 #include <ctype.h>
@@ -261,6 +262,8 @@ static int push_transport_error(lua_State *L, curlt *t, CURLcode rc)
 /* Added to every request's headers: no 100-continue round trip, no Accept: surprises. */
 static const char *const suppressed[] = {"Expect:", "Accept:"};
 #define NSUPPRESSED (sizeof suppressed / sizeof suppressed[0])
+/* call()'s signed lines and the suppressors fit the handle's nodes */
+typedef char curlt_lines_fit[SIGNER_MAX_LINES + 2 <= CURLT_NODES ? 1 : -1];
 
 void curlt_build_headers(lua_State *L, int idx, struct curl_slist **slist)
 {
@@ -285,15 +288,28 @@ void curlt_build_headers(lua_State *L, int idx, struct curl_slist **slist)
     }
 }
 
-/* The header list of a blocking transfer without copying a line: the nodes live in the
- * handle and point at the Lua strings of the list at idx, which stays on the stack for the
- * whole transfer. NULL when the lines do not fit or are not all strings (then the copying
- * curlt_build_headers serves). */
-static struct curl_slist *point_headers(lua_State *L, int idx, struct curl_slist *nodes,
-                                        size_t max)
+/* Points the handle's nodes at n header lines (at most CURLT_NODES - NSUPPRESSED) and the
+ * suppressors: a header list without an allocation or a copy. */
+static struct curl_slist *point_lines(struct curl_slist *nodes, const char *const *lines,
+                                      size_t n)
 {
+    size_t i;
+    for (i = 0; i < n + NSUPPRESSED; i++) {
+        nodes[i].data = (char *)(i < n ? lines[i] : suppressed[i - n]);
+        nodes[i].next = &nodes[i + 1];
+    }
+    nodes[n + NSUPPRESSED - 1].next = NULL;
+    return nodes;
+}
+
+/* The header list of a blocking transfer without copying a line: the nodes point at the Lua
+ * strings of the list at idx, which stays on the stack for the whole transfer. NULL when the
+ * lines do not fit or are not all strings (then the copying curlt_build_headers serves). */
+static struct curl_slist *point_headers(lua_State *L, int idx, struct curl_slist *nodes)
+{
+    const char *lines[CURLT_NODES];
     size_t i, nh = lua_rawlen(L, idx);
-    if (nh + NSUPPRESSED > max)
+    if (nh + NSUPPRESSED > CURLT_NODES)
         return NULL;
     for (i = 0; i < nh; i++) {
         lua_rawgeti(L, idx, (int)i + 1);
@@ -302,52 +318,25 @@ static struct curl_slist *point_headers(lua_State *L, int idx, struct curl_slist
             return NULL;
         }
         /* the string stays referenced by the list, so its bytes outlive the pop */
-        nodes[i].data = (char *)lua_tostring(L, -1);
-        nodes[i].next = &nodes[i + 1];
+        lines[i] = lua_tostring(L, -1);
         lua_pop(L, 1);
     }
-    for (i = 0; i < NSUPPRESSED; i++) {
-        nodes[nh + i].data = (char *)suppressed[i];
-        nodes[nh + i].next = &nodes[nh + i + 1];
-    }
-    nodes[nh + NSUPPRESSED - 1].next = NULL;
-    return nodes;
+    return point_lines(nodes, lines, nh);
 }
 
 static const char *const http_methods[] = {"POST", "GET", "PUT", NULL};
 enum { METHOD_POST, METHOD_GET, METHOD_PUT };
 
-/* t:request(url, header_lines, body, timeout_ms[, method]) -> status, headers, body,
- *                                                             maybe_resent | nil, err
- * method is "POST" (the default: DynamoDB, STS), "GET" or "PUT" (the instance and container
- * metadata endpoints of credential providers); a GET carries no body. */
-static int curlt_request(lua_State *L)
+/* One transfer on the handle: the URL and timeouts set only when they change. Raises only
+ * for lack of memory, before anything is sent. *resent tells that the answer may follow a
+ * silent resend (libcurl before 7.80). */
+static CURLcode curlt_perform(lua_State *L, curlt *t, const char *url,
+                              struct curl_slist *headers, int method, const char *body,
+                              size_t body_len, long timeout_ms, int *resent)
 {
-    curlt *t = check_curlt(L);
-    const char *url = luaL_checkstring(L, 2);
-    size_t body_len;
-    const char *body;
-    long timeout_ms;
-    CURLcode rc;
-    long status = 0, new_connections = 0;
-    int resent, method;
     CURL *e = t->easy;
-    struct curl_slist *headers;
-
-    luaL_checktype(L, 3, LUA_TTABLE);
-    body = luaL_checklstring(L, 4, &body_len);
-    timeout_ms = (long)luaL_optnumber(L, 5, 10000);
-    if (timeout_ms < 1)
-        timeout_ms = 1;
-    method = luaL_checkoption(L, 6, "POST", http_methods);
-    luaL_argcheck(L, method != METHOD_GET || body_len == 0, 4, "a GET request has no body");
-
-    /* Build the header list first: a Lua error here leaves only t->slist, freed at close. */
-    headers = point_headers(L, 3, t->nodes, CURLT_NODES);
-    if (headers == NULL) {
-        curlt_build_headers(L, 3, &t->slist);
-        headers = t->slist;
-    }
+    CURLcode rc;
+    long new_connections = 0;
 
     t->body.len = 0;
     t->head.len = 0;
@@ -357,7 +346,8 @@ static int curlt_request(lua_State *L)
         if (copy == NULL) {
             curl_slist_free_all(t->slist);
             t->slist = NULL;
-            return luaL_error(L, "out of memory");
+            luaL_error(L, "out of memory");
+            return CURLE_OUT_OF_MEMORY;
         }
         strcpy(copy, url);
         free(t->url);
@@ -383,7 +373,7 @@ static int curlt_request(lua_State *L)
         t->timeout_set = timeout_ms;
     }
     rc = curl_easy_perform(e);
-    /* the handle keeps no pointer into the Lua strings once the transfer is over */
+    /* the handle keeps no pointer into the header lines once the transfer is over */
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, NULL);
     curl_slist_free_all(t->slist);
     t->slist = NULL;
@@ -393,17 +383,52 @@ static int curlt_request(lua_State *L)
      * that where libcurl allows it; elsewhere, and conservatively, a new connection where an
      * old one existed is reported: the answer may follow a resend. */
 #if LIBCURL_VERSION_NUM >= 0x075000
-    resent = 0;
+    *resent = 0;
     (void)new_connections;
 #else
-    resent = t->had_connection && new_connections > 0;
+    *resent = t->had_connection && new_connections > 0;
 #endif
-    if (rc != CURLE_OK) {
-        t->had_connection = 0;
-        return push_transport_error(L, t, rc);
+    t->had_connection = rc == CURLE_OK;
+    return rc;
+}
+
+static long clamp_timeout(lua_State *L, int idx)
+{
+    long timeout_ms = (long)luaL_optnumber(L, idx, 10000);
+    return timeout_ms < 1 ? 1 : timeout_ms;
+}
+
+/* t:request(url, header_lines, body, timeout_ms[, method]) -> status, headers, body,
+ *                                                             maybe_resent | nil, err
+ * method is "POST" (the default: DynamoDB, STS), "GET" or "PUT" (the instance and container
+ * metadata endpoints of credential providers); a GET carries no body. */
+static int curlt_request(lua_State *L)
+{
+    curlt *t = check_curlt(L);
+    const char *url = luaL_checkstring(L, 2);
+    size_t body_len;
+    const char *body;
+    long timeout_ms, status = 0;
+    CURLcode rc;
+    int resent, method;
+    struct curl_slist *headers;
+
+    luaL_checktype(L, 3, LUA_TTABLE);
+    body = luaL_checklstring(L, 4, &body_len);
+    timeout_ms = clamp_timeout(L, 5);
+    method = luaL_checkoption(L, 6, "POST", http_methods);
+    luaL_argcheck(L, method != METHOD_GET || body_len == 0, 4, "a GET request has no body");
+
+    /* Build the header list first: a Lua error here leaves only t->slist, freed at close. */
+    headers = point_headers(L, 3, t->nodes);
+    if (headers == NULL) {
+        curlt_build_headers(L, 3, &t->slist);
+        headers = t->slist;
     }
-    t->had_connection = 1;
-    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+    rc = curlt_perform(L, t, url, headers, method, body, body_len, timeout_ms, &resent);
+    if (rc != CURLE_OK)
+        return push_transport_error(L, t, rc);
+    curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
     lua_pushinteger(L, status);
     curlt_push_headers(L, &t->head);
     lua_pushlstring(L, t->body.data ? t->body.data : "", t->body.len);
@@ -412,6 +437,103 @@ static int curlt_request(lua_State *L)
     if (t->body.cap > (1u << 20))
         buf_free(&t->body);
     return 4;
+}
+
+/* The trimmed value of the last header called name (lowercase) in the raw block; NULL when
+ * there is none. */
+static const char *find_header(const buf *head, const char *name, size_t name_len,
+                               size_t *value_len)
+{
+    const char *found = NULL;
+    size_t i = 0;
+    while (i < head->len) {
+        const char *line = head->data + i;
+        const char *end = memchr(line, '\n', head->len - i);
+        size_t len = end ? (size_t)(end - line) : head->len - i, k;
+        i += len + 1;
+        if (len <= name_len || line[name_len] != ':')
+            continue;
+        for (k = 0; k < name_len && tolower((unsigned char)line[k]) == name[k]; k++)
+            ;
+        if (k == name_len) {
+            const char *v = line + name_len + 1;
+            size_t vlen = len - name_len - 1;
+            while (vlen > 0 && (*v == ' ' || *v == '\t')) {
+                v++;
+                vlen--;
+            }
+            while (vlen > 0 && (v[vlen - 1] == '\r' || v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
+                vlen--;
+            found = v;
+            *value_len = vlen;
+        }
+    }
+    return found;
+}
+#define FIND_HEADER(head, name, len) find_header(head, name, sizeof(name) - 1, len)
+
+/* t:call(signer, url, operation, body, timeout_ms[, plain]) signs a DynamoDB request, sends
+ * it and reads the answer in one C call, with no Lua string made for the header lines, the
+ * answer's headers or its body:
+ *   result, nil, status, request_id     the operation succeeded
+ *   nil, err, status, headers, resent   DynamoDB answered with an error (headers: a table)
+ *   nil, err                            the transfer failed (as request's err)
+ * The same as signer:prepare + t:request + core.parse_response, which serve every other
+ * transport. */
+static int curlt_call(lua_State *L)
+{
+    curlt *t = check_curlt(L);
+    signer *s = signer_check(L, 2);
+    const char *url = luaL_checkstring(L, 3);
+    size_t oplen, body_len, crc_len = 0;
+    const char *op = luaL_checklstring(L, 4, &oplen);
+    const char *body = luaL_checklstring(L, 5, &body_len);
+    long timeout_ms = clamp_timeout(L, 6);
+    const char *plain = luaL_optstring(L, 7, NULL);
+    signer_lines lines;
+    proto_answer a;
+    char crc[16];
+    long status = 0;
+    int resent, nret;
+    CURLcode rc;
+
+    lua_settop(L, 7);
+    signer_sign(L, s, op, oplen, body, body_len, 0, &lines);
+    rc = curlt_perform(L, t, url, point_lines(t->nodes, lines.line, (size_t)lines.n),
+                       METHOD_POST, body, body_len, timeout_ms, &resent);
+    if (rc != CURLE_OK)
+        return push_transport_error(L, t, rc);
+    curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
+    a.status = (int)status;
+    a.body = t->body.data ? t->body.data : "";
+    a.body_len = t->body.len;
+    a.crc = FIND_HEADER(&t->head, "x-amz-crc32", &crc_len);
+    if (a.crc != NULL) {
+        /* a value too long for a CRC-32 fails the check as an empty one does */
+        size_t n = crc_len < sizeof crc ? crc_len : 0;
+        memcpy(crc, a.crc, n);
+        crc[n] = '\0';
+        a.crc = crc;
+    }
+    a.request_id = FIND_HEADER(&t->head, "x-amzn-requestid", &a.request_id_len);
+    if (a.request_id == NULL)
+        a.request_id = FIND_HEADER(&t->head, "x-amz-request-id", &a.request_id_len);
+    nret = proto_parse(L, &a, plain);
+    if (nret == 1) {
+        lua_pushnil(L);
+        lua_pushinteger(L, status);
+        if (a.request_id != NULL)
+            lua_pushlstring(L, a.request_id, a.request_id_len);
+        else
+            lua_pushnil(L);
+    } else {
+        lua_pushinteger(L, status);
+        curlt_push_headers(L, &t->head);
+        lua_pushboolean(L, resent);
+    }
+    if (t->body.cap > (1u << 20))
+        buf_free(&t->body);
+    return nret == 1 ? 4 : 5;
 }
 
 /* t:stats() -> { connects = n } : new connections made by the last transfer (0 = reused) */
@@ -437,6 +559,7 @@ void curlt_register(lua_State *L)
 {
     static const luaL_Reg methods[] = {
         {"request", curlt_request},
+        {"call", curlt_call},
         {"stats", curlt_stats},
         {"close", curlt_close},
         {NULL, NULL}

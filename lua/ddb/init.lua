@@ -131,6 +131,8 @@ function _M.curl_transport(opts)
   return {
     name = "curl",
     handle = handle,
+    -- Client:call signs, sends and parses through it in one C call (handle:call)
+    signed_call = handle,
     request = function(_, url, headers, body, timeout_ms)
       return handle:request(url, headers, body, timeout_ms)
     end,
@@ -384,30 +386,38 @@ function Client:call(op, request, opts)
         (err and (" (last error: " .. tostring(err.code) .. ")") or ""),
         { applied = applied, attempts = attempt - 1, cause = err })
     end
-    local headers = self.signer:prepare(op, body)
-    local status, rheaders, rbody, resent = self.transport:request(self.url, headers, body,
-      math_min(timeout_ms, remaining))
-    local result
-    if status then
-      result, err = core.parse_response(status, rbody, rheaders, opts and opts.plain)
-      -- an error answer to a resent request may hide a first copy that was applied
-      if err and resent then err.applied = "maybe" end
+    local result, status, rheaders, request_id, resent
+    local fast = self.transport.signed_call
+    if fast then
+      -- libcurl: signing, the transfer and the parse in one C call
+      result, err, status, request_id, resent = fast:call(self.signer, self.url, op, body,
+        math_min(timeout_ms, remaining), opts and opts.plain)
+      if err and status then rheaders, request_id = request_id, nil end
     else
-      err = rheaders
-      rheaders = nil
-      -- a transport of the caller's may answer nil, "message" as cosockets do
-      if type(err) ~= "table" then
-        err = _M.new_error("NetworkError", "transport failed: " .. tostring(err),
-          { applied = "maybe", retry_class = "transient", retryable = true })
+      local rbody
+      status, rheaders, rbody, resent = self.transport:request(self.url,
+        self.signer:prepare(op, body), body, math_min(timeout_ms, remaining))
+      if status then
+        result, err = core.parse_response(status, rbody, rheaders, opts and opts.plain)
+        request_id = rheaders and rheaders["x-amzn-requestid"]
+      else
+        err = rheaders
+        rheaders = nil
+        -- a transport of the caller's may answer nil, "message" as cosockets do
+        if type(err) ~= "table" then
+          err = _M.new_error("NetworkError", "transport failed: " .. tostring(err),
+            { applied = "maybe", retry_class = "transient", retryable = true })
+        end
       end
     end
+    -- an error answer to a resent request may hide a first copy that was applied
+    if err and resent then err.applied = "maybe" end
     local done = monotonic_ms()
     if result then
       self.retry:success(attempt > 1 and spent or 1)
       -- an earlier attempt that may have landed makes an unconditional write at-least-once
       local info = { attempts = attempt, elapsed_ms = done - started,
-        request_id = rheaders and (rheaders["x-amzn-requestid"]), status = status,
-        earlier_attempt_applied = applied }
+        request_id = request_id, status = status, earlier_attempt_applied = applied }
       if self.on_event then
         emit(self, { op = op, status = status, attempt = attempt, latency_ms = done - now,
           request_id = info.request_id, consumed_capacity = result.ConsumedCapacity })

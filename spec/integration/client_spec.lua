@@ -382,6 +382,77 @@ for _, server in ipairs(helper.servers()) do
         end)
     end)
 
+    describe("the libcurl transport's one-call path (handle:call)", function()
+      -- Client:call signs, sends and parses through handle:call when the transport is the
+      -- library's libcurl one; any other transport takes signer:prepare + request +
+      -- core.parse_response. Both must give the same answers.
+      local function both(op, req, plain)
+        local t = ddb.curl_transport()
+        local fast = { t.handle:call(client.signer, server.url, op, ddb.encode_json(req), 3000,
+          plain) }
+        local body = ddb.encode_json(req)
+        local status, headers, rbody = t.handle:request(server.url,
+          client.signer:prepare(op, body), body, 3000)
+        local res, err = ddb.core.parse_response(status, rbody, headers, plain)
+        t:close()
+        return fast, { res, err, status, headers }
+      end
+
+      it("is the path a default client takes", function()
+        assert.is_truthy(client.transport.signed_call)
+        assert.is_nil(helper.client(server, { transport = helper.recording_transport() })
+          .transport.signed_call)
+      end)
+
+      it("gives the result, status and request id the separate steps give", function()
+        fresh()
+        assert(client:put_item{ TableName = tname, Item = marshal_item{ pk = "fast#1", n = 7 } })
+        local fast, slow = both("GetItem", { TableName = tname, Key = key("fast#1") })
+        assert.same(slow[1], fast[1])
+        assert.is_nil(fast[2])
+        assert.equal(200, fast[3])
+        assert.matches(REQUEST_ID, fast[4])
+        local fast_plain, slow_plain = both("GetItem", { TableName = tname, Key = key("fast#1") },
+          "Item")
+        assert.same({ pk = "fast#1", n = 7 }, fast_plain[1].Item)
+        assert.same(slow_plain[1], fast_plain[1])
+        assert.equal(0, helper.stats(server).rejections)
+      end)
+
+      it("gives an error answer as the separate steps do, with the answer's headers", function()
+        fresh()
+        local fast, slow = both("GetItem", { TableName = tname .. "_missing", Key = key("x") })
+        assert.is_nil(fast[1])
+        assert.equal("ResourceNotFoundException", fast[2].code)
+        assert.equal(slow[2].code, fast[2].code)
+        assert.equal(slow[2].applied, fast[2].applied)
+        assert.equal(400, fast[3])
+        assert.is_table(fast[4])
+        assert.matches(REQUEST_ID, fast[2].request_id)
+        assert.equal(fast[2].request_id, fast[4]["x-amzn-requestid"])
+        assert.is_string(fast[4].date)
+      end)
+
+      it("gives a transfer that fails as the transport's error, before anything is sent",
+        function()
+          local t = ddb.curl_transport()
+          local res, err = t.handle:call(client.signer, "http://127.0.0.1:1", "GetItem", "{}",
+            1000)
+          t:close()
+          assert.is_nil(res)
+          assert.equal("ConnectError", err.code)
+          assert.equal("no", err.applied)
+        end)
+
+      it("refuses an operation name that is not one before sending", function()
+        local t = ddb.curl_transport()
+        assert.has_error(function()
+          t.handle:call(client.signer, server.url, "Get Item", "{}", 1000)
+        end, "operation must be a DynamoDB operation name")
+        t:close()
+      end)
+    end)
+
     describe("clock skew", function()
       for _, skew in ipairs{ 3600, -3600 } do
         it(("corrects a clock %s the server's by an hour from its Date header, in one extra " ..
