@@ -2,6 +2,7 @@
 #include "compat.h"
 #include "av.h"
 #include "json.h"
+#include "http1.h"
 #include "protocol.h"
 #include "retry.h"
 #include "signer.h"
@@ -95,6 +96,76 @@ static int core_random_bytes(lua_State *L)
     return 1;
 }
 
+/* core.http1_head(bytes) -> { status, head_len, content_length, chunked, close, no_body }
+ * | false (incomplete) | nil, "malformed": the one-call path's reader of answer heads */
+static int core_http1_head(lua_State *L)
+{
+    size_t n;
+    const char *p = luaL_checklstring(L, 1, &n);
+    http1_head h;
+    int r = http1_parse_head(p, n, &h);
+    if (r <= 0) {
+        if (r == 0) {
+            lua_pushboolean(L, 0);
+            return 1;
+        }
+        lua_pushnil(L);
+        lua_pushliteral(L, "malformed");
+        return 2;
+    }
+    lua_createtable(L, 0, 6);
+    lua_pushinteger(L, h.status);
+    lua_setfield(L, -2, "status");
+    lua_pushinteger(L, (lua_Integer)h.head_len);
+    lua_setfield(L, -2, "head_len");
+    lua_pushinteger(L, (lua_Integer)h.content_length);
+    lua_setfield(L, -2, "content_length");
+    lua_pushboolean(L, h.chunked);
+    lua_setfield(L, -2, "chunked");
+    lua_pushboolean(L, h.close);
+    lua_setfield(L, -2, "close");
+    lua_pushboolean(L, h.no_body);
+    lua_setfield(L, -2, "no_body");
+    return 1;
+}
+
+/* core.http1_dechunk(bytes[, from[, step]]) -> body, end | false (incomplete) | nil,
+ * "malformed": decodes a chunked body starting at byte from (1-based); end is its last byte.
+ * The bytes go in as pieces of step bytes would arrive (default: all at once), the decoder
+ * resuming where it stopped. */
+static int core_http1_dechunk(lua_State *L)
+{
+    size_t n, k;
+    const char *p = luaL_checklstring(L, 1, &n);
+    lua_Integer from = luaL_optinteger(L, 2, 1);
+    lua_Integer step = luaL_optinteger(L, 3, (lua_Integer)n + 1);
+    http1_chunks c;
+    buf out;
+    int r = 0;
+    luaL_argcheck(L, from >= 1 && (size_t)from <= n + 1, 2, "out of range");
+    luaL_argcheck(L, step >= 1, 3, "at least 1");
+    http1_chunks_init(&c);
+    c.pos = (size_t)from - 1;
+    buf_init(&out);
+    for (k = c.pos;; k = k + (size_t)step < n ? k + (size_t)step : n) {
+        r = http1_dechunk(&c, p, k, &out);
+        if (r != 0 || k == n)
+            break;
+    }
+    if (r == 1) {
+        lua_pushlstring(L, out.data ? out.data : "", out.len);
+        lua_pushinteger(L, (lua_Integer)c.pos);
+    } else if (r == 0) {
+        lua_pushboolean(L, 0);
+        lua_pushnil(L);
+    } else {
+        lua_pushnil(L);
+        lua_pushstring(L, r == -2 ? "out of memory" : "malformed");
+    }
+    buf_free(&out);
+    return 2;
+}
+
 static void set_mt_field(lua_State *L, const char *field, const char *name)
 {
     luaL_getmetatable(L, name);
@@ -121,6 +192,8 @@ DDB_EXPORT int luaopen_ddb_core(lua_State *L)
         {"parse_response", proto_lua_parse_response},
         {"error", proto_lua_error},
         {"crc32", proto_lua_crc32},
+        {"http1_head", core_http1_head},
+        {"http1_dechunk", core_http1_dechunk},
         {"now", core_now},
         {"monotonic_ms", core_monotonic_ms},
         {"sleep_ms", core_sleep_ms},

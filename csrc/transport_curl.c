@@ -3,6 +3,7 @@
 #include "transport_curl.h"
 #include "protocol.h"
 #include "signer.h"
+#include "wire.h"
 #include "buf.h"
 
 #include <ctype.h>
@@ -26,6 +27,8 @@ typedef struct curlt {
     long timeout_set;           /* the CURLOPT_TIMEOUT_MS set on the handle (0: none yet) */
     int had_connection;         /* a previous transfer left a connection to reuse */
     int sends;                  /* times libcurl was about to send the transfer in progress */
+    long connects;              /* connections libcurl's own transfers made */
+    wire wire;                  /* call()'s connection, where the URL allows it */
     char errbuf[CURL_ERROR_SIZE];
 } curlt;
 
@@ -89,6 +92,7 @@ static int curlt_close(lua_State *L)
     t->slist = NULL;
     buf_free(&t->body);
     buf_free(&t->head);
+    wire_close(&t->wire);
     free(t->ca_bundle);
     t->ca_bundle = NULL;
     free(t->url);
@@ -128,6 +132,7 @@ int curlt_lua_new(lua_State *L)
     memset(t, 0, sizeof *t);
     buf_init(&t->body);
     buf_init(&t->head);
+    wire_init(&t->wire);
     luaL_getmetatable(L, CURLT_MT);
     lua_setmetatable(L, -2);
     t->connect_timeout_ms = 1000;
@@ -193,6 +198,24 @@ void curlt_push_headers(lua_State *L, const buf *head)
     }
 }
 
+static void push_error_table(lua_State *L, const char *code, const char *message,
+                             const char *applied, const char *cls, CURLcode rc)
+{
+    lua_createtable(L, 0, 6);
+    lua_pushstring(L, code);
+    lua_setfield(L, -2, "code");
+    lua_pushstring(L, message);
+    lua_setfield(L, -2, "message");
+    lua_pushstring(L, applied);
+    lua_setfield(L, -2, "applied");
+    lua_pushstring(L, cls);
+    lua_setfield(L, -2, "retry_class");
+    lua_pushboolean(L, strcmp(cls, "none") != 0);
+    lua_setfield(L, -2, "retryable");
+    lua_pushinteger(L, (lua_Integer)rc);
+    lua_setfield(L, -2, "curl_code");
+}
+
 void curlt_push_error(lua_State *L, CURL *easy, CURLcode rc, char *errbuf, size_t errlen)
 {
     const char *code = "NetworkError";
@@ -200,7 +223,8 @@ void curlt_push_error(lua_State *L, CURL *easy, CURLcode rc, char *errbuf, size_
     const char *applied = PROTO_APPLIED_MAYBE;
     curl_off_t pretransfer = 0;
 
-    curl_easy_getinfo(easy, CURLINFO_PRETRANSFER_TIME_T, &pretransfer);
+    if (easy != NULL)
+        curl_easy_getinfo(easy, CURLINFO_PRETRANSFER_TIME_T, &pretransfer);
     switch (rc) {
     case CURLE_COULDNT_RESOLVE_HOST:
     case CURLE_COULDNT_RESOLVE_PROXY:
@@ -237,19 +261,7 @@ void curlt_push_error(lua_State *L, CURL *easy, CURLcode rc, char *errbuf, size_
     /* Nothing of the request can have left before the transfer phase began. */
     if (pretransfer == 0)
         applied = PROTO_APPLIED_NO;
-    lua_createtable(L, 0, 6);
-    lua_pushstring(L, code);
-    lua_setfield(L, -2, "code");
-    lua_pushstring(L, errbuf[0] ? errbuf : curl_easy_strerror(rc));
-    lua_setfield(L, -2, "message");
-    lua_pushstring(L, applied);
-    lua_setfield(L, -2, "applied");
-    lua_pushstring(L, cls);
-    lua_setfield(L, -2, "retry_class");
-    lua_pushboolean(L, strcmp(cls, "none") != 0);
-    lua_setfield(L, -2, "retryable");
-    lua_pushinteger(L, (lua_Integer)rc);
-    lua_setfield(L, -2, "curl_code");
+    push_error_table(L, code, errbuf[0] ? errbuf : curl_easy_strerror(rc), applied, cls, rc);
 }
 
 static int push_transport_error(lua_State *L, curlt *t, CURLcode rc)
@@ -378,6 +390,7 @@ static CURLcode curlt_perform(lua_State *L, curlt *t, const char *url,
     curl_slist_free_all(t->slist);
     t->slist = NULL;
     curl_easy_getinfo(e, CURLINFO_NUM_CONNECTS, &new_connections);
+    t->connects += new_connections;
     /* libcurl silently sends a request again on a fresh connection when a reused one dies
      * without an answer, and the first copy may have reached the server. on_prereq stops
      * that where libcurl allows it; elsewhere, and conservatively, a new connection where an
@@ -479,7 +492,9 @@ static const char *find_header(const buf *head, const char *name, size_t name_le
  *   nil, err, status, headers, resent   DynamoDB answered with an error (headers: a table)
  *   nil, err                            the transfer failed (as request's err)
  * The same as signer:prepare + t:request + core.parse_response, which serve every other
- * transport. */
+ * transport. Where the URL allows (wire_accepts), the HTTP/1.1 is the module's own on a
+ * connection libcurl made (wire.c); otherwise libcurl's transfer carries it. Neither
+ * ever sends a request twice. */
 static int curlt_call(lua_State *L)
 {
     curlt *t = check_curlt(L);
@@ -492,22 +507,51 @@ static int curlt_call(lua_State *L)
     const char *plain = luaL_optstring(L, 7, NULL);
     signer_lines lines;
     proto_answer a;
+    const buf *head;
     char crc[16];
-    long status = 0;
-    int resent, nret;
-    CURLcode rc;
+    int resent = 0, nret;
 
     lua_settop(L, 7);
     signer_sign(L, s, op, oplen, body, body_len, 0, &lines);
-    rc = curlt_perform(L, t, url, point_lines(t->nodes, lines.line, (size_t)lines.n),
-                       METHOD_POST, body, body_len, timeout_ms, &resent);
-    if (rc != CURLE_OK)
-        return push_transport_error(L, t, rc);
-    curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
-    a.status = (int)status;
-    a.body = t->body.data ? t->body.data : "";
-    a.body_len = t->body.len;
-    a.crc = FIND_HEADER(&t->head, "x-amz-crc32", &crc_len);
+    if ((t->wire.easy != NULL && strcmp(t->wire.url, url) == 0) || wire_accepts(url)) {
+        wire_opts o;
+        wire_answer wa;
+        int r;
+        o.errbuf = t->errbuf;
+        o.ca_bundle = t->ca_bundle;
+        o.connect_timeout_ms = t->connect_timeout_ms;
+        r = wire_exchange(&t->wire, &o, url, lines.line, (size_t)lines.n, body, body_len,
+                          timeout_ms, &wa);
+        if (r == WIRE_CONNECT_FAILED) {
+            lua_pushnil(L);
+            curlt_push_error(L, t->wire.easy, t->wire.rc, t->errbuf, sizeof t->errbuf);
+            wire_disconnect(&t->wire);
+            return 2;
+        }
+        if (r == WIRE_FAILED) {
+            lua_pushnil(L);
+            push_error_table(L, t->wire.code, t->wire.message, t->wire.applied,
+                             t->wire.retry_class, t->wire.rc);
+            return 2;
+        }
+        a.status = wa.head.status;
+        a.body = wa.body;
+        a.body_len = wa.body_len;
+        head = &wa.head_view;
+    } else {
+        long status = 0;
+        CURLcode rc = curlt_perform(L, t, url, point_lines(t->nodes, lines.line,
+                                                           (size_t)lines.n),
+                                    METHOD_POST, body, body_len, timeout_ms, &resent);
+        if (rc != CURLE_OK)
+            return push_transport_error(L, t, rc);
+        curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
+        a.status = (int)status;
+        a.body = t->body.data ? t->body.data : "";
+        a.body_len = t->body.len;
+        head = &t->head;
+    }
+    a.crc = FIND_HEADER(head, "x-amz-crc32", &crc_len);
     if (a.crc != NULL) {
         /* a value too long for a CRC-32 fails the check as an empty one does */
         size_t n = crc_len < sizeof crc ? crc_len : 0;
@@ -515,36 +559,44 @@ static int curlt_call(lua_State *L)
         crc[n] = '\0';
         a.crc = crc;
     }
-    a.request_id = FIND_HEADER(&t->head, "x-amzn-requestid", &a.request_id_len);
+    a.request_id = FIND_HEADER(head, "x-amzn-requestid", &a.request_id_len);
     if (a.request_id == NULL)
-        a.request_id = FIND_HEADER(&t->head, "x-amz-request-id", &a.request_id_len);
+        a.request_id = FIND_HEADER(head, "x-amz-request-id", &a.request_id_len);
     nret = proto_parse(L, &a, plain);
     if (nret == 1) {
         lua_pushnil(L);
-        lua_pushinteger(L, status);
+        lua_pushinteger(L, a.status);
         if (a.request_id != NULL)
             lua_pushlstring(L, a.request_id, a.request_id_len);
         else
             lua_pushnil(L);
     } else {
-        lua_pushinteger(L, status);
-        curlt_push_headers(L, &t->head);
+        lua_pushinteger(L, a.status);
+        curlt_push_headers(L, head);
         lua_pushboolean(L, resent);
     }
+    /* a large answer should not pin its buffers for the life of the client */
     if (t->body.cap > (1u << 20))
         buf_free(&t->body);
+    if (t->wire.in.cap > (1u << 20))
+        buf_free(&t->wire.in);
+    if (t->wire.body.cap > (1u << 20))
+        buf_free(&t->wire.body);
     return nret == 1 ? 4 : 5;
 }
 
-/* t:stats() -> { connects = n } : new connections made by the last transfer (0 = reused) */
+/* t:stats() -> { new_connections = n, connections = total } : new connections made by the
+ * last request() (0 = reused), and every connection the handle has made, call()'s included */
 static int curlt_stats(lua_State *L)
 {
     curlt *t = check_curlt(L);
     long n = 0;
     curl_easy_getinfo(t->easy, CURLINFO_NUM_CONNECTS, &n);
-    lua_createtable(L, 0, 1);
+    lua_createtable(L, 0, 2);
     lua_pushinteger(L, n);
     lua_setfield(L, -2, "new_connections");
+    lua_pushinteger(L, (lua_Integer)(t->connects + t->wire.connects));
+    lua_setfield(L, -2, "connections");
     return 1;
 }
 

@@ -1,0 +1,67 @@
+/* libFuzzer target: the one-call path's HTTP/1.1 reader (csrc/http1.c) on arbitrary bytes
+ * from the network. A head it accepts lies inside the input and has a status from 100 to
+ * 599; a chunked body decoded as the bytes arrive in pieces (sizes from the input) gives
+ * what one pass over all of them gives, never more bytes than came in. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "http1.h"
+
+#define CHECK(cond, ...) do { if (!(cond)) { fprintf(stderr, __VA_ARGS__); \
+        fputc('\n', stderr); abort(); } } while (0)
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    const char *p = (const char *)data + 1;
+    size_t n, step, k;
+    http1_head h;
+    http1_chunks whole, parts;
+    buf a, b;
+    int r, ra, rb;
+
+    if (size < 1)
+        return 0;
+    step = (size_t)data[0] % 17 + 1;   /* how many bytes arrive at a time */
+    n = size - 1;
+    r = http1_parse_head(p, n, &h);
+    CHECK(r >= -1 && r <= 1, "parse_head gave %d", r);
+    if (r == 1) {
+        CHECK(h.head_len > 0 && h.head_len <= n, "head_len %zu of %zu", h.head_len, n);
+        CHECK(h.status >= 100 && h.status <= 599, "status %d", h.status);
+        CHECK(h.content_length >= -1, "content_length %lld", h.content_length);
+        /* a head found is found again in any longer input, the same */
+        {
+            http1_head again;
+            CHECK(http1_parse_head(p, h.head_len, &again) == 1 &&
+                  again.head_len == h.head_len && again.status == h.status, "head unstable");
+        }
+    }
+
+    /* the bytes after the head (or all of them) as a chunked body */
+    k = r == 1 ? h.head_len : 0;
+    buf_init(&a);
+    buf_init(&b);
+    http1_chunks_init(&whole);
+    whole.pos = k;
+    ra = http1_dechunk(&whole, p, n, &a);
+    http1_chunks_init(&parts);
+    parts.pos = k;
+    for (;;) {
+        rb = http1_dechunk(&parts, p, k, &b);
+        if (rb != 0 || k == n)
+            break;
+        k = k + step < n ? k + step : n;
+    }
+    CHECK(ra != -2 && rb != -2, "out of memory");
+    CHECK(ra == rb, "piecewise gave %d where one pass gave %d", rb, ra);
+    if (ra == 1) {
+        CHECK(whole.pos == parts.pos && whole.pos <= n, "end %zu vs %zu", whole.pos, parts.pos);
+        CHECK(a.len == b.len && (a.len == 0 || memcmp(a.data, b.data, a.len) == 0),
+              "bodies differ");
+        CHECK(a.len <= n, "body of %zu from %zu bytes", a.len, n);
+    }
+    buf_free(&a);
+    buf_free(&b);
+    return 0;
+}
