@@ -507,6 +507,7 @@ static int curlt_call(lua_State *L)
     const char *plain = luaL_optstring(L, 7, NULL);
     signer_lines lines;
     proto_answer a;
+    wire_answer wa;   /* head may point into it: it lives as long as the call */
     const buf *head;
     char crc[16];
     int resent = 0, nret;
@@ -515,7 +516,6 @@ static int curlt_call(lua_State *L)
     signer_sign(L, s, op, oplen, body, body_len, 0, &lines);
     if ((t->wire.easy != NULL && strcmp(t->wire.url, url) == 0) || wire_accepts(url)) {
         wire_opts o;
-        wire_answer wa;
         int r;
         o.errbuf = t->errbuf;
         o.ca_bundle = t->ca_bundle;

@@ -37,6 +37,51 @@ function _M.lua_command(script, ...)
   return table.concat(parts, " ")
 end
 
+local function self_pid()
+  local f = assert(io.open("/proc/self/stat", "r"))
+  local line = f:read("*l")
+  f:close()
+  return line:match("^(%d+)")
+end
+
+--- A fresh temporary directory.
+function _M.tmpdir()
+  local path = os.tmpname()
+  os.remove(path)
+  assert(os.execute("mkdir -p " .. shell_quote(path)))
+  return path
+end
+
+local ROOT = (debug.getinfo(1, "S").source:sub(2):gsub("spec/helper%.lua$", ""))
+if ROOT == "" then ROOT = "./" end
+_M.root = ROOT
+
+--- Starts one of spec/support's Python servers on a free loopback port: the script gets
+-- --port-file (where it writes "port pid" once listening) and --owner-pid (it exits when
+-- this process does), then args (already quoted). Returns { url, pid, dir, stop = fn };
+-- raises with the server's log when it does not start within 20 s.
+function _M.python_server(script, args)
+  local dir = _M.tmpdir()
+  local port_file = dir .. "/port"
+  local cmd = ("%s %s --port-file %s --owner-pid %s %s >%s 2>&1 &"):format(
+    shell_quote(ROOT .. ".venv/bin/python"), shell_quote(ROOT .. "spec/support/" .. script),
+    shell_quote(port_file), self_pid(), args or "", shell_quote(dir .. "/server.log"))
+  assert(os.execute(cmd))
+  local deadline = core.monotonic_ms() + 20000
+  while core.monotonic_ms() < deadline do
+    local f = io.open(port_file, "r")
+    if f then
+      local port, pid = f:read("*l"):match("^(%d+) (%d+)$")
+      f:close()
+      return { url = "http://127.0.0.1:" .. port, pid = pid, dir = dir,
+        stop = function() os.execute("kill " .. pid .. " 2>/dev/null") end }
+    end
+    core.sleep_ms(50)
+  end
+  local f = io.open(dir .. "/server.log")
+  error(script .. " did not start: " .. (f and f:read("*a") or "no log"), 0)
+end
+
 --- Both servers, with what each one supports (see ../shared/FINDINGS.md).
 function _M.servers()
   return {

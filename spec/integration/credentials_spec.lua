@@ -8,9 +8,6 @@ local credentials = require "ddb.credentials"
 local core = require "ddb.core"
 local ddb = require "ddb"
 
-local ROOT = (debug.getinfo(1, "S").source:sub(2):gsub("spec/integration/credentials_spec%.lua$", ""))
-if ROOT == "" then ROOT = "./" end
-
 -- GET and PUT (the metadata endpoints) need the method parameter of the curl transport.
 local METHODS = core.curl_new{}.supports_methods == true
 local it_methods = METHODS and it or function(name)
@@ -19,25 +16,13 @@ end
 
 local q = helper.shell_quote
 
-local function tmpdir()
-  local path = os.tmpname()
-  os.remove(path)
-  assert(os.execute("mkdir -p " .. q(path)))
-  return path
-end
+local tmpdir = helper.tmpdir
 
 local function write(path, text)
   local f = assert(io.open(path, "wb"))
   f:write(text)
   f:close()
   return path
-end
-
-local function my_pid()
-  local f = assert(io.open("/proc/self/stat", "r"))
-  local line = f:read("*l")
-  f:close()
-  return line:match("^(%d+)")
 end
 
 -- Everything the specs saw that could carry a secret (errors, log lines, what tostring
@@ -60,27 +45,10 @@ end
 local server = {}
 
 local function start_server()
-  local dir = tmpdir()
-  local port_file = dir .. "/port"
-  local cmd = ("%s %s --port-file %s --owner-pid %s --sts-backend %s --cred %s >%s 2>&1 &"):format(
-    q(ROOT .. ".venv/bin/python"), q(ROOT .. "spec/support/metadata_server.py"), q(port_file),
-    my_pid(), q(helper.servers()[1].direct), q(helper.access_key() .. ":" .. helper.secret_key()),
-    q(dir .. "/server.log"))
-  assert(os.execute(cmd))
-  local deadline = core.monotonic_ms() + 20000
-  while core.monotonic_ms() < deadline do
-    local f = io.open(port_file, "r")
-    if f then
-      local port, pid = f:read("*l"):match("^(%d+) (%d+)$")
-      f:close()
-      server.url, server.pid, server.dir = "http://127.0.0.1:" .. port, pid, dir
-      server.http = core.curl_new{}
-      return
-    end
-    core.sleep_ms(50)
-  end
-  local f = io.open(dir .. "/server.log")
-  error("metadata_server.py did not start: " .. (f and f:read("*a") or "no log"), 0)
+  local started = helper.python_server("metadata_server.py", ("--sts-backend %s --cred %s"):format(
+    q(helper.servers()[1].direct), q(helper.access_key() .. ":" .. helper.secret_key())))
+  server.url, server.pid, server.dir = started.url, started.pid, started.dir
+  server.http = core.curl_new{}
 end
 
 local function stop_server()

@@ -1,0 +1,143 @@
+-- The libcurl transport's one-call path (handle:call, csrc/wire.c) speaks HTTP/1.1 itself on
+-- a connection libcurl makes. spec/support/wire_server.py gives it the answers real servers
+-- and middleboxes give (chunks, closes, 100 Continue, a body to the close, an answer in
+-- single bytes, a connection closed while idle, bytes that answer nothing, garbage, silence);
+-- the operation name picks the answer. Every answer carries the connection's number and the
+-- request's number on it, so the specs see reuse; the server counts requests per operation,
+-- so they see that nothing is sent twice.
+local helper = require "helper"
+local core = require "ddb.core"
+
+describe("handle:call's own HTTP/1.1", function()
+  local server, signer, handle
+
+  setup(function()
+    server = helper.python_server("wire_server.py")
+    signer = core.signer_new{ access_key = "AKIDWIRE", secret_key = "wire-secret",
+      region = "us-east-1", host = server.url:match("//(.*)$") }
+  end)
+
+  teardown(function()
+    if handle then handle:close() end
+    server.stop()
+  end)
+
+  before_each(function()
+    if handle then handle:close() end
+    handle = core.curl_new{}
+  end)
+
+  local function call(op, timeout_ms)
+    return handle:call(signer, server.url, op, "{}", timeout_ms or 3000)
+  end
+
+  local function ok(op)
+    local res, err, status, request_id = call(op)
+    assert(res, tostring(err and err.message))
+    assert.equal(200, status)
+    assert.equal("WIRE0001", request_id)
+    assert.equal(op, res.Op)
+    return res
+  end
+
+  local function sent(op)
+    local res = assert(call("Stats"))
+    return res.requests[op] or 0
+  end
+
+  it("keeps one connection for request after request", function()
+    local first = ok("Plain")
+    for n = 2, 20 do
+      local res = ok("Plain")
+      assert.equal(first.Conn, res.Conn)
+      assert.equal(n, res.N)
+    end
+    assert.equal(1, handle:stats().connections)
+  end)
+
+  it("reads chunked answers, 100 Continue before the answer, and answers a byte at a time",
+    function()
+      local conn = ok("Plain").Conn
+      for _ = 1, 3 do
+        assert.equal(conn, ok("Chunked").Conn)
+        assert.equal(conn, ok("Continue").Conn)
+        assert.equal(conn, ok("Drip").Conn)
+      end
+    end)
+
+  it("reads an answer the server ends with Connection: close, then connects again", function()
+    local before = ok("Plain").Conn
+    assert.equal(before, ok("Close").Conn)
+    assert.are_not.equal(before, ok("Plain").Conn)
+  end)
+
+  it("reads a body that runs to the close, then connects again", function()
+    local before = ok("Plain").Conn
+    assert.equal(before, ok("NoLength").Conn)
+    assert.are_not.equal(before, ok("Plain").Conn)
+  end)
+
+  it("sends on a new connection, once, when the server closed the kept one while idle",
+    function()
+      local before = ok("IdleClose").Conn
+      core.sleep_ms(300)
+      local n = sent("Plain")
+      local res = ok("Plain")
+      assert.are_not.equal(before, res.Conn)
+      assert.equal(n + 1, sent("Plain"))
+    end)
+
+  it("drops a connection that sent bytes answering no request", function()
+    local before = ok("Trailing").Conn
+    assert.are_not.equal(before, ok("Plain").Conn)
+  end)
+
+  it("gives a request that got no answer as NetworkError, maybe applied, sent once", function()
+    ok("Plain")
+    local n = sent("Dropped")
+    local res, err = call("Dropped")
+    assert.is_nil(res)
+    assert.equal("NetworkError", err.code)
+    assert.equal("maybe", err.applied)
+    assert.is_true(err.retryable)
+    assert.equal(n + 1, sent("Dropped"))
+    ok("Plain")   -- and the next call connects again
+  end)
+
+  it("gives an answer that is not HTTP as NetworkError, maybe applied", function()
+    local res, err = call("Garbage")
+    assert.is_nil(res)
+    assert.equal("NetworkError", err.code)
+    assert.equal("maybe", err.applied)
+    assert.matches("not a well%-formed HTTP/1%.1 answer", err.message)
+    ok("Plain")
+  end)
+
+  it("gives Timeout, maybe applied, when the answer is later than timeout_ms", function()
+    local t0 = core.monotonic_ms()
+    local res, err = call("Slow", 300)
+    local took = core.monotonic_ms() - t0
+    assert.is_nil(res)
+    assert.equal("Timeout", err.code)
+    assert.equal("maybe", err.applied)
+    assert.equal("timeout", err.retry_class)
+    assert.is_true(took >= 290 and took < 1200, "took " .. took .. " ms")
+    ok("Plain")   -- on a new connection: the late answer must not be read as this one's
+  end)
+
+  it("gives ConnectError, not applied, when nothing listens", function()
+    local res, err = handle:call(signer, helper.closed_url(), "Plain", "{}", 1000)
+    assert.is_nil(res)
+    assert.equal("ConnectError", err.code)
+    assert.equal("no", err.applied)
+  end)
+
+  it("leaves a URL with a path to libcurl's own transfers", function()
+    ok("Plain")
+    assert.equal(0, handle:stats().new_connections)   -- libcurl's transfers made none
+    local res = assert(handle:call(signer, server.url .. "/x/", "Plain", "{}", 3000))
+    assert.equal("Plain", res.Op)
+    assert.equal(1, handle:stats().new_connections)
+    assert.equal(2, handle:stats().connections)
+  end)
+end)
