@@ -144,6 +144,9 @@ static int connect_to(wire *w, const wire_opts *o, const char *url, long long de
     curlt_set_common(w->easy, &hooks, o->errbuf, o->ca_bundle);
     curl_easy_setopt(w->easy, CURLOPT_URL, url);
     curl_easy_setopt(w->easy, CURLOPT_CONNECT_ONLY, 1L);
+    /* ALPN must offer HTTP/1.1 alone: a server that picks h2 for a CONNECT_ONLY connection
+     * leaves libcurl decoding HTTP/2 frames under curl_easy_recv (it crashes there) */
+    curl_easy_setopt(w->easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
     curl_easy_setopt(w->easy, CURLOPT_TIMEOUT_MS, left);
     curl_easy_setopt(w->easy, CURLOPT_CONNECTTIMEOUT_MS,
                      o->connect_timeout_ms < left ? o->connect_timeout_ms : left);
