@@ -136,8 +136,8 @@ const char *proto_retry_class(const char *code, int status)
     return "none";
 }
 
-static void push_error(lua_State *L, const char *code, const char *message, int status,
-                       const char *applied, const char *retry_class)
+void proto_push_error(lua_State *L, const char *code, const char *message, int status,
+                      const char *applied, const char *retry_class)
 {
     lua_createtable(L, 0, 8);
     lua_pushstring(L, code);
@@ -163,7 +163,7 @@ int proto_lua_error(lua_State *L)
     int status = (int)luaL_optinteger(L, 3, 0);
     const char *applied = luaL_optstring(L, 4, PROTO_APPLIED_NO);
     const char *rc = luaL_optstring(L, 5, proto_retry_class(code, status));
-    push_error(L, code, message, status, applied, rc);
+    proto_push_error(L, code, message, status, applied, rc);
     return 1;
 }
 
@@ -239,8 +239,8 @@ int proto_parse(lua_State *L, const proto_answer *a, const char *plain)
         char *end = NULL;
         unsigned long w = strtoul(a->crc, &end, 10);
         if (end == a->crc || *end != '\0' || w != proto_crc32(body, n)) {
-            push_error(L, "CRC32Mismatch", "response body does not match its x-amz-crc32 "
-                       "checksum", status, PROTO_APPLIED_MAYBE, "transient");
+            proto_push_error(L, "CRC32Mismatch", "response body does not match its "
+                             "x-amz-crc32 checksum", status, PROTO_APPLIED_MAYBE, "transient");
             return fail(L, a);
         }
     }
@@ -249,9 +249,9 @@ int proto_parse(lua_State *L, const proto_answer *a, const char *plain)
         /* Every DynamoDB answer is an object; an array would pass for an empty result. */
         if (!json_decode_with(L, body, n, plain, plain ? push_plain : NULL) ||
             lua_type(L, -1) != LUA_TTABLE || is_list(L, -1)) {
-            push_error(L, "InvalidResponse", "DynamoDB answered with a body that is not a "
-                       "JSON object (truncated or damaged)", status, PROTO_APPLIED_MAYBE,
-                       "transient");
+            proto_push_error(L, "InvalidResponse", "DynamoDB answered with a body that is "
+                             "not a JSON object (truncated or damaged)", status,
+                             PROTO_APPLIED_MAYBE, "transient");
             return fail(L, a);
         }
         return 1;
@@ -272,9 +272,9 @@ int proto_parse(lua_State *L, const proto_answer *a, const char *plain)
         code = short_code(L, type);
         if (code == NULL)
             code = status >= 500 ? "InternalServerError" : "UnknownError";
-        push_error(L, code, message, status,
-                   status >= 500 ? PROTO_APPLIED_MAYBE : PROTO_APPLIED_NO,
-                   proto_retry_class(code, status));
+        proto_push_error(L, code, message, status,
+                         status >= 500 ? PROTO_APPLIED_MAYBE : PROTO_APPLIED_NO,
+                         proto_retry_class(code, status));
         err = lua_gettop(L);
         lua_getfield(L, doc, "CancellationReasons");
         if (lua_type(L, -1) == LUA_TTABLE)
@@ -291,9 +291,9 @@ int proto_parse(lua_State *L, const proto_answer *a, const char *plain)
         char code[32];
         lua_settop(L, base);
         snprintf(code, sizeof code, status >= 500 ? "InternalServerError" : "HTTP%d", status);
-        push_error(L, code, "DynamoDB answered with an error and an unreadable body", status,
-                   status >= 500 ? PROTO_APPLIED_MAYBE : PROTO_APPLIED_NO,
-                   proto_retry_class(code, status));
+        proto_push_error(L, code, "DynamoDB answered with an error and an unreadable body",
+                         status, status >= 500 ? PROTO_APPLIED_MAYBE : PROTO_APPLIED_NO,
+                         proto_retry_class(code, status));
         err = lua_gettop(L);
     }
     add_request_id(L, a, err);

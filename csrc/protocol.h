@@ -32,6 +32,10 @@ int proto_parse(lua_State *L, const proto_answer *a, const char *plain);
 /* Lua: (status, body, headers[, plain]) -> result | nil, err
  * plain: a top-level member holding an item ("Attributes"), returned as plain values. */
 int proto_lua_parse_response(lua_State *L);
+/* Pushes an error table: code, message (code when NULL), status (when > 0), applied,
+ * retry_class, retryable (the class is not "none"). */
+void proto_push_error(lua_State *L, const char *code, const char *message, int status,
+                      const char *applied, const char *retry_class);
 /* Lua: (code, message, status, applied, retry_class) -> err table */
 int proto_lua_error(lua_State *L);
 /* Lua: (string[, crc]) -> crc32 */

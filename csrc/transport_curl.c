@@ -198,20 +198,11 @@ void curlt_push_headers(lua_State *L, const buf *head)
     }
 }
 
+/* A transport error: the protocol's error table and libcurl's code. */
 static void push_error_table(lua_State *L, const char *code, const char *message,
                              const char *applied, const char *cls, CURLcode rc)
 {
-    lua_createtable(L, 0, 6);
-    lua_pushstring(L, code);
-    lua_setfield(L, -2, "code");
-    lua_pushstring(L, message);
-    lua_setfield(L, -2, "message");
-    lua_pushstring(L, applied);
-    lua_setfield(L, -2, "applied");
-    lua_pushstring(L, cls);
-    lua_setfield(L, -2, "retry_class");
-    lua_pushboolean(L, strcmp(cls, "none") != 0);
-    lua_setfield(L, -2, "retryable");
+    proto_push_error(L, code, message, 0, applied, cls);
     lua_pushinteger(L, (lua_Integer)rc);
     lua_setfield(L, -2, "curl_code");
 }
