@@ -65,11 +65,6 @@ static void signer_clear_credentials(signer *s)
     sigv4_hmac_free(&s->mac);
 }
 
-static signer *check_signer(lua_State *L)
-{
-    return (signer *)luaL_checkudata(L, 1, SIGNER_MT);
-}
-
 signer *signer_check(lua_State *L, int idx)
 {
     return (signer *)luaL_checkudata(L, idx, SIGNER_MT);
@@ -206,7 +201,7 @@ static int signer_gc(lua_State *L)
 
 static int signer_set_credentials(lua_State *L)
 {
-    signer *s = check_signer(L);
+    signer *s = signer_check(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
     set_credentials(L, s, 2);
     return 0;
@@ -214,7 +209,7 @@ static int signer_set_credentials(lua_State *L)
 
 static int signer_tostring(lua_State *L)
 {
-    signer *s = check_signer(L);
+    signer *s = signer_check(L, 1);
     char shown[16] = "none";
     /* Only the first four characters of the access key id: enough to tell keys apart in logs. */
     if (s->access_key != NULL)
@@ -226,7 +221,7 @@ static int signer_tostring(lua_State *L)
 
 static int signer_skew(lua_State *L)
 {
-    signer *s = check_signer(L);
+    signer *s = signer_check(L, 1);
     if (!lua_isnoneornil(L, 2))
         s->skew = (long long)luaL_checknumber(L, 2);
     lua_pushnumber(L, (lua_Number)s->skew);
@@ -291,7 +286,7 @@ static int run_stages(signer *s, const sigv4_request *req, const char *amz_date,
  * headers is a list of {name, value} pairs so that order and repeats are kept. */
 static int signer_stages(lua_State *L)
 {
-    signer *s = check_signer(L);
+    signer *s = signer_check(L, 1);
     const char *method = luaL_checkstring(L, 2);
     const char *path = luaL_checkstring(L, 3);
     const char *query = luaL_optstring(L, 4, NULL);
@@ -389,7 +384,7 @@ static int add_line(buf *b, size_t *start, const char *name, size_t name_len,
 }
 #define ADD_LINE(b, start, name, value) add_line(b, start, name, sizeof(name) - 1, value)
 
-static void set_fixed(signer_lines *out, const char *line, int which)
+static void put_line(signer_lines *out, const char *line, int which)
 {
     out->line[out->n] = line;
     out->fixed[out->n] = (signed char)which;
@@ -464,12 +459,12 @@ int signer_sign(lua_State *L, signer *s, const char *op, size_t oplen, const cha
 
     /* the order the Lua list has always had (spec/unit/sigv4_spec.lua) */
     out->n = 0;
-    set_fixed(out, host_line, LINE_HOST);
-    set_fixed(out, type_line, LINE_TYPE);
+    put_line(out, host_line, LINE_HOST);
+    put_line(out, type_line, LINE_TYPE);
     for (i = 0; i < ndyn; i++)
-        set_fixed(out, s->lines.data + at[i], -1);
+        put_line(out, s->lines.data + at[i], -1);
     if (agent_line != NULL)
-        set_fixed(out, agent_line, LINE_AGENT);
+        put_line(out, agent_line, LINE_AGENT);
     return out->n;
 }
 
@@ -477,7 +472,7 @@ int signer_sign(lua_State *L, signer *s, const char *op, size_t oplen, const cha
  * The lines are what goes on the wire (Content-Length is the transport's). */
 static int signer_prepare(lua_State *L)
 {
-    signer *s = check_signer(L);
+    signer *s = signer_check(L, 1);
     size_t oplen, body_len;
     const char *op = luaL_checklstring(L, 2, &oplen);
     const char *body = luaL_checklstring(L, 3, &body_len);
@@ -509,7 +504,7 @@ static int signer_prepare(lua_State *L)
 
 static int signer_get(lua_State *L)
 {
-    signer *s = check_signer(L);
+    signer *s = signer_check(L, 1);
     const char *what = luaL_checkstring(L, 2);
     if (strcmp(what, "region") == 0)
         lua_pushstring(L, s->region);

@@ -166,35 +166,50 @@ int curlt_lua_new(lua_State *L)
     return 1;
 }
 
-void curlt_push_headers(lua_State *L, const buf *head)
+/* The next "Name: value" line of a raw header block from *pos on, with the value trimmed;
+ * 0 once the block is done. Lines without a name and a colon (the status line) are skipped. */
+static int next_header(const buf *head, size_t *pos, const char **name, size_t *name_len,
+                       const char **value, size_t *value_len)
 {
-    size_t i = 0;
-    lua_newtable(L);
-    while (i < head->len) {
-        const char *line = head->data + i;
-        const char *end = memchr(line, '\n', head->len - i);
-        size_t len = end ? (size_t)(end - line) : head->len - i;
+    while (*pos < head->len) {
+        const char *line = head->data + *pos;
+        const char *end = memchr(line, '\n', head->len - *pos);
+        size_t len = end ? (size_t)(end - line) : head->len - *pos;
         const char *colon = memchr(line, ':', len);
-        i += len + 1;
+        *pos += len + 1;
         if (colon != NULL && colon > line) {
-            char name[128];
-            size_t nlen = (size_t)(colon - line), k;
             const char *v = colon + 1;
-            size_t vlen = len - nlen - 1;
-            if (nlen >= sizeof name)
-                continue;
-            for (k = 0; k < nlen; k++)
-                name[k] = (char)tolower((unsigned char)line[k]);
+            size_t vlen = len - (size_t)(colon - line) - 1;
             while (vlen > 0 && (*v == ' ' || *v == '\t')) {
                 v++;
                 vlen--;
             }
             while (vlen > 0 && (v[vlen - 1] == '\r' || v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
                 vlen--;
-            lua_pushlstring(L, name, nlen);
-            lua_pushlstring(L, v, vlen);
-            lua_rawset(L, -3);
+            *name = line;
+            *name_len = (size_t)(colon - line);
+            *value = v;
+            *value_len = vlen;
+            return 1;
         }
+    }
+    return 0;
+}
+
+void curlt_push_headers(lua_State *L, const buf *head)
+{
+    size_t pos = 0, nlen, vlen, k;
+    const char *n, *v;
+    lua_newtable(L);
+    while (next_header(head, &pos, &n, &nlen, &v, &vlen)) {
+        char name[128];
+        if (nlen >= sizeof name)
+            continue;
+        for (k = 0; k < nlen; k++)
+            name[k] = (char)tolower((unsigned char)n[k]);
+        lua_pushlstring(L, name, nlen);
+        lua_pushlstring(L, v, vlen);
+        lua_rawset(L, -3);
     }
 }
 
@@ -448,26 +463,14 @@ static int curlt_request(lua_State *L)
 static const char *find_header(const buf *head, const char *name, size_t name_len,
                                size_t *value_len)
 {
-    const char *found = NULL;
-    size_t i = 0;
-    while (i < head->len) {
-        const char *line = head->data + i;
-        const char *end = memchr(line, '\n', head->len - i);
-        size_t len = end ? (size_t)(end - line) : head->len - i, k;
-        i += len + 1;
-        if (len <= name_len || line[name_len] != ':')
+    const char *found = NULL, *n, *v;
+    size_t pos = 0, nlen, vlen, k;
+    while (next_header(head, &pos, &n, &nlen, &v, &vlen)) {
+        if (nlen != name_len)
             continue;
-        for (k = 0; k < name_len && tolower((unsigned char)line[k]) == name[k]; k++)
+        for (k = 0; k < nlen && tolower((unsigned char)n[k]) == name[k]; k++)
             ;
-        if (k == name_len) {
-            const char *v = line + name_len + 1;
-            size_t vlen = len - name_len - 1;
-            while (vlen > 0 && (*v == ' ' || *v == '\t')) {
-                v++;
-                vlen--;
-            }
-            while (vlen > 0 && (v[vlen - 1] == '\r' || v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
-                vlen--;
+        if (k == nlen) {
             found = v;
             *value_len = vlen;
         }
@@ -505,7 +508,7 @@ static int curlt_call(lua_State *L)
 
     lua_settop(L, 7);
     signer_sign(L, s, op, oplen, body, body_len, 0, &lines);
-    if ((t->wire.easy != NULL && strcmp(t->wire.url, url) == 0) || wire_accepts(url)) {
+    if (wire_serves(&t->wire, url)) {
         wire_opts o;
         int r;
         o.errbuf = t->errbuf;

@@ -60,6 +60,12 @@ int wire_accepts(const char *url)
     return 1;
 }
 
+int wire_serves(const wire *w, const char *url)
+{
+    /* a connection made for url was accepted already: no second look at the environment */
+    return (w->easy != NULL && strcmp(w->url, url) == 0) || wire_accepts(url);
+}
+
 static long long now_ms(void)
 {
     struct timespec ts;

@@ -49,6 +49,9 @@ void wire_close(wire *w);
 /* Whether url can go over the wire: http(s), no path beyond "/", no query, no user
  * information, and no proxy in the environment (those keep to libcurl's own transfers). */
 int wire_accepts(const char *url);
+/* Whether call() should take the wire for url: the kept connection was made for it, or
+ * wire_accepts(url). */
+int wire_serves(const wire *w, const char *url);
 /* Sends "POST / HTTP/1.1", the lines, Content-Length and the body to url, on the kept
  * connection when it is alive and for the same URL, else on a new one, and reads the whole
  * answer, all within timeout_ms. WIRE_OK fills a; WIRE_CONNECT_FAILED leaves w->easy and
