@@ -7,6 +7,7 @@
 #include "retry.h"
 #include "signer.h"
 #include "tokens.h"
+#include "version.h"
 #include "transport_curl.h"
 #include "transport_multi.h"
 #include "buf.h"
@@ -200,6 +201,9 @@ DDB_EXPORT int luaopen_ddb_core(lua_State *L)
         {"random_bytes", core_random_bytes},
         {"random_token", tokens_lua_random},
         {"history_push", tokens_lua_history_push},
+        {"history_tokens", tokens_lua_history_tokens},
+        {"version_parse", version_lua_parse},
+        {"version_add", version_lua_add},
         {NULL, NULL}
     };
     av_register(L);

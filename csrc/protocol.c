@@ -105,7 +105,9 @@ uint32_t proto_crc32(const void *data, size_t len)
 }
 
 /* Error codes worth another attempt, and how long to wait before it (throttle waits longer).
- * From the AWS SDKs' standard retry mode plus DynamoDB's documented transaction errors. */
+ * From the AWS SDKs' standard retry mode plus DynamoDB's documented transaction errors, and
+ * ReplicatedWriteConflictException (multi-Region strongly consistent tables: another
+ * Region is writing the item; refused, so safe to retry, as botocore retries it). */
 static const char *const throttle_codes[] = {
     "ProvisionedThroughputExceededException", "ThrottlingException", "Throttling",
     "ThrottledException", "RequestThrottledException", "RequestThrottled",
@@ -115,7 +117,7 @@ static const char *const throttle_codes[] = {
 static const char *const transient_codes[] = {
     "TransactionConflictException", "TransactionInProgressException", "InternalServerError",
     "InternalFailure", "ServiceUnavailable", "RequestTimeout", "RequestTimeoutException",
-    "PriorRequestNotComplete", NULL
+    "PriorRequestNotComplete", "ReplicatedWriteConflictException", NULL
 };
 
 static int in_list(const char *const *list, const char *code)

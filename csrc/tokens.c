@@ -1,7 +1,7 @@
-/* Write tokens of ddb.optimistic: each write records a random token in a short history kept
- * in the item ("1 <version>:<token> ..." newest first), so that a write whose answer was
- * lost can be recognised later. Made here because they are per write, and Lua's string work
- * for them cost more than the rest of the token handling together. */
+/* Write tokens of ddb.optimistic and the one owner of their history format: each write
+ * records a random token in a short history kept in the item ("2 <token> <token> ..." newest
+ * first), so that a write whose answer was lost can be recognised later, and so that a
+ * state of an item can be told from every other state it ever had (ddb/engine/rules.lua). */
 #include "tokens.h"
 
 #include <ctype.h>
@@ -39,15 +39,12 @@ static int token_char(int c)
     return isalnum(c) || c == '-' || c == '_';
 }
 
-/* "<digits>:<token characters>" */
-static int valid_entry(const char *s, size_t n)
+static int token_text(const char *s, size_t n)
 {
-    size_t i = 0;
-    while (i < n && isdigit((unsigned char)s[i]))
-        i++;
-    if (i == 0 || i + 1 >= n || s[i] != ':')
+    size_t i;
+    if (n == 0)
         return 0;
-    for (i++; i < n; i++)
+    for (i = 0; i < n; i++)
         if (!token_char((unsigned char)s[i]))
             return 0;
     return 1;
@@ -67,47 +64,118 @@ static size_t next_field(const char *s, size_t n, size_t *pos, const char **fiel
     return i - start;
 }
 
-/* core.history_push(old, version, token, limit) -> history
- * The history after a write of version with token: the new entry, then the newest limit - 1
- * entries of old. An old history that is absent or not in this format (any field that is
- * not <version>:<token>) is dropped, as if the item had none. */
+/* The token of one entry: format 2 entries are the token, format 1 entries (0.1.0)
+ * "<version>:<token>"; NULL when the entry is not one. */
+static const char *entry_token(int format, const char *f, size_t n, size_t *tlen)
+{
+    size_t i = 0;
+    if (format == 2) {
+        *tlen = n;
+        return token_text(f, n) ? f : NULL;
+    }
+    if (i < n && f[i] == '-')
+        i++;
+    while (i < n && isdigit((unsigned char)f[i]))
+        i++;
+    if (i == 0 || i >= n || f[i] != ':' || !token_text(f + i + 1, n - i - 1))
+        return NULL;
+    *tlen = n - i - 1;
+    return f + i + 1;
+}
+
+/* Walks a history: calls each(token, len, ud) newest first. Returns 0 when the text is not a
+ * history this module wrote (then nothing was passed on), else 1. */
+static int walk(const char *s, size_t n, void (*each)(const char *, size_t, void *), void *ud)
+{
+    size_t pos = 0, flen, tlen;
+    const char *field, *tok;
+    int format;
+    flen = next_field(s, n, &pos, &field);
+    if (flen != 1 || (field[0] != '1' && field[0] != '2'))
+        return 0;
+    format = field[0] - '0';
+    /* checked whole before anything is passed on */
+    while ((flen = next_field(s, n, &pos, &field)) > 0)
+        if (entry_token(format, field, flen, &tlen) == NULL)
+            return 0;
+    pos = 0;
+    next_field(s, n, &pos, &field);
+    while ((flen = next_field(s, n, &pos, &field)) > 0) {
+        tok = entry_token(format, field, flen, &tlen);
+        each(tok, tlen, ud);
+    }
+    return 1;
+}
+
+typedef struct {
+    lua_State *L;
+    int count;
+} list_state;
+
+static void add_to_list(const char *tok, size_t n, void *ud)
+{
+    list_state *st = ud;
+    lua_pushlstring(st->L, tok, n);
+    lua_rawseti(st->L, -2, ++st->count);
+}
+
+/* core.history_tokens(text) -> { token, ... } newest first | nil when absent or not a
+ * history this module wrote */
+int tokens_lua_history_tokens(lua_State *L)
+{
+    size_t n;
+    const char *s = lua_type(L, 1) == LUA_TSTRING ? lua_tolstring(L, 1, &n) : NULL;
+    list_state st;
+    if (s == NULL)
+        return 0;
+    lua_newtable(L);
+    st.L = L;
+    st.count = 0;
+    if (!walk(s, n, add_to_list, &st))
+        return 0;
+    return 1;
+}
+
+typedef struct {
+    luaL_Buffer *b;
+    int room;
+} push_state;
+
+static void add_to_buffer(const char *tok, size_t n, void *ud)
+{
+    push_state *st = ud;
+    if (st->room <= 0)
+        return;
+    luaL_addchar(st->b, ' ');
+    luaL_addlstring(st->b, tok, n);
+    st->room--;
+}
+
+/* core.history_push(old, token, keep) -> history
+ * The history after a write with token: "2 <token> <older tokens>", keeping at most keep
+ * entries in all. An old history that is absent or not one this module wrote is dropped,
+ * as if the item had none; one written by 0.1.0 (format 1) keeps its tokens. */
 int tokens_lua_history_push(lua_State *L)
 {
-    size_t n = 0, tlen, pos = 0, flen, i;
+    size_t n = 0, tlen;
     const char *old = lua_type(L, 1) == LUA_TSTRING ? lua_tolstring(L, 1, &n) : NULL;
-    lua_Integer version = luaL_checkinteger(L, 2);
-    const char *token = luaL_checklstring(L, 3, &tlen);
-    lua_Integer limit = luaL_checkinteger(L, 4);
-    const char *field;
-    char head[48];
+    const char *token = luaL_checklstring(L, 2, &tlen);
+    lua_Integer keep = luaL_checkinteger(L, 3);
     luaL_Buffer b;
-    int kept = 0, valid = old != NULL;
+    push_state st;
 
-    luaL_argcheck(L, version >= 0, 2, "a version is a non-negative integer");
-    luaL_argcheck(L, tlen > 0, 3, "a token is not empty");
-    for (i = 0; i < tlen; i++)
-        luaL_argcheck(L, token_char((unsigned char)token[i]), 3,
-                      "a token is made of letters, digits, '-' and '_'");
-    luaL_argcheck(L, limit >= 1, 4, "a history holds at least the new entry");
-    if (valid) {
-        /* the whole old history is checked before any of it is kept */
-        flen = next_field(old, n, &pos, &field);
-        valid = flen == 1 && field[0] == '1';
-        while (valid && (flen = next_field(old, n, &pos, &field)) > 0)
-            valid = valid_entry(field, flen);
-    }
-    snprintf(head, sizeof head, "1 %lld:", (long long)version);
+    luaL_argcheck(L, token_text(token, tlen), 2,
+                  "a token is made of letters, digits, '-' and '_'");
+    luaL_argcheck(L, keep >= 1 && keep <= TOKENS_MAX_KEEP, 3,
+                  "a history keeps from 1 to " DDB_STR(TOKENS_MAX_KEEP) " entries");
     luaL_buffinit(L, &b);
-    luaL_addstring(&b, head);
+    luaL_addstring(&b, "2 ");
     luaL_addlstring(&b, token, tlen);
-    if (valid) {
-        pos = 0;
-        next_field(old, n, &pos, &field);   /* the format field */
-        while (kept < limit - 1 && (flen = next_field(old, n, &pos, &field)) > 0) {
-            luaL_addchar(&b, ' ');
-            luaL_addlstring(&b, field, flen);
-            kept++;
-        }
+    st.b = &b;
+    st.room = (int)keep - 1;
+    if (old != NULL && st.room > 0) {
+        /* walk checks the whole old history before passing any of it on */
+        walk(old, n, add_to_buffer, &st);
     }
     luaL_pushresult(&b);
     return 1;

@@ -1,10 +1,16 @@
-/* Write tokens of ddb.optimistic: random tokens and the history string kept in each item. */
+/* Write tokens of ddb.optimistic: random tokens and the history string kept in each item,
+ * whose format only tokens.c reads and writes. */
 #ifndef DDB_TOKENS_H
 #define DDB_TOKENS_H
 
 #include "compat.h"
 
-int tokens_lua_random(lua_State *L);         /* (n) -> n random bytes as base64url text */
-int tokens_lua_history_push(lua_State *L);   /* (old, version, token, limit) -> history */
+#define TOKENS_MAX_KEEP 1000
+#define DDB_STR_(x) #x
+#define DDB_STR(x) DDB_STR_(x)
+
+int tokens_lua_random(lua_State *L);          /* (n) -> n random bytes as base64url text */
+int tokens_lua_history_push(lua_State *L);    /* (old, token, keep) -> history */
+int tokens_lua_history_tokens(lua_State *L);  /* (history) -> { token, ... } | nil */
 
 #endif

@@ -175,7 +175,8 @@ end
 -- or a function returning that), profile, timeout_ms (per attempt, 3000), connect_timeout_ms
 -- (1000), deadline_ms (whole call including retries, 10000), max_attempts (10, or
 -- AWS_MAX_ATTEMPTS), retry ({base_ms, throttle_base_ms, cap_ms, quota}), transport ("curl",
--- "ngx" or a table with request/sleep), ca_bundle, on_event (metrics hook), log
+-- "ngx" or a table with request/sleep), ca_bundle, on_event (metrics hook), clock (a
+-- function returning monotonic milliseconds: deterministic simulations), log
 -- (function(level, message) for the credential cache's warnings; default: nginx's error log
 -- or stderr).
 -- Credentials come from ddb.credentials' default chain; nothing is fetched from the network
@@ -193,6 +194,9 @@ function _M.new(opts)
   end
   if opts.log ~= nil and type(opts.log) ~= "function" then
     error("ddb.new: option 'log' must be a function", 2)
+  end
+  if opts.clock ~= nil and type(opts.clock) ~= "function" then
+    error("ddb.new: option 'clock' must be a function", 2)
   end
   local ct = type(opts.credentials)
   if opts.credentials ~= nil and ct ~= "table" and ct ~= "function" then
@@ -246,6 +250,8 @@ function _M.new(opts)
     transport = transport,
     retry = core.retry_new(retry_opts),
     on_event = opts.on_event,
+    -- monotonic milliseconds for deadlines and waits; a simulation gives its own virtual clock
+    clock = opts.clock or monotonic_ms,
     credentials_provider = provider,
     credentials_source = provider:describe(),
     signer_options = { region = region, host = ep.host_header,
@@ -364,7 +370,8 @@ end
 function Client:call(op, request, opts)
   if type(op) ~= "string" then error("bad argument #1 to 'call' (operation name expected)", 2) end
   if type(request) ~= "table" then error("bad argument #2 to 'call' (table expected)", 2) end
-  local started = monotonic_ms()
+  local clock = self.clock
+  local started = clock()
   local deadline = opts and opts.deadline or (started + (opts and opts.deadline_ms or self.deadline_ms))
   local timeout_ms = opts and opts.timeout_ms or self.timeout_ms
 
@@ -379,7 +386,7 @@ function Client:call(op, request, opts)
   local err
   while true do
     attempt = attempt + 1
-    local now = monotonic_ms()
+    local now = clock()
     local remaining = deadline - now
     if remaining <= 0 then
       return nil, _M.new_error("DeadlineExceeded", "the call's deadline passed" ..
@@ -412,12 +419,13 @@ function Client:call(op, request, opts)
     end
     -- an error answer to a resent request may hide a first copy that was applied
     if err and resent then err.applied = "maybe" end
-    local done = monotonic_ms()
+    local done = clock()
     if result then
       self.retry:success(attempt > 1 and spent or 1)
       -- an earlier attempt that may have landed makes an unconditional write at-least-once
       local info = { attempts = attempt, elapsed_ms = done - started,
-        request_id = request_id, status = status, earlier_attempt_applied = applied }
+        request_id = request_id, status = status,
+        earlier_attempt_applied = resent and "maybe" or applied }
       if self.on_event then
         emit(self, { op = op, status = status, attempt = attempt, latency_ms = done - now,
           request_id = info.request_id, consumed_capacity = result.ConsumedCapacity })
@@ -456,7 +464,7 @@ function Client:call(op, request, opts)
         return nil, err
       end
       spent = spent + (cost or 0)
-      if monotonic_ms() + delay >= deadline then
+      if clock() + delay >= deadline then
         return nil, _M.new_error("DeadlineExceeded",
           "the call's deadline would pass before the next retry (last error: " ..
           tostring(err.code) .. ")", { applied = applied, attempts = attempt, cause = err })
@@ -483,12 +491,13 @@ end
 
 --- Waits until a table is ACTIVE (local servers create tables at once; AWS takes seconds).
 function Client:wait_for_table(name, timeout_ms)
-  local deadline = monotonic_ms() + (timeout_ms or 60000)
+  local clock = self.clock
+  local deadline = clock() + (timeout_ms or 60000)
   while true do
     local res, err = self:describe_table({ TableName = name })
     if res and res.Table and res.Table.TableStatus == "ACTIVE" then return res.Table end
     if not res and err.code ~= "ResourceNotFoundException" then return nil, err end
-    if monotonic_ms() > deadline then
+    if clock() > deadline then
       return nil, _M.new_error("DeadlineExceeded", "table " .. name .. " did not become ACTIVE")
     end
     sleep(self, 200)

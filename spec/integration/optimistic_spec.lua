@@ -44,7 +44,7 @@ for _, server in ipairs(helper.servers()) do
         assert.is_true(info.written)
         local raw = raw_item(client, tbl, "create")
         assert.equal("1", raw.version.N)
-        assert.truthy(raw._ddb_tokens.S:match("^1 1:[%w%-_]+$"), raw._ddb_tokens.S)
+        assert.truthy(raw._ddb_tokens.S:match("^2 [%w%-_]+$"), raw._ddb_tokens.S)
       end)
 
       it("fills in the key when the function returns an item without it", function()

@@ -1,41 +1,44 @@
--- with_item's pure parts without a server: write tokens, token history, and the write
--- request made from the function's result (exact requests, so that a faster planner has
--- to produce the same bytes).
+-- The engine's pure parts without a server: write tokens, their history, exact versions,
+-- and the write requests planned from the function's result (exact requests, so that a
+-- faster planner has to produce the same bytes).
 local ddb = require "ddb"
+local engine = require "ddb.engine"
+local plan = require "ddb.engine.plan"
+local state = require "ddb.engine.state"
+local settings = require "ddb.engine.settings"
 local optimistic = require "ddb.optimistic"
 
-local I = optimistic._internal
 local core = ddb.core
 
-local function store(opts)
-  local o = { table = "t", key = { "pk" }, client = {} }
-  for k, v in pairs(opts or {}) do o[k] = v end
-  return assert(optimistic.new(o))
-end
-
-local NAMES = { "pk" }
 local KAV = { pk = { S = "k1" } }
+
+local function target(opts)
+  local cfg = settings.table_settings(opts or {})
+  return { name = 1, table = "t", key = { pk = "k1" }, kav = KAV, names = { "pk" }, cfg = cfg,
+    label = "item" }
+end
 
 -- the item as GetItem returns it: version 3 with a two-entry history
 local function current()
   return {
     pk = { S = "k1" }, version = { N = "3" }, counter = { N = "7" }, name = { S = "ann" },
-    tags = { SS = { "a", "b" } }, _ddb_tokens = { S = "1 3:TOKEN3TOKEN3TOKEN 2:TOKEN2TOKEN2TOKEN" },
+    tags = { SS = { "a", "b" } }, _ddb_tokens = { S = "2 TOKEN3TOKEN3 TOKEN2TOKEN2" },
   }
 end
 
-local function plan(st, result, cur, token)
-  cur = cur == nil and current() or cur or nil
-  local ver = cur and assert(I.version_of(st, cur)) or 0
-  return I.plan_write(st, NAMES, KAV, cur, ver, result, token or "NEWTOKENNEWTOKEN")
+local function planned(t, result, cur, token)
+  if cur == nil then cur = current() end
+  local s = assert(state.of(t.cfg, cur or nil))
+  if result == optimistic.DELETE then return plan.delete(t, s) end
+  return plan.write(t, s, result, token or "NEWTOKEN1234")
 end
 
 describe("write tokens", function()
-  it("are 16 base64url characters from 12 random bytes, all different", function()
+  it("are 12 base64url characters from 9 random bytes, all different", function()
     local seen = {}
     for _ = 1, 2000 do
-      local t = I.new_token()
-      assert.equal(16, #t)
+      local t = engine.new_token()
+      assert.equal(12, #t)
       assert.is_truthy(t:match("^[A-Za-z0-9_-]+$"))
       assert.is_nil(seen[t])
       seen[t] = true
@@ -45,7 +48,7 @@ describe("write tokens", function()
   it("use every character of the alphabet", function()
     local chars = {}
     for _ = 1, 400 do
-      for c in I.new_token():gmatch(".") do chars[c] = true end
+      for c in engine.new_token():gmatch(".") do chars[c] = true end
     end
     local n = 0
     for _ in pairs(chars) do n = n + 1 end
@@ -59,170 +62,263 @@ describe("write tokens", function()
   end)
 end)
 
-describe("token history", function()
-  it("reads newest first and refuses what this module did not write", function()
-    local h = I.parse_history({ S = "1 5:abc 4:de-f_" })
-    assert.same({ { version = 5, token = "abc" }, { version = 4, token = "de-f_" } }, h)
-    assert.is_nil(I.parse_history({ S = "2 5:abc" }))
-    assert.is_nil(I.parse_history({ S = "1 5:a b" }))
-    assert.is_nil(I.parse_history({ N = "1" }))
-    assert.is_nil(I.parse_history({ S = "" }))
-    assert.same({}, I.parse_history({ S = "1" }))
-  end)
+describe("token history (csrc/tokens.c owns its format)", function()
+  it("reads newest first, and 0.1.0's format too, refusing what this module did not write",
+    function()
+      assert.same({ "abc", "de-f_" }, core.history_tokens("2 abc de-f_"))
+      assert.same({ "abc", "de-f_" }, core.history_tokens("1 5:abc 4:de-f_"))
+      assert.same({}, core.history_tokens("2"))
+      for _, bad in ipairs({ "3 abc", "2 a!b", "1 5:a b", "1 x:abc", "", "abc", "1 5:" }) do
+        assert.is_nil(core.history_tokens(bad), bad)
+      end
+      assert.is_nil(core.history_tokens(nil))
+    end)
 
-  it("grows newest first and keeps at most the configured number of entries", function()
+  it("grows newest first and keeps at most the given number of entries", function()
     local h
-    for v = 1, 10 do h = core.history_push(h, v, "t" .. v, 3) end
-    assert.equal("1 10:t10 9:t9 8:t8", h)
-    assert.equal("1 11:t11", core.history_push(h, 11, "t11", 1))
-    assert.equal("1 4:new 3:x", core.history_push(" 1  3:x\n", 4, "new", 5))
+    for v = 1, 10 do h = core.history_push(h, "t" .. v, 3) end
+    assert.equal("2 t10 t9 t8", h)
+    assert.equal("2 t11", core.history_push(h, "t11", 1))
+    assert.equal("2 new x", core.history_push(" 2  x\n", "new", 5))
+    -- 0.1.0's entries keep their tokens, so that continuity survives the upgrade
+    assert.equal("2 new b a", core.history_push("1 7:b 6:a", "new", 5))
   end)
 
-  it("starts again, as parse_history reads it, from a history in another format", function()
-    for _, old in ipairs({ "", "2 3:x", "1 3:x 4", "1 3:x :y", "1 a:x", "1 3:x!", "13:x" }) do
-      assert.is_nil(I.parse_history({ S = old }), old)
-      assert.equal("1 9:tok", core.history_push(old, 9, "tok", 8), old)
+  it("starts again from a history in another format", function()
+    for _, old in ipairs({ "", "3 x", "2 x!", "1 3:x 4", "1 3:x :y", "1 a:x", "13:x" }) do
+      assert.is_nil(core.history_tokens(old), old)
+      assert.equal("2 tok", core.history_push(old, "tok", 8), old)
     end
-    assert.equal("1 9:tok", core.history_push(nil, 9, "tok", 8))
+    assert.equal("2 tok", core.history_push(nil, "tok", 8))
   end)
 
-  it("refuses a token or limit that would corrupt the history", function()
-    assert.has_error(function() core.history_push(nil, 1, "a b", 8) end)
-    assert.has_error(function() core.history_push(nil, 1, "", 8) end)
-    assert.has_error(function() core.history_push(nil, -1, "t", 8) end)
-    assert.has_error(function() core.history_push(nil, 1, "t", 0) end)
+  it("refuses a token or size that would corrupt the history", function()
+    assert.has_error(function() core.history_push(nil, "a b", 8) end)
+    assert.has_error(function() core.history_push(nil, "", 8) end)
+    assert.has_error(function() core.history_push(nil, "t", 0) end)
+    assert.has_error(function() core.history_push(nil, "t", 1001) end)
   end)
 end)
 
-describe("plan_write in update mode", function()
-  it("sets only what changed, bumps the version and pushes the token", function()
-    local st = store()
+describe("versions, exactly", function()
+  it("are read as canonical integer text", function()
+    assert.equal("100000000000000000000", core.version_parse("1e20"))
+    assert.equal("9223372036854775807", core.version_parse("9223372036854775807"))
+    assert.equal("0", core.version_parse("-0"))
+    assert.equal("7", core.version_parse(7))
+    for _, bad in ipairs({ "1.5", "abc", "", "1e39", "1e-3", 0.5 }) do
+      assert.is_nil((core.version_parse(bad)), tostring(bad))
+    end
+  end)
+
+  it("step without rounding or wrapping, within DynamoDB's 38 digits", function()
+    assert.equal("9223372036854775808", core.version_add("9223372036854775807", 1))
+    assert.equal("100000000000000000001", core.version_add("1e20", 1))
+    assert.equal("9007199254740993", core.version_add("9007199254740992", 1))
+    assert.equal("0", core.version_add("-1", 1))
+    assert.equal("-2", core.version_add("5", -7))
+    assert.equal(("9"):rep(38), core.version_add(("9"):rep(37) .. "8", 1))
+    local v, why = core.version_add(("9"):rep(38), 1)
+    assert.is_nil(v)
+    assert.matches("38 digits", why)
+  end)
+end)
+
+describe("plan.write in update mode", function()
+  it("sets only what changed, steps the version and pushes the token", function()
+    local t = target()
     local res = core.unmarshal_item(current())
     res._ddb_tokens = nil
     res.counter = 8
-    local op, req, kind = plan(st, res)
-    assert.equal("UpdateItem", op)
-    assert.equal("update", kind)
+    local a = planned(t, res)
+    assert.equal("UpdateItem", a.op)
+    assert.equal("update", a.kind)
     assert.same({
       TableName = "t", Key = KAV,
       UpdateExpression = "SET #n1 = :v1, #n2 = :v2, #n3 = :v3",
-      ConditionExpression = "#n2 = :v4",
+      ConditionExpression = "#n2 = :v4 AND #n3 = :v5",
       ExpressionAttributeNames = { ["#n1"] = "counter", ["#n2"] = "version",
         ["#n3"] = "_ddb_tokens" },
       ExpressionAttributeValues = { [":v1"] = { N = "8" }, [":v2"] = { N = "4" },
-        [":v3"] = { S = "1 4:NEWTOKENNEWTOKEN 3:TOKEN3TOKEN3TOKEN 2:TOKEN2TOKEN2TOKEN" },
-        [":v4"] = { N = "3" } },
+        [":v3"] = { S = "2 NEWTOKEN1234 TOKEN3TOKEN3 TOKEN2TOKEN2" },
+        [":v4"] = { N = "3" }, [":v5"] = { S = "2 TOKEN3TOKEN3 TOKEN2TOKEN2" } },
       ReturnValues = "ALL_NEW",
       ReturnValuesOnConditionCheckFailure = "ALL_OLD",
       ReturnConsumedCapacity = "TOTAL",
-    }, req)
+    }, a.req)
   end)
 
   it("sorts what it sets and removes, and removes attributes the function dropped", function()
-    local st = store()
-    local res = { pk = "k1", version = 3, zeta = true, alpha = { 1, 2 }, counter = 7 }
-    local op, req = plan(st, res)
-    assert.equal("UpdateItem", op)
+    local a = planned(target(), { pk = "k1", version = 3, zeta = true, alpha = { 1, 2 },
+      counter = 7 })
+    assert.equal("UpdateItem", a.op)
     assert.equal("SET #n1 = :v1, #n2 = :v2, #n3 = :v3, #n4 = :v4 REMOVE #n5, #n6",
-      req.UpdateExpression)
+      a.req.UpdateExpression)
     assert.same({ ["#n1"] = "alpha", ["#n2"] = "zeta", ["#n3"] = "version",
       ["#n4"] = "_ddb_tokens", ["#n5"] = "name", ["#n6"] = "tags" },
-      req.ExpressionAttributeNames)
-    assert.same({ L = { { N = "1" }, { N = "2" } } }, req.ExpressionAttributeValues[":v1"])
-    assert.same({ BOOL = true }, req.ExpressionAttributeValues[":v2"])
-    assert.equal("#n3 = :v5", req.ConditionExpression)
+      a.req.ExpressionAttributeNames)
+    assert.same({ L = { { N = "1" }, { N = "2" } } }, a.req.ExpressionAttributeValues[":v1"])
+    assert.same({ BOOL = true }, a.req.ExpressionAttributeValues[":v2"])
+    assert.equal("#n3 = :v5 AND #n4 = :v6", a.req.ConditionExpression)
   end)
 
   it("writes nothing when nothing changed, whatever the number's spelling", function()
-    local st = store()
     local res = core.unmarshal_item(current())
     res._ddb_tokens = nil
     res.counter = ddb.number("7.0")
-    assert.is_nil((plan(st, res)))
+    assert.is_false(planned(target(), res))
   end)
 
-  it("creates a missing item with attribute_not_exists on the hash key", function()
-    local st = store()
-    local op, req, kind = plan(st, { n = 1 }, false)
-    assert.equal("UpdateItem", op)
-    assert.equal("create", kind)
-    assert.equal("SET #n1 = :v1, #n2 = :v2, #n3 = :v3", req.UpdateExpression)
-    assert.equal("attribute_not_exists(#n4)", req.ConditionExpression)
+  it("creates a missing item at version_start, conditioned on its absence", function()
+    local a = planned(target(), { n = 1 }, false)
+    assert.equal("UpdateItem", a.op)
+    assert.equal("create", a.kind)
+    assert.equal("SET #n1 = :v1, #n2 = :v2, #n3 = :v3", a.req.UpdateExpression)
+    assert.equal("attribute_not_exists(#n4)", a.req.ConditionExpression)
     assert.same({ ["#n1"] = "n", ["#n2"] = "version", ["#n3"] = "_ddb_tokens", ["#n4"] = "pk" },
-      req.ExpressionAttributeNames)
-    assert.same({ N = "1" }, req.ExpressionAttributeValues[":v2"])
-    assert.same({ S = "1 1:NEWTOKENNEWTOKEN" }, req.ExpressionAttributeValues[":v3"])
+      a.req.ExpressionAttributeNames)
+    assert.same({ N = "1" }, a.req.ExpressionAttributeValues[":v2"])
+    assert.same({ S = "2 NEWTOKEN1234" }, a.req.ExpressionAttributeValues[":v3"])
+    assert.same({ N = "0" }, planned(target{ version_start = 0 }, { n = 1 }, false)
+      .req.ExpressionAttributeValues[":v2"])
   end)
 
-  it("conditions an item without a version on the version's absence", function()
-    local st = store()
+  it("conditions an item without a version or history on their absence", function()
     local cur = current()
-    cur.version = nil
-    local _, req = plan(st, { pk = "k1", counter = 1 }, cur)
-    assert.equal("attribute_exists(#n6) AND attribute_not_exists(#n2)", req.ConditionExpression)
-    assert.equal("pk", req.ExpressionAttributeNames["#n6"])
-    assert.same({ N = "1" }, req.ExpressionAttributeValues[":v2"])
+    cur.version, cur._ddb_tokens = nil, nil
+    local a = planned(target(), { pk = "k1", counter = 1 }, cur)
+    assert.equal("attribute_exists(#n6) AND attribute_not_exists(#n2) AND " ..
+      "attribute_not_exists(#n3)", a.req.ConditionExpression)
+    assert.equal("pk", a.req.ExpressionAttributeNames["#n6"])
+    assert.same({ N = "1" }, a.req.ExpressionAttributeValues[":v2"])
   end)
 
-  it("leaves tokens out when they are off", function()
-    local st = store{ tokens = 0 }
-    local _, req = plan(st, { pk = "k1", counter = 9, name = "ann", tags = ddb.string_set{ "a", "b" } })
-    assert.equal("SET #n1 = :v1, #n2 = :v2", req.UpdateExpression)
-    assert.equal("version", req.ExpressionAttributeNames["#n2"])
-    assert.is_nil(req.ExpressionAttributeNames["#n3"])
+  it("takes a stored version 0 as a version, stepping it to 1", function()
+    local cur = current()
+    cur.version = { N = "0" }
+    local a = planned(target(), { pk = "k1", counter = 1 }, cur)
+    assert.equal("#n2 = :v4 AND #n3 = :v5", a.req.ConditionExpression)
+    assert.same({ N = "0" }, a.req.ExpressionAttributeValues[":v4"])
+    assert.same({ N = "1" }, a.req.ExpressionAttributeValues[":v2"])
+  end)
+
+  it("steps versions beyond a double's and an int64's range exactly", function()
+    for stored, want in pairs({ ["1e20"] = "100000000000000000001",
+      ["9223372036854775807"] = "9223372036854775808",
+      ["9007199254740992"] = "9007199254740993" }) do
+      local cur = current()
+      cur.version = { N = stored }
+      local a = planned(target(), { pk = "k1", counter = 1 }, cur)
+      assert.same({ N = want }, a.req.ExpressionAttributeValues[":v2"], stored)
+    end
+    local cur = current()
+    cur.version = { N = ("9"):rep(38) }
+    local a, err = planned(target(), { pk = "k1", counter = 1 }, cur)
+    assert.is_nil(a)
+    assert.equal("ValidationError", err.code)
+    assert.matches("38 digits", err.message)
+  end)
+
+  it("steps by version_step", function()
+    local a = planned(target{ version_step = 5 }, { pk = "k1", counter = 1 })
+    assert.same({ N = "8" }, a.req.ExpressionAttributeValues[":v2"])
+  end)
+
+  it("refuses a version that is not a whole number, naming it", function()
+    local cur = current()
+    cur.version = { N = "1.5" }
+    local s, err = state.of(target().cfg, cur)
+    assert.is_nil(s)
+    assert.equal("ValidationError", err.code)
+    assert.matches("'version' holds 1.5", err.message)
+    cur.version = { S = "3" }
+    assert.is_nil((state.of(target().cfg, cur)))
+  end)
+
+  it("leaves the history alone when tokens are off, still conditioning on it", function()
+    local a = planned(target{ tokens = 0 }, { pk = "k1", counter = 9, name = "ann",
+      tags = ddb.string_set{ "a", "b" } })
+    assert.equal("SET #n1 = :v1, #n2 = :v2", a.req.UpdateExpression)
+    assert.equal("version", a.req.ExpressionAttributeNames["#n2"])
+    assert.equal("#n2 = :v3 AND #n3 = :v4", a.req.ConditionExpression)
+    assert.equal("_ddb_tokens", a.req.ExpressionAttributeNames["#n3"])
   end)
 
   it("refuses a changed key, a changed version, the token attribute and non-items", function()
-    local st = store()
-    local _, err = plan(st, { pk = "k2" })
+    local t = target()
+    local _, err = planned(t, { pk = "k2" })
     assert.equal("ValidationError", err.code)
     assert.matches("key attribute 'pk'", err.message)
-    _, err = plan(st, { version = 9 })
+    _, err = planned(t, { version = 9 })
     assert.matches("version attribute", err.message)
-    _, err = plan(st, { _ddb_tokens = "x" })
+    _, err = planned(t, { version = 1 }, false)
+    assert.matches("version attribute", err.message)
+    _, err = planned(t, { _ddb_tokens = "x" })
     assert.matches("write tokens", err.message)
-    _, err = plan(st, "text")
+    _, err = planned(t, "text")
     assert.matches("must return the item", err.message)
-    _, err = plan(st, setmetatable({}, {}))
+    _, err = planned(t, setmetatable({}, {}))
     assert.matches("must return the item", err.message)
-    _, err = plan(st, { f = function() end })
+    _, err = planned(t, { f = function() end })
     assert.matches("cannot be stored", err.message)
   end)
 
   it("refuses an item over DynamoDB's size limit, counting what the update keeps", function()
-    local st = store()
     local big = core.unmarshal_item(current())
     big._ddb_tokens = nil
-    big.blob = ("x"):rep(optimistic.MAX_ITEM_BYTES - 100)
-    local _, err = plan(st, big)
+    big.blob = ("x"):rep(optimistic.MAX_ITEM_BYTES - 40)
+    local _, err = planned(target(), big)
     assert.equal("ItemTooLarge", err.code)
+  end)
+
+  it("writes the whole item when the update would pass DynamoDB's 4 KB expressions", function()
+    local res = core.unmarshal_item(current())
+    res._ddb_tokens = nil
+    for i = 1, 300 do res[("attr%03d"):format(i)] = i end
+    local a = planned(target(), res)
+    assert.equal("PutItem", a.op)
+    assert.equal("put", a.fallback)
+    assert.equal(306, (function() local n = 0 for _ in pairs(a.req.Item) do n = n + 1 end return n end)())
+    assert.equal("#n1 = :v1 AND #n2 = :v2", a.req.ConditionExpression)
+    res.attr001 = nil
+    for i = 1, 200 do res[("attr%03d"):format(i)] = nil end
+    assert.equal("UpdateItem", planned(target(), res).op)
   end)
 end)
 
-describe("plan_write in put mode and for deletes", function()
+describe("plan.write in put mode and plan.delete", function()
   it("puts the whole item with the new version and history", function()
-    local st = store{ mode = "put" }
-    local op, req, kind = plan(st, { pk = "k1", counter = 8 })
-    assert.equal("PutItem", op)
-    assert.equal("update", kind)
+    local a = planned(target{ mode = "put" }, { pk = "k1", counter = 8 })
+    assert.equal("PutItem", a.op)
+    assert.equal("update", a.kind)
     assert.same({ pk = { S = "k1" }, counter = { N = "8" }, version = { N = "4" },
-      _ddb_tokens = { S = "1 4:NEWTOKENNEWTOKEN 3:TOKEN3TOKEN3TOKEN 2:TOKEN2TOKEN2TOKEN" } },
-      req.Item)
-    assert.equal("#n1 = :v1", req.ConditionExpression)
-    assert.same({ ["#n1"] = "version" }, req.ExpressionAttributeNames)
-    assert.same({ [":v1"] = { N = "3" } }, req.ExpressionAttributeValues)
+      _ddb_tokens = { S = "2 NEWTOKEN1234 TOKEN3TOKEN3 TOKEN2TOKEN2" } }, a.req.Item)
+    assert.equal("#n1 = :v1 AND #n2 = :v2", a.req.ConditionExpression)
+    assert.same({ ["#n1"] = "version", ["#n2"] = "_ddb_tokens" }, a.req.ExpressionAttributeNames)
   end)
 
-  it("deletes conditioned on the version read, and skips deleting what is absent", function()
-    local st = store()
-    local op, req, kind = plan(st, optimistic.DELETE)
-    assert.equal("DeleteItem", op)
-    assert.equal("delete", kind)
-    assert.same({ TableName = "t", Key = KAV, ConditionExpression = "#n1 = :v1",
-      ExpressionAttributeNames = { ["#n1"] = "version" },
-      ExpressionAttributeValues = { [":v1"] = { N = "3" } },
-      ReturnValuesOnConditionCheckFailure = "ALL_OLD", ReturnConsumedCapacity = "TOTAL" }, req)
-    assert.is_nil((plan(st, optimistic.DELETE, false)))
+  it("keeps the history others wrote in a put without tokens of its own", function()
+    local a = planned(target{ mode = "put", tokens = 0 }, { pk = "k1", counter = 8 })
+    assert.same({ S = "2 TOKEN3TOKEN3 TOKEN2TOKEN2" }, a.req.Item._ddb_tokens)
+  end)
+
+  it("deletes conditioned on the item as read, and skips deleting what is absent", function()
+    local a = planned(target(), optimistic.DELETE)
+    assert.equal("DeleteItem", a.op)
+    assert.equal("delete", a.kind)
+    assert.same({ TableName = "t", Key = KAV, ConditionExpression = "#n1 = :v1 AND #n2 = :v2",
+      ExpressionAttributeNames = { ["#n1"] = "version", ["#n2"] = "_ddb_tokens" },
+      ExpressionAttributeValues = { [":v1"] = { N = "3" },
+        [":v2"] = { S = "2 TOKEN3TOKEN3 TOKEN2TOKEN2" } },
+      ReturnValuesOnConditionCheckFailure = "ALL_OLD", ReturnConsumedCapacity = "TOTAL" }, a.req)
+    assert.is_nil((planned(target(), optimistic.DELETE, false)))
+  end)
+
+  it("keeps the whole item as the update leaves it, for transactions", function()
+    local a = planned(target(), { pk = "k1", counter = 8, name = "ann" })
+    assert.same({ pk = { S = "k1" }, counter = { N = "8" }, name = { S = "ann" },
+      version = { N = "4" }, _ddb_tokens = { S = "2 NEWTOKEN1234 TOKEN3TOKEN3 TOKEN2TOKEN2" } },
+      a.whole)
   end)
 end)
 
@@ -338,19 +434,6 @@ describe("core.plan_diff", function()
     local ok, err = pcall(diff, old, { a = { b = 1 / 0 } }, nil, nil, true)
     assert.is_false(ok)
     assert.matches("a.b", err, 1, true)
-  end)
-end)
-
-describe("plan_write for transactions", function()
-  it("also returns the whole item as the update leaves it", function()
-    local st = store()
-    local cur = current()
-    local ver = assert(I.version_of(st, cur))
-    local res = { pk = "k1", counter = 8, name = "ann" }
-    local _, _, _, whole = I.plan_write(st, NAMES, KAV, cur, ver, res, "NEWTOKENNEWTOKEN", true)
-    assert.same({ pk = { S = "k1" }, counter = { N = "8" }, name = { S = "ann" },
-      version = { N = "4" },
-      _ddb_tokens = { S = "1 4:NEWTOKENNEWTOKEN 3:TOKEN3TOKEN3TOKEN 2:TOKEN2TOKEN2TOKEN" } }, whole)
   end)
 end)
 

@@ -5,6 +5,7 @@
 local ddb = require "ddb"
 local optimistic = require "ddb.optimistic"
 local core = ddb.core
+local expr = require "sim.expr"
 
 local runtime = jit and jit.version or _VERSION
 local puc51 = _VERSION == "Lua 5.1" and not jit
@@ -12,7 +13,7 @@ local puc51 = _VERSION == "Lua 5.1" and not jit
 local CCF = "com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException"
 
 -- A one-table DynamoDB in memory, enough for with_item in put mode: GetItem, and PutItem
--- with the two conditions with_item sends (absence, or the version read).
+-- with the conditions with_item sends (evaluated as the simulator's model does).
 local function fake_dynamodb()
   local items, ops = {}, {}
   local function answer(status, doc)
@@ -36,15 +37,8 @@ local function fake_dynamodb()
     elseif op == "PutItem" then
       local pk = req.Item.pk.S
       local current = items[pk]
-      local cond = req.ConditionExpression
-      local ok
-      if cond:find("^attribute_not_exists") then
-        ok = current == nil
-      else
-        local placeholder = cond:match("= (:v%d+)$")
-        local want = req.ExpressionAttributeValues[placeholder].N
-        ok = current ~= nil and current.version ~= nil and current.version.N == want
-      end
+      local ok = expr.condition(req.ConditionExpression, req.ExpressionAttributeNames,
+        req.ExpressionAttributeValues)(current)
       if not ok then
         return answer(400, { __type = CCF, message = "The conditional request failed",
           Item = current })

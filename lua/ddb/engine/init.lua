@@ -1,0 +1,310 @@
+--- ddb.engine: the one read-modify-write engine under with_item and with_items.
+--
+-- One call goes through named steps, in a loop bounded by the call's deadline:
+--
+--     read ──► run ──► plan ──► commit ──► classify
+--      ▲                          ▲           │ landed ─────────────────► success
+--      │                          │           │ refused by a condition ─► (conflict) run
+--      │                          │           │ refused for good ───────► failure, applied "no"
+--      │                          │           ▼ lost (no answer)
+--      └──────────── resolve ◄── view ◄── read again (or, trusted, the same commit again)
+--                       │ applied ──► success      │ pending ──► commit the same again
+--                       │ refuted ──► run again    │ unknown ──► OutcomeUnknown
+--
+--   read      the items, strongly consistent (ddb.engine.ops)
+--   run       the caller's function on fresh copies (adapter.run: with_item's one item, or
+--             with_items' map of items and its puts)
+--   plan      the commit: one action per item, each conditioned on the state it was planned
+--             from, under one new random token (ddb.engine.plan)
+--   commit    one request (ddb.engine.ops.send)
+--   classify  what the answer proves (ops' outcomes)
+--   resolve   what the items, read again, prove about a commit whose answer was lost
+--             (ddb.engine.rules)
+--
+-- At most one commit is live (sent, outcome unknown) at a time: a new run starts only once
+-- the last commit is proven not to have landed and never to land. A call that fails with
+-- anything but OutcomeUnknown has written nothing, and nothing it sent can land later.
+-- @module ddb.engine
+
+local ddb = require "ddb"
+local core = require "ddb.core"
+local state = require "ddb.engine.state"
+local rules = require "ddb.engine.rules"
+local ops = require "ddb.engine.ops"
+
+local ipairs, tostring, pcall, math_min = ipairs, tostring, pcall, math.min
+local new_error = ddb.new_error
+
+local _M = {}
+
+local TOKEN_BYTES = 9       -- 72 random bits: 12 base64url characters per history entry
+local TOKEN_WINDOW_MS = 9 * 60 * 1000   -- within DynamoDB's 10-minute idempotency window
+
+function _M.new_token()
+  return core.random_token(TOKEN_BYTES)
+end
+
+-- Runs fn(...) as pcall does, but lets fn yield on every runtime: PUC Lua 5.1 cannot yield
+-- across pcall, so there fn runs in a coroutine of its own whose yields are passed on.
+local PUC51 = _VERSION == "Lua 5.1" and not jit
+local unpack = table.unpack or unpack   -- luacheck: ignore 143
+local function pack(...) return { n = select("#", ...), ... } end
+function _M.call_protected(fn, ...)
+  if not PUC51 then return pcall(fn, ...) end
+  local co = coroutine.create(fn)
+  local r = pack(coroutine.resume(co, ...))
+  while r[1] and coroutine.status(co) ~= "dead" do
+    r = pack(coroutine.resume(co, coroutine.yield(unpack(r, 2, r.n))))
+  end
+  return unpack(r, 1, r.n)
+end
+
+local function elapsed(ctx)
+  ctx.info.elapsed_ms = ctx.clock() - ctx.started
+end
+
+-- Every failure but OutcomeUnknown: provably nothing written, whatever the request said.
+local function fail(ctx, err)
+  elapsed(ctx)
+  err.applied = "no"
+  err.info = ctx.info
+  return nil, err
+end
+
+local function unknown(ctx, c, message, cause, possibly_twice)
+  elapsed(ctx)
+  return nil, new_error("OutcomeUnknown", message, { applied = "maybe", cause = cause,
+    info = ctx.info, token = c.token, possibly_twice = possibly_twice })
+end
+
+local function lost_unknown(ctx, c, cause)
+  return unknown(ctx, c, "a commit's answer was lost and its items cannot prove whether it " ..
+    "was applied (" .. tostring(cause and cause.code or "no answer") .. "); read them and decide",
+    cause)
+end
+
+-- The states of items read (AV maps or false) for the targets; nil, err for a bad version.
+local function states_of(targets, items)
+  local out = {}
+  for i, t in ipairs(targets) do
+    local s, err = state.of(t.cfg, items[i])
+    if not s then
+      err.message = t.label and (t.label .. ": " .. err.message) or err.message
+      return nil, err
+    end
+    out[i] = s
+  end
+  return out
+end
+
+local function commit_targets(c)
+  local targets = {}
+  for i, a in ipairs(c.actions) do targets[i] = a.target end
+  return targets
+end
+
+-- The view of commit c from an answer's items: per action the state now, or nil when some
+-- item's state is not known from it.
+local function view_from(c, items)
+  local view = {}
+  for i, a in ipairs(c.actions) do
+    local it = items[i]
+    if it == "as read" then
+      if not a.read then return nil end
+      view[i] = a.read
+    elseif it == nil or it == "moved" then
+      return nil
+    else
+      local s = state.of(a.target.cfg, it)
+      if not s then return nil end
+      view[i] = s
+    end
+  end
+  return view
+end
+
+local function hook(ctx, name, ev)
+  local fn = ctx[name]
+  if fn then
+    local ok, e = pcall(fn, ev)
+    if not ok and ctx.log_hook_error then ctx.log_hook_error(name, e) end
+  end
+end
+
+local function note_conflict(ctx, moved)
+  local info = ctx.info
+  info.conflicts = info.conflicts + 1
+  if ctx.adapter.note_conflict then ctx.adapter.note_conflict(ctx, moved) end
+  hook(ctx, "on_conflict", ctx.adapter.conflict_event(ctx, moved))
+end
+
+-- The items (indices of targets) whose state moved between the states a commit was planned
+-- from and a view.
+local function moved_in(c, view, n)
+  local moved = {}
+  for i = 1, n do
+    local a = c.actions[i]
+    if a.read and not state.same(a.read, view[i]) then moved[#moved + 1] = i end
+  end
+  return moved
+end
+
+-- The wait before running again after the n-th conflict: none after the first (the answer
+-- brought the item as it is now), then decorrelated jitter between base and cap.
+local function conflict_pause(ctx)
+  local n = ctx.info.conflicts
+  if n <= 1 then return 0 end
+  local base, cap = ctx.backoff_base_ms, ctx.backoff_cap_ms
+  local prev = ctx.last_pause or base
+  local hi = math_min(cap, prev * 3)
+  if hi < base then hi = base end
+  local ms = base + (hi - base) * ctx.client.retry:random()
+  ctx.last_pause = ms
+  return ms
+end
+
+--- Runs one call. ctx: client, clock, started, deadline, info, targets, adapter, fn,
+-- max_attempts (nil: as many as the deadline allows), backoff_base_ms, backoff_cap_ms,
+-- trusted (ClientRequestToken honoured: resend instead of reading), on_conflict.
+function _M.run(ctx)
+  local adapter, info, targets = ctx.adapter, ctx.info, ctx.targets
+  local current           -- per target: AV map or false; nil: read them
+  local live              -- the commit sent whose outcome is not known, or nil
+  local view              -- per action of live: its state now; nil: read them
+  local resolve_opts      -- how the view was obtained (a trusted cancellation)
+  local resend = false
+
+  while true do
+    -- read, or resolve what is live (unless the same commit goes out again at once)
+    if live and not resend then
+      if not view then
+        local items, err = ops.read(ctx, commit_targets(live))
+        if not items then return lost_unknown(ctx, live, err) end
+        view = view_from(live, items)
+        resolve_opts = nil
+      end
+      local verdict = rules.resolve(live, view, resolve_opts)
+      if verdict == "applied" then
+        elapsed(ctx)
+        return adapter.success(ctx, live, view)
+      elseif verdict == "pending" then
+        resend = true
+        current = {}
+        for i = 1, #targets do current[i] = live.actions[i].read.item or false end
+      elseif verdict == "refuted" then
+        current = {}
+        for i = 1, #targets do current[i] = view[i].exists and view[i].item or false end
+        note_conflict(ctx, moved_in(live, view, #targets))
+        live = nil
+      else
+        return lost_unknown(ctx, live, live.cause)
+      end
+      view = nil
+    elseif not live and current == nil then
+      local items, err = ops.read(ctx, targets)
+      if not items then return fail(ctx, err) end
+      current = items
+    end
+
+    -- the commit to send: the live one again, or a new run's
+    local c
+    if resend then
+      resend = false
+      info.resends = info.resends + 1
+      if not ops.pause(ctx, ctx.client.retry:backoff(10, 500, info.resends)) then
+        return lost_unknown(ctx, live, new_error("DeadlineExceeded", "the call's deadline " ..
+          "passed before the commit could be sent again", { cause = live.cause }))
+      end
+      c = live
+    else
+      if ctx.max_attempts and info.attempts >= ctx.max_attempts then
+        return fail(ctx, adapter.exhausted(ctx))
+      end
+      if info.conflicts > 0 and not ops.pause(ctx, conflict_pause(ctx)) then
+        return fail(ctx, new_error("DeadlineExceeded", ("the call's deadline passed after " ..
+          "%d conflicts"):format(info.conflicts)))
+      end
+      local states, serr = states_of(targets, current)
+      if not states then return fail(ctx, serr) end
+      info.attempts = info.attempts + 1
+      local planned, perr = adapter.run(ctx, states, _M.new_token())
+      if planned == nil then return fail(ctx, perr) end
+      if planned == false then
+        elapsed(ctx)
+        return adapter.nothing(ctx, states)
+      end
+      c = planned
+    end
+
+    -- commit, and classify the answer
+    local out = ops.send(ctx, c)
+    if out.ok then
+      if out.twice and not rules.lands_once(c, ctx.trusted) then
+        -- two copies conditioned on a state without an anchor can land on two
+        -- incarnations of the item (deleted and created again in between)
+        return unknown(ctx, c, "the commit landed, but the transport sent it twice and its " ..
+          "items cannot prove that only one copy did", nil, true)
+      end
+      elapsed(ctx)
+      return adapter.success(ctx, c, nil, out.res)
+    elseif out.conflict then
+      local v = view_from(c, out.items)
+      local maybe = out.maybe or c.maybe
+      if maybe then
+        -- an earlier copy may have landed: what the items say decides
+        live, c.cause, view = c, out.err, v
+        -- DynamoDB keeps a ClientRequestToken for 10 minutes after its first use
+        resolve_opts = { cancelled = true, trusted = ctx.trusted and not c.single and
+          ctx.clock() - c.first_sent < TOKEN_WINDOW_MS }
+      elseif v and rules.resolve(c, v) == "applied" then
+        -- the server saw this commit twice (a copy resent on the way): the first landed
+        elapsed(ctx)
+        return adapter.success(ctx, c, v)
+      else
+        local final = adapter.refused and adapter.refused(ctx, c, out.items)
+        if final then return fail(ctx, final) end
+        if v then
+          current = {}
+          for i = 1, #targets do current[i] = v[i].exists and v[i].item or false end
+          note_conflict(ctx, moved_in(c, v, #targets))
+        else
+          current = nil
+          note_conflict(ctx, adapter.all_moved and adapter.all_moved(ctx) or {})
+        end
+        live = nil
+      end
+    elseif out.transient then
+      if c.maybe then
+        live, c.cause, view = c, out.err, nil
+      else
+        current, live = nil, nil
+        local moved = {}
+        for _, k in ipairs(out.moved or {}) do
+          if k <= #targets then moved[#moved + 1] = k end
+        end
+        note_conflict(ctx, moved)
+      end
+    elseif out.lost then
+      c.maybe, c.cause, live = true, out.err, c
+      if not rules.can_settle(c) and not ctx.trusted then
+        return unknown(ctx, c, "the commit may or may not have been applied (" ..
+          tostring(out.err.code) .. "), and its items keep no write tokens that could tell",
+          out.err)
+      end
+      if ctx.trusted and not c.single then
+        resend = true     -- DynamoDB settles it: the same token lands at most once
+      else
+        view = nil
+      end
+    else
+      if c.maybe then
+        -- refused now, but an earlier copy may have landed: read and resolve
+        live, c.cause, view = c, out.err, nil
+      else
+        return fail(ctx, out.err)
+      end
+    end
+  end
+end
+
+return _M

@@ -1,0 +1,70 @@
+--- ddb.engine.state: what one read of an item tells the engine. A state is the item (or its
+-- absence), its version as exact canonical text, and its write-token history: the random
+-- token at the head of that history (the anchor) names this state of this item and no
+-- other, ever, which is what lets the rules tell "still as read" from "deleted, created
+-- again and brought back to the same version".
+-- @module ddb.engine.state
+
+local core = require "ddb.core"
+local ddb = require "ddb"
+
+local type, tostring, next = type, tostring, next
+local version_parse, history_tokens = core.version_parse, core.history_tokens
+local unmarshal_item, av_equal = core.unmarshal_item, core.av_equal
+
+local _M = {}
+
+local ABSENT = { exists = false }
+_M.ABSENT = ABSENT
+
+--- The state of item (an AttributeValue map, or false/nil for no item) for a table's
+-- settings cfg: { exists, item, version, hav, tokens, anchor } | nil, err.
+function _M.of(cfg, item)
+  if not item then return ABSENT end
+  local vav = item[cfg.version]
+  local version
+  if vav ~= nil then
+    local n = type(vav) == "table" and vav.N
+    local why
+    if type(n) == "string" then version, why = version_parse(n) end
+    if not version then
+      local _, shown = next(type(vav) == "table" and vav or {})
+      return nil, ddb.new_error("ValidationError", ("the item's version attribute '%s' holds " ..
+        "%s, which is not a version (%s); nothing was written"):format(cfg.version,
+        tostring(shown), why or "not a number"))
+    end
+  end
+  local hav = item[cfg.token_attr]
+  local tokens = hav ~= nil and type(hav) == "table" and history_tokens(hav.S) or nil
+  return { exists = true, item = item, version = version, hav = hav, tokens = tokens,
+    anchor = tokens and tokens[1] }
+end
+
+--- Whether two states are the same state of the item: a condition made from one holds on the
+-- other (absence, the version and the history as conditions compare them).
+function _M.same(s, c)
+  if not s.exists or not c.exists then return s.exists == c.exists end
+  if s.version ~= c.version then return false end
+  if s.hav == nil or c.hav == nil then return s.hav == c.hav end
+  return av_equal(s.hav, c.hav)
+end
+
+--- Whether the token is in the state's history.
+function _M.has(state, token)
+  local list = state.tokens
+  if not list or not token then return false end
+  for i = 1, #list do
+    if list[i] == token then return true end
+  end
+  return false
+end
+
+--- The item as the caller's function sees it: plain values, without the token history.
+function _M.plain(cfg, state)
+  if not state.exists then return nil end
+  local plain = unmarshal_item(state.item)
+  plain[cfg.token_attr] = nil
+  return plain
+end
+
+return _M
