@@ -44,6 +44,7 @@ build = {
     ["ddb.config"] = "lua/ddb/config.lua",
     ["ddb.credentials"] = "lua/ddb/credentials.lua",
     ["ddb.engine"] = "lua/ddb/engine/init.lua",
+    ["ddb.engine.history"] = "lua/ddb/engine/history.lua",
     ["ddb.engine.ops"] = "lua/ddb/engine/ops.lua",
     ["ddb.engine.plan"] = "lua/ddb/engine/plan.lua",
     ["ddb.engine.rules"] = "lua/ddb/engine/rules.lua",

@@ -17,6 +17,7 @@ local engine = require "ddb.engine"
 local settings = require "ddb.engine.settings"
 local state = require "ddb.engine.state"
 local plan = require "ddb.engine.plan"
+local history = require "ddb.engine.history"
 
 local type, pairs, ipairs, pcall, error, tostring, setmetatable, next =
   type, pairs, ipairs, pcall, error, tostring, setmetatable, next
@@ -53,7 +54,9 @@ _M.Store = Store
 -- DescribeTable, cached); version_attribute ("version"); version_start (1: what a created
 -- item gets; 0 for .NET's DynamoDBContext); version_step (1); token_attribute
 -- ("_ddb_tokens"); tokens (write tokens kept in each item, 8; 0 turns exactly-once
--- resolution off); mode ("update": send only what changed, or "put": write the whole item);
+-- resolution off); tokens_max (128: a hot item's history grows with the write rate the
+-- engine observes, up to this); mode ("update": send only what changed, or "put": write the
+-- whole item);
 -- deadline_ms (whole call, 5000); max_attempts (runs of the function; default: as many as
 -- the deadline allows); backoff_base_ms (2) and backoff_cap_ms (100) for the wait between
 -- conflicts; idempotent (commit through TransactWriteItems with a ClientRequestToken, so
@@ -89,6 +92,8 @@ function _M.new(opts)
     if not client then return nil, err end
   end
   local d = settings.DEFAULTS
+  local tokens_max = opts.tokens_max or d.tokens_max
+  if cfg.tokens > tokens_max then tokens_max = cfg.tokens end
   return setmetatable({
     client = client,
     table = opts.table,
@@ -105,6 +110,7 @@ function _M.new(opts)
     on_conflict = opts.on_conflict,
     on_event = opts.on_event,
     key_names = opts.key and { opts.key[1], opts.key[2] } or nil,
+    sizer = cfg.tokens > 0 and history.new(cfg.tokens, tokens_max, client.timeout_ms) or nil,
   }, Store)
 end
 
@@ -170,6 +176,7 @@ local One = {}
 
 function One.run(ctx, states, token)
   local t, s = ctx.targets[1], states[1]
+  t.keep = ctx.sizer and ctx.sizer:keep(s) or nil
   local ok, result = engine.call_protected(ctx.fn, state.plain(t.cfg, s))
   if not ok then error(result, 0) end
   if result == nil then
@@ -264,6 +271,7 @@ function Store:with_item(key, fn, opts)
     max_attempts = opts.max_attempts or self.max_attempts,
     backoff_base_ms = self.backoff_base_ms, backoff_cap_ms = self.backoff_cap_ms,
     idempotent = idempotent, trusted = idempotent, on_conflict = self.on_conflict,
+    sizer = self.sizer,
   }
   local names, kerr = self:key_schema({ deadline = ctx.deadline })
   if not names then

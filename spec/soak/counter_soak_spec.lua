@@ -10,22 +10,27 @@ local helper = require "helper"
 local monotonic_ms, sleep_ms = ddb.core.monotonic_ms, ddb.core.sleep_ms
 
 local SCALE = tonumber(os.getenv("DDB_SOAK_SCALE") or "1")
-local PROCS = 4
+local PROCS = tonumber(os.getenv("DDB_SOAK_PROCS") or "4")
 local PER_PROC = math.floor(500 * SCALE)
-local PROBABILITY = 0.02          -- per fault kind and request: about 20% of requests fail
+-- per fault kind and request
+local PROBABILITY = tonumber(os.getenv("DDB_SOAK_PROBABILITY") or "0.02")
 local TIMEOUT_MS = 500            -- per attempt
 local DELAY_MS = 700              -- the delay fault: past the attempt's timeout
 local DEADLINE_MS = 4000          -- per with_item call
--- A lost answer is resolved by finding the call's token in the item's history. Four
--- processes write this one item about 100 times a second, and the answer of a timed-out
--- write is looked for half a second later: some 50 versions on. The default history (8)
--- does not reach that far back and leaves about 4% of calls OutcomeUnknown; 64 covers it.
-local TOKENS = tonumber(os.getenv("DDB_SOAK_TOKENS") or "64")
+-- Write tokens kept per item (the default unless DDB_SOAK_TOKENS says otherwise), and
+-- DDB_SOAK_IDEMPOTENT=1 commits through TransactWriteItems with a ClientRequestToken.
+local TOKENS = tonumber(os.getenv("DDB_SOAK_TOKENS") or "8")
+local IDEMPOTENT = os.getenv("DDB_SOAK_IDEMPOTENT") == "1"
 local SEED = 20240611
 
+-- DDB_SOAK_KINDS: a comma-separated list; default: every kind of the test proxy
 local FAULT_KINDS = { "refuse", "reset_before_forward", "drop_after_forward", "status_500",
   "status_500_after_forward", "status_503", "throttle", "truncate_after_forward",
   "not_json_after_forward", "bad_crc_after_forward", "delay_ms" }
+if os.getenv("DDB_SOAK_KINDS") then
+  FAULT_KINDS = {}
+  for k in os.getenv("DDB_SOAK_KINDS"):gmatch("[^,]+") do FAULT_KINDS[#FAULT_KINDS + 1] = k end
+end
 
 local function say(fmt, ...)
   io.stdout:write("\n    ", fmt:format(...))
@@ -35,7 +40,7 @@ end
 local function raw_count(client, tbl, pk)
   local res = assert(client:get_item{ TableName = tbl, Key = { pk = { S = pk } },
     ConsistentRead = true })
-  return res.Item and tonumber(res.Item.n.N) or 0
+  return res.Item and tonumber(res.Item.n.N) or 0, res.Item
 end
 
 local function total(counts)
@@ -77,7 +82,8 @@ for _, server in ipairs(helper.servers()) do
       for i = 1, PROCS do
         errfiles[i] = os.tmpname()
         procs[i] = io.popen(helper.lua_command("spec/support/workers/soak_counter.lua",
-          server.url, tbl, pk, PER_PROC, TIMEOUT_MS, DEADLINE_MS, TOKENS) .. " 2>" ..
+          server.url, tbl, pk, PER_PROC, TIMEOUT_MS, DEADLINE_MS, TOKENS,
+          IDEMPOTENT and "1" or "0") .. " 2>" ..
           helper.shell_quote(errfiles[i]))
       end
       local sum = { ok = 0, unknown = 0, failed = 0, bad = 0, overrun = 0, calls = 0 }
@@ -105,7 +111,9 @@ for _, server in ipairs(helper.servers()) do
       helper.reset(server)
       -- a delayed request may still be on its way to the server: let it land (or fail)
       sleep_ms(DELAY_MS * 2)
-      local stored = raw_count(client, tbl, pk)
+      local stored, item = raw_count(client, tbl, pk)
+      local history = item and item._ddb_tokens and item._ddb_tokens.S or ""
+      local bytes = item and ddb.core.item_size(item) or 0
 
       local code_list = {}
       for code, c in pairs(codes) do code_list[#code_list + 1] = code .. " " .. c end
@@ -120,6 +128,9 @@ for _, server in ipairs(helper.servers()) do
         sum.unknown, 100 * sum.unknown / sum.calls, sum.failed, table.concat(code_list, ", "),
         stored, total(st.requests), total(st.forwarded), max_ms, DEADLINE_MS)
       say("faults fired: %s", table.concat(fired, ", "))
+      say("the item at the end: %d bytes (%d write units a write), %d write tokens kept " ..
+        "(%d bytes)", bytes, math.max(1, math.ceil(bytes / 1024)),
+        #(ddb.core.history_tokens(history) or {}), #history)
 
       assert.equal(PROCS * PER_PROC, sum.calls)
       assert.equal(sum.calls, sum.ok + sum.unknown + sum.failed)

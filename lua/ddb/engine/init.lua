@@ -123,6 +123,16 @@ local function view_from(c, items)
   return view
 end
 
+-- What a view tells the history sizer: how far the items moved since they were read.
+local function observe(ctx, c, view)
+  local sizer = ctx.sizer
+  if not sizer or not ctx.read_at then return end
+  local dt = ctx.clock() - ctx.read_at
+  for i, a in ipairs(c.actions) do
+    if a.read and view[i] then sizer:observe(a.read, view[i], dt) end
+  end
+end
+
 local function hook(ctx, name, ev)
   local fn = ctx[name]
   if fn then
@@ -183,6 +193,7 @@ function _M.run(ctx)
         view = view_from(live, items)
         resolve_opts = nil
       end
+      observe(ctx, live, view)
       local verdict = rules.resolve(live, view, resolve_opts)
       if verdict == "applied" then
         elapsed(ctx)
@@ -194,6 +205,7 @@ function _M.run(ctx)
       elseif verdict == "refuted" then
         current = {}
         for i = 1, #targets do current[i] = view[i].exists and view[i].item or false end
+        ctx.read_at = ctx.clock()
         note_conflict(ctx, moved_in(live, view, #targets))
         live = nil
       else
@@ -204,6 +216,7 @@ function _M.run(ctx)
       local items, err = ops.read(ctx, targets)
       if not items then return fail(ctx, err) end
       current = items
+      ctx.read_at = ctx.clock()
     end
 
     -- the commit to send: the live one again, or a new run's
@@ -249,6 +262,7 @@ function _M.run(ctx)
       return adapter.success(ctx, c, nil, out.res)
     elseif out.conflict then
       local v = view_from(c, out.items)
+      if v then observe(ctx, c, v) end
       local maybe = out.maybe or c.maybe
       if maybe then
         -- an earlier copy may have landed: what the items say decides
@@ -266,6 +280,7 @@ function _M.run(ctx)
         if v then
           current = {}
           for i = 1, #targets do current[i] = v[i].exists and v[i].item or false end
+          ctx.read_at = ctx.clock()
           note_conflict(ctx, moved_in(c, v, #targets))
         else
           current = nil

@@ -36,6 +36,8 @@ local SPECS = {
     "a whole number >= 1 (what each write adds to the version)" },
   tokens = { function(v) return v == false or (whole(v) and v >= 0 and v <= 1000) end,
     "a whole number from 0 to 1000, or false (write tokens kept in each item)" },
+  tokens_max = { function(v) return whole(v) and v >= 1 and v <= 1000 end,
+    "a whole number from 1 to 1000 (the most write tokens a hot item keeps)" },
   mode = { function(v) return v == "update" or v == "put" end, "'update' or 'put'" },
   max_attempts = { function(v) return whole(v) and v >= 1 end,
     "a whole number >= 1 (runs of the function), or nil for as many as the deadline allows" },
@@ -55,7 +57,7 @@ local SPECS = {
 
 -- What each kind of options table may hold (names of ddb.new come on top for stores).
 local STORE = { "table", "client", "key", "version_attribute", "token_attribute",
-  "version_start", "version_step", "tokens", "mode", "max_attempts", "deadline_ms",
+  "version_start", "version_step", "tokens", "tokens_max", "mode", "max_attempts", "deadline_ms",
   "backoff_base_ms", "backoff_cap_ms", "on_conflict", "on_event", "idempotent" }
 local CALL = { "deadline_ms", "max_attempts", "idempotent" }
 local MANY = { "deadline_ms", "max_attempts", "idempotent", "version_attribute",
@@ -71,7 +73,8 @@ local STORE_SET, CALL_SET, MANY_SET = set_of(STORE), set_of(CALL), set_of(MANY)
 
 _M.DEFAULTS = {
   version_attribute = "version", token_attribute = "_ddb_tokens", version_start = 1,
-  version_step = 1, tokens = 8, mode = "update", deadline_ms = 5000, backoff_base_ms = 2,
+  version_step = 1, tokens = 8, tokens_max = 128, mode = "update", deadline_ms = 5000,
+  backoff_base_ms = 2,
   backoff_cap_ms = 100, idempotent = false,
 }
 

@@ -4,6 +4,7 @@
 -- bad: failures other than OutcomeUnknown whose err.applied is not "no"; overrun: calls
 -- that returned later than their deadline plus SLACK_MS. Details of both go to stderr.
 -- usage: lua soak_counter.lua ENDPOINT TABLE KEY N [timeout_ms] [deadline_ms] [tokens]
+--          [idempotent: 1 or 0]
 local ddb = require "ddb"
 local optimistic = require "ddb.optimistic"
 
@@ -12,6 +13,7 @@ local n = tonumber(arg[4])
 local timeout_ms = tonumber(arg[5] or "500")
 local deadline_ms = tonumber(arg[6] or "4000")
 local tokens = tonumber(arg[7] or "8")
+local idempotent = arg[8] == "1"
 -- Past the deadline, a call may still be finishing the step it was in: the wait for a
 -- response is cut at the deadline, but returning takes a little while.
 local SLACK_MS = 100
@@ -24,7 +26,7 @@ local client = assert(ddb.new{
                   secret_access_key = os.getenv("DDB_TEST_SECRET_KEY") },
 })
 local store = assert(optimistic.new{ table = table_name, client = client, key = { "pk" },
-  max_attempts = 50, deadline_ms = deadline_ms, tokens = tokens })
+  deadline_ms = deadline_ms, tokens = tokens, idempotent = idempotent })
 
 local ok_count, unknown, failed, bad, overrun, max_ms = 0, 0, 0, 0, 0, 0
 local codes = {}
