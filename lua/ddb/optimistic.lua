@@ -68,13 +68,14 @@ local function check(cond, name, what)
 end
 
 --- Creates a store for one table.
--- Options: table (required); client (a ddb client) or the options of ddb.new (region,
--- endpoint, credentials, ...); version_attribute ("version"); key (list of key attribute
--- names; default: one DescribeTable, cached); max_attempts (runs of the function, 10);
--- deadline_ms (whole call, 5000); mode ("update": send only what changed, or "put": write
--- the whole item); tokens (write tokens kept in the item, 8; 0 turns exactly-once
--- resolution off); token_attribute ("_ddb_tokens"); backoff_base_ms (10), backoff_cap_ms
--- (200); on_conflict (function(ctx)).
+-- @param opts `table` (required); `client` (a ddb client) or the options of `ddb.new`
+--   (`region`, `endpoint`, `credentials`, `on_event` (the metrics hook), ...);
+--   `version_attribute` ("version"); `key` (list of key attribute names; default: one
+--   DescribeTable, cached); `max_attempts` (runs of the function, 10); `deadline_ms` (whole
+--   call, 5000); `mode` ("update": send only what changed, or "put": write the whole item);
+--   `tokens` (write tokens kept in the item, 8; 0 turns exactly-once resolution off);
+--   `token_attribute` ("_ddb_tokens"); `backoff_base_ms` (10), `backoff_cap_ms` (200);
+--   `on_conflict` (`function(ctx)` with `key`, `attempt`, `conflicts`, `elapsed_ms`).
 -- @return store | nil, err
 function _M.new(opts)
   if type(opts) ~= "table" then error("optimistic.new: options table expected", 2) end
@@ -145,6 +146,8 @@ local function describe_key(client, table_name, call_opts)
 end
 
 --- The table's key attribute names, from the option or one cached DescribeTable.
+-- @param call_opts optional options of `Client:call` for the DescribeTable
+-- @return the list of names (`{ hash[, range] }`) | nil, err
 function Store:key_schema(call_opts)
   if self.key_names then return self.key_names end
   local names, err = describe_key(self.client, self.table, call_opts)
@@ -673,9 +676,16 @@ function Store:with_item(key, fn, opts)
 end
 
 --- Several items, possibly in several tables, in one transaction: see ddb.transact.
+-- @function with_items
+-- @param ... a client or store, keys, fn[, opts], as `ddb.transact.with_items` takes them
+-- @return items, info | nil, err
 _M.with_items = function(...) return require("ddb.transact").with_items(...) end
 
 --- with_items with this store's table and settings as the defaults.
+-- @param keys a list or map of keys (of this table) or of `{ table = name, key = {...} }`
+-- @param fn `function(items)`, as for `ddb.transact.with_items`
+-- @param opts optional per-call options
+-- @return items, info | nil, err
 function Store:with_items(keys, fn, opts)
   return _M.with_items(self, keys, fn, opts)
 end
@@ -690,6 +700,9 @@ _M._internal = {
 }
 
 --- Reads an item (strongly consistent) without changing it; ddb.null when there is none.
+-- @param key the item's key, e.g. `{ pk = "user#1" }`
+-- @param opts optional `{ deadline_ms }`
+-- @return item (or ddb.null), info | nil, err
 function Store:get(key, opts)
   local copts = { deadline = monotonic_ms() + (opts and opts.deadline_ms or self.deadline_ms) }
   local names, err = self:key_schema(copts)

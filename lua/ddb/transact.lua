@@ -587,6 +587,7 @@ end
 -- -----------------------------------------------------------------------------
 -- with_items
 -- -----------------------------------------------------------------------------
+
 --- Reads several items, runs fn on fresh copies, commits the result in one transaction
 -- conditioned on every version read. See the module's header for the whole contract.
 -- @param target a ddb client, or an optimistic store (its client, settings and table)
