@@ -24,6 +24,7 @@ local MODULES = {
   { name = "ddb.optimistic", classes = { Store = "Store" } },
   { name = "ddb.transact" },
   { name = "ddb.cli" },
+  { name = "ddb.sandbox" },
   { name = "ddb.scheduler" },
   { name = "ddb.credentials", classes = { Provider = "Provider" } },
   { name = "ddb.config" },
@@ -100,7 +101,7 @@ describe("the LDoc reference", function()
 
   it("gives every parameter of the public API a description", function()
     local bare = {}
-    for _, name in ipairs{ "ddb", "ddb.optimistic", "ddb.cli", "ddb.transact" } do
+    for _, name in ipairs{ "ddb", "ddb.optimistic", "ddb.cli", "ddb.sandbox", "ddb.transact" } do
       -- LDoc prints a parameter as <span class="parameter">name</span> followed by its
       -- description in the same <li>
       for param, rest in pages[name]:gmatch(
