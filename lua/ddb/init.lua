@@ -421,6 +421,20 @@ local function skew_fix(self, err, headers)
   return true
 end
 
+-- Messages that say what the raw answer does not: the endpoint an answer that is not
+-- DynamoDB's came from.
+local function explain(self, err, rheaders)
+  local code = err.code
+  if code == "NotDynamoDB" then
+    local ctype = rheaders and rheaders["content-type"]
+    ctype = type(ctype) == "string" and ctype:match("^[^;%s]+") or nil
+    err.endpoint = self.url
+    err.message = ("the endpoint %s answered HTTP %s%s with %s and no x-amzn-requestid: is " ..
+      "it a DynamoDB endpoint?"):format(self.url, tostring(err.status),
+      ctype and (" " .. ctype) or "", tostring(err.reason or "a body that is not DynamoDB's"))
+  end
+end
+
 local function emit(self, ev)
   local hook = self.on_event
   if hook then pcall(hook, ev) end
@@ -506,6 +520,7 @@ function Client:call(op, request, opts)
       return result, info
     end
     wrap_error(err)
+    explain(self, err, rheaders)
     err.attempts = attempt
     if err.applied == "maybe" then applied = "maybe" end
     err.applied = applied

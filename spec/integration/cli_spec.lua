@@ -186,6 +186,18 @@ describe("ddb-optimistic, on the command line", function()
       "AWS_REGION or AWS_DEFAULT_REGION\n", err)
   end)
 
+  it("exits 2 at once, naming the endpoint, when it is not DynamoDB", function()
+    local web = helper.python_server("web_server.py", "--default 501")
+    local code, out, err = cli{ "get", "--table", "Tab", "--key", '{"pk":"a"}', "--endpoint",
+      web.url }
+    web.stop()
+    assert.equal(2, code)
+    assert.equal("", out)
+    assert.equal("ddb-optimistic: NotDynamoDB (HTTP 501): the endpoint " .. web.url ..
+      "/ answered HTTP 501 text/html with a body that is not JSON and no x-amzn-requestid: " ..
+      "is it a DynamoDB endpoint?\n", err)
+  end)
+
   local json_errors = {
     { '{"pk":', "not valid JSON at byte 7: expected a value %(an object, array, string, " ..
       "number, true, false or null%), found the end of the text" },
