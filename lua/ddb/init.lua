@@ -421,9 +421,44 @@ local function skew_fix(self, err, headers)
   return true
 end
 
+-- What went wrong in a TLS failure and what to do, from the transport's text (OpenSSL's,
+-- through libcurl or nginx), which stays at the end for whoever needs the detail.
+local function explain_tls(self, err)
+  local raw = tostring(err.message)
+  local low = raw:lower()
+  local host = self.url:match("^%a+://([^/]+)") or self.url
+  local ngx_side = self.transport.name == "ngx"
+  local trust = ngx_side and "lua_ssl_trusted_certificate in nginx.conf" or
+    "AWS_CA_BUNDLE or the ca_bundle option"
+  local what
+  if low:find("subject name", 1, true) or low:find("host mismatch", 1, true) or
+      low:find("does not match", 1, true) then
+    what = ("the certificate of %s is for another host name (hostname check failed): use " ..
+      "the host name the certificate names in the endpoint URL"):format(host)
+  elseif low:find("setting certificate", 1, true) or low:find("cafile", 1, true) or
+      (low:find("ca cert", 1, true) and low:find("file", 1, true)) then
+    what = ("the CA bundle for %s could not be read: check the file named by %s"):format(
+      host, trust)
+  elseif low:find("expired", 1, true) or low:find("not yet valid", 1, true) then
+    what = ("the certificate of %s has expired or is not valid yet (certificate verify " ..
+      "failed): check the server's certificate and this machine's clock"):format(host)
+  elseif err.code == "TLSVerifyError" or low:find("certificate", 1, true) then
+    what = ("the certificate of %s is not trusted (certificate verify failed): give the " ..
+      "CA that signed it with %s"):format(host, trust)
+  elseif low:find("wrong version number", 1, true) or low:find("packet length", 1, true) or
+      low:find("unknown protocol", 1, true) then
+    what = ("the TLS handshake with %s failed: the server does not speak TLS there " ..
+      "(an http:// endpoint given as https://?)"):format(host)
+  else
+    what = ("the TLS handshake with %s failed (the connection closed, or no protocol " ..
+      "version or cipher in common): check that the endpoint is an HTTPS one"):format(host)
+  end
+  err.message = what .. " (" .. (ngx_side and "nginx" or "libcurl") .. ": " .. raw .. ")"
+end
+
 -- Messages that say what the raw answer does not: the endpoint an answer that is not
--- DynamoDB's came from.
-local function explain(self, err, rheaders)
+-- DynamoDB's came from, the table DynamoDB did not find, what a TLS failure means.
+local function explain(self, err, request, rheaders)
   local code = err.code
   if code == "NotDynamoDB" then
     local ctype = rheaders and rheaders["content-type"]
@@ -432,6 +467,17 @@ local function explain(self, err, rheaders)
     err.message = ("the endpoint %s answered HTTP %s%s with %s and no x-amzn-requestid: is " ..
       "it a DynamoDB endpoint?"):format(self.url, tostring(err.status),
       ctype and (" " .. ctype) or "", tostring(err.reason or "a body that is not DynamoDB's"))
+  elseif code == "ResourceNotFoundException" and type(request.TableName) == "string" then
+    local name = request.TableName
+    local msg = tostring(err.message)
+    local where = ("region %s, endpoint %s"):format(self.region, self.url)
+    if msg:find(name, 1, true) then
+      err.message = msg .. " (" .. where .. ")"
+    else
+      err.message = ("%s: table '%s' (%s)"):format(msg, name, where)
+    end
+  elseif code == "TLSError" or code == "TLSVerifyError" then
+    explain_tls(self, err)
   end
 end
 
@@ -520,7 +566,7 @@ function Client:call(op, request, opts)
       return result, info
     end
     wrap_error(err)
-    explain(self, err, rheaders)
+    explain(self, err, request, rheaders)
     err.attempts = attempt
     if err.applied == "maybe" then applied = "maybe" end
     err.applied = applied

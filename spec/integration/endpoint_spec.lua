@@ -1,6 +1,7 @@
 -- An endpoint that is not DynamoDB (a web server on the wrong port, a site, a proxy's error
 -- page) is named as such at once, with what it answered, instead of "InternalServerError
--- ... unreadable body" after seconds of retries.
+-- ... unreadable body" after seconds of retries; the table DynamoDB does not find is named;
+-- a TLS failure says what failed and what to do, OpenSSL's text at the end.
 local ddb = require "ddb"
 local optimistic = require "ddb.optimistic"
 local helper = require "helper"
@@ -99,4 +100,32 @@ describe("an endpoint that is not DynamoDB", function()
     assert.equal("NotDynamoDB", err.code)
     assert.is_true(monotonic_ms() - started < 1500)
   end)
+
+  it("gives a TLS error that says the server does not speak TLS, OpenSSL's text last",
+    function()
+      local url = web["/200"].url:gsub("^http:", "https:")
+      local c = client_for(url, { max_attempts = 1 })
+      local _, err = c:list_tables({})
+      c:close()
+      assert.equal("TLSError", err.code)
+      assert.equal("no", err.applied)
+      assert.matches("^the TLS handshake with 127%.0%.0%.1:%d+ failed: the server does not " ..
+        "speak TLS there %(an http:// endpoint given as https://%?%) %(libcurl: .+%)$",
+        err.message)
+    end)
 end)
+
+for _, server in ipairs(helper.servers()) do
+  describe("a table that does not exist on " .. server.name, function()
+    it("is named in the error, with the region and endpoint asked", function()
+      local c = helper.client(server)
+      local name = helper.table_name("absent")
+      local _, err = c:get_item({ TableName = name, Key = ddb.marshal_item{ pk = "a" } })
+      c:close()
+      assert.equal("ResourceNotFoundException", err.code)
+      assert.truthy(err.message:find(name, 1, true), err.message)
+      assert.truthy(err.message:find("region " .. helper.region() .. ", endpoint " ..
+        server.url, 1, true), err.message)
+    end)
+  end)
+end
