@@ -60,7 +60,7 @@ end
 
 --- Compiles the script's text in env (text only: bytecode could break out of the sandbox).
 -- @param code the Lua text
--- @param name the chunk name for messages ("=--lua" or "@path")
+-- @param name the chunk name for messages (`"=--lua"` or `"@path"`)
 -- @param env the environment (a table; `{}` to check the syntax alone)
 -- @return the function | nil, message
 function _M.compile(code, name, env)
@@ -162,7 +162,7 @@ end
 --- Makes the function with_item runs: each call runs the script on the item it is given in
 -- a new child process, stopped by the kernel when the time left before `deadline` is spent.
 -- @param code the Lua text (already checked to compile)
--- @param name the chunk name for messages ("=--lua" or "@path")
+-- @param name the chunk name for messages (`"=--lua"` or `"@path"`)
 -- @param key the item's key, a table
 -- @param opts `deadline` (absolute, in `ddb.core.monotonic_ms` time; required), `stderr`
 --   (where the script's print goes; default io.stderr), `interpreter` (default: this

@@ -1,68 +1,80 @@
 --- ddb.transact: optimistic read-modify-write of several items at once (in one or several
 -- tables), read with one TransactGetItems and committed with one TransactWriteItems.
 -- It is ddb.optimistic's with_item for many items, and is attached to it as
--- optimistic.with_items.
+-- `optimistic.with_items`.
 --
---   local items, info = optimistic.with_items(client_or_store, keys, fn[, opts])
+--     local items, info = optimistic.with_items(client_or_store, keys, fn[, opts])
 --
--- keys names up to 100 items, as a list or as a map of names (your choice):
---   { from = { table = "Accounts", key = { pk = "alice" } }, to = { table = ..., key = ... } }
--- With a store (optimistic.new{...}) as the first argument, a bare key map means an item of
--- the store's table: { { pk = "alice" }, { pk = "bob" } }.
+-- `keys` names up to 100 items, as a list or as a map of names (your choice):
 --
--- fn(items) gets a fresh copy of each item under the same index or name (nil when the item
--- does not exist) and returns results[, puts]:
---   results: a table with the same indices or names (usually `items` itself, changed in
---     place); per item:
---       the item (a plain table) -> written if it changed (only what changed, version + 1,
---                                   write tokens carried forward), created if it was absent
---       optimistic.DELETE        -> deleted
---       nil, optimistic.NOTHING, or the item unchanged -> not written
---     Every item read and not written gets a ConditionCheck on the version read (or on its
---     absence), so the commit lands only if nothing the function read has moved.
---     results == optimistic.NOTHING writes nothing at all; nil is refused (a forgotten
---     return is never taken as "no change"), as by with_item.
---   puts (optional): items the function did not read, a list of
---     { table = "T", item = {...} } (table defaults to the store's), created at version 1
---     conditioned on their absence. With overwrite = true the attributes given are set
---     whatever is stored (others are kept) and the version is incremented: no condition.
---     A put whose item exists already fails with err.code == "ItemExists" (running the
---     function again could not change that: it never sees that item) unless an item the
---     function read conflicted too, in which case it runs again.
+--     { from = { table = "Accounts", key = { pk = "alice" } },
+--       to = { table = ..., key = ... } }
+--
+-- With a store (`optimistic.new{...}`) as the first argument, a bare key map means an item
+-- of the store's table: `{ { pk = "alice" }, { pk = "bob" } }`.
+--
+-- `fn(items)` gets a fresh copy of each item under the same index or name (nil when the
+-- item does not exist) and returns `results[, puts]`.
+--
+-- `results`: a table with the same indices or names (usually `items` itself, changed in
+-- place); per item:
+--
+-- - the item (a plain table): written if it changed (only what changed, version + 1,
+--   write tokens carried forward), created if it was absent;
+-- - `optimistic.DELETE`: deleted;
+-- - nil, `optimistic.NOTHING`, or the item unchanged: not written.
+--
+-- Every item read and not written gets a ConditionCheck on the version read (or on its
+-- absence), so the commit lands only if nothing the function read has moved.
+-- `results == optimistic.NOTHING` writes nothing at all; nil is refused (a forgotten
+-- return is never taken as "no change"), as by with_item.
+--
+-- `puts` (optional): items the function did not read, a list of
+-- `{ table = "T", item = {...} }` (table defaults to the store's), created at version 1
+-- conditioned on their absence. With `overwrite = true` the attributes given are set
+-- whatever is stored (others are kept) and the version is incremented: no condition.
+-- A put whose item exists already fails with `err.code == "ItemExists"` (running the
+-- function again could not change that: it never sees that item) unless an item the
+-- function read conflicted too, in which case it runs again.
+--
 -- Every item and every put is one action; at most 100 actions, 4 MB in all (the items as
 -- they will be stored, and as read for deletes and checks), 400 KB per item, no item twice:
 -- checked before sending (ValidationError, ItemTooLarge), nothing written.
 --
--- Returns items, info on success: items under the same indices or names, each what is now
--- stored (ddb.null for none); info has attempts, conflicts, requests, resends, elapsed_ms,
--- consumed_capacity, written, action ("commit" or "none"), actions (per index or name:
--- "create", "update", "delete" or "none"), extra (the puts as stored) and conflicted (the
--- indices or names of the items that conflicted, first conflict first). On failure nil, err
--- as with_item: ConflictsExhausted, DeadlineExceeded, OutcomeUnknown, ValidationError,
--- ItemTooLarge, ItemExists, or the server's error (a TransactionCanceledException for a
--- reason other than a conflict has err.reasons: { name, label, code, message } per action
--- that failed, named in err.message).
+-- Returns `items, info` on success: items under the same indices or names, each what is
+-- now stored (`ddb.null` for none); `info` has `attempts`, `conflicts`, `requests`,
+-- `resends`, `elapsed_ms`, `consumed_capacity`, `written`, `action` ("commit" or "none"),
+-- `actions` (per index or name: "create", "update", "delete" or "none"), `extra` (the puts
+-- as stored) and `conflicted` (the indices or names of the items that conflicted, first
+-- conflict first). On failure `nil, err` as with_item: ConflictsExhausted,
+-- DeadlineExceeded, OutcomeUnknown, ValidationError, ItemTooLarge, ItemExists, or the
+-- server's error (a TransactionCanceledException for a reason other than a conflict has
+-- `err.reasons`: `{ name, label, code, message }` per action that failed, named in
+-- `err.message`).
 --
--- Options (per call; with a store its settings are the defaults): deadline_ms (5000),
--- max_attempts (runs of the function, 10), version_attribute, token_attribute, tokens,
--- mode ("update" or "put"), backoff_base_ms, backoff_cap_ms, on_conflict (function(ctx)
--- with keys, conflicted, attempt, conflicts, elapsed_ms), key_schemas ({ [table] = { hash
--- [, range] } }; otherwise one DescribeTable per table and client, cached).
+-- Options (per call; with a store its settings are the defaults): `deadline_ms` (5000),
+-- `max_attempts` (runs of the function, 10), `version_attribute`, `token_attribute`,
+-- `tokens`, `mode` ("update" or "put"), `backoff_base_ms`, `backoff_cap_ms`, `on_conflict`
+-- (`function(ctx)` with `keys`, `conflicted`, `attempt`, `conflicts`, `elapsed_ms`),
+-- `key_schemas` (`{ [table] = { hash [, range] } }`; otherwise one DescribeTable per table
+-- and client, cached).
 --
 -- Exactly once. Every commit carries a ClientRequestToken (its write token, 16 characters)
 -- that the client's transport retries resend unchanged (the request body is encoded once),
 -- and that is new for every run of the function; the same token goes into the write-token
 -- history of every item the commit creates or updates. After a commit whose outcome is
--- unknown (err.applied == "maybe"), the items are read (or taken from the cancellation
+-- unknown (`err.applied == "maybe"`), the items are read (or taken from the cancellation
 -- reasons of a resend) and, transactions being all or nothing:
---   * any written item holds the commit's token -> it was applied: success;
---   * any written item proves it can never land (another writer's token holds the version
---     it would have written) -> the function runs again;
---   * every written item is still as read -> it has not landed so far: the same commit is
---     sent again, same token (which DynamoDB deduplicates; both copies being conditioned
---     on the same versions, at most one can land where tokens are ignored), or, if some
---     other condition of it fails now, it cannot land and the function runs again;
---   * otherwise -> OutcomeUnknown (err.applied == "maybe").
+--
+-- - any written item holds the commit's token: it was applied, success;
+-- - any written item proves it can never land (another writer's token holds the version
+--   it would have written): the function runs again;
+-- - every written item is still as read: it has not landed so far, and the same commit is
+--   sent again, same token (which DynamoDB deduplicates; both copies being conditioned
+--   on the same versions, at most one can land where tokens are ignored), or, if some
+--   other condition of it fails now, it cannot land and the function runs again;
+-- - otherwise: OutcomeUnknown (`err.applied == "maybe"`).
+--
 -- Deletes leave no token: a commit made only of deletes (and checks) is proven not applied
 -- while its items are still there unchanged, and is OutcomeUnknown when they are gone
 -- after a lost answer (another writer may have deleted them). In a commit that also
