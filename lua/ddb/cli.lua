@@ -1,10 +1,10 @@
 --- ddb.cli: the `ddb-optimistic` command: get, put and delete items, and apply Lua code to
 -- an item under optimistic locking, from a shell.
 --
---    ddb-optimistic get    --table T --key '{"pk":"a"}'
---    ddb-optimistic put    --table T --item '{"pk":"a","n":1}'
---    ddb-optimistic update --table T --key '{"pk":"a"}' --lua 'item.n = (item.n or 0) + 1'
---    ddb-optimistic delete --table T --key '{"pk":"a"}' --if-version 3
+--    ddb-optimistic get    --table Accounts --key '{"pk":"a"}'
+--    ddb-optimistic put    --table Accounts --item '{"pk":"a","n":1}'
+--    ddb-optimistic update --table Accounts --key '{"pk":"a"}' --lua 'item.n = (item.n or 0) + 1'
+--    ddb-optimistic delete --table Accounts --key '{"pk":"a"}' --if-version 3
 --
 -- Items are read and written as plain JSON: numbers print exactly as DynamoDB stores them
 -- (38 digits included), `null` is DynamoDB's NULL, binary values are base64 text and sets
@@ -235,7 +235,8 @@ end
 --- Parses and checks the arguments (without the program name): every option by name, kind
 -- and range, and whether the command takes it.
 -- @param argv a list of strings
--- @return options table (`command` plus one field per option, `_` for `-`) | nil, message
+-- @return options table (`command`, and one field per option given, named with `_` in
+--   place of `-`: `deadline_ms`) | nil, message
 function _M.parse_args(argv)
   local o, given = {}, {}
   local i = 1
