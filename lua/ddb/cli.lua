@@ -153,6 +153,7 @@ local function usage_text()
   out[#out + 1] = "            applied: read the item)"
   return concat(out, "\n") .. "\n"
 end
+--- The help text (`--help`), made from the tables of options and commands.
 _M.USAGE = usage_text()
 
 -- Edit distance (insertions, deletions, changes and swaps of two neighbours), to suggest
