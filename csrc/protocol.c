@@ -221,6 +221,24 @@ static void push_plain(lua_State *L, const void *node)
     av_push_plain_item(L, node, 1);
 }
 
+/* An answer without DynamoDB's request id and without DynamoDB's JSON came from something
+ * else: a web server, a proxy's error page, the wrong port. Retrying does not help, except
+ * where a gateway's 5xx may pass (and may have forwarded the request). Nothing acted on a
+ * 4xx or a 501 ("method not implemented"); a 2xx or another 5xx may have been relayed. */
+static void push_not_dynamodb(lua_State *L, int status, const char *reason)
+{
+    char message[200];
+    int refused = (status >= 400 && status < 500) || status == 501;
+    const char *cls = status == 429 ? "throttle" :
+                      (status >= 500 && status != 501) ? "transient" : "none";
+    snprintf(message, sizeof message, "the endpoint answered HTTP %d with %s and no "
+             "x-amzn-requestid: is it a DynamoDB endpoint?", status, reason);
+    proto_push_error(L, "NotDynamoDB", message, status,
+                     refused ? PROTO_APPLIED_NO : PROTO_APPLIED_MAYBE, cls);
+    lua_pushstring(L, reason);
+    lua_setfield(L, -2, "reason");
+}
+
 /* Pushes nil and the error on top of the stack, with the answer's request id. */
 static int fail(lua_State *L, const proto_answer *a)
 {
@@ -251,9 +269,13 @@ int proto_parse(lua_State *L, const proto_answer *a, const char *plain)
         /* Every DynamoDB answer is an object; an array would pass for an empty result. */
         if (!json_decode_with(L, body, n, plain, plain ? push_plain : NULL) ||
             lua_type(L, -1) != LUA_TTABLE || is_list(L, -1)) {
-            proto_push_error(L, "InvalidResponse", "DynamoDB answered with a body that is "
-                             "not a JSON object (truncated or damaged)", status,
-                             PROTO_APPLIED_MAYBE, "transient");
+            lua_settop(L, base);
+            if (a->request_id == NULL)
+                push_not_dynamodb(L, status, "a body that is not a JSON object");
+            else
+                proto_push_error(L, "InvalidResponse", "DynamoDB answered with a body that is "
+                                 "not a JSON object (truncated or damaged)", status,
+                                 PROTO_APPLIED_MAYBE, "transient");
             return fail(L, a);
         }
         return 1;
@@ -272,6 +294,11 @@ int proto_parse(lua_State *L, const proto_answer *a, const char *plain)
         }
         message = lua_tostring(L, -1);
         code = short_code(L, type);
+        if (code == NULL && a->request_id == NULL) {
+            lua_settop(L, base);
+            push_not_dynamodb(L, status, "a JSON body without DynamoDB's __type");
+            return fail(L, a);
+        }
         if (code == NULL)
             code = status >= 500 ? "InternalServerError" : "UnknownError";
         proto_push_error(L, code, message, status,
@@ -289,6 +316,10 @@ int proto_parse(lua_State *L, const proto_answer *a, const char *plain)
             lua_setfield(L, err, "item");
         else
             lua_pop(L, 1);
+    } else if (a->request_id == NULL) {
+        lua_settop(L, base);
+        push_not_dynamodb(L, status, n == 0 ? "an empty body" : "a body that is not JSON");
+        err = lua_gettop(L);
     } else {
         char code[32];
         lua_settop(L, base);

@@ -1,3 +1,7 @@
+-- Build with the Lua version named, since LuaRocks builds for 5.1 unless told (README, Install):
+--   luarocks --lua-version 5.4 make rockspec/ddb-optimistic-0.1.0-1.rockspec
+--   luarocks --lua-version 5.1 make rockspec/ddb-optimistic-0.1.0-1.rockspec \
+--     LUA_INCDIR=/usr/include/luajit-2.1      (LuaJIT, OpenResty's included)
 package = "ddb-optimistic"
 version = "0.1.0-1"
 source = {
@@ -45,17 +49,20 @@ build = {
     ["ddb.credentials"] = "lua/ddb/credentials.lua",
     ["ddb.engine"] = "lua/ddb/engine/init.lua",
     ["ddb.engine.history"] = "lua/ddb/engine/history.lua",
+    ["ddb.engine.keys"] = "lua/ddb/engine/keys.lua",
     ["ddb.engine.ops"] = "lua/ddb/engine/ops.lua",
     ["ddb.engine.plan"] = "lua/ddb/engine/plan.lua",
     ["ddb.engine.rules"] = "lua/ddb/engine/rules.lua",
     ["ddb.engine.settings"] = "lua/ddb/engine/settings.lua",
     ["ddb.engine.state"] = "lua/ddb/engine/state.lua",
     ["ddb.optimistic"] = "lua/ddb/optimistic.lua",
+    ["ddb.sandbox"] = "lua/ddb/sandbox.lua",
     ["ddb.scheduler"] = "lua/ddb/scheduler.lua",
     ["ddb.transact"] = "lua/ddb/transact.lua",
     ["ddb.transport.ngx"] = "lua/ddb/transport/ngx.lua",
   },
-  -- the command-line tool; LuaRocks puts a wrapper in <tree>/bin that sets the module paths
+  -- the command-line tool; LuaRocks puts a launcher in <tree>/bin that runs it with the
+  -- interpreter the rock was built for and sets the module paths to the tree
   install = {
     bin = { ["ddb-optimistic"] = "bin/ddb-optimistic" },
   },

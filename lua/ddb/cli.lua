@@ -1,102 +1,245 @@
---- ddb.cli: the `ddb-optimistic` command: get and put items, and apply Lua code to an item
--- under optimistic locking, from a shell.
+--- ddb.cli: the `ddb-optimistic` command: get, put and delete items, and apply Lua code to
+-- an item under optimistic locking, from a shell.
 --
---    ddb-optimistic get    --table T --key '{"pk":"a"}'
---    ddb-optimistic put    --table T --item '{"pk":"a","n":1}'
---    ddb-optimistic update --table T --key '{"pk":"a"}' --lua 'item.n = (item.n or 0) + 1'
+--    ddb-optimistic get    --table Accounts --key '{"pk":"a"}'
+--    ddb-optimistic put    --table Accounts --item '{"pk":"a","n":1}'
+--    ddb-optimistic update --table Accounts --key '{"pk":"a"}' --lua 'item.n = (item.n or 0) + 1'
+--    ddb-optimistic delete --table Accounts --key '{"pk":"a"}' --if-version 3
 --
 -- Items are read and written as plain JSON: numbers print exactly as DynamoDB stores them
 -- (38 digits included), `null` is DynamoDB's NULL, binary values are base64 text and sets
 -- print as arrays. The item printed is the one stored after the command (`null` when there
--- is none). Exit codes: 0 success, 1 usage (the command line is wrong: unknown command or
--- option, a missing value, JSON that does not parse, a script that does not compile),
--- 2 the operation failed (nothing was written by it), 3 `OutcomeUnknown` (a write may or may
--- not have been applied: read the item and decide).
+-- is none). Exit codes: 0 success, 1 usage or configuration (the command line is wrong: an
+-- unknown command or option, a value out of range, JSON that does not parse, a script that
+-- does not compile; or no region, no credentials: nothing was sent), 2 the operation failed
+-- (nothing was written by it), 3 `OutcomeUnknown` (a write may or may not have been
+-- applied: read the item and decide).
 -- @module ddb.cli
 
 local ddb = require "ddb"
 local optimistic = require "ddb.optimistic"
+local sandbox = require "ddb.sandbox"
 local core = ddb.core
 
-local type, pairs, ipairs, next, tostring, tonumber, pcall, error, select, assert =
-  type, pairs, ipairs, next, tostring, tonumber, pcall, error, select, assert
-local getmetatable, setmetatable = getmetatable, setmetatable
-local concat = table.concat
-local load, loadstring, setfenv = load, loadstring, setfenv   -- luacheck: ignore 143
-local sethook = debug.sethook
+local type, pairs, ipairs, next, tostring, tonumber, pcall, getmetatable, setmetatable =
+  type, pairs, ipairs, next, tostring, tonumber, pcall, getmetatable, setmetatable
+local concat, sort = table.concat, table.sort
+local char, floor, min = string.char, math.floor, math.min
+local monotonic_ms = core.monotonic_ms
 
 local _M = { _VERSION = ddb._VERSION }
 
 --- Exit codes.
 -- @table exit
 -- @field OK 0: success
--- @field USAGE 1: the command line is wrong; nothing was sent
+-- @field USAGE 1: the command line or the configuration is wrong; nothing was sent
 -- @field FAILED 2: the operation failed; none of its writes was applied
 -- @field UNKNOWN 3: OutcomeUnknown, a write may or may not have been applied
 _M.exit = { OK = 0, USAGE = 1, FAILED = 2, UNKNOWN = 3 }
 local EXIT = _M.exit
 
---- Instructions one run of an update script may execute before it is stopped.
-_M.MAX_INSTRUCTIONS = 10000000
+-- -----------------------------------------------------------------------------
+-- The command line: one table says every option, its value and its range; the parser,
+-- the checks and the help text all come from it.
+-- -----------------------------------------------------------------------------
 
-local USAGE = [[
-usage: ddb-optimistic <command> --table NAME [options]
+local DEFAULT_DEADLINE_MS = 5000
 
-commands:
-  get     --key JSON              print the item (null when there is none)
-  put     --item JSON             store the item, replacing its attributes; with a "version"
-                                  attribute, only if the stored item is still at that version
-                                  ("version":0: only if there is no such item)
-  update  --key JSON (--lua CODE | --file PATH)
-                                  run the Lua code on the item under optimistic locking and
-                                  store the result (the code may run several times)
-
-options:
-  --table NAME                    the table (required)
-  --key JSON                      the item's key, e.g. '{"pk":"a"}'
-  --item JSON                     the item; "-" reads it from standard input
-  --lua CODE, --file PATH         the update code: `item` is the item (a new table with just
-                                  the key when there is none); change it in place or return a
-                                  new table; return DELETE to delete it, NOTHING to write
-                                  nothing. Also bound: key, exists, DELETE, NOTHING, print (to
-                                  stderr), ddb.number/list/map/null/binary/*_set, and the
-                                  string, table, math and os.time/date/clock functions.
-  --endpoint URL                  default: AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL, AWS
-  --region REGION                 default: AWS_REGION, AWS_DEFAULT_REGION, the profile's
-  --profile NAME                  shared credentials/config profile (default: AWS_PROFILE)
-  --version-attribute NAME        default: version
-  --max-attempts N                runs of the update code before giving up (default: 10)
-  --deadline-ms N                 bound on the whole command, retries included (default: 5000)
-  --verbose                       attempts, conflicts and requests on stderr
-  -h, --help                      this text
-  --version                       the version
-
-JSON: numbers are kept exactly (up to DynamoDB's 38 digits), null is DynamoDB NULL. Output is
-one line of JSON on stdout; errors go to stderr.
-
-exit codes: 0 ok, 1 usage error, 2 the operation failed (nothing written),
-            3 OutcomeUnknown (a write may or may not have been applied: read the item)
-]]
-
-local COMMANDS = { get = true, put = true, update = true }
-
--- option name -> the field it fills; true marks a flag without a value
+-- Each option: name, the value's placeholder (nil for a flag), kind and range, help text.
 local OPTIONS = {
-  ["table"] = "table", key = "key", item = "item", lua = "lua", file = "file",
-  endpoint = "endpoint", region = "region", profile = "profile",
-  ["version-attribute"] = "version_attribute", ["max-attempts"] = "max_attempts",
-  ["deadline-ms"] = "deadline_ms", verbose = true, help = true, version = true,
+  { "table", "NAME", "table_name", help = "the table (required)" },
+  { "key", "JSON", "json", help = "the item's key, e.g. '{\"pk\":\"a\"}'; \"-\" reads it " ..
+    "from standard input" },
+  { "item", "JSON", "json", help = "the item; \"-\" reads it from standard input" },
+  { "lua", "CODE", "text", help = "the update code (or --file PATH): `item` is the item (a " ..
+    "new table with just the key when there is none); change it in place or return a new " ..
+    "table; return DELETE to delete it, NOTHING to write nothing. Also bound: key, exists, " ..
+    "DELETE, NOTHING, print (to stderr), ddb.number/list/map/null/binary/*_set, and the " ..
+    "string, table, math and os.time/date/clock functions. It runs in a child process that " ..
+    "the deadline stops, and may run several times" },
+  { "file", "PATH", "text", help = "the update code, read from a file" },
+  { "if-version", "N", "integer", 0, 2 ^ 53 - 1, help = "delete only if the item is at " ..
+    "version N (0: only if there is no such item)" },
+  { "endpoint", "URL", "url", help = "default: AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL, " ..
+    "then AWS's endpoint for the region" },
+  { "region", "REGION", "region", help = "default: AWS_REGION, AWS_DEFAULT_REGION, the " ..
+    "profile's region" },
+  { "profile", "NAME", "text", help = "shared credentials/config profile (default: " ..
+    "AWS_PROFILE)" },
+  { "version-attribute", "NAME", "attribute", help = "default: version" },
+  { "max-attempts", "N", "integer", 1, 100, help = "runs of the update code, or tries of a " ..
+    "put or delete, before giving up on conflicts (default: 10)" },
+  { "deadline-ms", "N", "integer", 1, 86400000, help = "bound on the whole command, retries " ..
+    "and update code included (default: " .. DEFAULT_DEADLINE_MS .. ")" },
+  { "verbose", help = "attempts, conflicts and requests on stderr" },
+  { "help", help = "this text (also -h)" },
+  { "version", help = "the version" },
 }
+
+local BY_NAME = {}
+for _, o in ipairs(OPTIONS) do
+  o.name, o.arg, o.kind, o.min, o.max = o[1], o[2], o[3], o[4], o[5]
+  o.field = o.name:gsub("%-", "_")
+  BY_NAME[o.name] = o
+end
+
+-- The commands in the order the help lists them: what each needs and what else it takes.
+local COMMANDS = {
+  { name = "get", usage = "--key JSON", need = { "key" }, takes = {},
+    help = "print the item (null when there is none)" },
+  { name = "put", usage = "--item JSON", need = { "item" }, takes = { "max-attempts" },
+    help = "store the item, replacing its attributes; with a \"version\" attribute, only if " ..
+      "the stored item is still at that version (\"version\":0: only if there is no such item)" },
+  { name = "update", usage = "--key JSON (--lua CODE | --file PATH)", need = { "key" },
+    takes = { "lua", "file", "max-attempts" }, one_of = { "lua", "file" },
+    help = "run the Lua code on the item under optimistic locking and store the result" },
+  { name = "delete", usage = "--key JSON [--if-version N]", need = { "key" },
+    takes = { "if-version", "max-attempts" },
+    help = "delete the item, conditioned on the version read (with --if-version, only at " ..
+      "that version); nothing to delete is not an error" },
+}
+local COMMAND = {}
+local COMMAND_NAMES = {}
+for i, c in ipairs(COMMANDS) do
+  COMMAND[c.name] = c
+  COMMAND_NAMES[i] = c.name
+end
+
+-- Options every command takes.
+local COMMON = { "table", "endpoint", "region", "profile", "version-attribute", "deadline-ms",
+  "verbose" }
+
+local WIDTH, INDENT = 92, 34
+
+-- text wrapped to the help's width, its first line after `lead` (padded to INDENT)
+local function wrap(lead, text)
+  local lines, line = {}, lead .. (" "):rep(INDENT - #lead)
+  if #lead >= INDENT - 1 then
+    lines[1] = lead
+    line = (" "):rep(INDENT)
+  end
+  local empty = true
+  for word in text:gmatch("%S+") do
+    if not empty and #line + 1 + #word > WIDTH then
+      lines[#lines + 1] = line
+      line, empty = (" "):rep(INDENT), true
+    end
+    line = line .. (empty and "" or " ") .. word
+    empty = false
+  end
+  lines[#lines + 1] = line
+  return concat(lines, "\n")
+end
+
+local function usage_text()
+  local out = { "usage: ddb-optimistic <command> --table NAME [options]", "", "commands:" }
+  for _, c in ipairs(COMMANDS) do
+    out[#out + 1] = wrap(("  %-7s %s"):format(c.name, c.usage), c.help)
+  end
+  out[#out + 1] = ""
+  out[#out + 1] = "options:"
+  for _, o in ipairs(OPTIONS) do
+    out[#out + 1] = wrap("  --" .. o.name .. (o.arg and (" " .. o.arg) or ""), o.help)
+  end
+  out[#out + 1] = ""
+  out[#out + 1] = "JSON: numbers are kept exactly (up to DynamoDB's 38 digits), null is " ..
+    "DynamoDB NULL."
+  out[#out + 1] = "Output is one line of JSON on stdout; errors go to stderr."
+  out[#out + 1] = ""
+  out[#out + 1] = "exit codes: 0 ok, 1 usage or configuration error (nothing was sent), 2 the " ..
+    "operation"
+  out[#out + 1] = "            failed (nothing written), 3 OutcomeUnknown (a write may or may " ..
+    "not have been"
+  out[#out + 1] = "            applied: read the item)"
+  return concat(out, "\n") .. "\n"
+end
+--- The help text (`--help`), made from the tables of options and commands.
+_M.USAGE = usage_text()
+
+-- Edit distance (insertions, deletions, changes and swaps of two neighbours), to suggest
+-- the option or command meant.
+local function distance(a, b)
+  local before, prev = nil, {}
+  for j = 0, #b do prev[j] = j end
+  for i = 1, #a do
+    local cur = { [0] = i }
+    for j = 1, #b do
+      local cost = a:sub(i, i) == b:sub(j, j) and 0 or 1
+      cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+      if before and j > 1 and a:sub(i, i) == b:sub(j - 1, j - 1) and
+          a:sub(i - 1, i - 1) == b:sub(j, j) then
+        cur[j] = min(cur[j], before[j - 2] + 1)
+      end
+    end
+    before, prev = prev, cur
+  end
+  return prev[#b]
+end
+
+-- The closest of names to word, when close enough to be a typo.
+local function closest(word, names)
+  local best, best_d
+  for _, n in ipairs(names) do
+    local d = distance(word, n)
+    if n:sub(1, #word) == word and #word >= 3 then d = 1 end
+    if not best_d or d < best_d then best, best_d = n, d end
+  end
+  if best_d and best_d <= math.max(1, floor(#word / 3)) then return best end
+  return nil
+end
+
+local OPTION_NAMES = {}
+for i, o in ipairs(OPTIONS) do OPTION_NAMES[i] = o.name end
 
 local function usage_error(msg)
   return nil, msg
 end
 
---- Parses the arguments (without the program name).
+-- Checks one value against its option's kind; returns the value to keep | nil, message.
+local CHECKS = {
+  table_name = function(v)
+    if #v >= 3 and #v <= 255 and not v:find("[^%w_%.%-]") then return v end
+    return nil, "is not a table name (3 to 255 letters, digits, '_', '-' or '.')"
+  end,
+  json = function(v)
+    if v ~= "" then return v end
+    return nil, "is empty (give JSON text, or \"-\" to read standard input)"
+  end,
+  text = function(v)
+    if v ~= "" then return v end
+    return nil, "is empty"
+  end,
+  attribute = function(v)
+    if v ~= "" and #v <= 255 then return v end
+    return nil, "is not an attribute name (1 to 255 bytes)"
+  end,
+  url = function(v)
+    if v:match("^[hH][tT][tT][pP][sS]?://[^/%s]+") and not v:find("%s") then return v end
+    return nil, "is not an http:// or https:// URL"
+  end,
+  region = function(v)
+    if v:match("^[%w%-]+$") and #v <= 64 then return v end
+    return nil, "is not a region name (such as us-east-1)"
+  end,
+  integer = function(v, o)
+    local n = v:match("^%d+$") and #v <= 16 and tonumber(v)
+    if n and n >= o.min and n <= o.max then return n end
+    return nil, ("is not a whole number from %d to %d"):format(o.min, o.max)
+  end,
+}
+
+local function shown(v)
+  if #v > 40 then v = v:sub(1, 37) .. "..." end
+  return "'" .. v:gsub("%c", "?") .. "'"
+end
+
+--- Parses and checks the arguments (without the program name): every option by name, kind
+-- and range, and whether the command takes it.
 -- @param argv a list of strings
--- @return options table (`command` plus one field per option) | nil, message
+-- @return options table (`command`, and one field per option given, named with `_` in
+--   place of `-`: `deadline_ms`) | nil, message
 function _M.parse_args(argv)
-  local o = {}
+  local o, given = {}, {}
   local i = 1
   while i <= #argv do
     local a = argv[i]
@@ -104,24 +247,34 @@ function _M.parse_args(argv)
     if a:sub(1, 2) == "--" then
       local name, value = a:match("^%-%-([^=]+)=(.*)$")
       name = name or a:sub(3)
-      local field = OPTIONS[name]
-      if field == nil then
-        return usage_error(("unknown option --%s"):format(name))
-      elseif field == true then
+      local opt = BY_NAME[name]
+      if opt == nil then
+        local guess = closest(name, OPTION_NAMES)
+        return usage_error(("unknown option --%s%s"):format(name,
+          guess and (" (did you mean --" .. guess .. "?)") or ""))
+      end
+      if given[name] then return usage_error(("--%s given twice"):format(name)) end
+      given[name] = true
+      if not opt.arg then
         if value ~= nil then return usage_error(("--%s takes no value"):format(name)) end
-        o[name] = true
+        o[opt.field] = true
       else
         if value == nil then
           i = i + 1
           value = argv[i]
           if value == nil then return usage_error(("--%s needs a value"):format(name)) end
         end
-        if o[field] ~= nil then return usage_error(("--%s given twice"):format(name)) end
-        o[field] = value
+        local v, why = CHECKS[opt.kind](value, opt)
+        if v == nil then return usage_error(("--%s: %s %s"):format(name, shown(value), why)) end
+        o[opt.field] = v
       end
+    elseif a:sub(1, 1) == "-" and a ~= "-" then
+      return usage_error(("unknown option %s (options start with --)"):format(a))
     elseif o.command == nil then
-      if not COMMANDS[a] and a ~= "help" then
-        return usage_error(("unknown command '%s' (get, put or update)"):format(a))
+      if not COMMAND[a] and a ~= "help" then
+        local guess = closest(a, COMMAND_NAMES)
+        return usage_error(("unknown command '%s'%s (%s)"):format(a,
+          guess and (" (did you mean " .. guess .. "?)") or "", concat(COMMAND_NAMES, ", ")))
       end
       o.command = a
     else
@@ -131,99 +284,33 @@ function _M.parse_args(argv)
   end
   if o.command == "help" then o.help = true end
   if o.help or o.version then return o end
-  if o.command == nil then return usage_error("no command given (get, put or update)") end
-  if not o.table or o.table == "" then return usage_error("--table is required") end
-  local need = { get = { "key" }, put = { "item" }, update = { "key" } }
-  for _, f in ipairs(need[o.command]) do
-    if o[f] == nil then return usage_error(("%s needs --%s"):format(o.command, f)) end
+  if o.command == nil then
+    return usage_error("no command given (" .. concat(COMMAND_NAMES, ", ") .. ")")
   end
-  local allowed = {
-    get = { key = true }, put = { item = true },
-    update = { key = true, lua = true, file = true, max_attempts = true },
-  }
-  for _, f in ipairs{ "key", "item", "lua", "file", "max_attempts" } do
-    if o[f] ~= nil and not allowed[o.command][f] then
-      return usage_error(("%s does not take --%s"):format(o.command, f:gsub("_", "-")))
+  local c = COMMAND[o.command]
+  if not o.table then return usage_error("--table is required") end
+  for _, f in ipairs(c.need) do
+    if not given[f] then return usage_error(("%s needs --%s"):format(c.name, f)) end
+  end
+  local takes = {}
+  for _, n in ipairs(COMMON) do takes[n] = true end
+  for _, n in ipairs(c.need) do takes[n] = true end
+  for _, n in ipairs(c.takes) do takes[n] = true end
+  for _, opt in ipairs(OPTIONS) do
+    if given[opt.name] and not takes[opt.name] then
+      return usage_error(("%s does not take --%s"):format(c.name, opt.name))
     end
   end
-  if o.command == "update" and (o.lua == nil) == (o.file == nil) then
-    return usage_error("update needs exactly one of --lua and --file")
-  end
-  for _, f in ipairs{ "max_attempts", "deadline_ms" } do
-    if o[f] ~= nil then
-      local n = tonumber(o[f])
-      if not n or n < 1 or n ~= math.floor(n) then
-        return usage_error(("--%s must be a positive whole number"):format(f:gsub("_", "-")))
-      end
-      o[f] = n
-    end
+  if c.one_of and (given[c.one_of[1]] == nil) == (given[c.one_of[2]] == nil) then
+    return usage_error(("%s needs exactly one of --%s and --%s"):format(c.name, c.one_of[1],
+      c.one_of[2]))
   end
   return o
 end
 
 -- -----------------------------------------------------------------------------
--- JSON in and out, numbers exact
+-- JSON in, numbers exact, with the place of the first mistake
 -- -----------------------------------------------------------------------------
-
--- A marker no JSON text the user gives or DynamoDB stores will hold by accident.
-local function new_marker()
-  return "ddbcli" .. core.random_bytes(8):gsub(".", function(c)
-    return ("%02x"):format(c:byte())
-  end) .. "#"
-end
-
--- The JSON number grammar (RFC 8259), which Lua patterns cannot say in one piece.
-local function json_number_at(s, i)
-  local j = i
-  if s:sub(j, j) == "-" then j = j + 1 end
-  if s:sub(j, j) == "0" then
-    j = j + 1
-  else
-    local d = s:match("^[1-9]%d*", j)
-    if not d then return nil end
-    j = j + #d
-  end
-  local frac = s:match("^%.%d+", j)
-  if frac then j = j + #frac end
-  local exp = s:match("^[eE][-+]?%d+", j)
-  if exp then j = j + #exp end
-  return j - 1
-end
-
--- cJSON reads every number as a double and drops nulls, so before decoding, each number
--- and null outside strings becomes a marked string, turned back into the exact value after.
-local function protect(text, marker, slots)
-  local out, i, n = {}, 1, #text
-  while i <= n do
-    local c = text:sub(i, i)
-    if c == '"' then
-      local j = i + 1
-      while j <= n do
-        local d = text:sub(j, j)
-        if d == "\\" then j = j + 2
-        elseif d == '"' then break
-        else j = j + 1 end
-      end
-      out[#out + 1] = text:sub(i, j)
-      i = j + 1
-    elseif c == "-" or c:match("%d") then
-      local e = json_number_at(text, i)
-      if not e then return nil, ("bad number at character %d"):format(i) end
-      slots[#slots + 1] = { number = text:sub(i, e) }
-      out[#out + 1] = '"' .. marker .. #slots .. '"'
-      i = e + 1
-    elseif text:sub(i, i + 3) == "null" then
-      slots[#slots + 1] = { null = true }
-      out[#out + 1] = '"' .. marker .. #slots .. '"'
-      i = i + 4
-    else
-      local j = text:find('[-"%dn]', i + 1) or n + 1
-      out[#out + 1] = text:sub(i, j - 1)
-      i = j
-    end
-  end
-  return concat(out)
-end
 
 -- A Lua number when it holds the text's value exactly, else ddb.number(text).
 local function exact_number(text)
@@ -238,42 +325,180 @@ local function exact_number(text)
   return ddb.number(text)
 end
 
-local function restore(v, marker, slots)
-  if type(v) == "string" then
-    local idx = v:sub(1, #marker) == marker and tonumber(v:sub(#marker + 1))
-    if not idx then return v end
-    local slot = slots[idx]
-    if slot.null then return ddb.null end
-    return exact_number(slot.number)
+-- DynamoDB nests documents 32 levels deep; more is refused before it costs anything.
+local MAX_DEPTH = 32
+
+local ESCAPES = { ['"'] = '"', ["\\"] = "\\", ["/"] = "/", b = "\b", f = "\f", n = "\n",
+  r = "\r", t = "\t" }
+
+local function utf8_char(cp)
+  if cp < 0x80 then return char(cp) end
+  if cp < 0x800 then return char(0xC0 + floor(cp / 0x40), 0x80 + cp % 0x40) end
+  if cp < 0x10000 then
+    return char(0xE0 + floor(cp / 0x1000), 0x80 + floor(cp / 0x40) % 0x40, 0x80 + cp % 0x40)
   end
-  if type(v) == "table" then
-    for k, x in pairs(v) do
-      local r, err = restore(x, marker, slots)
-      if r == nil then return nil, err end
-      v[k] = r
-    end
-  end
-  return v
+  return char(0xF0 + floor(cp / 0x40000), 0x80 + floor(cp / 0x1000) % 0x40,
+    0x80 + floor(cp / 0x40) % 0x40, 0x80 + cp % 0x40)
 end
 
---- Parses JSON text into Lua values, keeping numbers exact and `null` as ddb.null.
--- @param text JSON text
--- @return the value | nil, message
-function _M.decode(text)
-  local marker, slots = new_marker(), {}
-  local protected, perr = protect(text, marker, slots)
-  if not protected then return nil, perr end
-  local v = ddb.decode_json(protected)
-  if v == nil then return nil, "not valid JSON" end
-  return restore(v, marker, slots)
+-- A reader over one text: each function takes a byte position and returns the value and
+-- the position after it, or nil and a message naming the position and what was expected.
+local function reader(s)
+  local function fail(i, expected)
+    local found
+    if i > #s then
+      found = "the end of the text"
+    else
+      found = shown(s:sub(i, i + 11))
+    end
+    return nil, ("not valid JSON at byte %d: expected %s, found %s"):format(i, expected, found)
+  end
+
+  local function skip(i)
+    return s:find("[^ \t\r\n]", i) or #s + 1
+  end
+
+  local function number(i)
+    local j = i
+    if s:sub(j, j) == "-" then j = j + 1 end
+    local int = s:match("^0", j) or s:match("^[1-9]%d*", j)
+    if not int then return fail(j, "a digit") end
+    j = j + #int
+    if s:sub(j, j) == "." then
+      local frac = s:match("^%d+", j + 1)
+      if not frac then return fail(j + 1, "a digit after the decimal point") end
+      j = j + 1 + #frac
+    end
+    if s:match("^[eE]", j) then
+      local exp = s:match("^[eE][-+]?%d+", j)
+      if not exp then return fail(j + 1, "the exponent's digits") end
+      j = j + #exp
+    end
+    local v, err = exact_number(s:sub(i, j - 1))
+    if v == nil then return nil, ("at byte %d: %s"):format(i, err) end
+    return v, j
+  end
+
+  local function str(i)
+    local parts, j = {}, i + 1
+    while true do
+      local k = s:find('["\\%c]', j)
+      if not k then return fail(#s + 1, "'\"' closing the string that starts at byte " .. i) end
+      parts[#parts + 1] = s:sub(j, k - 1)
+      local c = s:sub(k, k)
+      if c == '"' then return concat(parts), k + 1 end
+      if c ~= "\\" then return fail(k, "a character (control characters must be escaped)") end
+      local e = s:sub(k + 1, k + 1)
+      if ESCAPES[e] then
+        parts[#parts + 1] = ESCAPES[e]
+        j = k + 2
+      elseif e == "u" then
+        local hex = s:match("^%x%x%x%x", k + 2)
+        if not hex then return fail(k + 2, "four hex digits after \\u") end
+        local cp = tonumber(hex, 16)
+        j = k + 6
+        if cp >= 0xD800 and cp <= 0xDBFF then
+          local low = s:match("^\\u([dD][c-fC-F]%x%x)", j)
+          if not low then return fail(j, "the low half of a surrogate pair (\\uDC00-\\uDFFF)") end
+          cp = 0x10000 + (cp - 0xD800) * 0x400 + (tonumber(low, 16) - 0xDC00)
+          j = j + 6
+        elseif cp >= 0xDC00 and cp <= 0xDFFF then
+          return fail(k, "a code point (a lone low surrogate is not one)")
+        end
+        parts[#parts + 1] = utf8_char(cp)
+      else
+        return fail(k + 1, "an escape (one of \\\" \\\\ \\/ \\b \\f \\n \\r \\t \\u)")
+      end
+    end
+  end
+
+  local value
+
+  local function object(i, depth)
+    local t, seen = {}, {}
+    i = skip(i + 1)
+    if s:sub(i, i) == "}" then return t, i + 1 end
+    while true do
+      if s:sub(i, i) ~= '"' then return fail(i, "a member name in double quotes") end
+      local k, j = str(i)
+      if k == nil then return nil, j end
+      if seen[k] then return nil, ("at byte %d: member %s given twice"):format(i, shown(k)) end
+      seen[k] = true
+      j = skip(j)
+      if s:sub(j, j) ~= ":" then return fail(j, "':' after the member name") end
+      local v
+      v, j = value(skip(j + 1), depth)
+      if v == nil then return nil, j end
+      t[k] = v
+      j = skip(j)
+      local c = s:sub(j, j)
+      if c == "}" then return t, j + 1 end
+      if c ~= "," then return fail(j, "',' or '}'") end
+      i = skip(j + 1)
+    end
+  end
+
+  local function array(i, depth)
+    local t = ddb.list()
+    i = skip(i + 1)
+    if s:sub(i, i) == "]" then return t, i + 1 end
+    while true do
+      local v, j = value(i, depth)
+      if v == nil then return nil, j end
+      t[#t + 1] = v
+      j = skip(j)
+      local c = s:sub(j, j)
+      if c == "]" then return t, j + 1 end
+      if c ~= "," then return fail(j, "',' or ']'") end
+      i = skip(j + 1)
+    end
+  end
+
+  local LITERALS = { t = { "true", true }, f = { "false", false }, n = { "null", ddb.null } }
+
+  value = function(i, depth)
+    local c = s:sub(i, i)
+    if c == "{" or c == "[" then
+      if depth >= MAX_DEPTH then
+        return nil, ("at byte %d: nested more than %d levels deep (DynamoDB's limit)"):format(i,
+          MAX_DEPTH)
+      end
+      return (c == "{" and object or array)(i, depth + 1)
+    end
+    if c == '"' then return str(i) end
+    if c == "-" or c:match("^%d$") then return number(i) end
+    local lit = LITERALS[c]
+    if lit and s:sub(i, i + #lit[1] - 1) == lit[1] then return lit[2], i + #lit[1] end
+    return fail(i, "a value (an object, array, string, number, true, false or null)")
+  end
+
+  return function()
+    local v, j = value(skip(1), 0)
+    if v == nil then return nil, j end
+    j = skip(j)
+    if j <= #s then return fail(j, "the end of the text") end
+    return v
+  end
 end
+
+--- Parses JSON text into Lua values, keeping numbers exact (a Lua number when it holds the
+-- value exactly, else `ddb.number`), arrays as `ddb.list` and `null` as `ddb.null`.
+-- @param text JSON text
+-- @return the value | nil, message saying at which byte the text goes wrong and why
+function _M.decode(text)
+  return reader(text)()
+end
+
+-- -----------------------------------------------------------------------------
+-- JSON out
+-- -----------------------------------------------------------------------------
 
 local encode_string = ddb.encode_json
 
 local function sorted_keys(t)
   local keys = {}
   for k in pairs(t) do keys[#keys + 1] = k end
-  table.sort(keys)
+  sort(keys)
   return keys
 end
 
@@ -323,123 +548,29 @@ function _M.encode(item)
   return concat(out)
 end
 
--- -----------------------------------------------------------------------------
--- The update script's sandbox
--- -----------------------------------------------------------------------------
-
-local function copy_lib(lib, skip)
-  local t = {}
-  for k, v in pairs(lib or {}) do
-    if not (skip and skip[k]) then t[k] = v end
-  end
-  return t
-end
-
-local function sandbox(item, key, exists, stderr)
-  local env = {
-    assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs,
-    select = select, tonumber = tonumber, tostring = tostring, type = type,
-    unpack = table.unpack or unpack,   -- luacheck: ignore 143
-    string = copy_lib(string, { dump = true }), table = copy_lib(table),
-    math = copy_lib(math), utf8 = utf8 and copy_lib(utf8) or nil,   -- luacheck: ignore 143
-    os = { time = os.time, date = os.date, clock = os.clock },
-    ddb = { number = ddb.number, list = ddb.list, map = ddb.map, null = ddb.null,
-      binary = ddb.binary, string_set = ddb.string_set, number_set = ddb.number_set,
-      binary_set = ddb.binary_set, type = ddb.type },
-    DELETE = optimistic.DELETE, NOTHING = optimistic.NOTHING,
-    item = item, key = copy_lib(key), exists = exists,
-  }
-  env.print = function(...)
-    local parts = {}
-    for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
-    stderr:write(concat(parts, "\t"), "\n")
-  end
-  return env
-end
-
--- Compiles text in env (text only, never bytecode). Returns the function | nil, message.
-local function compile(code, name, env)
-  if code:byte(1) == 27 then return nil, name:gsub("^[=@]", "") .. ": bytecode is refused" end
-  if setfenv and loadstring then
-    local f, err = loadstring(code, name)
-    if not f then return nil, err end
-    return setfenv(f, env)
-  end
-  return load(code, name, "t", env)
-end
-
--- Runs f with an instruction budget, so that a script stuck in a loop ends. LuaJIT calls
--- count hooks from interpreted code only, so the script is kept out of the JIT compiler.
-local function run_bounded(f, budget)
-  if jit then jit.off(f, true) end
-  local used = 0
-  sethook(function()
-    used = used + 1000
-    if used > budget then
-      error(("the script ran more than %d instructions"):format(budget), 2)
-    end
-  end, "", 1000)
-  local ok, r = pcall(f)
-  sethook()
-  if not ok then error(r, 0) end
-  return r
-end
-
---- Makes the function with_item runs from update code.
--- @param code the Lua text
--- @param name the chunk name for messages ("=--lua" or "@path")
--- @param key the key table
--- @param stderr where the script's print writes
--- @return function(item) | nil, message (the code does not compile)
-function _M.update_function(code, name, key, stderr)
-  local _, cerr = compile(code, name, {})
-  if cerr then return nil, cerr end
-  return function(current)
-    local exists = current ~= nil
-    local item = current or copy_lib(key)
-    local env = sandbox(item, key, exists, stderr)
-    local f = assert(compile(code, name, env))
-    local result = run_bounded(f, _M.MAX_INSTRUCTIONS)
-    if result == nil then result = env.item end
-    if result == optimistic.DELETE or result == optimistic.NOTHING then return result end
-    if type(result) ~= "table" or getmetatable(result) ~= nil then
-      error("the script must leave a table in `item` or return one, DELETE or NOTHING; " ..
-        "it returned " .. tostring(result), 0)
-    end
-    if not exists then
-      -- nothing beyond the key: creating an empty item is never what was meant
-      local only_key = true
-      for k in pairs(result) do
-        if key[k] == nil then only_key = false end
-      end
-      if only_key then return optimistic.NOTHING end
-    end
-    return result
-  end
-end
 
 -- -----------------------------------------------------------------------------
 -- The commands
 -- -----------------------------------------------------------------------------
-
-local function read_all(f)
-  local text = f:read("*a")
-  return text
-end
 
 local function fail(stderr, code, msg)
   stderr:write("ddb-optimistic: ", msg, "\n")
   return code
 end
 
+-- The error as one line without the library's own "ddb: " prefix (the command's is enough).
+local function describe(err)
+  return (tostring(err):gsub("^ddb: ", ""))
+end
+
 local function runtime_failure(stderr, err)
   if type(err) == "table" and err.code == "OutcomeUnknown" then
-    stderr:write("ddb-optimistic: ", tostring(err), "\n",
+    stderr:write("ddb-optimistic: ", describe(err), "\n",
       "ddb-optimistic: the write may or may not have been applied; read the item " ..
       "(ddb-optimistic get) and decide\n")
     return EXIT.UNKNOWN
   end
-  return fail(stderr, EXIT.FAILED, tostring(err))
+  return fail(stderr, EXIT.FAILED, describe(err))
 end
 
 local function report(stderr, o, info)
@@ -452,7 +583,7 @@ end
 
 local function json_arg(o, field, stdin)
   local text = o[field]
-  if text == "-" then text = read_all(stdin) or "" end
+  if text == "-" then text = stdin:read("*a") or "" end
   local v, err = _M.decode(text)
   if v == nil then return nil, ("--%s: %s"):format(field, tostring(err)) end
   if type(v) ~= "table" or getmetatable(v) ~= nil then
@@ -470,14 +601,25 @@ local function make_store(o)
     deadline_ms = o.deadline_ms }
 end
 
+local function print_item(o, io_, item, info)
+  io_.stdout:write(_M.encode(item), "\n")
+  report(io_.stderr, o, info)
+  return EXIT.OK
+end
+
 local function cmd_get(o, store, io_)
   local key, kerr = json_arg(o, "key", io_.stdin)
   if not key then return fail(io_.stderr, EXIT.USAGE, kerr) end
   local item, info = store:get(key)
   if not item then return runtime_failure(io_.stderr, info) end
-  io_.stdout:write(_M.encode(item), "\n")
-  report(io_.stderr, o, info)
-  return EXIT.OK
+  return print_item(o, io_, item, info)
+end
+
+local function version_mismatch(stderr, exists, at, expected)
+  local now = not exists and "there is no such item" or
+    ("the item is at version %s"):format(tostring(at))
+  return fail(stderr, EXIT.FAILED, ("VersionMismatch: %s, not %s (someone else wrote it); " ..
+    "nothing was written"):format(now, tostring(expected)))
 end
 
 local function cmd_put(o, store, io_)
@@ -497,62 +639,82 @@ local function cmd_put(o, store, io_)
   local item, info = store:with_item(key, function(current)
     local at = current and current[vattr] or 0
     exists = current ~= nil
+    mismatch = nil
     if expected ~= nil and at ~= expected then
       mismatch = at
       return optimistic.NOTHING
     end
-    mismatch = nil
     local new = {}
     for k, v in pairs(given) do new[k] = v end
     return new
   end)
   if not item then return runtime_failure(io_.stderr, info) end
-  if mismatch ~= nil then
-    local now = not exists and "there is no such item" or
-      ("the item is at version %s"):format(tostring(mismatch))
-    return fail(io_.stderr, EXIT.FAILED, ("VersionMismatch: %s, not %s (someone else " ..
-      "wrote it); nothing was written"):format(now, tostring(expected)))
-  end
-  io_.stdout:write(_M.encode(item), "\n")
-  report(io_.stderr, o, info)
-  return EXIT.OK
+  if mismatch ~= nil then return version_mismatch(io_.stderr, exists, mismatch, expected) end
+  return print_item(o, io_, item, info)
 end
 
-local function cmd_update(o, store, io_)
+-- with_item with DELETE: conditioned on the version read, so a write that lands in between
+-- makes it read again (and, with --if-version, refuse).
+local function cmd_delete(o, store, io_)
+  local key, kerr = json_arg(o, "key", io_.stdin)
+  if not key then return fail(io_.stderr, EXIT.USAGE, kerr) end
+  local vattr, expected = store.version, o.if_version
+  local mismatch, exists
+  local item, info = store:with_item(key, function(current)
+    local at = current and current[vattr] or 0
+    exists = current ~= nil
+    mismatch = nil
+    if expected ~= nil and at ~= expected then
+      mismatch = at
+      return optimistic.NOTHING
+    end
+    return current and optimistic.DELETE or optimistic.NOTHING
+  end)
+  if not item then return runtime_failure(io_.stderr, info) end
+  if mismatch ~= nil then return version_mismatch(io_.stderr, exists, mismatch, expected) end
+  return print_item(o, io_, item, info)
+end
+
+local function cmd_update(o, store, io_, deadline)
   local key, kerr = json_arg(o, "key", io_.stdin)
   if not key then return fail(io_.stderr, EXIT.USAGE, kerr) end
   local code, name = o.lua, "=--lua"
   if o.file then
     local f, ferr = io.open(o.file, "rb")
     if not f then return fail(io_.stderr, EXIT.USAGE, "--file: " .. tostring(ferr)) end
-    code, name = read_all(f), "@" .. o.file
+    code, name = f:read("*a") or "", "@" .. o.file
     f:close()
   end
-  local fn, cerr = _M.update_function(code, name, key, io_.stderr)
-  if not fn then return fail(io_.stderr, EXIT.USAGE, "the script does not compile: " .. cerr) end
+  local _, cerr = sandbox.compile(code, name, {})
+  if cerr then return fail(io_.stderr, EXIT.USAGE, "the script does not compile: " .. cerr) end
+  local fn = sandbox.runner(code, name, key, { deadline = deadline, stderr = io_.stderr,
+    deadline_ms = o.deadline_ms or DEFAULT_DEADLINE_MS, interpreter = io_.interpreter })
   local ok, item, info = pcall(store.with_item, store, key, fn)
   if not ok then
     return fail(io_.stderr, EXIT.FAILED, "the script failed, nothing was written: " ..
       tostring(item))
   end
   if not item then return runtime_failure(io_.stderr, info) end
-  io_.stdout:write(_M.encode(item), "\n")
-  report(io_.stderr, o, info)
-  return EXIT.OK
+  return print_item(o, io_, item, info)
 end
+
+local RUN = { get = cmd_get, put = cmd_put, update = cmd_update, delete = cmd_delete }
 
 --- Runs the command line.
 -- @param argv the arguments without the program name (the launcher passes `arg`)
--- @param io_ optional { stdout, stderr, stdin } (defaults: io.stdout, io.stderr, io.stdin)
+-- @param io_ optional { stdout, stderr, stdin, interpreter } (defaults: io.stdout,
+--   io.stderr, io.stdin, and the interpreter running this process, for the update script's
+--   child process)
 -- @return the exit code (see `exit`)
 function _M.main(argv, io_)
   io_ = io_ or {}
   io_ = { stdout = io_.stdout or io.stdout, stderr = io_.stderr or io.stderr,
-    stdin = io_.stdin or io.stdin }
+    stdin = io_.stdin or io.stdin, interpreter = io_.interpreter }
+  local started = monotonic_ms()
   local args = {}
   for i, a in ipairs(argv or {}) do args[i] = a end
   if #args == 0 then
-    io_.stderr:write(USAGE)
+    io_.stderr:write(_M.USAGE)
     return EXIT.USAGE
   end
   local o, perr = _M.parse_args(args)
@@ -560,17 +722,18 @@ function _M.main(argv, io_)
     return fail(io_.stderr, EXIT.USAGE, perr .. " (ddb-optimistic --help)")
   end
   if o.help then
-    io_.stdout:write(USAGE)
+    io_.stdout:write(_M.USAGE)
     return EXIT.OK
   end
   if o.version then
     io_.stdout:write("ddb-optimistic ", _M._VERSION, "\n")
     return EXIT.OK
   end
+  -- nothing was sent yet: a configuration that cannot work is the caller's to fix
   local store, err = make_store(o)
-  if not store then return runtime_failure(io_.stderr, err) end
-  local run = ({ get = cmd_get, put = cmd_put, update = cmd_update })[o.command]
-  local ok, code = pcall(run, o, store, io_)
+  if not store then return fail(io_.stderr, EXIT.USAGE, describe(err)) end
+  local deadline = started + (o.deadline_ms or DEFAULT_DEADLINE_MS)
+  local ok, code = pcall(RUN[o.command], o, store, io_, deadline)
   store.client:close()
   if not ok then
     return fail(io_.stderr, EXIT.FAILED, "internal error: " .. tostring(code))

@@ -21,6 +21,10 @@ local USER_AGENT = "lua-ddb-optimistic/" .. _M._VERSION .. " (" .. (jit and jit.
 -- Values
 -- -----------------------------------------------------------------------------
 local mt = core.mt
+
+--- DynamoDB's NULL: store it as a value (`{ gone = ddb.null }`), and it comes back as such.
+-- `with_item` and `get` return it in place of an item when none is stored. Immutable.
+-- @table null
 _M.null = core.null
 
 mt.number.__tostring = function(n) return n.value end
@@ -33,6 +37,10 @@ mt.null.__tostring = function() return "ddb.null" end
 mt.null.__newindex = function() error("ddb.null is immutable", 2) end
 
 --- A number DynamoDB keeps exactly (up to 38 digits) where a Lua number would round.
+-- `tostring` gives its text; `==` compares by value (`"2.50"` equals `"2.5"`).
+-- @param text the number as text, e.g. `"12345678901234567890.5"` (or a Lua number)
+-- @return the number value
+-- @raise when `text` is not a number DynamoDB can store
 function _M.number(text)
   if type(text) == "number" then text = core.number_canonical(text) end
   local canonical, err = core.number_canonical(text)
@@ -41,6 +49,8 @@ function _M.number(text)
 end
 
 --- Bytes to store as B (binary) rather than S (UTF-8 text).
+-- @param bytes a string of any bytes; `.value` holds it
+-- @return the binary value
 function _M.binary(bytes)
   if type(bytes) ~= "string" then error("ddb.binary: bytes must be a string", 2) end
   return setmetatable({ value = bytes }, mt.binary)
@@ -53,15 +63,30 @@ local function mark(t, which, name)
 end
 
 --- Marks a table as a list (L), so that an empty one stays a list.
+-- @param t a sequence (default: a new empty table)
+-- @return `t`, marked
 function _M.list(t) return mark(t, mt.list, "ddb.list") end
 --- Marks a table as a map (M); plain tables with string keys are maps already.
+-- @param t a table with string keys (default: a new empty table)
+-- @return `t`, marked
 function _M.map(t) return mark(t, mt.map, "ddb.map") end
+--- Marks a sequence of strings as a string set (SS).
+-- @param t a non-empty sequence of distinct strings
+-- @return `t`, marked
 function _M.string_set(t) return mark(t, mt.string_set, "ddb.string_set") end
+--- Marks a sequence of numbers as a number set (NS).
+-- @param t a non-empty sequence of distinct numbers (Lua numbers, `ddb.number` or text)
+-- @return `t`, marked
 function _M.number_set(t) return mark(t, mt.number_set, "ddb.number_set") end
+--- Marks a sequence of byte strings as a binary set (BS).
+-- @param t a non-empty sequence of distinct strings or `ddb.binary` values
+-- @return `t`, marked
 function _M.binary_set(t) return mark(t, mt.binary_set, "ddb.binary_set") end
 
 --- What kind of DynamoDB value a Lua value stands for: "S", "N", "B", "BOOL", "NULL",
 -- "L", "M", "SS", "NS", "BS".
+-- @param v any Lua value
+-- @return the type's name, or nil for a value DynamoDB cannot hold (a function, ...)
 function _M.type(v)
   local t = type(v)
   if t == "string" then return "S" end
@@ -81,11 +106,37 @@ function _M.type(v)
   return "M"
 end
 
+--- One Lua value as a DynamoDB AttributeValue (`42` becomes `{ N = "42" }`).
+-- @function marshal
+-- @param v the value (see the README's table of values)
+-- @return the AttributeValue table
+-- @raise naming the attribute path, for a value DynamoDB cannot store
 _M.marshal = core.marshal
+--- One AttributeValue as a Lua value: the inverse of `marshal`.
+-- @function unmarshal
+-- @param av an AttributeValue table, e.g. `{ SS = { "a" } }`
+-- @return the Lua value
 _M.unmarshal = core.unmarshal
+--- A whole item as the map of AttributeValues a request carries (`Item`, `Key`).
+-- @function marshal_item
+-- @param item a table of attribute names to Lua values
+-- @return the table of AttributeValues
+-- @raise naming the attribute path, for a value DynamoDB cannot store
 _M.marshal_item = core.marshal_item
+--- A map of AttributeValues (an answer's `Item`) as plain Lua values.
+-- @function unmarshal_item
+-- @param avs the table of AttributeValues
+-- @return the item
 _M.unmarshal_item = core.unmarshal_item
+--- JSON text for a Lua value, as requests are encoded (`ddb.list` marks arrays).
+-- @function encode_json
+-- @param v a string, number, boolean or table
+-- @return the JSON text | nil, message
 _M.encode_json = core.encode
+--- A Lua value for JSON text, as answers are decoded (numbers as Lua numbers).
+-- @function decode_json
+-- @param text the JSON text
+-- @return the value | nil, message
 _M.decode_json = core.decode
 
 -- -----------------------------------------------------------------------------
@@ -102,7 +153,13 @@ error_mt.__tostring = function(e)
 end
 _M.error_mt = error_mt
 
---- Makes a structured error. applied: "no" (provably not applied) or "maybe".
+--- Makes a structured error, as every failure of the module is.
+-- @param code the error code, e.g. `"ValidationError"`
+-- @param message what happened, for people
+-- @param fields optional: `status`, `applied` (`"no"`, provably not applied, the default,
+--   or `"maybe"`), `retry_class` (`"none"`, `"transient"`, `"throttle"`, `"timeout"`), and
+--   any other field to copy into the error
+-- @return the error table (`tostring` gives `"ddb: <code>: <message>"`)
 function _M.new_error(code, message, fields)
   local e = core.error(code, message, fields and fields.status, fields and fields.applied or "no",
     fields and fields.retry_class or "none")
@@ -117,12 +174,18 @@ local function wrap_error(e)
   return e
 end
 
+--- Whether a value is an error of this module (made by `new_error` or returned by a call).
+-- @param e any value
+-- @return boolean
 function _M.is_error(e) return type(e) == "table" and getmetatable(e) == error_mt end
 
 -- -----------------------------------------------------------------------------
 -- Transports
 -- -----------------------------------------------------------------------------
+
 --- The blocking libcurl transport (plain Lua, LuaRocks tooling, threads with their own state).
+-- @param opts optional: `ca_bundle` (default: `AWS_CA_BUNDLE`), `connect_timeout_ms`
+-- @return the transport, for `ddb.new{ transport = ... }`
 function _M.curl_transport(opts)
   opts = opts or {}
   local ca = opts.ca_bundle or config.getenv("AWS_CA_BUNDLE")
@@ -171,17 +234,31 @@ local function check_opt(opts, name, kind, lo, hi)
 end
 
 --- Creates a client.
--- Options: region, endpoint, credentials ({access_key_id, secret_access_key, session_token}
--- or a function returning that), profile, timeout_ms (per attempt, 3000), connect_timeout_ms
--- (1000), deadline_ms (whole call including retries, 10000), max_attempts (10, or
--- AWS_MAX_ATTEMPTS), retry ({base_ms, throttle_base_ms, cap_ms, quota}), transport ("curl",
--- "ngx" or a table with request/sleep), ca_bundle, on_event (metrics hook), clock (a
--- function returning monotonic milliseconds: deterministic simulations), log
--- (function(level, message) for the credential cache's warnings; default: nginx's error log
--- or stderr).
 -- Credentials come from ddb.credentials' default chain; nothing is fetched from the network
 -- here (sources that need it, such as instance metadata, are asked on the first call).
--- Returns the client, or nil, err for configuration that cannot work.
+-- @param opts optional table of options, each optional:
+--
+--  * `region` (default: `AWS_REGION`, `AWS_DEFAULT_REGION`, the profile's)
+--  * `endpoint` (default: `AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ENDPOINT_URL`, then AWS's)
+--  * `credentials`: `{ access_key_id, secret_access_key, session_token }` or a function
+--    returning that (default: the environment, the shared files, ...)
+--  * `profile` (default: `AWS_PROFILE`)
+--  * `timeout_ms` (per attempt, 3000), `connect_timeout_ms` (1000), `deadline_ms` (the whole
+--    call including retries, 10000)
+--  * `max_attempts` (10, or `AWS_MAX_ATTEMPTS`)
+--  * `retry`: `{ base_ms, throttle_base_ms, cap_ms, quota }`
+--  * `transport`: `"curl"`, `"ngx"` or a table with `request` and `sleep`
+--  * `ca_bundle` (libcurl; default: `AWS_CA_BUNDLE`)
+--  * `on_event`: `function(ev)`, the metrics hook (`op`, `status`, `code`, `attempt`,
+--    `latency_ms`, `request_id`, `consumed_capacity`)
+--  * `log`: `function(level, message)` for the credential cache's warnings (default:
+--    nginx's error log or stderr)
+--  * `clock`: a function returning monotonic milliseconds, for deadlines and waits
+--    (deterministic simulations give their own virtual clock)
+--  * `user_agent_suffix`: text added to the User-Agent
+-- @return the client | nil, err (`ConfigError`, `CredentialsError`: configuration that
+--   cannot work)
+-- @raise for an option of the wrong type or out of range, naming it
 function _M.new(opts)
   if opts == nil then opts = {} end
   if type(opts) ~= "table" then error("ddb.new: options must be a table", 2) end
@@ -294,6 +371,8 @@ function Client:__tostring()
 end
 
 --- Replaces the credentials with fixed ones; the signing key cache follows them.
+-- @param c `{ access_key_id, secret_access_key[, session_token] }`
+-- @raise when `c` is not such a table
 function Client:set_credentials(c)
   if type(c) ~= "table" then error("set_credentials: a table is required", 2) end
   local provider, err = credentials.new{ credentials = c }
@@ -349,6 +428,66 @@ local function skew_fix(self, err, headers)
   return true
 end
 
+-- What went wrong in a TLS failure and what to do, from the transport's text (OpenSSL's,
+-- through libcurl or nginx), which stays at the end for whoever needs the detail.
+local function explain_tls(self, err)
+  local raw = tostring(err.message)
+  local low = raw:lower()
+  local host = self.url:match("^%a+://([^/]+)") or self.url
+  local ngx_side = self.transport.name == "ngx"
+  local trust = ngx_side and "lua_ssl_trusted_certificate in nginx.conf" or
+    "AWS_CA_BUNDLE or the ca_bundle option"
+  local what
+  if low:find("subject name", 1, true) or low:find("host mismatch", 1, true) or
+      low:find("does not match", 1, true) then
+    what = ("the certificate of %s is for another host name (hostname check failed): use " ..
+      "the host name the certificate names in the endpoint URL"):format(host)
+  elseif low:find("setting certificate", 1, true) or low:find("cafile", 1, true) or
+      (low:find("ca cert", 1, true) and low:find("file", 1, true)) then
+    what = ("the CA bundle for %s could not be read: check the file named by %s"):format(
+      host, trust)
+  elseif low:find("expired", 1, true) or low:find("not yet valid", 1, true) then
+    what = ("the certificate of %s has expired or is not valid yet (certificate verify " ..
+      "failed): check the server's certificate and this machine's clock"):format(host)
+  elseif err.code == "TLSVerifyError" or low:find("certificate", 1, true) then
+    what = ("the certificate of %s is not trusted (certificate verify failed): give the " ..
+      "CA that signed it with %s"):format(host, trust)
+  elseif low:find("wrong version number", 1, true) or low:find("packet length", 1, true) or
+      low:find("unknown protocol", 1, true) then
+    what = ("the TLS handshake with %s failed: the server does not speak TLS there " ..
+      "(an http:// endpoint given as https://?)"):format(host)
+  else
+    what = ("the TLS handshake with %s failed (the connection closed, or no protocol " ..
+      "version or cipher in common): check that the endpoint is an HTTPS one"):format(host)
+  end
+  err.message = what .. " (" .. (ngx_side and "nginx" or "libcurl") .. ": " .. raw .. ")"
+end
+
+-- Messages that say what the raw answer does not: the endpoint an answer that is not
+-- DynamoDB's came from, the table DynamoDB did not find, what a TLS failure means.
+local function explain(self, err, request, rheaders)
+  local code = err.code
+  if code == "NotDynamoDB" then
+    local ctype = rheaders and rheaders["content-type"]
+    ctype = type(ctype) == "string" and ctype:match("^[^;%s]+") or nil
+    err.endpoint = self.url
+    err.message = ("the endpoint %s answered HTTP %s%s with %s and no x-amzn-requestid: is " ..
+      "it a DynamoDB endpoint?"):format(self.url, tostring(err.status),
+      ctype and (" " .. ctype) or "", tostring(err.reason or "a body that is not DynamoDB's"))
+  elseif code == "ResourceNotFoundException" and type(request.TableName) == "string" then
+    local name = request.TableName
+    local msg = tostring(err.message)
+    local where = ("region %s, endpoint %s"):format(self.region, self.url)
+    if msg:find(name, 1, true) then
+      err.message = msg .. " (" .. where .. ")"
+    else
+      err.message = ("%s: table '%s' (%s)"):format(msg, name, where)
+    end
+  elseif code == "TLSError" or code == "TLSVerifyError" then
+    explain_tls(self, err)
+  end
+end
+
 local function emit(self, ev)
   local hook = self.on_event
   if hook then pcall(hook, ev) end
@@ -363,10 +502,13 @@ end
 --- Sends one DynamoDB operation with retries.
 -- @param op the operation name, e.g. "GetItem"
 -- @param request the request as a Lua table in DynamoDB's JSON shape
--- @param opts optional { deadline = absolute monotonic ms, deadline_ms = n, timeout_ms = n,
---   return_maybe = true (return a failure that may have been applied at once, unretried),
---   plain = "Attributes" (that member of the answer as plain values, not AttributeValues) }
--- @return result, info | nil, err (err.applied says whether the operation may have run)
+-- @param opts optional: `deadline` (absolute, in `core.monotonic_ms` time), `deadline_ms`
+--   (default: the client's), `timeout_ms` (per attempt), `return_maybe = true` (return at
+--   once, unretried, a failure that may have been applied), `plain = "Attributes"` (or
+--   `"Item"`: that member of the answer as plain values, not AttributeValues)
+-- @return result (the decoded answer), info (`attempts`, `elapsed_ms`, `request_id`,
+--   `status`, `earlier_attempt_applied`) | nil, err (`err.applied` says whether the
+--   operation may have run)
 function Client:call(op, request, opts)
   if type(op) ~= "string" then error("bad argument #1 to 'call' (operation name expected)", 2) end
   if type(request) ~= "table" then error("bad argument #2 to 'call' (table expected)", 2) end
@@ -433,6 +575,7 @@ function Client:call(op, request, opts)
       return result, info
     end
     wrap_error(err)
+    explain(self, err, request, rheaders)
     err.attempts = attempt
     if err.applied == "maybe" then applied = "maybe" end
     err.applied = applied
@@ -474,7 +617,7 @@ function Client:call(op, request, opts)
   end
 end
 
--- Convenience methods named after the operations.
+-- Convenience methods named after the operations (documented one by one below the table).
 local OPS = {
   get_item = "GetItem", put_item = "PutItem", update_item = "UpdateItem",
   delete_item = "DeleteItem", transact_get_items = "TransactGetItems",
@@ -489,7 +632,100 @@ for name, op in pairs(OPS) do
   end
 end
 
+--- `call("GetItem", request, opts)`.
+-- @function Client:get_item
+-- @param request the request, e.g. `{ TableName = "T", Key = ddb.marshal_item{ pk = "a" } }`
+-- @param opts optional, as for `call`
+-- @return result, info | nil, err
+
+--- `call("PutItem", request, opts)`.
+-- @function Client:put_item
+-- @param request the request (`TableName`, `Item`, ...)
+-- @param opts optional, as for `call`
+-- @return result, info | nil, err
+
+--- `call("UpdateItem", request, opts)`.
+-- @function Client:update_item
+-- @param request the request (`TableName`, `Key`, `UpdateExpression`, ...)
+-- @param opts optional, as for `call`
+-- @return result, info | nil, err
+
+--- `call("DeleteItem", request, opts)`.
+-- @function Client:delete_item
+-- @param request the request (`TableName`, `Key`, ...)
+-- @param opts optional, as for `call`
+-- @return result, info | nil, err
+
+--- `call("Query", request, opts)`.
+-- @function Client:query
+-- @param request the request (`TableName`, `KeyConditionExpression`, ...)
+-- @param opts optional, as for `call`
+-- @return result, info | nil, err
+
+--- `call("Scan", request, opts)`.
+-- @function Client:scan
+-- @param request the request (`TableName`, ...)
+-- @param opts optional, as for `call`
+-- @return result, info | nil, err
+
+--- `call("BatchGetItem", request, opts)`.
+-- @function Client:batch_get_item
+-- @param request the request (`RequestItems`)
+-- @param opts optional, as for `call`
+-- @return result, info | nil, err
+
+--- `call("BatchWriteItem", request, opts)`.
+-- @function Client:batch_write_item
+-- @param request the request (`RequestItems`)
+-- @param opts optional, as for `call`
+-- @return result, info | nil, err
+
+--- `call("TransactGetItems", request, opts)`.
+-- @function Client:transact_get_items
+-- @param request the request (`TransactItems`)
+-- @param opts optional, as for `call`
+-- @return result, info | nil, err
+
+--- `call("TransactWriteItems", request, opts)`.
+-- @function Client:transact_write_items
+-- @param request the request (`TransactItems`, `ClientRequestToken`)
+-- @param opts optional, as for `call`
+-- @return result, info | nil, err
+
+--- `call("DescribeTable", request, opts)`.
+-- @function Client:describe_table
+-- @param request the request (`TableName`)
+-- @param opts optional, as for `call`
+-- @return result, info | nil, err
+
+--- `call("CreateTable", request, opts)`.
+-- @function Client:create_table
+-- @param request the request (`TableName`, `KeySchema`, `AttributeDefinitions`, ...)
+-- @param opts optional, as for `call`
+-- @return result, info | nil, err
+
+--- `call("DeleteTable", request, opts)`.
+-- @function Client:delete_table
+-- @param request the request (`TableName`)
+-- @param opts optional, as for `call`
+-- @return result, info | nil, err
+
+--- `call("ListTables", request, opts)`.
+-- @function Client:list_tables
+-- @param request optional (`ExclusiveStartTableName`, `Limit`)
+-- @param opts optional, as for `call`
+-- @return result, info | nil, err
+
+--- `call("UpdateTimeToLive", request, opts)`.
+-- @function Client:update_time_to_live
+-- @param request the request (`TableName`, `TimeToLiveSpecification`)
+-- @param opts optional, as for `call`
+-- @return result, info | nil, err
+
 --- Waits until a table is ACTIVE (local servers create tables at once; AWS takes seconds).
+-- @param name the table's name
+-- @param timeout_ms optional, how long to wait (60000)
+-- @return the table's description (DescribeTable's `Table`) | nil, err
 function Client:wait_for_table(name, timeout_ms)
   local clock = self.clock
   local deadline = clock() + (timeout_ms or 60000)
@@ -504,6 +740,7 @@ function Client:wait_for_table(name, timeout_ms)
   end
 end
 
+--- Closes the transport's connections and wipes the signer's keys; safe to call twice.
 function Client:close()
   if self.transport and self.transport.close then self.transport:close() end
   if self.signer then self.signer:close() end

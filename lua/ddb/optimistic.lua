@@ -18,10 +18,10 @@ local settings = require "ddb.engine.settings"
 local state = require "ddb.engine.state"
 local plan = require "ddb.engine.plan"
 local history = require "ddb.engine.history"
+local keyschema = require "ddb.engine.keys"
 
-local type, pairs, ipairs, pcall, error, tostring, setmetatable, next =
-  type, pairs, ipairs, pcall, error, tostring, setmetatable, next
-local marshal_item = core.marshal_item
+local type, pairs, pcall, error, tostring, setmetatable, next =
+  type, pairs, pcall, error, tostring, setmetatable, next
 local new_error = ddb.new_error
 
 local _M = { _VERSION = ddb._VERSION }
@@ -49,19 +49,19 @@ Store.__index = Store
 _M.Store = Store
 
 --- Creates a store for one table.
--- Options: table (required); client (a ddb client) or the options of ddb.new (region,
--- endpoint, credentials, ...); key (list of key attribute names; default: one
--- DescribeTable, cached); version_attribute ("version"); version_start (1: what a created
--- item gets; 0 for .NET's DynamoDBContext); version_step (1); token_attribute
--- ("_ddb_tokens"); tokens (write tokens kept in each item, 8; 0 turns exactly-once
--- resolution off); tokens_max (128: a hot item's history grows with the write rate the
--- engine observes, up to this); mode ("update": send only what changed, or "put": write the
--- whole item);
--- deadline_ms (whole call, 5000); max_attempts (runs of the function; default: as many as
--- the deadline allows); backoff_base_ms (2) and backoff_cap_ms (100) for the wait between
--- conflicts; idempotent (commit through TransactWriteItems with a ClientRequestToken, so
--- that DynamoDB settles lost answers; twice the write cost); on_conflict (function(ctx));
--- on_event (function(ev)).
+-- @param opts `table` (required); `client` (a ddb client) or the options of `ddb.new`
+--   (`region`, `endpoint`, `credentials`, ...); `key` (list of key attribute names;
+--   default: one DescribeTable, cached); `version_attribute` ("version"); `version_start`
+--   (1: what a created item gets; 0 for .NET's DynamoDBContext); `version_step` (1);
+--   `token_attribute` ("_ddb_tokens"); `tokens` (write tokens kept in each item, 8; 0 turns
+--   exactly-once resolution off); `tokens_max` (128: a hot item's history grows with the
+--   write rate the engine observes, up to this); `mode` ("update": send only what changed,
+--   or "put": write the whole item); `deadline_ms` (whole call, 5000); `max_attempts` (runs
+--   of the function; default: as many as the deadline allows); `backoff_base_ms` (2) and
+--   `backoff_cap_ms` (100), the wait between conflicts; `idempotent` (commit through
+--   TransactWriteItems with a ClientRequestToken, so that DynamoDB settles lost answers;
+--   twice the write cost); `on_conflict` (`function(ctx)` with `key`, `table`, `attempt`,
+--   `conflicts`, `elapsed_ms`); `on_event` (`function(ev)`, the metrics hook).
 -- Unknown option names and values of the wrong type or range raise, naming the option.
 -- @return store | nil, err (the client could not be made)
 function _M.new(opts)
@@ -118,55 +118,17 @@ function Store:__tostring()
   return ("optimistic.store{table=%s, version=%s}"):format(self.table, self.version)
 end
 
---- A table's key attribute names ({ hash[, range] }) from one DescribeTable.
-function _M.describe_key(client, table_name, call_opts)
-  local res, err = client:describe_table({ TableName = table_name }, call_opts)
-  if not res then return nil, err end
-  local names = {}
-  for _, k in ipairs(res.Table and res.Table.KeySchema or {}) do
-    if k.KeyType == "HASH" then names[1] = k.AttributeName
-    elseif k.KeyType == "RANGE" then names[2] = k.AttributeName end
-  end
-  if not names[1] then
-    return nil, new_error("InvalidResponse", "DescribeTable returned no key schema for " ..
-      table_name)
-  end
-  return names
-end
-
 --- The table's key attribute names, from the option or one cached DescribeTable.
+-- @param call_opts optional options of `Client:call` for the DescribeTable
+-- @return the list of names (`{ hash[, range] }`) | nil, err
 function Store:key_schema(call_opts)
   if self.key_names then return self.key_names end
-  local names, err = _M.describe_key(self.client, self.table, call_opts)
+  local names, err = keyschema.describe(self.client, self.table, call_opts)
   if not names then return nil, err end
   local ok, e = pcall(settings.check_table, "optimistic.new", self.cfg, names, 1)
   if not ok then return nil, new_error("ConfigError", (tostring(e):gsub("^[^:]*:%d+: ", ""))) end
   self.key_names = names
   return names
-end
-
---- The key's AttributeValues for the table's key names, or nil, err naming what is wrong.
-function _M.key_av(table_name, key, names)
-  local ok, av = pcall(marshal_item, key)
-  if not ok then return nil, new_error("ValidationError", "bad key: " .. tostring(av)) end
-  for name, v in pairs(av) do
-    if name ~= names[1] and name ~= names[2] then
-      return nil, new_error("ValidationError", ("key has attribute '%s', which is not part " ..
-        "of table %s's key (%s)"):format(name, table_name, table.concat(names, ", ")))
-    end
-    local t = next(v)
-    if t ~= "S" and t ~= "N" and t ~= "B" then
-      return nil, new_error("ValidationError", ("key attribute '%s' must be a string, " ..
-        "number or ddb.binary"):format(name))
-    end
-  end
-  for _, name in ipairs(names) do
-    if av[name] == nil then
-      return nil, new_error("ValidationError", ("key lacks attribute '%s' of table %s's key")
-        :format(name, table_name))
-    end
-  end
-  return av
 end
 
 -- -----------------------------------------------------------------------------
@@ -254,7 +216,7 @@ _M._new_info = new_info
 -- free of side effects. If it raises, nothing is written and the error propagates.
 -- @param key the item's key, e.g. { pk = "user#1" }
 -- @param fn the function
--- @param opts optional { deadline_ms, max_attempts, idempotent }
+-- @param opts optional `{ deadline_ms, max_attempts, idempotent }`
 -- @return item (what is stored now; ddb.null when no item is stored), info | nil, err
 function Store:with_item(key, fn, opts)
   if type(key) ~= "table" then error("bad argument #1 to 'with_item' (key table expected)", 2) end
@@ -278,7 +240,7 @@ function Store:with_item(key, fn, opts)
     kerr.applied, kerr.info = "no", ctx.info
     return nil, kerr
   end
-  local kav, verr = _M.key_av(self.table, key, names)
+  local kav, verr = keyschema.av(self.table, key, names)
   if not kav then
     verr.info = ctx.info
     return nil, verr
@@ -289,15 +251,24 @@ function Store:with_item(key, fn, opts)
 end
 
 --- Several items, possibly in several tables, in one transaction: see ddb.transact.
+-- @function with_items
+-- @param ... a client or store, keys, fn[, opts], as `ddb.transact.with_items` takes them
+-- @return items, info | nil, err
 _M.with_items = function(...) return require("ddb.transact").with_items(...) end
 
 --- with_items with this store's table and settings as the defaults.
+-- @param keys a list or map of keys (of this table) or of `{ table = name, key = {...} }`
+-- @param fn `function(items)`, as for `ddb.transact.with_items`
+-- @param opts optional per-call options
+-- @return items, info | nil, err
 function Store:with_items(keys, fn, opts)
   return _M.with_items(self, keys, fn, opts)
 end
 
 --- Reads an item (strongly consistent) without changing it; ddb.null when there is none.
--- @return item, info | nil, err
+-- @param key the item's key, e.g. `{ pk = "user#1" }`
+-- @param opts optional `{ deadline_ms }`
+-- @return item (or ddb.null), info | nil, err
 function Store:get(key, opts)
   if type(key) ~= "table" then error("bad argument #1 to 'get' (key table expected)", 2) end
   opts = check_call_opts(opts, "get")
@@ -305,7 +276,7 @@ function Store:get(key, opts)
   local deadline = clock() + (opts.deadline_ms or self.deadline_ms)
   local names, err = self:key_schema({ deadline = deadline })
   if not names then return nil, err end
-  local kav, verr = _M.key_av(self.table, key, names)
+  local kav, verr = keyschema.av(self.table, key, names)
   if not kav then return nil, verr end
   local info = { requests = 1, consumed_capacity = 0 }
   local res, rerr = self.client:get_item({ TableName = self.table, Key = kav,

@@ -1,64 +1,75 @@
 --- ddb.transact: optimistic read-modify-write of several items at once (in one or several
 -- tables), read with one TransactGetItems and committed with one TransactWriteItems.
--- It is ddb.optimistic's with_item for many items, and is attached to it as
--- optimistic.with_items.
+-- It is ddb.optimistic's with_item for many items, on the same engine (ddb.engine), and is
+-- attached to it as `optimistic.with_items`.
 --
---   local items, info = optimistic.with_items(client_or_store, keys, fn[, opts])
+--     local items, info = optimistic.with_items(client_or_store, keys, fn[, opts])
 --
--- keys names up to 100 items, as a list or as a map of names (your choice):
---   { from = { table = "Accounts", key = { pk = "alice" } }, to = { table = ..., key = ... } }
--- With a store (optimistic.new{...}) as the first argument, a bare key map means an item of
--- the store's table: { { pk = "alice" }, { pk = "bob" } }.
+-- `keys` names up to 100 items, as a list or as a map of names (your choice):
 --
--- fn(items) gets a fresh copy of each item under the same index or name (nil when the item
--- does not exist) and returns results[, puts]:
---   results: a table with the same indices or names (usually `items` itself, changed in
---     place); per item:
---       the item (a plain table) -> written if it changed (only what changed, version + 1,
---                                   write tokens carried forward), created if it was absent
---       optimistic.DELETE        -> deleted
---       nil, optimistic.NOTHING, or the item unchanged -> not written
---     Every item read and not written gets a ConditionCheck on the version read (or on its
---     absence), so the commit lands only if nothing the function read has moved.
---     results == optimistic.NOTHING writes nothing at all; nil is refused (a forgotten
---     return is never taken as "no change"), as by with_item.
---   puts (optional): items the function did not read, a list of
---     { table = "T", item = {...} } (table defaults to the store's), created at the first
---     version conditioned on their absence. With overwrite = true the attributes given are set
---     whatever is stored (others are kept) and the version is incremented: no condition.
---     A put whose item exists already fails with err.code == "ItemExists" (running the
---     function again could not change that: it never sees that item) unless an item the
---     function read conflicted too, in which case it runs again.
+--     { from = { table = "Accounts", key = { pk = "alice" } },
+--       to = { table = ..., key = ... } }
+--
+-- With a store (`optimistic.new{...}`) as the first argument, a bare key map means an item
+-- of the store's table: `{ { pk = "alice" }, { pk = "bob" } }`.
+--
+-- `fn(items)` gets a fresh copy of each item under the same index or name (nil when the
+-- item does not exist) and returns `results[, puts]`.
+--
+-- `results`: a table with the same indices or names (usually `items` itself, changed in
+-- place); per item:
+--
+-- - the item (a plain table): written if it changed (only what changed, the version
+--   stepped, the commit's token pushed into its history), created if it was absent;
+-- - `optimistic.DELETE`: deleted;
+-- - nil, `optimistic.NOTHING`, or the item unchanged: not written.
+--
+-- Every item read and not written gets a ConditionCheck that it is still as read, so the
+-- commit lands only if nothing the function read has moved. `results == optimistic.NOTHING`
+-- writes nothing at all; nil is refused (a forgotten return is never taken as "no change"),
+-- as by with_item.
+--
+-- `puts` (optional): items the function did not read, a list of
+-- `{ table = "T", item = {...} }` (table defaults to the store's), created at the first
+-- version conditioned on their absence. With `overwrite = true` the attributes given are set
+-- whatever is stored (others are kept) and the version is stepped: no condition. A put whose
+-- item exists already fails with `err.code == "ItemExists"` (running the function again
+-- could not change that: it never sees that item) unless an item the function read
+-- conflicted too, in which case it runs again.
+--
 -- Every item and every put is one action; at most 100 actions, 4 MB in all (the items as
 -- they will be stored, and as read for deletes and checks), 400 KB per item, no item twice:
 -- checked before sending (ValidationError, ItemTooLarge), nothing written.
 --
--- Returns items, info on success: items under the same indices or names, each what is now
--- stored (ddb.null for none); info has attempts, conflicts, requests, resends, elapsed_ms,
--- consumed_capacity, written, action ("commit" or "none"), actions (per index or name:
--- "create", "update", "delete" or "none"), extra (the puts as stored) and conflicted (the
--- indices or names of the items that conflicted, first conflict first). On failure nil, err
--- as with_item: ConflictsExhausted, DeadlineExceeded, OutcomeUnknown, ValidationError,
--- ItemTooLarge, ItemExists, or the server's error (a TransactionCanceledException for a
--- reason other than a conflict has err.reasons: { name, label, code, message } per action
--- that failed, named in err.message).
+-- Returns `items, info` on success: items under the same indices or names, each what is
+-- now stored (`ddb.null` for none); `info` has `attempts`, `conflicts`, `requests`,
+-- `resends`, `elapsed_ms`, `consumed_capacity`, `written`, `action` ("commit" or "none"),
+-- `actions` (per index or name: "create", "update", "delete" or "none"), `extra` (the puts
+-- as stored) and `conflicted` (the indices or names of the items that conflicted, first
+-- conflict first). On failure `nil, err` as with_item: ConflictsExhausted,
+-- DeadlineExceeded, OutcomeUnknown, ValidationError, ItemTooLarge, ItemExists, or the
+-- server's error (a TransactionCanceledException for a reason other than a conflict has
+-- `err.reasons`: `{ name, label, code, message }` per action that failed, named in
+-- `err.message`).
 --
--- Options (per call; with a store its settings are the defaults): deadline_ms (5000),
--- max_attempts (runs of the function; default: as many as the deadline allows),
--- version_attribute, version_start, version_step, token_attribute, tokens, mode ("update"
--- or "put"), backoff_base_ms, backoff_cap_ms, idempotent, on_conflict (function(ctx) with
--- keys, conflicted, attempt, conflicts, elapsed_ms), key_schemas ({ [table] = { hash
--- [, range] } }; otherwise one DescribeTable per table and client, cached).
+-- Options (per call; with a store its settings are the defaults): `deadline_ms` (5000),
+-- `max_attempts` (runs of the function; default: as many as the deadline allows),
+-- `version_attribute`, `version_start`, `version_step`, `token_attribute`, `tokens`, `mode`
+-- ("update" or "put"), `backoff_base_ms`, `backoff_cap_ms`, `idempotent`, `on_conflict`
+-- (`function(ctx)` with `keys`, `conflicted`, `attempt`, `conflicts`, `elapsed_ms`),
+-- `key_schemas` (`{ [table] = { hash [, range] } }`; otherwise one DescribeTable per table
+-- and client, cached).
 --
--- Exactly once: as with_item (ddb.engine.rules). Every commit carries a new random token,
+-- Exactly once, as with_item (ddb.engine.rules): every commit carries a new random token,
 -- as its ClientRequestToken and in the history of every item it creates or updates, and is
 -- conditioned on every item being exactly as read. After an answer is lost the items are
 -- read again: an item that holds the token proves the commit landed (it is all or nothing);
 -- an item it wrote that still descends from the state read, without the token, proves it
 -- did not, and it never will once an item it was conditioned on has moved on; the same
--- commit is sent again while every item is still as read; anything else is OutcomeUnknown.
--- With idempotent = true a lost answer is settled by sending the same commit (same
--- ClientRequestToken) again, as DynamoDB deduplicates it for 10 minutes (moto does not).
+-- commit is sent again while every item is still as read; anything else is
+-- `OutcomeUnknown`. With `idempotent = true` a lost answer is settled by sending the same
+-- commit (same ClientRequestToken) again, which DynamoDB deduplicates for 10 minutes (moto
+-- does not).
 -- @module ddb.transact
 
 local ddb = require "ddb"
@@ -67,6 +78,7 @@ local engine = require "ddb.engine"
 local settings = require "ddb.engine.settings"
 local state = require "ddb.engine.state"
 local plan = require "ddb.engine.plan"
+local keyschema = require "ddb.engine.keys"
 
 local type, pairs, ipairs, error, tostring, setmetatable, getmetatable, next, pcall =
   type, pairs, ipairs, error, tostring, setmetatable, getmetatable, next, pcall
@@ -146,7 +158,7 @@ local function key_schema(s, name, copts)
     schema_cache[s.client] = cache
   end
   if cache[name] then return cache[name] end
-  local names, err = optimistic().describe_key(s.client, name, copts)
+  local names, err = keyschema.describe(s.client, name, copts)
   if not names then return nil, err end
   cache[name] = names
   return names
@@ -233,7 +245,7 @@ local function bind_keys(s, refs, seen, copts)
         return nil, new_error("ConfigError", (tostring(e):gsub("^[^:]*:%d+: ", "")))
       end
       r.names = names
-      local kav, kerr = optimistic().key_av(r.table, r.key, names)
+      local kav, kerr = keyschema.av(r.table, r.key, names)
       if not kav then
         kerr.message = r.what .. " " .. describe_name(r.name) .. ": " .. kerr.message
         return nil, kerr

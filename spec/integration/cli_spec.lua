@@ -6,6 +6,14 @@ local helper = require "helper"
 
 local q = helper.shell_quote
 
+-- The checkout's root as an absolute path (helper.root may be relative).
+local ROOT = helper.root
+if ROOT:sub(1, 1) ~= "/" then
+  local p = assert(io.popen("cd " .. q(ROOT) .. " && pwd"))
+  ROOT = p:read("*l") .. "/"
+  p:close()
+end
+
 local function slurp(path)
   local f = assert(io.open(path, "rb"))
   local s = f:read("*a")
@@ -22,7 +30,8 @@ local function cli(args, opts)
   for i, a in ipairs(args) do parts[i] = q(a) end
   local cmd = "env AWS_ACCESS_KEY_ID=" .. q(helper.access_key()) ..
     " AWS_SECRET_ACCESS_KEY=" .. q(helper.secret_key()) ..
-    " AWS_REGION=" .. q(helper.region()) .. " AWS_PROFILE= AWS_CONFIG_FILE=/dev/null" ..
+    " AWS_REGION=" .. q(opts.region or helper.region()) .. " AWS_DEFAULT_REGION=" ..
+    " AWS_PROFILE= AWS_CONFIG_FILE=/dev/null" ..
     " AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_ENDPOINT_URL_DYNAMODB= AWS_ENDPOINT_URL= " ..
     helper.lua_command("bin/ddb-optimistic") .. " " .. table.concat(parts, " ")
   if opts.stdin then
@@ -37,12 +46,71 @@ local function cli(args, opts)
   return tonumber(slurp(rc)), slurp(out), slurp(err)
 end
 
+-- Runs a shell command; returns exit code, stdout and stderr together.
+local function sh(cmd)
+  local p = assert(io.popen("sh -c " .. q(cmd) .. " 2>&1; echo \"exit=$?\""))
+  local out = p:read("*a")
+  p:close()
+  return tonumber(out:match("exit=(%d+)%s*$")), (out:gsub("exit=%d+%s*$", ""))
+end
+
 describe("ddb-optimistic, on the command line", function()
   it("prints its usage with --help and exits 0", function()
     local code, out = cli{ "--help" }
     assert.equal(0, code)
     assert.matches("usage: ddb%-optimistic", out)
     assert.matches("exit codes", out)
+  end)
+
+  it("prints every option's help whole, within 92 columns", function()
+    local _, out = cli{ "--help" }
+    for line in out:gmatch("[^\n]+") do
+      assert.is_true(#line <= 92, line)
+    end
+    local flat = out:gsub("%s+", " ")
+    for _, text in ipairs{
+      "--endpoint URL default: AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL, then AWS's " ..
+        "endpoint for the region",
+      "--region REGION default: AWS_REGION, AWS_DEFAULT_REGION, the profile's region",
+      "delete --key JSON [--if-version N]",
+      "--deadline-ms N bound on the whole command, retries and update code included " ..
+        "(default: 5000)",
+    } do
+      assert.truthy(flat:find(text, 1, true), text)
+    end
+  end)
+
+  it("runs as a program from the checkout, whatever LUA_PATH and the default lua say",
+    function()
+      -- `#!/usr/bin/env lua` was Debian's Lua 5.3, and LUA_PATH pointed elsewhere
+      local code, out = sh("cd / && env LUA_PATH='/nowhere/?.lua' LUA_CPATH='/nowhere/?.so' " ..
+        q(ROOT .. "bin/ddb-optimistic") .. " --version")
+      assert.equal(0, code, out)
+      assert.equal("ddb-optimistic " .. ddb._VERSION .. "\n", out)
+      -- through a symbolic link elsewhere on PATH, as an install by hand makes it
+      local dir = helper.tmpdir()
+      assert(os.execute("ln -s " .. q(ROOT .. "bin/ddb-optimistic") .. " " ..
+        q(dir .. "/ddb-optimistic")))
+      code, out = sh("cd / && env PATH=" .. q(dir .. ":" .. os.getenv("PATH")) ..
+        " ddb-optimistic --version")
+      os.execute("rm -rf " .. q(dir))
+      assert.equal(0, code, out)
+      assert.equal("ddb-optimistic " .. ddb._VERSION .. "\n", out)
+    end)
+
+  it("says that make is needed in a checkout where nothing is built", function()
+    local dir = helper.tmpdir()
+    assert(os.execute("mkdir -p " .. q(dir .. "/bin") .. " && cp -r " ..
+      q(ROOT .. "lua") .. " " .. q(dir) .. " && cp " ..
+      q(ROOT .. "bin/ddb-optimistic") .. " " .. q(dir .. "/bin/")))
+    local code, out = sh(q(dir .. "/bin/ddb-optimistic") .. " --version")
+    assert.equal(1, code, out)
+    assert.matches("the C module is not built in .*/build/: run make there", out)
+    -- started with an interpreter of its own choosing, it names the build that is missing
+    code, out = sh(q(helper.lua_bin()) .. " " .. q(dir .. "/bin/ddb-optimistic") .. " --version")
+    os.execute("rm -rf " .. q(dir))
+    assert.equal(1, code, out)
+    assert.matches("no C module for this Lua .* run make LUA_VERSION=", out)
   end)
 
   it("prints its version with --version", function()
@@ -53,18 +121,51 @@ describe("ddb-optimistic, on the command line", function()
 
   local usage_errors = {
     { "no arguments", {}, "usage:" },
-    { "an unknown command", { "frob", "--table", "T" }, "unknown command 'frob'" },
-    { "an unknown option", { "get", "--table", "T", "--key", "{}", "--frob" },
+    { "an unknown command", { "frob", "--table", "Tab" }, "unknown command 'frob'" },
+    { "a misspelt command", { "gte", "--table", "Tab" },
+      "unknown command 'gte' %(did you mean get%?%)" },
+    { "an unknown option", { "get", "--table", "Tab", "--key", "{}", "--frob" },
       "unknown option %-%-frob" },
+    { "a misspelt option", { "get", "--table", "Tab", "--key", "{}", "--dedline-ms", "9" },
+      "unknown option %-%-dedline%-ms %(did you mean %-%-deadline%-ms%?%)" },
+    { "a single-dash option", { "get", "-t", "Tab" }, "unknown option %-t" },
     { "no --table", { "get", "--key", "{}" }, "%-%-table is required" },
-    { "get without --key", { "get", "--table", "T" }, "get needs %-%-key" },
-    { "update without code", { "update", "--table", "T", "--key", "{}" },
+    { "get without --key", { "get", "--table", "Tab" }, "get needs %-%-key" },
+    { "update without code", { "update", "--table", "Tab", "--key", "{}" },
       "exactly one of %-%-lua and %-%-file" },
-    { "an option a command does not take", { "get", "--table", "T", "--key", "{}",
+    { "an option a command does not take", { "get", "--table", "Tab", "--key", "{}",
       "--lua", "x" }, "get does not take %-%-lua" },
+    { "--if-version on another command", { "put", "--table", "Tab", "--item", "{}",
+      "--if-version", "1" }, "put does not take %-%-if%-version" },
     { "a value missing", { "get", "--table" }, "%-%-table needs a value" },
-    { "a bad number", { "update", "--table", "T", "--key", "{}", "--lua", "x=1",
-      "--max-attempts", "0" }, "positive whole number" },
+    { "an option given twice", { "get", "--table", "Tab", "--table", "Tab" },
+      "%-%-table given twice" },
+    { "a value given to a flag", { "get", "--verbose=yes" }, "%-%-verbose takes no value" },
+    { "a deadline beyond every float", { "get", "--table", "Tab", "--key", "{}",
+      "--deadline-ms", "1e999" },
+      "%-%-deadline%-ms: '1e999' is not a whole number from 1 to 86400000" },
+    { "a deadline of 0", { "get", "--table", "Tab", "--key", "{}", "--deadline-ms", "0" },
+      "%-%-deadline%-ms: '0' is not a whole number from 1 to 86400000" },
+    { "a deadline past a day", { "get", "--table", "Tab", "--key", "{}", "--deadline-ms",
+      "86400001" }, "%-%-deadline%-ms: '86400001' is not a whole number" },
+    { "no attempts", { "update", "--table", "Tab", "--key", "{}", "--lua", "x=1",
+      "--max-attempts", "0" }, "%-%-max%-attempts: '0' is not a whole number from 1 to 100" },
+    { "a fraction of an attempt", { "update", "--table", "Tab", "--key", "{}", "--lua",
+      "x=1", "--max-attempts=1.5" }, "%-%-max%-attempts: '1.5' is not a whole number" },
+    { "a negative version", { "delete", "--table", "Tab", "--key", "{}", "--if-version",
+      "-1" }, "%-%-if%-version: '%-1' is not a whole number from 0" },
+    { "a version that is not a number", { "delete", "--table", "Tab", "--key", "{}",
+      "--if-version=v1" }, "%-%-if%-version: 'v1' is not a whole number from 0" },
+    { "a table name DynamoDB refuses", { "get", "--table", "my table", "--key", "{}" },
+      "%-%-table: 'my table' is not a table name" },
+    { "an endpoint that is not a URL", { "get", "--table", "Tab", "--key", "{}",
+      "--endpoint", "localhost:8000" }, "%-%-endpoint: 'localhost:8000' is not an http://" },
+    { "a region with a space", { "get", "--table", "Tab", "--key", "{}", "--region",
+      "us east 1" }, "%-%-region: 'us east 1' is not a region name" },
+    { "an empty version attribute", { "get", "--table", "Tab", "--key", "{}",
+      "--version-attribute=" }, "%-%-version%-attribute: '' is not an attribute name" },
+    { "an empty --lua", { "update", "--table", "Tab", "--key", "{}", "--lua", "" },
+      "%-%-lua: '' is empty" },
   }
   for _, case in ipairs(usage_errors) do
     it("exits 1 with a message on stderr for " .. case[1], function()
@@ -72,6 +173,49 @@ describe("ddb-optimistic, on the command line", function()
       assert.equal(1, code)
       assert.equal("", out)
       assert.matches(case[3], err)
+      assert.is_nil(err:find("traceback", 1, true), err)
+    end)
+  end
+
+  it("exits 1 with one prefix when no region is configured, sending nothing", function()
+    local code, out, err = cli({ "get", "--table", "Tab", "--key", '{"pk":"a"}' },
+      { region = "" })
+    assert.equal(1, code)
+    assert.equal("", out)
+    assert.equal("ddb-optimistic: ConfigError: no region: set the 'region' option, " ..
+      "AWS_REGION or AWS_DEFAULT_REGION\n", err)
+  end)
+
+  it("exits 2 at once, naming the endpoint, when it is not DynamoDB", function()
+    local web = helper.python_server("web_server.py", "--default 501")
+    local code, out, err = cli{ "get", "--table", "Tab", "--key", '{"pk":"a"}', "--endpoint",
+      web.url }
+    web.stop()
+    assert.equal(2, code)
+    assert.equal("", out)
+    assert.equal("ddb-optimistic: NotDynamoDB (HTTP 501): the endpoint " .. web.url ..
+      "/ answered HTTP 501 text/html with a body that is not JSON and no x-amzn-requestid: " ..
+      "is it a DynamoDB endpoint?\n", err)
+  end)
+
+  local json_errors = {
+    { '{"pk":', "not valid JSON at byte 7: expected a value %(an object, array, string, " ..
+      "number, true, false or null%), found the end of the text" },
+    { '{"pk" "a"}', "at byte 7: expected ':' after the member name, found '\"a\"}'" },
+    { '{"pk":"a",}', "at byte 11: expected a member name in double quotes, found '}'" },
+    { '{"pk":"a"} x', "at byte 12: expected the end of the text, found 'x'" },
+    { '{"pk":01}', "at byte 8: expected ',' or '}', found '1}'" },
+    { '{"pk":"a","pk":"b"}', "at byte 11: member 'pk' given twice" },
+    { '{"n":1e999999}', "at byte 6: 1e999999 is not a number DynamoDB can store" },
+    { '{"pk":"\\x"}', "at byte 9: expected an escape" },
+  }
+  for _, case in ipairs(json_errors) do
+    it("says where JSON goes wrong: " .. case[1], function()
+      local code, out, err = cli{ "get", "--table", "Tab", "--key", case[1],
+        "--endpoint", helper.closed_url() }
+      assert.equal(1, code, err)
+      assert.equal("", out)
+      assert.matches("^ddb%-optimistic: %-%-key: .*" .. case[2], err)
     end)
   end
 end)
@@ -126,7 +270,8 @@ for _, server in ipairs(helper.servers()) do
             "--key", '{"pk":"a"}' }
           assert.equal(2, code)
           assert.equal("", out)
-          assert.matches("ResourceNotFoundException", err)
+          assert.matches("^ddb%-optimistic: ResourceNotFoundException", err)
+          assert.truthy(err:find(tbl .. "_none", 1, true), err)
         end)
 
       it("exits 2 for a key that does not match the table's", function()
@@ -195,13 +340,56 @@ for _, server in ipairs(helper.servers()) do
         assert.equal(0, helper.requests(st, "GetItem") + helper.requests(st, "UpdateItem"))
       end)
 
-      it("stops a script that never ends", function()
-        local code, _, err = run{ "update", "--key", '{"pk":"loop"}', "--lua",
-          "while true do end" }
+      it("stops a script that never ends at the deadline", function()
+        local code, _, err = run{ "update", "--key", '{"pk":"loop"}', "--deadline-ms", "1500",
+          "--lua", "while true do end" }
         assert.equal(2, code)
-        assert.matches("ran more than", err)
+        assert.matches("the script was stopped: it ran past the command's deadline " ..
+          "%(%-%-deadline%-ms 1500%)", err)
         assert.is_nil(raw("loop"))
       end)
+
+      it("stops a backtracking pattern inside one C call at the deadline, writing nothing",
+        function()
+          -- string.find runs for minutes here, out of reach of any Lua hook
+          local started = ddb.core.monotonic_ms()
+          local code, out, err = run{ "update", "--key", '{"pk":"regex"}', "--deadline-ms",
+            "2000", "--lua", 'item.hit = string.find(string.rep("a", 30) .. "b", ' ..
+            '("a*"):rep(20) .. "c") or 0' }
+          local elapsed = ddb.core.monotonic_ms() - started
+          assert.equal(2, code, err)
+          assert.equal("", out)
+          assert.matches("ran past the command's deadline", err)
+          assert.is_true(elapsed < 2000 + 3000, "took " .. elapsed .. " ms")
+          assert.is_true(elapsed >= 1500, "stopped after " .. elapsed .. " ms")
+          assert.is_nil(raw("regex"))
+          assert.equal(0, helper.requests(helper.stats(server), "UpdateItem"))
+        end)
+
+      it("stops a script that takes all the memory, writing nothing", function()
+        local code, _, err = run{ "update", "--key", '{"pk":"mem"}', "--lua",
+          "local t = {} for i = 1, 1e9 do t[i] = ('x'):rep(1e7) .. i end" }
+        assert.equal(2, code, err)
+        assert.matches("^ddb%-optimistic: the script failed, nothing was written: .*not " ..
+          "enough memory\n$", err)
+        assert.is_nil(raw("mem"))
+      end)
+
+      it("runs the script in a child process: the item's kinds arrive and return intact",
+        function()
+          assert(client:put_item{ TableName = tbl, Item = ddb.marshal_item{ pk = "kinds",
+            ss = ddb.string_set{ "a", "b" }, bin = ddb.binary("\0\1"),
+            big = ddb.number("12345678901234567890123456789012345678"), z = ddb.null,
+            l = ddb.list(), m = { x = 1 } } })
+          local code, out, err = run{ "update", "--key", '{"pk":"kinds"}', "--lua",
+            "assert(ddb.type(item.ss) == 'SS' and ddb.type(item.bin) == 'B' and " ..
+            "ddb.type(item.l) == 'L' and item.z == ddb.null and tostring(item.big) == " ..
+            "'12345678901234567890123456789012345678'); item.n = 1; print('pid', exists)" }
+          assert.equal(0, code, err)
+          assert.equal('{"big":12345678901234567890123456789012345678,"bin":"AAE=","l":[],' ..
+            '"m":{"x":1},"n":1,"pk":"kinds","ss":["a","b"],"version":1,"z":null}\n', out)
+          assert.equal("pid\ttrue\n", err)
+        end)
 
       it("keeps the sandbox: no io, no os.execute, no require", function()
         local code, _, err = run{ "update", "--key", '{"pk":"sandbox"}', "--lua",
@@ -311,8 +499,45 @@ for _, server in ipairs(helper.servers()) do
       it("exits 1 for JSON that does not parse, sending nothing", function()
         local code, _, err = run{ "put", "--item", '{"pk":' }
         assert.equal(1, code)
-        assert.matches("%-%-item: not valid JSON", err)
+        assert.matches("%-%-item: not valid JSON at byte 7", err)
         assert.equal(0, helper.requests(helper.stats(server), "DescribeTable"))
+      end)
+    end)
+
+    describe("delete", function()
+      it("deletes the item, conditioned on the version read, and prints null", function()
+        assert.equal(0, (run{ "put", "--item", '{"pk":"gone","a":1}' }))
+        local code, out, err = run{ "delete", "--key", '{"pk":"gone"}', "--verbose" }
+        assert.equal(0, code, err)
+        assert.equal("null\n", out)
+        assert.matches("action=delete", err)
+        assert.is_nil(raw("gone"))
+        -- the DeleteItem carried the version read as its condition
+        assert.equal(1, helper.requests(helper.stats(server), "DeleteItem"))
+      end)
+
+      it("exits 0 with null when there is nothing to delete, writing nothing", function()
+        local code, out = run{ "delete", "--key", '{"pk":"never"}' }
+        assert.equal(0, code)
+        assert.equal("null\n", out)
+        assert.equal(0, helper.requests(helper.stats(server), "DeleteItem"))
+      end)
+
+      it("with --if-version, deletes only an item at that version", function()
+        assert.equal(0, (run{ "put", "--item", '{"pk":"v","a":1}' }))
+        assert.equal(0, (run{ "put", "--item", '{"pk":"v","a":2}' }))
+        local code, out, err = run{ "delete", "--key", '{"pk":"v"}', "--if-version", "1" }
+        assert.equal(2, code)
+        assert.equal("", out)
+        assert.matches("VersionMismatch: the item is at version 2, not 1", err)
+        assert.equal("2", raw("v").version.N)
+        code, out = run{ "delete", "--key", '{"pk":"v"}', "--if-version", "2" }
+        assert.equal(0, code)
+        assert.equal("null\n", out)
+        assert.is_nil(raw("v"))
+        code, _, err = run{ "delete", "--key", '{"pk":"v"}', "--if-version", "2" }
+        assert.equal(2, code)
+        assert.matches("there is no such item, not 2", err)
       end)
     end)
   end)

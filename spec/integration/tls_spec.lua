@@ -99,6 +99,10 @@ for _, server in ipairs(helper.servers()) do
         local res, err = c:list_tables({})
         assert.is_nil(res)
         assert_verify_error(err, "a certificate from an untrusted CA")
+        -- what failed and what to do, then libcurl's (OpenSSL's) own text
+        assert.matches("^the certificate of localhost:%d+ is not trusted %(certificate " ..
+          "verify failed%): give the CA that signed it with AWS_CA_BUNDLE or the ca_bundle " ..
+          "option %(libcurl: .*certificate.*%)$", err.message)
       end)
 
       it("refuses a certificate for another host name: TLSVerifyError", function()
@@ -106,6 +110,8 @@ for _, server in ipairs(helper.servers()) do
         local res, err = c:list_tables({})
         assert.is_nil(res)
         assert_verify_error(err, "a certificate for other.test")
+        assert.matches("^the certificate of localhost:%d+ is for another host name " ..
+          "%(hostname check failed%): .* %(libcurl: .+%)$", err.message)
       end)
 
       it("verifies by default: the usual trust store (or AWS_CA_BUNDLE as set) does not " ..
@@ -138,8 +144,12 @@ for _, server in ipairs(helper.servers()) do
         local out = call(OTHER_CA)
         assert.is_false(out.ok)
         assert_verify_error(out.err, "a certificate from an untrusted CA")
-        -- OpenSSL's verify result, e.g. "21: unable to verify the first certificate"
+        -- OpenSSL's verify result, e.g. "21: unable to verify the first certificate", after
+        -- what failed and what to do
         assert.truthy(out.err.message:find("not accepted: %d+: "), out.err.message)
+        assert.matches("^the certificate of localhost:%d+ is not trusted %(certificate " ..
+          "verify failed%): give the CA that signed it with lua_ssl_trusted_certificate in " ..
+          "nginx.conf %(nginx: ", out.err.message)
       end)
 
       it("refuses a certificate for another host name: TLSVerifyError", function()
@@ -147,6 +157,8 @@ for _, server in ipairs(helper.servers()) do
         assert.is_false(out.ok)
         assert_verify_error(out.err, "a certificate for other.test")
         assert.truthy(out.err.message:find("host mismatch", 1, true), out.err.message)
+        assert.matches("^the certificate of localhost:%d+ is for another host name",
+          out.err.message)
       end)
     end)
 

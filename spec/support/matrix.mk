@@ -114,12 +114,13 @@ test-matrix:
 	@sh -c "$$DDB_MATRIX_SH"
 
 # LDoc reads the doc comments of lua/ddb (config.ld). Debian packages lua-ldoc and
-# lua-markdown: Debian's LDoc has no built-in markdown and would fall back to plain text.
+# lua-discount: without discount, LDoc falls back to another processor (or plain text) and
+# prints "using built-in markdown" or "falling back to text".
 docs:
 	@command -v ldoc >/dev/null 2>&1 || { echo "make docs needs ldoc (Debian package lua-ldoc)" >&2; exit 1; }
 	@mkdir -p $(DOCS_DIR)
 	@out=$$(ldoc -c config.ld -d $(DOCS_DIR) . 2>&1); status=$$?; echo "$$out"; \
-	  if echo "$$out" | grep -q "falling back to text"; then \
-	    echo "make docs needs a markdown module for LDoc (Debian package lua-markdown)" >&2; exit 1; fi; \
+	  if echo "$$out" | grep -q "falling back to text\|using built-in markdown"; then \
+	    echo "make docs needs the discount markdown module for LDoc (Debian package lua-discount)" >&2; exit 1; fi; \
 	  exit $$status
 	@echo "reference documentation: $(DOCS_DIR)/index.html"

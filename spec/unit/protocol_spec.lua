@@ -261,6 +261,54 @@ describe("error bodies that are not JSON", function()
   end)
 end)
 
+describe("answers that are not DynamoDB's (no request id, no DynamoDB JSON)", function()
+  local NONE = { ["content-type"] = "text/html" }
+
+  it("are NotDynamoDB, not applied and not retried for a 4xx or a 501", function()
+    for _, status in ipairs({ 400, 403, 404, 405, 413, 501 }) do
+      local err = parse_error(status, "<html>" .. status .. "</html>", NONE)
+      assert.same({ code = "NotDynamoDB", message = "the endpoint answered HTTP " .. status ..
+        " with a body that is not JSON and no x-amzn-requestid: is it a DynamoDB endpoint?",
+        status = status, applied = "no", retryable = false, retry_class = "none" },
+        summary(err))
+      assert.equal("a body that is not JSON", err.reason)
+    end
+  end)
+
+  it("are retried, maybe applied, for a gateway's 5xx (it may have passed the request on)",
+    function()
+      for _, status in ipairs({ 500, 502, 503, 504 }) do
+        local err = parse_error(status, "<html>Bad Gateway</html>", NONE)
+        assert.equal("NotDynamoDB", err.code)
+        assert.equal("maybe", err.applied)
+        assert.equal("transient", err.retry_class)
+      end
+      assert.equal("throttle", parse_error(429, "", NONE).retry_class)
+      assert.equal("an empty body", parse_error(429, "", NONE).reason)
+    end)
+
+  it("are NotDynamoDB for a 2xx page, maybe applied, not retried", function()
+    local err = parse_error(200, "<!doctype html><html>Welcome</html>", NONE)
+    assert.same({ code = "NotDynamoDB", message = "the endpoint answered HTTP 200 with a body " ..
+      "that is not a JSON object and no x-amzn-requestid: is it a DynamoDB endpoint?",
+      status = 200, applied = "maybe", retryable = false, retry_class = "none" }, summary(err))
+  end)
+
+  it("include JSON errors without __type", function()
+    local err = parse_error(404, '{"error":"not found"}', {})
+    assert.equal("NotDynamoDB", err.code)
+    assert.equal("a JSON body without DynamoDB's __type", err.reason)
+    assert.equal("no", err.applied)
+  end)
+
+  it("do not include DynamoDB's own errors without a request id (a transport that drops " ..
+    "headers)", function()
+    local err = parse_error(400, '{"__type":"' .. DDB .. 'ValidationException","message":"x"}',
+      {})
+    assert.equal("ValidationException", err.code)
+  end)
+end)
+
 describe("where an error leaves the request", function()
   it("is 'no' for every 4xx and 'maybe' for every 5xx", function()
     for status = 400, 599, 3 do
