@@ -9,6 +9,7 @@ local q = lib.q
 local _M = {}
 
 local WORKERS = 8
+local FAIR_CALLS = tonumber(os.getenv("DDB_BENCH_FAIR_CALLS") or "10000")
 
 local function env(name)
   local v = os.getenv(name)
@@ -46,6 +47,7 @@ local function one(ctx, server, url, client, table_name, kind, seconds)
     while lib.pid_alive(pid) do lib.sleep_ms(100) end
   end
   local agg = { successes = 0, failures = 0, requests = 0, conflicts = 0, cpu_s = 0 }
+  local most_attempts, wall_s = 0, 0
   local lat, codes = {}, {}
   for w = 1, WORKERS do
     local doc = lib.decode(lib.read(dir .. "/w" .. w .. ".json") or "null")
@@ -58,7 +60,10 @@ local function one(ctx, server, url, client, table_name, kind, seconds)
       codes[code] = (codes[code] or 0) + count
     end
     for _, l in ipairs(doc.latencies_ms or {}) do lat[#lat + 1] = l end
+    most_attempts = math.max(most_attempts, doc.most_attempts or 0)
+    wall_s = math.max(wall_s, doc.wall_s or 0)
   end
+  if type(seconds) == "string" then seconds = wall_s end
   table.sort(lat)
   lib.sh("rm -rf " .. q(dir))
   local stored = read_item_n(client, table_name, key)
@@ -69,7 +74,7 @@ local function one(ctx, server, url, client, table_name, kind, seconds)
     conflicts_per_update = agg.conflicts / math.max(1, agg.successes),
     p50_ms = lib.percentile(lat, 50), p99_ms = lib.percentile(lat, 99),
     client_cpu_s = agg.cpu_s, stored_count = stored, lost_or_doubled = stored - agg.successes,
-    failure_codes = codes,
+    failure_codes = codes, most_attempts = most_attempts,
   }
   ctx.say("  %-8s %-9s %6.1f updates/s, %.2f requests/update, %.2f conflicts/update, p50 %.1f ms, " ..
     "p99 %.1f ms, %d failures; item says %d for %d successes", server, kind, r.updates_per_s,
@@ -98,6 +103,9 @@ function _M.run(ctx)
     out[name] = {
       with_item = one(ctx, name, url, client, table_name, "with_item", seconds),
       naive_boto3 = one(ctx, name, url, client, table_name, "naive", seconds),
+      -- fairness: 10,000 calls at default settings, none may fail
+      fair = one(ctx, name, url, client, table_name, "with_item",
+        "calls:" .. math.floor(FAIR_CALLS / WORKERS)),
     }
     client:delete_table{ TableName = table_name }
   end
@@ -128,6 +136,19 @@ function _M.table(results, add)
   add("moto is reached directly (not through the test proxy, which serialises it): its threaded " ..
     "server does not apply a conditional write atomically (spec/support/sigproxy.py), so its " ..
     "counts can come out short for any client; dynalite's cannot.")
+  for _, name in ipairs({ "moto", "dynalite" }) do
+    local f = c.servers[name] and c.servers[name].fair
+    if f then
+      local codes = {}
+      for code, n in pairs(f.failure_codes or {}) do codes[#codes + 1] = code .. " " .. n end
+      table.sort(codes)
+      add(("Fairness (%s): %d calls by %d processes at default settings in %.0f s: %d failed%s " ..
+        "(target 0: %s); p50 %.1f ms, p99 %.1f ms, at most %d runs of the function in one call")
+        :format(name, f.successes + f.failures, c.workers, f.seconds, f.failures,
+          #codes > 0 and (" (" .. table.concat(codes, ", ") .. ")") or "",
+          f.failures == 0 and "met" or "MISSED", f.p50_ms or 0, f.p99_ms or 0, f.most_attempts))
+    end
+  end
   local m = c.servers.moto
   if m then
     local w, n = m.with_item, m.naive_boto3
