@@ -265,7 +265,7 @@ static int receive(wire *w, long long deadline, wire_answer *a)
                 continue;
             }
             have_head = 1;
-            http1_chunks_init(&chunks);
+            http1_chunks_init(&chunks, 0);
             chunks.pos = a->head.head_len;
             w->body.len = 0;
         }
