@@ -230,5 +230,14 @@ DDB_EXPORT int luaopen_ddb_core(lua_State *L)
     lua_setfield(L, -2, "null");
     lua_pushliteral(L, DDB_CORE_VERSION);
     lua_setfield(L, -2, "_VERSION");
+    /* the answer limits, for the Lua transports and the option checks */
+    lua_pushinteger(L, CURLT_MAX_ANSWER_DEFAULT);
+    lua_setfield(L, -2, "MAX_ANSWER_BYTES");
+    lua_pushinteger(L, CURLT_MAX_ANSWER_MIN);
+    lua_setfield(L, -2, "MAX_ANSWER_BYTES_MIN");
+    lua_pushinteger(L, CURLT_MAX_ANSWER_MAX);
+    lua_setfield(L, -2, "MAX_ANSWER_BYTES_MAX");
+    lua_pushinteger(L, HTTP1_MAX_HEAD);
+    lua_setfield(L, -2, "MAX_HEAD_BYTES");
     return 1;
 }
