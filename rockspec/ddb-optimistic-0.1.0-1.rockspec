@@ -43,6 +43,7 @@ build = {
     ["ddb.config"] = "lua/ddb/config.lua",
     ["ddb.credentials"] = "lua/ddb/credentials.lua",
     ["ddb.optimistic"] = "lua/ddb/optimistic.lua",
+    ["ddb.options"] = "lua/ddb/options.lua",
     ["ddb.scheduler"] = "lua/ddb/scheduler.lua",
     ["ddb.transact"] = "lua/ddb/transact.lua",
     ["ddb.transport.ngx"] = "lua/ddb/transport/ngx.lua",

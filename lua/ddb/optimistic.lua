@@ -105,7 +105,7 @@ function _M.new(opts)
   local client = opts.client
   if client == nil then
     local err
-    client, err = ddb.new(opts)
+    client, err = ddb.new(ddb.client_options(opts))
     if not client then return nil, err end
   end
   return setmetatable({
