@@ -86,7 +86,8 @@ function _M.call()
   local res, err = c:call(doc.op or "ListTables", doc.request or {})
   if res then err = nil end
   reply({ ok = res ~= nil, result = res, err = err_doc(err), ms = core.monotonic_ms() - t0,
-    transport = c.transport.name, stats = c.transport.stats })
+    transport = c.transport.name, stats = c.transport.stats,
+    pool = { size = c.transport.pool_size, keepalive_ms = c.transport.keepalive_timeout_ms } })
 end
 
 local shared_transport
