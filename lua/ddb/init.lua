@@ -250,7 +250,8 @@ _M.Client = Client
 -- twice DynamoDB's largest), and for cosockets pool_size (64) and keepalive_timeout_ms
 -- (30000). Every option is checked by name, type and range: a mistake raises, naming it.
 -- Credentials come from ddb.credentials' default chain; nothing is fetched from the network
--- here (sources that need it, such as instance metadata, are asked on the first call).
+-- here (sources that need it, such as instance metadata, are asked on the first call, within
+-- that call's deadline).
 -- Returns the client, or nil, err for configuration that cannot work.
 function _M.new(opts)
   if opts == nil then opts = {} end
@@ -332,9 +333,10 @@ function Client:_use_credentials(creds)
 end
 
 -- The provider's current credentials into the signer: creds | nil, err. rejected: the
--- credentials a server has just refused as expired (one forced refresh).
-local function current_credentials(self, rejected)
-  local creds, err = self.credentials_provider:get(rejected)
+-- credentials a server has just refused as expired (one forced refresh); deadline: the
+-- call's (monotonic ms), which a fetch from the network keeps to.
+local function current_credentials(self, rejected, deadline)
+  local creds, err = self.credentials_provider:get(rejected, deadline)
   if not creds then return nil, wrap_error(err) end
   self:_use_credentials(creds)
   return creds
@@ -430,7 +432,7 @@ function Client:call(op, request, opts)
   if not body then
     return nil, _M.new_error("ValidationError", "request cannot be encoded: " .. jerr)
   end
-  local creds, cerr = current_credentials(self)
+  local creds, cerr = current_credentials(self, nil, deadline)
   if not creds then return nil, cerr end
 
   local attempt, applied, skew_fixed, renewed, spent = 0, "no", false, false, 0
@@ -505,7 +507,7 @@ function Client:call(op, request, opts)
       skew_fixed = true
       attempt = attempt - 1   -- a clock fix is not a failed attempt
     elseif not renewed and EXPIRED_CREDENTIALS[err.code] and err.applied == "no"
-        and current_credentials(self, creds) then
+        and current_credentials(self, creds, deadline) then
       -- refused before it ran: sign again with the refreshed credentials, once
       renewed = true
       creds = self.creds

@@ -888,6 +888,99 @@ describe("credential_process", function()
   end)
 end)
 
+describe("the bounds of a fetch", function()
+  local function container(t, opts)
+    opts = opts or {}
+    opts.transport = t
+    opts.sleep = function() error("a retry waited although the deadline forbade it") end
+    return assert(new(opts, { AWS_CONTAINER_CREDENTIALS_FULL_URI = "http://127.0.0.1:9/c" }))
+  end
+
+  it("gives each request only the time left, and no retry that would pass the deadline",
+    function()
+      local t = fake_transport(function()
+        return nil, { code = "Timeout", message = "timed out", retryable = true }
+      end)
+      local deadline = core.monotonic_ms() + 300
+      local c, err = container(t):get(nil, deadline)
+      assert.is_nil(c)
+      -- one attempt of at most the 300 ms left, where the source alone makes three of 2 s
+      -- with 1 s between them
+      assert.equal(1, #t.sent)
+      assert.is_true(t.sent[1].timeout_ms <= 300, tostring(t.sent[1].timeout_ms))
+      assert.equal("DeadlineExceeded", err.code)
+      assert.equal("no", err.applied)
+      assert.matches("^the call's deadline passed while fetching credentials from container " ..
+        "credentials %(AWS_CONTAINER_CREDENTIALS_FULL_URI", err.message)
+      assert.matches("not reachable %(timed out%)", err.message)
+    end)
+
+  it("sends nothing once the deadline has passed", function()
+    local t = fake_transport(function() error("not reached") end)
+    local c, err = container(t):get(nil, core.monotonic_ms() - 1)
+    assert.is_nil(c)
+    assert.equal("DeadlineExceeded", err.code)
+    assert.equal(0, #t.sent)
+  end)
+
+  it("keeps to each request's own timeout without a deadline, as before", function()
+    local t = fake_transport(function()
+      return nil, { code = "Timeout", message = "timed out", retryable = true }
+    end)
+    t.sleep = function() end
+    local c, err = assert(new({ transport = t },
+      { AWS_CONTAINER_CREDENTIALS_FULL_URI = "http://127.0.0.1:9/c" })):get()
+    assert.is_nil(c)
+    assert.equal(3, #t.sent)
+    assert.equal(2000, t.sent[1].timeout_ms)
+    assert.equal("CredentialsError", err.code)
+  end)
+
+  it("refuses an answer over max_answer_bytes (64 KiB by default), and does not retry it",
+    function()
+      local t = fake_transport(function()
+        return 200, {}, json_creds("ASIABIG", T0 + 3600, { Pad = ("p"):rep(70000) })
+      end)
+      local c, err = container(t):get(nil, core.monotonic_ms() + 5000)
+      assert.is_nil(c)
+      assert.equal("CredentialsError", err.code)
+      assert.matches("answered more than it may %(the answer's body is longer than 65536 " ..
+        "bytes%)", err.message)
+      assert.equal(1, #t.sent)
+      -- the limit is an option
+      local small = fake_transport(function() return 200, {}, json_creds("ASIASMALL", T0 + 3600) end)
+      c, err = container(small, { max_answer_bytes = 64 }):get()
+      assert.is_nil(c)
+      assert.matches("longer than 64 bytes", err.message)
+    end)
+
+  it("stops a credential_process at the deadline", function()
+    local dir = tmpdir()
+    write(dir .. "/config", "[default]\ncredential_process = sleep 20\n")
+    local p = assert(new({}, { AWS_CONFIG_FILE = dir .. "/config" }))
+    local t0 = core.monotonic_ms()
+    local c, err = p:get(nil, t0 + 300)
+    local took = core.monotonic_ms() - t0
+    assert.is_nil(c)
+    assert.is_true(took < 3000, "took " .. took .. " ms")
+    assert.equal("DeadlineExceeded", err.code)
+    assert.matches("had not finished at the call's deadline and was stopped", err.message)
+  end)
+
+  it("stops reading a credential_process's output at the limit", function()
+    local dir = tmpdir()
+    write(dir .. "/config", "[default]\ncredential_process = yes secret-y\n")
+    local p = assert(new({}, { AWS_CONFIG_FILE = dir .. "/config" }))
+    local t0 = core.monotonic_ms()
+    local c, err = p:get(nil, t0 + 10000)
+    assert.is_nil(c)
+    assert.is_true(core.monotonic_ms() - t0 < 3000)
+    assert.equal("CredentialsError", err.code)
+    assert.matches("the command's output is longer than 65536 bytes", err.message)
+    assert_no_secret({ "secret-y" }, err)
+  end)
+end)
+
 describe("the credentials cache", function()
   local clock, calls, fail, logs
 
@@ -1143,6 +1236,23 @@ describe("single flight between coroutines", function()
     local ca = finish(a)
     assert.equal("ASIAFLIGHT2", ca.access_key)
     assert.equal(2, fetches)
+  end)
+
+  it("lets a waiting caller give up at its own deadline", function()
+    local a, what = start(function() return p:get() end)
+    assert.equal("request", what)
+    t.sleep = function(_, ms)
+      core.sleep_ms(ms)
+      coroutine.yield("sleep")
+    end
+    local started = core.monotonic_ms()
+    local c, err = finish((start(function() return p:get(nil, started + 50) end)))
+    assert.is_nil(c)
+    assert.equal("DeadlineExceeded", err.code)
+    assert.matches("while waiting for credentials from container credentials", err.message)
+    assert.is_true(core.monotonic_ms() - started < 1000)
+    -- the first caller's fetch goes on, and its result serves everyone
+    assert.equal("ASIAFLIGHT1", finish(a).access_key)
   end)
 
   it("takes over a refresh whose caller never came back", function()
