@@ -752,6 +752,8 @@ end
 
 -- Instance metadata -------------------------------------------------------------------------
 
+-- tried: what the default chain tried before (IMDS comes last there); nil when a profile's
+-- credential_source names it.
 local function imds_source(ctx, tried)
   local base = env(ctx, "AWS_EC2_METADATA_SERVICE_ENDPOINT")
   if not base then
@@ -764,7 +766,8 @@ local function imds_source(ctx, tried)
   local v1_disabled = env_true(ctx, "AWS_EC2_METADATA_V1_DISABLED")
   local timeout = ctx.imds_timeout_ms
   local attempts = ctx.imds_attempts
-  -- "not reachable" when IMDS was the last thing to try reads as "nothing configured"
+  -- Every failure, when IMDS was the last thing to try, also says what was tried before and
+  -- why each was passed over: off EC2 this is the error a user sees when nothing is set up.
   local function unavailable(why)
     if tried then
       return nil, cred_error("no credentials found; tried: " .. concat(tried, ", ") ..
@@ -819,15 +822,15 @@ local function imds_source(ctx, tried)
       local status, err, body = get(path)
       if status == 404 then return unavailable("no IAM role is attached to this instance") end
       if not status then return unavailable(tostring(err.message)) end
-      if status ~= 200 then return nil, cred_error(name .. " answered HTTP " .. status) end
+      if status ~= 200 then return unavailable("answered HTTP " .. status) end
       local role = body:match("^%s*([^\r\n]+)")
       if not role or not role:match("^[%w%+=,%.@_%-]+$") then
-        return nil, cred_error(name .. " answered a role name that is not one")
+        return unavailable("answered a role name that is not one")
       end
       status, err, body = get(path .. role)
       if not status then return unavailable(tostring(err.message)) end
       if status ~= 200 then
-        return nil, cred_error(name .. " answered HTTP " .. status .. " for role " .. role)
+        return unavailable("answered HTTP " .. status .. " for role " .. role)
       end
       return json_creds(body, name, "Token")
     end,
@@ -1062,44 +1065,11 @@ end
 -- -----------------------------------------------------------------------------
 -- Shared files and profiles
 -- -----------------------------------------------------------------------------
-local function expand(ctx, path)
-  if path:sub(1, 2) == "~/" then return (env(ctx, "HOME") or "/root") .. path:sub(2) end
-  return path
-end
-
-local function load_ini(path)
-  local f = io_open(path, "rb")
-  if not f then return {} end
-  local text = f:read("*a")
-  f:close()
-  if not text then return {} end
-  local t, err = config.parse_ini(text)
-  if not t then return nil, cred_error("cannot read " .. path .. ": " .. err, "ConfigError") end
-  return t
-end
-
+-- The shared files through ddb.config's loader (the region's too): files | nil, err.
 local function load_files(ctx)
-  local cred_path = expand(ctx, env(ctx, "AWS_SHARED_CREDENTIALS_FILE") or "~/.aws/credentials")
-  local conf_path = expand(ctx, env(ctx, "AWS_CONFIG_FILE") or "~/.aws/config")
-  local creds, err = load_ini(cred_path)
-  if not creds then return nil, err end
-  local conf
-  conf, err = load_ini(conf_path)
-  if not conf then return nil, err end
-  local files = { cred_path = cred_path, conf_path = conf_path, creds = creds, conf = conf }
-  -- the profile as botocore sees it: the config file's section, the credentials file's on top
-  function files.section(name)
-    local s = name == "default" and (conf.default or conf["profile default"])
-      or conf["profile " .. name]
-    return s, creds[name]
-  end
-  function files.profile(name)
-    local from_conf, from_creds = files.section(name)
-    if not from_conf and not from_creds then return nil end
-    local merged = {}
-    for k, v in pairs(from_conf or {}) do merged[k] = v end
-    for k, v in pairs(from_creds or {}) do merged[k] = v end
-    return merged
+  local files, err = config.load_files(function(name) return env(ctx, name) end)
+  if not files then
+    return nil, cred_error("cannot read the shared AWS files: " .. err, "ConfigError")
   end
   return files
 end
@@ -1340,13 +1310,14 @@ local function select_source(ctx, opts)
     if not creds then return nil, cerr end
     return static_source("explicit", creds)
   end
-  local tried = { "explicit option" }
+  -- what each source was, and why it was passed over: the error when none is configured
+  local tried = { "explicit option (not given)" }
   if ctx.explicit_profile then
     tried[#tried + 1] = "environment (skipped: the profile option was given)"
   else
     local src, err = env_source(ctx)
     if src or err then return src, err end
-    tried[#tried + 1] = "environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)"
+    tried[#tried + 1] = "environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY: not set)"
   end
 
   local files, ferr = load_files(ctx)
@@ -1363,12 +1334,23 @@ local function select_source(ctx, opts)
   end
   local src, err = profile_chain(ctx, files, name, true)
   if src or err then return src, err end
-  tried[#tried + 1] = ("web identity (AWS_WEB_IDENTITY_TOKEN_FILE), shared files (%s, %s; " ..
-    "profile %s)"):format(files.cred_path, files.conf_path, name)
+  local from_conf, from_creds = files.section(name)
+  local function file_says(found, path, section, label)
+    if not found then return path .. ": not found" end
+    if not section then return path .. ": no " .. label .. " section" end
+    return path .. ": " .. label .. " has no aws_access_key_id"
+  end
+  tried[#tried + 1] = ("web identity (%sprofile %s has no web_identity_token_file)"):format(
+    ctx.explicit_profile and "" or "AWS_WEB_IDENTITY_TOKEN_FILE not set, and ", name)
+  tried[#tried + 1] = "shared credentials file (" .. file_says(files.cred_found, files.cred_path,
+    from_creds, "[" .. name .. "]") .. ")"
+  tried[#tried + 1] = "credential_process (profile " .. name .. " has none)"
+  tried[#tried + 1] = "config file (" .. file_says(files.conf_found, files.conf_path, from_conf,
+    name == "default" and "[default]" or ("[profile " .. name .. "]")) .. ")"
 
   src, err = container_from_env(ctx)
   if src or err then return src, err end
-  tried[#tried + 1] = "container (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI, _FULL_URI)"
+  tried[#tried + 1] = "container (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI, _FULL_URI: not set)"
 
   if env_true(ctx, "AWS_EC2_METADATA_DISABLED") then
     tried[#tried + 1] = "EC2 instance metadata (disabled by AWS_EC2_METADATA_DISABLED)"

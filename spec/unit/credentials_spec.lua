@@ -469,13 +469,29 @@ describe("the default chain's order (botocore's)", function()
     assert.equal("CredentialsError", err.code)
     local msg = err.message
     assert.matches("^no credentials found; tried: ", msg)
-    for _, part in ipairs({ "explicit option", "environment (AWS_ACCESS_KEY_ID",
-        "web identity (AWS_WEB_IDENTITY_TOKEN_FILE)", dir .. "/credentials", dir .. "/config",
-        "profile default", "container (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    -- every source, and why it was passed over
+    for _, part in ipairs({ "explicit option (not given)",
+        "environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY: not set)",
+        "web identity (AWS_WEB_IDENTITY_TOKEN_FILE not set, and profile default has no " ..
+        "web_identity_token_file)", "shared credentials file (" .. dir .. "/credentials: not found)",
+        "credential_process (profile default has none)",
+        "config file (" .. dir .. "/config: not found)",
+        "container (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI, _FULL_URI: not set)",
         "EC2 instance metadata (disabled by AWS_EC2_METADATA_DISABLED)" }) do
       assert.is_truthy(msg:find(part, 1, true), part .. " missing from: " .. msg)
     end
     assert.matches("^ddb: CredentialsError: no credentials found", tostring(err))
+  end)
+
+  it("says a profile's section is missing, or has no keys, in the files that exist", function()
+    write(dir .. "/credentials", "[other]\naws_access_key_id = A\naws_secret_access_key = s\n")
+    write(dir .. "/config", "[default]\nregion = eu-west-1\n")
+    local p, err = new({}, with())
+    assert.is_nil(p)
+    assert.is_truthy(err.message:find("shared credentials file (" .. dir .. "/credentials: " ..
+      "no [default] section)", 1, true), err.message)
+    assert.is_truthy(err.message:find("config file (" .. dir .. "/config: [default] has no " ..
+      "aws_access_key_id)", 1, true), err.message)
   end)
 
   it("expands ~ in the file variables", function()
@@ -786,6 +802,27 @@ describe("the metadata endpoints' protocols", function()
     assert.matches("answered Code AssumeRoleUnauthorizedAccess", select(2, imds(t):get()).message)
     answer = { 200, "r", json_creds("A", T0, { Expiration = "soon" }) }
     assert.matches("not an ISO 8601 time", select(2, imds(t):get()).message)
+  end)
+
+  it("names every source tried, and why, whatever IMDS answers when it comes last", function()
+    -- off EC2 a metadata endpoint may refuse everything: the error must not be that alone
+    local t = fake_transport(function() return 403, {}, "" end)
+    local c, err = imds(t):get()
+    assert.is_nil(c)
+    assert.equal("CredentialsError", err.code)
+    assert.matches("^no credentials found; tried: explicit option %(not given%), environment " ..
+      "%(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY: not set%), web identity .*, shared " ..
+      "credentials file %(.*: not found%), credential_process %(profile default has none%), " ..
+      "config file %(.*: not found%), container %(.*: not set%), EC2 instance metadata " ..
+      "%(http://127%.0%.0%.1:9%): answered HTTP 403$", err.message)
+    t = fake_transport(function(method, url)
+      if method == "PUT" then return 200, {}, "T" end
+      if url:match("/$") then return 200, {}, "../x" end
+    end)
+    c, err = imds(t):get()
+    assert.is_nil(c)
+    assert.matches("^no credentials found; tried: .*: answered a role name that is not one$",
+      err.message)
   end)
 
   it("honours AWS_METADATA_SERVICE_TIMEOUT and _NUM_ATTEMPTS", function()
