@@ -97,8 +97,15 @@ static int core_random_bytes(lua_State *L)
     return 1;
 }
 
+static const char *http1_failure(int r)
+{
+    return r == HTTP1_TOO_LARGE ? "too large" : r == HTTP1_NO_MEMORY ? "out of memory"
+                                                                      : "malformed";
+}
+
 /* core.http1_head(bytes) -> { status, head_len, content_length, chunked, close, no_body }
- * | false (incomplete) | nil, "malformed": the one-call path's reader of answer heads */
+ * | false (incomplete) | nil, "malformed" | "too large": the one-call path's reader of
+ * answer heads */
 static int core_http1_head(lua_State *L)
 {
     size_t n;
@@ -111,7 +118,7 @@ static int core_http1_head(lua_State *L)
             return 1;
         }
         lua_pushnil(L);
-        lua_pushliteral(L, "malformed");
+        lua_pushstring(L, http1_failure(r));
         return 2;
     }
     lua_createtable(L, 0, 6);
@@ -130,22 +137,24 @@ static int core_http1_head(lua_State *L)
     return 1;
 }
 
-/* core.http1_dechunk(bytes[, from[, step]]) -> body, end | false (incomplete) | nil,
- * "malformed": decodes a chunked body starting at byte from (1-based); end is its last byte.
- * The bytes go in as pieces of step bytes would arrive (default: all at once), the decoder
- * resuming where it stopped. */
+/* core.http1_dechunk(bytes[, from[, step[, max]]]) -> body, end | false (incomplete) | nil,
+ * "malformed" | "too large": decodes a chunked body starting at byte from (1-based); end is
+ * its last byte. The bytes go in as pieces of step bytes would arrive (default: all at
+ * once), the decoder resuming where it stopped; max bounds the body (default: none). */
 static int core_http1_dechunk(lua_State *L)
 {
     size_t n, k;
     const char *p = luaL_checklstring(L, 1, &n);
     lua_Integer from = luaL_optinteger(L, 2, 1);
     lua_Integer step = luaL_optinteger(L, 3, (lua_Integer)n + 1);
+    lua_Integer max = luaL_optinteger(L, 4, 0);
     http1_chunks c;
     buf out;
     int r = 0;
     luaL_argcheck(L, from >= 1 && (size_t)from <= n + 1, 2, "out of range");
     luaL_argcheck(L, step >= 1, 3, "at least 1");
-    http1_chunks_init(&c);
+    luaL_argcheck(L, max >= 0, 4, "not negative");
+    http1_chunks_init(&c, (size_t)max);
     c.pos = (size_t)from - 1;
     buf_init(&out);
     for (k = c.pos;; k = k + (size_t)step < n ? k + (size_t)step : n) {
@@ -161,7 +170,7 @@ static int core_http1_dechunk(lua_State *L)
         lua_pushnil(L);
     } else {
         lua_pushnil(L);
-        lua_pushstring(L, r == -2 ? "out of memory" : "malformed");
+        lua_pushstring(L, http1_failure(r));
     }
     buf_free(&out);
     return 2;
@@ -225,5 +234,14 @@ DDB_EXPORT int luaopen_ddb_core(lua_State *L)
     lua_setfield(L, -2, "null");
     lua_pushliteral(L, DDB_CORE_VERSION);
     lua_setfield(L, -2, "_VERSION");
+    /* the answer limits, for the Lua transports and the option checks */
+    lua_pushinteger(L, CURLT_MAX_ANSWER_DEFAULT);
+    lua_setfield(L, -2, "MAX_ANSWER_BYTES");
+    lua_pushinteger(L, CURLT_MAX_ANSWER_MIN);
+    lua_setfield(L, -2, "MAX_ANSWER_BYTES_MIN");
+    lua_pushinteger(L, CURLT_MAX_ANSWER_MAX);
+    lua_setfield(L, -2, "MAX_ANSWER_BYTES_MAX");
+    lua_pushinteger(L, HTTP1_MAX_HEAD);
+    lua_setfield(L, -2, "MAX_HEAD_BYTES");
     return 1;
 }

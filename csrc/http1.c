@@ -60,13 +60,16 @@ int http1_parse_head(const char *p, size_t len, http1_head *h)
     h->content_length = -1;
     /* the status line: HTTP/1.x SP 3DIGIT [SP reason] */
     nl = line_end(line, end);
-    if (nl == NULL)
-        return len >= HTTP1_MAX_HEAD ? -1 : (len >= 5 && memcmp(p, "HTTP/", 5) != 0 ? -1 : 0);
+    if (nl == NULL) {
+        if (len >= 5 && memcmp(p, "HTTP/", 5) != 0)
+            return HTTP1_MALFORMED;
+        return len >= HTTP1_MAX_HEAD ? HTTP1_TOO_LARGE : 0;
+    }
     if (nl - line < 12 || memcmp(line, "HTTP/1.", 7) != 0 || line[7] < '0' || line[7] > '9' ||
         line[8] != ' ' || line[9] < '1' || line[9] > '5' || line[10] < '0' || line[10] > '9' ||
         line[11] < '0' || line[11] > '9' || (nl - line > 12 && line[12] != ' ' &&
                                              line[12] != '\r'))
-        return -1;
+        return HTTP1_MALFORMED;
     minor = line[7] - '0';
     h->status = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
 
@@ -75,13 +78,13 @@ int http1_parse_head(const char *p, size_t len, http1_head *h)
         size_t vlen;
         nl = line_end(line, end);
         if (nl == NULL)
-            return len >= HTTP1_MAX_HEAD ? -1 : 0;
+            return len >= HTTP1_MAX_HEAD ? HTTP1_TOO_LARGE : 0;
         ve = nl > line && nl[-1] == '\r' ? nl - 1 : nl;
         if (ve == line)
             break;   /* the blank line */
         colon = memchr(line, ':', (size_t)(ve - line));
         if (colon == NULL || colon == line)
-            return -1;
+            return HTTP1_MALFORMED;
         v = colon + 1;
         while (v < ve && (*v == ' ' || *v == '\t'))
             v++;
@@ -92,19 +95,19 @@ int http1_parse_head(const char *p, size_t len, http1_head *h)
             long long n = 0;
             size_t i;
             if (vlen == 0 || vlen > 15)
-                return -1;
+                return HTTP1_MALFORMED;
             for (i = 0; i < vlen; i++) {
                 if (v[i] < '0' || v[i] > '9')
-                    return -1;
+                    return HTTP1_MALFORMED;
                 n = n * 10 + (v[i] - '0');
             }
             if (h->content_length >= 0 && h->content_length != n)
-                return -1;
+                return HTTP1_MALFORMED;
             h->content_length = n;
         } else if (is_word(line, (size_t)(colon - line), "transfer-encoding")) {
             h->chunked = has_token(v, vlen, "chunked", 1);
             if (!h->chunked)
-                return -1;   /* a coding this reader cannot take off */
+                return HTTP1_MALFORMED;   /* a coding this reader cannot take off */
         } else if (is_word(line, (size_t)(colon - line), "connection")) {
             close |= has_token(v, vlen, "close", 0);
             keep_alive |= has_token(v, vlen, "keep-alive", 0);
@@ -120,11 +123,13 @@ int http1_parse_head(const char *p, size_t len, http1_head *h)
 
 enum { CH_SIZE, CH_DATA, CH_DATA_END, CH_TRAILER, CH_DONE };
 
-void http1_chunks_init(http1_chunks *c)
+void http1_chunks_init(http1_chunks *c, size_t max)
 {
     c->pos = 0;
     c->state = CH_SIZE;
     c->left = 0;
+    c->max = max;
+    c->trailer_len = 0;
 }
 
 int http1_dechunk(http1_chunks *c, const char *p, size_t len, buf *out)
@@ -139,7 +144,7 @@ int http1_dechunk(http1_chunks *c, const char *p, size_t len, buf *out)
             if (n > c->left)
                 n = (size_t)c->left;
             if (buf_add(out, at, n) != 0)
-                return -2;
+                return HTTP1_NO_MEMORY;
             c->pos += n;
             c->left -= n;
             if (c->left == 0)
@@ -147,8 +152,11 @@ int http1_dechunk(http1_chunks *c, const char *p, size_t len, buf *out)
             continue;
         }
         nl = line_end(at, end);
+        /* the same verdict whether the line's end has arrived or not */
+        if (nl == NULL ? end - at > HTTP1_MAX_CHUNK_LINE : nl - at > HTTP1_MAX_CHUNK_LINE)
+            return c->state == CH_TRAILER ? HTTP1_TOO_LARGE : HTTP1_MALFORMED;
         if (nl == NULL)
-            return end - at > 4096 ? -1 : 0;
+            return 0;
         if (c->state == CH_SIZE) {
             unsigned long long n = 0;
             const char *q = at;
@@ -162,22 +170,28 @@ int http1_dechunk(http1_chunks *c, const char *p, size_t len, buf *out)
                 else
                     break;
                 if (digits >= 15)
-                    return -1;
+                    return HTTP1_MALFORMED;
                 n = n * 16 + (unsigned)d;
             }
             /* after the digits: the line's end, or chunk extensions after ';' (ignored) */
             while (q < nl && (*q == ' ' || *q == '\t'))
                 q++;
             if (digits == 0 || (q < nl && *q != '\r' && *q != ';'))
-                return -1;
+                return HTTP1_MALFORMED;
+            if (c->max != 0 && n > c->max - (out->len < c->max ? out->len : c->max))
+                return HTTP1_TOO_LARGE;
             c->left = n;
             c->state = n == 0 ? CH_TRAILER : CH_DATA;
         } else if (c->state == CH_DATA_END) {
             if (!(nl == at || (nl == at + 1 && *at == '\r')))
-                return -1;
+                return HTTP1_MALFORMED;
             c->state = CH_SIZE;
         } else if (nl == at || (nl == at + 1 && *at == '\r')) {
             c->state = CH_DONE;   /* the blank line after the trailers */
+        } else {
+            c->trailer_len += (size_t)(nl + 1 - at);
+            if (c->trailer_len > HTTP1_MAX_HEAD)
+                return HTTP1_TOO_LARGE;
         }
         c->pos = (size_t)(nl + 1 - p);
     }

@@ -4,6 +4,7 @@
 #include "protocol.h"
 #include "signer.h"
 #include "wire.h"
+#include "http1.h"
 #include "buf.h"
 
 #include <ctype.h>
@@ -23,6 +24,8 @@ typedef struct curlt {
     buf head;
     char *ca_bundle;
     long connect_timeout_ms;
+    size_t max_answer;          /* the longest answer body read */
+    int too_large;              /* CURLT_*: why the callbacks stopped the last transfer */
     char *url;                  /* the URL set on the handle (set again only when it differs) */
     long timeout_set;           /* the CURLOPT_TIMEOUT_MS set on the handle (0: none yet) */
     int had_connection;         /* a previous transfer left a connection to reuse */
@@ -40,9 +43,22 @@ static void global_init(void)
     global_rc = curl_global_init(CURL_GLOBAL_ALL);
 }
 
+int curlt_body_fits(size_t have, size_t n, size_t max)
+{
+    return n > max || have > max - n ? CURLT_BODY_TOO_LARGE : CURLT_FITS;
+}
+
+int curlt_head_fits(size_t have, size_t n)
+{
+    return n > HTTP1_MAX_HEAD || have > HTTP1_MAX_HEAD - n ? CURLT_HEAD_TOO_LARGE : CURLT_FITS;
+}
+
+/* Returning less than asked makes libcurl abort the transfer (CURLE_WRITE_ERROR). */
 static size_t on_body(char *p, size_t size, size_t n, void *ud)
 {
     curlt *t = ud;
+    if ((t->too_large = curlt_body_fits(t->body.len, size * n, t->max_answer)) != CURLT_FITS)
+        return 0;
     return buf_add(&t->body, p, size * n) == 0 ? size * n : 0;
 }
 
@@ -71,6 +87,8 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
     /* a new status line (after 100 Continue or a proxy's CONNECT reply) starts over */
     if (len >= 5 && memcmp(p, "HTTP/", 5) == 0)
         t->head.len = 0;
+    if ((t->too_large = curlt_head_fits(t->head.len, len)) != CURLT_FITS)
+        return 0;
     return buf_add(&t->head, p, len) == 0 ? len : 0;
 }
 
@@ -121,7 +139,23 @@ void curlt_set_common(CURL *e, const curlt_hooks *h, char *errbuf, const char *c
         curl_easy_setopt(e, CURLOPT_CAINFO, ca_bundle);
 }
 
-/* core.curl_new{ ca_bundle = path, connect_timeout_ms = n } */
+long curlt_opt_long(lua_State *L, int t, const char *name, long def, long lo, long hi)
+{
+    lua_Number v;
+    lua_getfield(L, t, name);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return def;
+    }
+    v = lua_tonumber(L, -1);
+    /* NaN fails every comparison, so it is refused with the infinities */
+    if (lua_type(L, -1) != LUA_TNUMBER || !(v >= (lua_Number)lo && v <= (lua_Number)hi))
+        luaL_error(L, "option '%s' must be a number from %d to %d", name, (int)lo, (int)hi);
+    lua_pop(L, 1);
+    return (long)v;
+}
+
+/* core.curl_new{ ca_bundle = path, connect_timeout_ms = n, max_answer_bytes = n } */
 int curlt_lua_new(lua_State *L)
 {
     curlt *t;
@@ -136,6 +170,7 @@ int curlt_lua_new(lua_State *L)
     luaL_getmetatable(L, CURLT_MT);
     lua_setmetatable(L, -2);
     t->connect_timeout_ms = 1000;
+    t->max_answer = (size_t)CURLT_MAX_ANSWER_DEFAULT;
     if (lua_istable(L, 1)) {
         lua_getfield(L, 1, "ca_bundle");
         if (!lua_isnil(L, -1)) {
@@ -146,10 +181,10 @@ int curlt_lua_new(lua_State *L)
             strcpy(t->ca_bundle, ca);
         }
         lua_pop(L, 1);
-        lua_getfield(L, 1, "connect_timeout_ms");
-        if (!lua_isnil(L, -1))
-            t->connect_timeout_ms = (long)luaL_checknumber(L, -1);
-        lua_pop(L, 1);
+        t->connect_timeout_ms = curlt_opt_long(L, 1, "connect_timeout_ms", 1000, 1, 600000);
+        t->max_answer = (size_t)curlt_opt_long(L, 1, "max_answer_bytes",
+                                               CURLT_MAX_ANSWER_DEFAULT, CURLT_MAX_ANSWER_MIN,
+                                               CURLT_MAX_ANSWER_MAX);
     }
     t->easy = curl_easy_init();
     if (t->easy == NULL)
@@ -162,6 +197,8 @@ int curlt_lua_new(lua_State *L)
 #endif
         hooks.ud = t;
         curlt_set_common(t->easy, &hooks, t->errbuf, t->ca_bundle);
+        /* a Content-Length over the limit is refused before any of the body is read */
+        curl_easy_setopt(t->easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)t->max_answer);
     }
     return 1;
 }
@@ -222,13 +259,28 @@ static void push_error_table(lua_State *L, const char *code, const char *message
     lua_setfield(L, -2, "curl_code");
 }
 
-void curlt_push_error(lua_State *L, CURL *easy, CURLcode rc, char *errbuf, size_t errlen)
+void curlt_push_error(lua_State *L, CURL *easy, CURLcode rc, int too_large, size_t max,
+                      char *errbuf, size_t errlen)
 {
     const char *code = "NetworkError";
     const char *cls = "transient";
     const char *applied = PROTO_APPLIED_MAYBE;
     curl_off_t pretransfer = 0;
 
+    if (too_large != CURLT_FITS || rc == CURLE_FILESIZE_EXCEEDED) {
+        /* An answer came, so the request reached the server and may have run; what the
+         * answer says about that is in the part not read: "maybe". Not retried: the same
+         * request would very likely bring the same answer, at the same cost. */
+        if (too_large == CURLT_HEAD_TOO_LARGE)
+            snprintf(errbuf, errlen, "the answer's head is longer than 64 KiB; not read (the "
+                     "request was sent)");
+        else
+            snprintf(errbuf, errlen, "the answer's body%s is longer than max_answer_bytes "
+                     "(%zu); not read (the request was sent)",
+                     too_large == CURLT_FITS ? " (Content-Length)" : "", max);
+        push_error_table(L, "AnswerTooLarge", errbuf, PROTO_APPLIED_MAYBE, "none", rc);
+        return;
+    }
     if (easy != NULL)
         curl_easy_getinfo(easy, CURLINFO_PRETRANSFER_TIME_T, &pretransfer);
     switch (rc) {
@@ -270,10 +322,22 @@ void curlt_push_error(lua_State *L, CURL *easy, CURLcode rc, char *errbuf, size_
     push_error_table(L, code, errbuf[0] ? errbuf : curl_easy_strerror(rc), applied, cls, rc);
 }
 
+/* A large answer should not pin its buffers for the life of the client. */
+static void shrink_buffers(curlt *t)
+{
+    if (t->body.cap > (1u << 20))
+        buf_free(&t->body);
+    if (t->wire.in.cap > (1u << 20))
+        buf_free(&t->wire.in);
+    if (t->wire.body.cap > (1u << 20))
+        buf_free(&t->wire.body);
+}
+
 static int push_transport_error(lua_State *L, curlt *t, CURLcode rc)
 {
     lua_pushnil(L);
-    curlt_push_error(L, t->easy, rc, t->errbuf, sizeof t->errbuf);
+    curlt_push_error(L, t->easy, rc, t->too_large, t->max_answer, t->errbuf, sizeof t->errbuf);
+    shrink_buffers(t);
     return 2;
 }
 
@@ -359,6 +423,7 @@ static CURLcode curlt_perform(lua_State *L, curlt *t, const char *url,
     t->body.len = 0;
     t->head.len = 0;
     t->errbuf[0] = '\0';
+    t->too_large = CURLT_FITS;
     if (t->url == NULL || strcmp(t->url, url) != 0) {
         char *copy = malloc(strlen(url) + 1);
         if (copy == NULL) {
@@ -452,9 +517,7 @@ static int curlt_request(lua_State *L)
     curlt_push_headers(L, &t->head);
     lua_pushlstring(L, t->body.data ? t->body.data : "", t->body.len);
     lua_pushboolean(L, resent);
-    /* a large response should not pin its buffer for the life of the client */
-    if (t->body.cap > (1u << 20))
-        buf_free(&t->body);
+    shrink_buffers(t);
     return 4;
 }
 
@@ -514,11 +577,13 @@ static int curlt_call(lua_State *L)
         o.errbuf = t->errbuf;
         o.ca_bundle = t->ca_bundle;
         o.connect_timeout_ms = t->connect_timeout_ms;
+        o.max_answer = t->max_answer;
         r = wire_exchange(&t->wire, &o, url, lines.line, (size_t)lines.n, body, body_len,
                           timeout_ms, &wa);
         if (r == WIRE_CONNECT_FAILED) {
             lua_pushnil(L);
-            curlt_push_error(L, t->wire.easy, t->wire.rc, t->errbuf, sizeof t->errbuf);
+            curlt_push_error(L, t->wire.easy, t->wire.rc, CURLT_FITS, t->max_answer, t->errbuf,
+                             sizeof t->errbuf);
             wire_disconnect(&t->wire);
             return 2;
         }
@@ -526,6 +591,7 @@ static int curlt_call(lua_State *L)
             lua_pushnil(L);
             push_error_table(L, t->wire.code, t->wire.message, t->wire.applied,
                              t->wire.retry_class, t->wire.rc);
+            shrink_buffers(t);
             return 2;
         }
         a.status = wa.head.status;
@@ -569,13 +635,7 @@ static int curlt_call(lua_State *L)
         curlt_push_headers(L, head);
         lua_pushboolean(L, resent);
     }
-    /* a large answer should not pin its buffers for the life of the client */
-    if (t->body.cap > (1u << 20))
-        buf_free(&t->body);
-    if (t->wire.in.cap > (1u << 20))
-        buf_free(&t->wire.in);
-    if (t->wire.body.cap > (1u << 20))
-        buf_free(&t->wire.body);
+    shrink_buffers(t);
     return nret == 1 ? 4 : 5;
 }
 

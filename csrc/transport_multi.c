@@ -24,6 +24,8 @@ typedef struct xfer {
     lua_Integer id;
     int state;
     int sends;          /* times libcurl was about to send this request */
+    int too_large;      /* CURLT_*: why the callbacks stopped this transfer */
+    size_t max_answer;  /* the longest answer body read */
     CURLcode result;
     char errbuf[CURL_ERROR_SIZE];
 } xfer;
@@ -35,6 +37,7 @@ typedef struct multi {
     size_t active;
     lua_Integer next_id;
     long connect_timeout_ms;
+    size_t max_answer;
     char *ca_bundle;
     int closed;
 } multi;
@@ -47,9 +50,12 @@ static void global_init(void)
     global_rc = curl_global_init(CURL_GLOBAL_ALL);
 }
 
+/* The same limits as the easy transport's: returning less than asked aborts the transfer. */
 static size_t on_body(char *p, size_t size, size_t n, void *ud)
 {
     xfer *x = ud;
+    if ((x->too_large = curlt_body_fits(x->body.len, size * n, x->max_answer)) != CURLT_FITS)
+        return 0;
     return buf_add(&x->body, p, size * n) == 0 ? size * n : 0;
 }
 
@@ -59,6 +65,8 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
     size_t len = size * n;
     if (len >= 5 && memcmp(p, "HTTP/", 5) == 0)
         x->head.len = 0;
+    if ((x->too_large = curlt_head_fits(x->head.len, len)) != CURLT_FITS)
+        return 0;
     return buf_add(&x->head, p, len) == 0 ? len : 0;
 }
 
@@ -91,9 +99,11 @@ static void xfer_reset(xfer *x)
     x->slist = NULL;
     x->body.len = 0;
     x->head.len = 0;
-    /* a large answer should not pin its buffer */
+    /* a large answer should not pin its buffers */
     if (x->body.cap > (1u << 20))
         buf_free(&x->body);
+    if (x->head.cap > (1u << 20))
+        buf_free(&x->head);
     x->state = XFER_FREE;
 }
 
@@ -125,7 +135,8 @@ static int multi_close(lua_State *L)
     return 0;
 }
 
-/* core.multi_new{ ca_bundle = path, connect_timeout_ms = n, max_connections = n } */
+/* core.multi_new{ ca_bundle = path, connect_timeout_ms = n, max_connections = n,
+ *                 max_answer_bytes = n } */
 static int multi_create(lua_State *L)
 {
     multi *mu;
@@ -138,6 +149,7 @@ static int multi_create(lua_State *L)
     luaL_getmetatable(L, MULTI_MT);
     lua_setmetatable(L, -2);
     mu->connect_timeout_ms = 1000;
+    mu->max_answer = (size_t)CURLT_MAX_ANSWER_DEFAULT;
     mu->next_id = 1;
     if (lua_istable(L, 1)) {
         lua_getfield(L, 1, "ca_bundle");
@@ -149,14 +161,11 @@ static int multi_create(lua_State *L)
             strcpy(mu->ca_bundle, ca);
         }
         lua_pop(L, 1);
-        lua_getfield(L, 1, "connect_timeout_ms");
-        if (!lua_isnil(L, -1))
-            mu->connect_timeout_ms = (long)luaL_checknumber(L, -1);
-        lua_pop(L, 1);
-        lua_getfield(L, 1, "max_connections");
-        if (!lua_isnil(L, -1))
-            max_conn = (long)luaL_checknumber(L, -1);
-        lua_pop(L, 1);
+        mu->connect_timeout_ms = curlt_opt_long(L, 1, "connect_timeout_ms", 1000, 1, 600000);
+        max_conn = curlt_opt_long(L, 1, "max_connections", 0, 0, 1000000);
+        mu->max_answer = (size_t)curlt_opt_long(L, 1, "max_answer_bytes",
+                                                CURLT_MAX_ANSWER_DEFAULT, CURLT_MAX_ANSWER_MIN,
+                                                CURLT_MAX_ANSWER_MAX);
     }
     mu->m = curl_multi_init();
     if (mu->m == NULL)
@@ -225,6 +234,8 @@ static int multi_add(lua_State *L)
     x->head.len = 0;
     x->errbuf[0] = '\0';
     x->sends = 0;
+    x->too_large = CURLT_FITS;
+    x->max_answer = mu->max_answer;
     x->result = CURLE_OK;
     curl_easy_setopt(e, CURLOPT_URL, url);
     curl_easy_setopt(e, CURLOPT_POST, 1L);
@@ -243,21 +254,14 @@ static int multi_add(lua_State *L)
         hooks.ud = x;
         curlt_set_common(e, &hooks, x->errbuf, mu->ca_bundle);
     }
+    /* a Content-Length over the limit is refused before any of the body is read */
+    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)x->max_answer);
     mc = curl_multi_add_handle(mu->m, e);
     if (mc != CURLM_OK) {
         xfer_reset(x);
         lua_pushnil(L);
-        lua_createtable(L, 0, 5);
-        lua_pushliteral(L, "NetworkError");
-        lua_setfield(L, -2, "code");
-        lua_pushstring(L, curl_multi_strerror(mc));
-        lua_setfield(L, -2, "message");
-        lua_pushliteral(L, PROTO_APPLIED_NO);
-        lua_setfield(L, -2, "applied");
-        lua_pushliteral(L, "transient");
-        lua_setfield(L, -2, "retry_class");
-        lua_pushboolean(L, 1);
-        lua_setfield(L, -2, "retryable");
+        proto_push_error(L, "NetworkError", curl_multi_strerror(mc), 0, PROTO_APPLIED_NO,
+                         "transient");
         return 2;
     }
     x->state = XFER_ACTIVE;
@@ -270,7 +274,8 @@ static int multi_add(lua_State *L)
 /* The error of one failed transfer, classified as the easy transport does. */
 static void push_error(lua_State *L, xfer *x)
 {
-    curlt_push_error(L, x->easy, x->result, x->errbuf, sizeof x->errbuf);
+    curlt_push_error(L, x->easy, x->result, x->too_large, x->max_answer, x->errbuf,
+                     sizeof x->errbuf);
 }
 
 /* Moves every finished transfer out of the multi handle (state DONE). */

@@ -191,7 +191,13 @@ static int send_all(wire *w, const wire_opts *o, const char *url, long long dead
     size_t sent = 0;
     while (sent < w->out.len) {
         size_t n = 0;
-        CURLcode rc = curl_easy_send(w->easy, w->out.data + sent, w->out.len - sent, &n);
+        CURLcode rc;
+        /* checked before every write, not only when one would block: a server that reads
+         * slowly but steadily must not hold the call past its deadline */
+        if (now_ms() >= deadline)
+            return fail(w, "Timeout", PROTO_APPLIED_NO, "timeout",
+                        "timed out sending the request (not all of it left: not applied)");
+        rc = curl_easy_send(w->easy, w->out.data + sent, w->out.len - sent, &n);
         if (rc == CURLE_AGAIN) {
             if (!wait_fd(w->fd, POLLOUT, deadline))
                 return fail(w, "Timeout", PROTO_APPLIED_NO, "timeout",
@@ -216,9 +222,21 @@ static int send_all(wire *w, const wire_opts *o, const char *url, long long dead
     return WIRE_OK;
 }
 
-/* Reads until the answer is complete. The request has left: any failure may follow its
- * being applied. */
-static int receive(wire *w, long long deadline, wire_answer *a)
+/* An answer over the limits. The request has left and an answer came, so it reached the
+ * server and may have run: "maybe" (what the answer says about it is in the part not read).
+ * Not retried: the same request would very likely bring the same answer, and reading it
+ * again costs the same time and memory. */
+static int too_large(wire *w, const char *what, size_t max)
+{
+    char message[160];
+    snprintf(message, sizeof message, "%s is longer than max_answer_bytes (%zu); not read "
+             "(the request was sent)", what, max);
+    return fail(w, "AnswerTooLarge", PROTO_APPLIED_MAYBE, "none", message);
+}
+
+/* Reads until the answer is complete, its head within HTTP1_MAX_HEAD and its body within
+ * max. The request has left: any failure may follow its being applied. */
+static int receive(wire *w, long long deadline, size_t max, wire_answer *a)
 {
     http1_chunks chunks;
     int have_head = 0, r;
@@ -227,11 +245,21 @@ static int receive(wire *w, long long deadline, wire_answer *a)
 
     w->in.len = 0;
     for (;;) {
-        size_t n = 0;
+        size_t n = 0, room, whole;
         CURLcode rc;
+        /* before every read, not only when one would block: a server that keeps sending
+         * never makes a read block */
+        if (now_ms() >= deadline)
+            return fail(w, "Timeout", MAYBE, "timeout",
+                        "timed out reading the answer (the request was sent)");
         if (w->in.cap - w->in.len < 4096 + 1 && buf_reserve(&w->in, 16384) != 0)
             return fail(w, "NetworkError", MAYBE, "transient", "out of memory reading the answer");
-        rc = curl_easy_recv(w->easy, w->in.data + w->in.len, w->in.cap - w->in.len - 1, &n);
+        room = w->in.cap - w->in.len - 1;
+        /* a body that runs to the close is read up to one byte past the limit, no further */
+        if (have_head && !a->head.chunked && a->head.content_length < 0 &&
+            room > a->head.head_len + max + 1 - w->in.len)
+            room = a->head.head_len + max + 1 - w->in.len;
+        rc = curl_easy_recv(w->easy, w->in.data + w->in.len, room, &n);
         if (rc == CURLE_AGAIN) {
             if (!wait_fd(w->fd, POLLIN, deadline))
                 return fail(w, "Timeout", MAYBE, "timeout",
@@ -253,6 +281,10 @@ static int receive(wire *w, long long deadline, wire_answer *a)
         w->in.len += n;
         while (!have_head) {
             r = http1_parse_head(w->in.data, w->in.len, &a->head);
+            if (r == HTTP1_TOO_LARGE)
+                return fail(w, "AnswerTooLarge", MAYBE, "none",
+                            "the answer's head is longer than 64 KiB; not read (the request "
+                            "was sent)");
             if (r < 0)
                 return fail(w, "NetworkError", MAYBE, "transient",
                             "the answer is not a well-formed HTTP/1.1 answer");
@@ -265,7 +297,16 @@ static int receive(wire *w, long long deadline, wire_answer *a)
                 continue;
             }
             have_head = 1;
-            http1_chunks_init(&chunks);
+            if (!a->head.no_body && !a->head.chunked && a->head.content_length >= 0) {
+                /* refused before its bytes arrive; otherwise room for exactly the body */
+                if ((unsigned long long)a->head.content_length > max)
+                    return too_large(w, "the answer's body (Content-Length)", max);
+                whole = a->head.head_len + (size_t)a->head.content_length;
+                if (whole > w->in.len && buf_reserve(&w->in, whole - w->in.len) != 0)
+                    return fail(w, "NetworkError", MAYBE, "transient",
+                                "out of memory reading the answer");
+            }
+            http1_chunks_init(&chunks, max);
             chunks.pos = a->head.head_len;
             w->body.len = 0;
         }
@@ -277,18 +318,31 @@ static int receive(wire *w, long long deadline, wire_answer *a)
         }
         if (a->head.chunked) {
             r = http1_dechunk(&chunks, w->in.data, w->in.len, &w->body);
+            if (r == HTTP1_TOO_LARGE)
+                return too_large(w, "the answer's chunked body (or its trailers)", max);
             if (r < 0)
                 return fail(w, "NetworkError", MAYBE, "transient",
-                            r == -2 ? "out of memory reading the answer"
-                                    : "the answer's chunked body is malformed");
+                            r == HTTP1_NO_MEMORY ? "out of memory reading the answer"
+                                                 : "the answer's chunked body is malformed");
             if (r == 1) {
                 end = chunks.pos;
                 break;
             }
-        } else if (a->head.content_length >= 0 &&
-                   w->in.len - a->head.head_len >= (size_t)a->head.content_length) {
-            end = a->head.head_len + (size_t)a->head.content_length;
-            break;
+            /* the raw bytes decoded so far are not needed again: only the head and what is
+             * not decoded yet stay, so the raw body never piles up beside the decoded one */
+            if (chunks.pos > a->head.head_len) {
+                size_t keep = w->in.len - chunks.pos;
+                memmove(w->in.data + a->head.head_len, w->in.data + chunks.pos, keep);
+                w->in.len = a->head.head_len + keep;
+                chunks.pos = a->head.head_len;
+            }
+        } else if (a->head.content_length >= 0) {
+            if (w->in.len - a->head.head_len >= (size_t)a->head.content_length) {
+                end = a->head.head_len + (size_t)a->head.content_length;
+                break;
+            }
+        } else if (w->in.len - a->head.head_len > max) {
+            return too_large(w, "the answer's body (running to the close)", max);
         }
     }
     /* bytes after the answer belong to no request of ours: the connection is out of step */
@@ -321,7 +375,7 @@ int wire_exchange(wire *w, const wire_opts *o, const char *url, const char *cons
         return r;
     if ((r = send_all(w, o, url, deadline, reused)) != WIRE_OK)
         return r;
-    if ((r = receive(w, deadline, a)) != WIRE_OK)
+    if ((r = receive(w, deadline, o->max_answer, a)) != WIRE_OK)
         return r;
     if (a->head.close)
         wire_disconnect(w);   /* the answer stays readable: its buffers are kept */

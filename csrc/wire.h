@@ -37,6 +37,7 @@ typedef struct wire_opts {
     char *errbuf;            /* libcurl's error buffer (CURL_ERROR_SIZE) */
     const char *ca_bundle;
     long connect_timeout_ms;
+    size_t max_answer;       /* the longest answer body read (its head: HTTP1_MAX_HEAD) */
 } wire_opts;
 
 enum { WIRE_OK = 0, WIRE_CONNECT_FAILED, WIRE_FAILED };
@@ -54,9 +55,11 @@ int wire_accepts(const char *url);
 int wire_serves(const wire *w, const char *url);
 /* Sends "POST / HTTP/1.1", the lines, Content-Length and the body to url, on the kept
  * connection when it is alive and for the same URL, else on a new one, and reads the whole
- * answer, all within timeout_ms. WIRE_OK fills a; WIRE_CONNECT_FAILED leaves w->easy and
- * w->rc for the caller to describe before wire_close (nothing was sent); WIRE_FAILED fills
- * w->code, message, applied and retry_class and closes the connection. */
+ * answer, all within timeout_ms (checked before every read and write, so that a server that
+ * keeps sending cannot hold the call past it) and o->max_answer. WIRE_OK fills a;
+ * WIRE_CONNECT_FAILED leaves w->easy and w->rc for the caller to describe before wire_close
+ * (nothing was sent); WIRE_FAILED fills w->code, message, applied and retry_class and closes
+ * the connection. */
 int wire_exchange(wire *w, const wire_opts *o, const char *url, const char *const *lines,
                   size_t nlines, const char *body, size_t body_len, long timeout_ms,
                   wire_answer *a);

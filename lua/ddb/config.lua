@@ -69,34 +69,64 @@ local function read_file(path)
   return text
 end
 
-local function home()
-  return env("HOME") or "/root"
-end
-
+-- A shared file: its sections, and whether it exists | nil, "PATH: line N: what". A file
+-- that cannot be opened counts as absent, as in the AWS SDKs (nginx workers, running as
+-- nobody, cannot open /root/.aws).
 local function load_ini(path)
   local text = read_file(path)
-  if not text then return {} end
+  if not text then return {}, false end
   local t, err = _M.parse_ini(text)
   if not t then return nil, path .. ": " .. err end
-  return t
+  return t, true
+end
+
+--- The shared AWS files, read once: the one loader of both the region and the credential
+-- chain. getenv(name) gives the environment (nil for unset or empty); the file variables
+-- may start with "~/". Returns { cred_path, conf_path, creds, conf, cred_found, conf_found,
+-- section(name) -> config file's section, credentials file's section, profile(name) -> the
+-- two merged, the credentials file's on top, or nil when neither has it } | nil, err naming
+-- the file and the line that does not parse.
+function _M.load_files(getenv)
+  local home = getenv("HOME") or "/root"
+  local function expand(path)
+    if path:sub(1, 2) == "~/" then return home .. path:sub(2) end
+    return path
+  end
+  local cred_path = expand(getenv("AWS_SHARED_CREDENTIALS_FILE") or "~/.aws/credentials")
+  local conf_path = expand(getenv("AWS_CONFIG_FILE") or "~/.aws/config")
+  local creds, cred_found = load_ini(cred_path)
+  if not creds then return nil, cred_found end
+  local conf, conf_found = load_ini(conf_path)
+  if not conf then return nil, conf_found end
+  local files = { cred_path = cred_path, conf_path = conf_path, creds = creds, conf = conf,
+    cred_found = cred_found, conf_found = conf_found }
+  -- the profile as botocore sees it: the config file's section, the credentials file's on top
+  function files.section(name)
+    local sec = name == "default" and (conf.default or conf["profile default"])
+      or conf["profile " .. name]
+    return sec, creds[name]
+  end
+  function files.profile(name)
+    local from_conf, from_creds = files.section(name)
+    if not from_conf and not from_creds then return nil end
+    local merged = {}
+    for k, v in pairs(from_conf or {}) do merged[k] = v end
+    for k, v in pairs(from_creds or {}) do merged[k] = v end
+    return merged
+  end
+  return files
 end
 
 --- The active profile's settings: the credentials file's [name] over the config file's
--- [profile name] ([default] in both for the default profile).
+-- [profile name] ([default] in both for the default profile); {} when neither has it.
+-- Returns settings, nil, { cred_path, conf_path, name } | nil, err (a file that does not
+-- parse, with its path and line).
 function _M.profile(name)
   name = name or env("AWS_PROFILE") or "default"
-  local cred_path = env("AWS_SHARED_CREDENTIALS_FILE") or (home() .. "/.aws/credentials")
-  local conf_path = env("AWS_CONFIG_FILE") or (home() .. "/.aws/config")
-  local creds, err = load_ini(cred_path)
-  if not creds then return nil, err end
-  local conf, err2 = load_ini(conf_path)
-  if not conf then return nil, err2 end
-  local merged = {}
-  local section = name == "default" and (conf.default or conf["profile default"])
-    or conf["profile " .. name]
-  for k, v in pairs(section or {}) do merged[k] = v end
-  for k, v in pairs(creds[name] or {}) do merged[k] = v end
-  return merged, nil, { cred_path = cred_path, conf_path = conf_path, name = name }
+  local files, err = _M.load_files(env)
+  if not files then return nil, err end
+  return files.profile(name) or {}, nil,
+    { cred_path = files.cred_path, conf_path = files.conf_path, name = name }
 end
 
 --- Region: option, AWS_REGION, AWS_DEFAULT_REGION, the profile's region. Never parsed
@@ -113,8 +143,10 @@ function _M.region(opt)
   local r, source = env("AWS_REGION"), "AWS_REGION"
   if not r then r, source = env("AWS_DEFAULT_REGION"), "AWS_DEFAULT_REGION" end
   if not r then
-    local prof = _M.profile()
-    r, source = prof and prof.region, "the shared AWS files"
+    local prof, err = _M.profile()
+    -- a broken file is reported as such, not as a missing region
+    if not prof then return nil, "cannot read the shared AWS files: " .. err end
+    r, source = prof.region, "the shared AWS files"
   end
   if r then
     if not r:match("^[%w%-]+$") then

@@ -53,6 +53,13 @@
 -- usable, wait for the refresh's result (with the transport's sleep, so coroutines yield).
 -- A failed refresh while the current credentials are still valid keeps them, logs once, and
 -- is tried again 30 s later; credentials are not used in their last 15 seconds.
+--
+-- Bounds. `get(rejected, deadline)` takes the calling operation's deadline (monotonic ms,
+-- as core.monotonic_ms): every request of a fetch waits at most for what is left of it, no
+-- retry waits past it, a credential_process is stopped at it (coreutils' timeout), and a
+-- fetch that runs out of it fails with DeadlineExceeded naming the source. Every answer a
+-- source reads (an endpoint's body, a process's output) is cut off at max_answer_bytes
+-- (64 KiB; the real ones are a few KB): CredentialsError, nothing more read.
 -- `get(rejected)` forces a refresh when the server refused `rejected` (ExpiredToken), unless
 -- another caller has replaced them already. Under OpenResty, `_M.default` keeps one provider
 -- per configuration in each worker, so per-request clients share the cache.
@@ -65,6 +72,7 @@ local config = require "ddb.config"
 
 local type, tostring, tonumber, pairs, ipairs, setmetatable, pcall, error, rawget =
   type, tostring, tonumber, pairs, ipairs, setmetatable, pcall, error, rawget
+local monotonic_ms = core.monotonic_ms
 local floor, huge = math.floor, math.huge
 local concat = table.concat
 local io_open, io_popen, io_stderr, os_date = io.open, io.popen, io.stderr, os.date
@@ -89,6 +97,7 @@ local DEFAULTS = {
   retry_sleep_ms = 1000,
   imds_timeout_ms = 1000,     -- botocore's DEFAULT_METADATA_SERVICE_TIMEOUT
   imds_attempts = 1,
+  max_answer_bytes = 65536,   -- STS, metadata and process answers are a few KB
 }
 
 local CONTAINER_BASE = "http://169.254.170.2"
@@ -106,9 +115,10 @@ local error_mt = {
   __tostring = function(e) return "ddb: " .. tostring(e.code) .. ": " .. tostring(e.message) end,
 }
 
+-- Nothing reached DynamoDB when a credential source fails: never applied, not retried.
 local function cred_error(message, code)
-  return setmetatable({ code = code or "CredentialsError", message = message, applied = "no",
-    retryable = false, retry_class = "none" }, error_mt)
+  return setmetatable(core.error(code or "CredentialsError", message, nil, "no", "none"),
+    error_mt)
 end
 _M.error_mt = error_mt
 
@@ -399,7 +409,8 @@ end
 
 local function curl_transport(ctx)
   local ca = env(ctx, "AWS_CA_BUNDLE")
-  local handle = core.curl_new{ ca_bundle = ca, connect_timeout_ms = 1000 }
+  local handle = core.curl_new{ ca_bundle = ca, connect_timeout_ms = 1000,
+    max_answer_bytes = ctx.max_answer_bytes }
   return {
     name = "curl",
     supports_methods = handle.supports_methods == true,
@@ -414,7 +425,7 @@ end
 local function transport_of(ctx)
   if not ctx.transport then
     if in_ngx() and type(rawget(_G, "ngx").socket) == "table" then
-      ctx.transport = require("ddb.transport.ngx").new{}
+      ctx.transport = require("ddb.transport.ngx").new{ max_answer_bytes = ctx.max_answer_bytes }
     else
       ctx.transport = curl_transport(ctx)
     end
@@ -429,13 +440,34 @@ local function sleep(ctx, ms)
   return core.sleep_ms(ms)
 end
 
--- One HTTP exchange: status, headers, body | nil, err (err.code, err.message).
-local function http(ctx, method, url, lines, body, timeout_ms)
+-- Waits ms before a retry, unless that would take the fetch past its deadline (monotonic ms
+-- or nil): true when it waited, false when there is no time for another attempt.
+local function pause(ctx, ms, deadline)
+  if deadline and monotonic_ms() + ms >= deadline then return false end
+  sleep(ctx, ms)
+  return true
+end
+
+local function past(deadline)
+  return deadline ~= nil and monotonic_ms() >= deadline
+end
+
+-- One HTTP exchange within timeout_ms and the deadline: status, headers, body | nil, err
+-- (err.code, err.message).
+local function http(ctx, method, url, lines, body, timeout_ms, deadline)
   local t = transport_of(ctx)
   if method ~= "POST" and not t.supports_methods then
     return nil, cred_error(("the %s transport can only send POST requests, and %s needs %s " ..
       "(the transport must set supports_methods)"):format(tostring(t.name), url:match("^%a+://[^/]*"),
       method), "ConfigError")
+  end
+  if deadline then
+    local left = deadline - monotonic_ms()
+    if left < 1 then
+      return nil, core.error("Timeout", "no time left before the call's deadline", nil, "no",
+        "timeout")
+    end
+    if left < timeout_ms then timeout_ms = left end
   end
   local status, headers, rbody = t:request(url, lines, body or "", timeout_ms, method)
   if not status then
@@ -445,7 +477,22 @@ local function http(ctx, method, url, lines, body, timeout_ms)
     end
     return nil, err
   end
-  return status, headers or {}, rbody or ""
+  rbody = rbody or ""
+  -- a transport of the caller's may have read more than the limit: it still holds
+  if #rbody > ctx.max_answer_bytes then
+    return nil, core.error("AnswerTooLarge", ("the answer's body is longer than %d bytes"):format(
+      ctx.max_answer_bytes), nil, "no", "none")
+  end
+  return status, headers or {}, rbody
+end
+
+-- What a source says about a failed exchange: the answer was too large, or the endpoint
+-- could not be reached (and why).
+local function unreachable(err, secrets)
+  if err.code == "AnswerTooLarge" then
+    return "answered more than it may (" .. redact(err.message, secrets) .. ")"
+  end
+  return "not reachable (" .. redact(err.message, secrets) .. ")"
 end
 
 local function url_parts(url)
@@ -458,11 +505,12 @@ end
 local function retryable_http(status, err)
   if status then return status >= 500 or status == 429 end
   return err and err.code ~= "ConfigError" and err.code ~= "TLSVerifyError"
-    and err.code ~= "PhaseError"
+    and err.code ~= "PhaseError" and err.code ~= "AnswerTooLarge"
 end
 
 -- -----------------------------------------------------------------------------
--- Sources: each has a name (shown in tostring, logs and errors) and fetch(ctx) -> creds|nil,err
+-- Sources: each has a name (shown in tostring, logs and errors) and
+-- fetch(ctx, deadline) -> creds | nil, err, deadline being the calling operation's (or nil)
 -- -----------------------------------------------------------------------------
 local function static_source(name, creds)
   return { name = name, static = true, fetch = function() return creds end }
@@ -538,7 +586,7 @@ end
 
 -- Sends one STS action; signing: a creds object (AssumeRole) or nil (web identity, unsigned).
 -- secrets: strings that must not appear in an error (the web identity token).
-local function sts_call(ctx, action, params, signing, what, secrets)
+local function sts_call(ctx, action, params, signing, what, secrets, deadline)
   local ep, eerr = sts_endpoint(ctx)
   if not ep then return nil, eerr end
   local body = form_encode(params)
@@ -567,7 +615,8 @@ local function sts_call(ctx, action, params, signing, what, secrets)
       secrets[#secrets + 1] = signing.session_token
     end
     lines[#lines + 1] = "User-Agent: " .. USER_AGENT
-    local status, headers, rbody = http(ctx, "POST", ep.url, lines, body, ctx.sts_timeout_ms)
+    local status, headers, rbody = http(ctx, "POST", ep.url, lines, body, ctx.sts_timeout_ms,
+      deadline)
     if status == 200 then
       local c, _, why = _M.parse_sts(action, status, rbody)
       if not c then
@@ -593,11 +642,14 @@ local function sts_call(ctx, action, params, signing, what, secrets)
       end
     else
       local err = headers
-      last = cred_error(("%s: STS %s at %s failed: %s"):format(what, action, ep.host_header,
-        redact(err.message, secrets)))
+      last = cred_error(("%s: STS %s at %s %s"):format(what, action, ep.host_header,
+        unreachable(err, secrets)))
       if not retryable_http(nil, err) then return nil, last end
     end
-    if attempt < ctx.sts_attempts then sleep(ctx, 100 * attempt) end
+    if attempt < ctx.sts_attempts and not pause(ctx, 100 * attempt, deadline) then
+      last.out_of_time = true   -- no time for another attempt
+      break
+    end
   end
   return nil, last
 end
@@ -610,7 +662,7 @@ local function web_identity_source(ctx, token_file, role_arn, role_session_name,
   local name = "web identity (" .. origin .. ", role " .. role_arn .. ")"
   return {
     name = name,
-    fetch = function()
+    fetch = function(_, deadline)
       -- read on every refresh: the platform rotates the token file
       local f = io_open(token_file, "rb")
       local token = f and f:read("*a")
@@ -626,7 +678,7 @@ local function web_identity_source(ctx, token_file, role_arn, role_session_name,
         { "Action", "AssumeRoleWithWebIdentity" }, { "Version", "2011-06-15" },
         { "RoleArn", role_arn }, { "RoleSessionName", session_name(ctx, role_session_name) },
         { "WebIdentityToken", token },
-      }, nil, name, { token })
+      }, nil, name, { token }, deadline)
     end,
   }
 end
@@ -653,7 +705,7 @@ local function container_source(ctx, url, where)
     parts.hostport .. ")"
   return {
     name = name,
-    fetch = function()
+    fetch = function(_, deadline)
       local auth
       local file = env(ctx, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")
       if file then
@@ -675,7 +727,8 @@ local function container_source(ctx, url, where)
       if auth then lines[#lines + 1] = "Authorization: " .. auth end
       local last
       for attempt = 1, ctx.container_attempts do
-        local status, herr, body = http(ctx, "GET", url, lines, "", ctx.container_timeout_ms)
+        local status, herr, body = http(ctx, "GET", url, lines, "", ctx.container_timeout_ms,
+          deadline)
         if status == 200 then return json_creds(body, name, "Token") end
         if status then
           local doc = core.decode(body)
@@ -684,11 +737,13 @@ local function container_source(ctx, url, where)
             type(msg) == "string" and (": " .. redact(msg, { auth })) or ""))
           if status < 500 and status ~= 429 then return nil, last end
         else
-          last = cred_error(("%s: not reachable (%s)"):format(name,
-            redact(herr.message, { auth })))
+          last = cred_error(("%s: %s"):format(name, unreachable(herr, { auth })))
           if not retryable_http(nil, herr) then return nil, last end
         end
-        if attempt < ctx.container_attempts then sleep(ctx, ctx.retry_sleep_ms) end
+        if attempt < ctx.container_attempts and not pause(ctx, ctx.retry_sleep_ms, deadline) then
+          last.out_of_time = true   -- no time for another attempt
+          break
+        end
       end
       return nil, last
     end,
@@ -697,6 +752,8 @@ end
 
 -- Instance metadata -------------------------------------------------------------------------
 
+-- tried: what the default chain tried before (IMDS comes last there); nil when a profile's
+-- credential_source names it.
 local function imds_source(ctx, tried)
   local base = env(ctx, "AWS_EC2_METADATA_SERVICE_ENDPOINT")
   if not base then
@@ -709,7 +766,8 @@ local function imds_source(ctx, tried)
   local v1_disabled = env_true(ctx, "AWS_EC2_METADATA_V1_DISABLED")
   local timeout = ctx.imds_timeout_ms
   local attempts = ctx.imds_attempts
-  -- "not reachable" when IMDS was the last thing to try reads as "nothing configured"
+  -- Every failure, when IMDS was the last thing to try, also says what was tried before and
+  -- why each was passed over: off EC2 this is the error a user sees when nothing is set up.
   local function unavailable(why)
     if tried then
       return nil, cred_error("no credentials found; tried: " .. concat(tried, ", ") ..
@@ -717,18 +775,19 @@ local function imds_source(ctx, tried)
     end
     return nil, cred_error(name .. ": " .. why)
   end
-  local function exchange(method, path, lines)
+  local function exchange(method, path, lines, deadline)
     local status, headers, body
     for _ = 1, attempts do
-      status, headers, body = http(ctx, method, base .. path, lines, "", timeout)
+      status, headers, body = http(ctx, method, base .. path, lines, "", timeout, deadline)
       if status or not retryable_http(nil, headers) then break end
     end
-    if not status then return nil, { message = "not reachable (" .. tostring(headers.message) .. ")" } end
+    if not status then return nil, { message = unreachable(headers) } end
     return status, headers, body
   end
-  local function token()
+  local function token(deadline)
     local status, err, body = exchange("PUT", "/latest/api/token", { "Host: " .. parts.hostport,
-      "X-aws-ec2-metadata-token-ttl-seconds: " .. IMDS_TOKEN_TTL, "User-Agent: " .. USER_AGENT })
+      "X-aws-ec2-metadata-token-ttl-seconds: " .. IMDS_TOKEN_TTL, "User-Agent: " .. USER_AGENT },
+      deadline)
     if status == 200 and body ~= "" and not body:find("[\r\n%z]") then return body end
     if status == 403 or status == 404 or status == 405 then
       if v1_disabled then
@@ -743,19 +802,19 @@ local function imds_source(ctx, tried)
   end
   return {
     name = name,
-    fetch = function()
-      local tok, why = token()
+    fetch = function(_, deadline)
+      local tok, why = token(deadline)
       if tok == nil then return unavailable(why) end
       local renewed = false
       local function get(path)
         while true do
           local lines = { "Host: " .. parts.hostport, "User-Agent: " .. USER_AGENT }
           if tok then lines[#lines + 1] = "X-aws-ec2-metadata-token: " .. tok end
-          local status, err, body = exchange("GET", path, lines)
+          local status, err, body = exchange("GET", path, lines, deadline)
           -- a token that expired since the PUT: one new token per fetch
           if status ~= 401 or not tok or renewed then return status, err, body end
           renewed = true
-          tok, why = token()
+          tok, why = token(deadline)
           if tok == nil then return nil, { message = why } end
         end
       end
@@ -763,15 +822,15 @@ local function imds_source(ctx, tried)
       local status, err, body = get(path)
       if status == 404 then return unavailable("no IAM role is attached to this instance") end
       if not status then return unavailable(tostring(err.message)) end
-      if status ~= 200 then return nil, cred_error(name .. " answered HTTP " .. status) end
+      if status ~= 200 then return unavailable("answered HTTP " .. status) end
       local role = body:match("^%s*([^\r\n]+)")
       if not role or not role:match("^[%w%+=,%.@_%-]+$") then
-        return nil, cred_error(name .. " answered a role name that is not one")
+        return unavailable("answered a role name that is not one")
       end
       status, err, body = get(path .. role)
       if not status then return unavailable(tostring(err.message)) end
       if status ~= 200 then
-        return nil, cred_error(name .. " answered HTTP " .. status .. " for role " .. role)
+        return unavailable("answered HTTP " .. status .. " for role " .. role)
       end
       return json_creds(body, name, "Token")
     end,
@@ -782,11 +841,15 @@ end
 
 local EXIT_MARK = "__ddb_credential_process_exit "
 
-local function process_source(command, profile)
+local function shell_quote(text)
+  return "'" .. text:gsub("'", "'\\''") .. "'"
+end
+
+local function process_source(ctx, command, profile)
   local name = "credential_process (profile " .. profile .. ")"
   return {
     name = name,
-    fetch = function()
+    fetch = function(_, deadline)
       local ngx = in_ngx()
       if ngx then
         local phase = ngx.get_phase()
@@ -798,13 +861,40 @@ local function process_source(command, profile)
       end
       -- the shell runs the command as the AWS CLI documents it, with no stdin; the subshell
       -- keeps an `exit` inside the command from skipping the status line
-      local f = io_popen("( " .. command .. "\n) </dev/null; printf '\\n" .. EXIT_MARK ..
-        "%d\\n' $?", "r")
+      local run = "( " .. command .. "\n) </dev/null"
+      if deadline then
+        local left = deadline - monotonic_ms()
+        if left < 1 then return nil, cred_error(name .. ": no time left to run it") end
+        -- coreutils' timeout puts the command in a process group of its own and signals the
+        -- whole group at the deadline (TERM, then KILL a second later), so nothing it started
+        -- keeps the pipe open; where it is missing, only the output limit applies
+        run = ("if command -v timeout >/dev/null 2>&1; then timeout -k 1 %.3f sh -c %s " ..
+          "</dev/null; else %s; fi"):format(left / 1000, shell_quote(command), run)
+      end
+      local f = io_popen(run .. "; printf '\\n" .. EXIT_MARK .. "%d\\n' $?", "r")
       if not f then return nil, cred_error(name .. ": cannot start the command") end
-      local out = f:read("*a") or ""
+      -- read up to the limit (and the status line after it), no further: closing the pipe
+      -- then ends a command that goes on writing (SIGPIPE)
+      local limit = ctx.max_answer_bytes + #EXIT_MARK + 16
+      local parts, have = {}, 0
+      while have <= limit do
+        local chunk = f:read(4096)
+        if not chunk then break end
+        parts[#parts + 1] = chunk
+        have = have + #chunk
+      end
       f:close()
+      if have > limit then
+        return nil, cred_error(("%s: the command's output is longer than %d bytes"):format(name,
+          ctx.max_answer_bytes))
+      end
+      local out = concat(parts)
       local body, code = out:match("^(.*)\n" .. EXIT_MARK .. "(%d+)\n$")
       if not body then return nil, cred_error(name .. ": the command's exit status is unknown") end
+      if (code == "124" or code == "137") and past(deadline) then
+        return nil, cred_error(name .. ": the command had not finished at the call's deadline " ..
+          "and was stopped")
+      end
       if code ~= "0" then
         return nil, cred_error(name .. ": the command exited with status " .. code)
       end
@@ -859,15 +949,27 @@ end
 -- yields (a cosocket, a game loop's transport) must run unprotected.
 local YIELDABLE_PCALL = _VERSION ~= "Lua 5.1" or rawget(_G, "jit") ~= nil
 
-function Provider:_refresh(old, forced)
+-- A fetch that failed once the caller's deadline had passed, or that stopped retrying
+-- because the next attempt could not finish before it, failed for lack of time, whatever the
+-- last attempt said: DeadlineExceeded, with that as the reason.
+local function deadline_error(name, err, deadline)
+  if type(err) ~= "table" or err.code == "DeadlineExceeded" or
+      not (past(deadline) or err.out_of_time) then
+    return err
+  end
+  return cred_error(("the call's deadline passed while fetching credentials from %s (%s)"):format(
+    name, tostring(err.message)), "DeadlineExceeded")
+end
+
+function Provider:_refresh(old, forced, deadline)
   local ctx = self.ctx
   local mark = { co = co_running(), deadline = ctx.now() + ctx.refresh_timeout_s }
   self.inflight = mark
   local ok, new, err
   if YIELDABLE_PCALL or co_running() == nil then   -- (5.1's main thread cannot yield anyway)
-    ok, new, err = pcall(self.source.fetch, ctx)
+    ok, new, err = pcall(self.source.fetch, ctx, deadline)
   else
-    ok, new, err = true, self.source.fetch(ctx)
+    ok, new, err = true, self.source.fetch(ctx, deadline)
   end
   if self.inflight == mark then self.inflight = nil end
   -- a raising fetch is a bug (or a programmer's mistake): the state stays sound, the error goes on
@@ -877,6 +979,7 @@ function Provider:_refresh(old, forced)
     new, err = nil, cred_error(("%s gave credentials that expire at %s, already expired or " ..
       "too close to it"):format(self.name, iso8601(new.expiration)))
   end
+  if not new then err = deadline_error(self.name, err, deadline) end
   if new then
     self.creds, self.refresh_at, self.retry_at, self.last_error = new, schedule(ctx, new, now),
       0, nil
@@ -901,7 +1004,7 @@ function Provider:_refresh(old, forced)
   return nil, err
 end
 
-function Provider:_wait(old, forced)
+function Provider:_wait(old, forced, deadline)
   local ctx = self.ctx
   local mark = self.inflight
   if mark.co == co_running() then
@@ -909,22 +1012,28 @@ function Provider:_wait(old, forced)
       "fetched by the same caller (does a credentials function call the client?)")
   end
   while self.inflight == mark and ctx.now() < mark.deadline do
+    -- another caller's fetch may run to its own (later) deadline: this one keeps to its own
+    if past(deadline) then
+      return nil, cred_error(("the call's deadline passed while waiting for credentials " ..
+        "from %s, which another caller is fetching"):format(self.name), "DeadlineExceeded")
+    end
     sleep(ctx, ctx.wait_step_ms)
   end
   if self.inflight == mark then
     -- the refreshing coroutine never came back (killed, aborted): take over
     self.inflight = nil
-    return self:_refresh(old, forced)
+    return self:_refresh(old, forced, deadline)
   end
   if self.creds ~= old and usable(ctx, self.creds, ctx.now()) then return self.creds end
   if self.last_error then return nil, self.last_error end
-  return self:_refresh(old, forced)
+  return self:_refresh(old, forced, deadline)
 end
 
 --- Current credentials: creds | nil, err. `rejected`: true, or the credentials a server has
 -- just refused as expired, to force one refresh (skipped when another caller already
--- replaced those credentials).
-function Provider:get(rejected)
+-- replaced those credentials). `deadline`: the calling operation's, in monotonic ms
+-- (core.monotonic_ms), which a fetch keeps to (nil: only each request's own timeout).
+function Provider:get(rejected, deadline)
   local ctx = self.ctx
   local now = ctx.now()
   local c = self.creds
@@ -933,12 +1042,12 @@ function Provider:get(rejected)
     if now < self.refresh_at then return c end
     if usable(ctx, c, now) and (self.inflight or now < self.retry_at) then return c end
   end
-  if self.inflight then return self:_wait(c, forced) end
+  if self.inflight then return self:_wait(c, forced, deadline) end
   if c and forced and self.source.static and not self.source.user then
     -- nothing else to get from a fixed source
     return nil, cred_error("the credentials from " .. self.name .. " were refused as expired")
   end
-  return self:_refresh(c, forced)
+  return self:_refresh(c, forced, deadline)
 end
 
 --- What the credentials come from, for messages ("environment", "EC2 instance metadata (…)").
@@ -956,44 +1065,11 @@ end
 -- -----------------------------------------------------------------------------
 -- Shared files and profiles
 -- -----------------------------------------------------------------------------
-local function expand(ctx, path)
-  if path:sub(1, 2) == "~/" then return (env(ctx, "HOME") or "/root") .. path:sub(2) end
-  return path
-end
-
-local function load_ini(path)
-  local f = io_open(path, "rb")
-  if not f then return {} end
-  local text = f:read("*a")
-  f:close()
-  if not text then return {} end
-  local t, err = config.parse_ini(text)
-  if not t then return nil, cred_error("cannot read " .. path .. ": " .. err, "ConfigError") end
-  return t
-end
-
+-- The shared files through ddb.config's loader (the region's too): files | nil, err.
 local function load_files(ctx)
-  local cred_path = expand(ctx, env(ctx, "AWS_SHARED_CREDENTIALS_FILE") or "~/.aws/credentials")
-  local conf_path = expand(ctx, env(ctx, "AWS_CONFIG_FILE") or "~/.aws/config")
-  local creds, err = load_ini(cred_path)
-  if not creds then return nil, err end
-  local conf
-  conf, err = load_ini(conf_path)
-  if not conf then return nil, err end
-  local files = { cred_path = cred_path, conf_path = conf_path, creds = creds, conf = conf }
-  -- the profile as botocore sees it: the config file's section, the credentials file's on top
-  function files.section(name)
-    local s = name == "default" and (conf.default or conf["profile default"])
-      or conf["profile " .. name]
-    return s, creds[name]
-  end
-  function files.profile(name)
-    local from_conf, from_creds = files.section(name)
-    if not from_conf and not from_creds then return nil end
-    local merged = {}
-    for k, v in pairs(from_conf or {}) do merged[k] = v end
-    for k, v in pairs(from_creds or {}) do merged[k] = v end
-    return merged
+  local files, err = config.load_files(function(name) return env(ctx, name) end)
+  if not files then
+    return nil, cred_error("cannot read the shared AWS files: " .. err, "ConfigError")
   end
   return files
 end
@@ -1053,7 +1129,7 @@ function profile_chain(ctx, files, name, top)
   local from_conf, from_creds = files.section(name)
   local src, err = static_from(from_creds, "shared credentials file (profile " .. name .. ")")
   if src or err then return src, err end
-  if p.credential_process then return process_source(p.credential_process, name) end
+  if p.credential_process then return process_source(ctx, p.credential_process, name) end
   src, err = static_from(from_conf, "config file (profile " .. name .. ")")
   if src or err then return src, err end
   return nil
@@ -1168,19 +1244,19 @@ function assume_role_source(ctx, files, name, visited)
   local what = "profile " .. name .. " (AssumeRole " .. role_arn .. ")"
   return {
     name = what,
-    fetch = function()
-      local c, cerr = inner:get()
+    fetch = function(_, deadline)
+      local c, cerr = inner:get(nil, deadline)
       if not c then return nil, cerr end
       local params = { { "Action", "AssumeRole" }, { "Version", "2011-06-15" },
         { "RoleArn", role_arn }, { "RoleSessionName", session_name(ctx, p.role_session_name) } }
       if duration then params[#params + 1] = { "DurationSeconds", duration } end
       if p.external_id then params[#params + 1] = { "ExternalId", p.external_id } end
-      local r, rerr = sts_call(ctx, "AssumeRole", params, c, what)
+      local r, rerr = sts_call(ctx, "AssumeRole", params, c, what, nil, deadline)
       if not r and rerr.sts_code == "ExpiredToken" then
         -- the source credentials went stale under us: renew them once
-        c, cerr = inner:get(c)
+        c, cerr = inner:get(c, deadline)
         if not c then return nil, cerr end
-        r, rerr = sts_call(ctx, "AssumeRole", params, c, what)
+        r, rerr = sts_call(ctx, "AssumeRole", params, c, what, nil, deadline)
       end
       return r, rerr
     end,
@@ -1234,13 +1310,14 @@ local function select_source(ctx, opts)
     if not creds then return nil, cerr end
     return static_source("explicit", creds)
   end
-  local tried = { "explicit option" }
+  -- what each source was, and why it was passed over: the error when none is configured
+  local tried = { "explicit option (not given)" }
   if ctx.explicit_profile then
     tried[#tried + 1] = "environment (skipped: the profile option was given)"
   else
     local src, err = env_source(ctx)
     if src or err then return src, err end
-    tried[#tried + 1] = "environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)"
+    tried[#tried + 1] = "environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY: not set)"
   end
 
   local files, ferr = load_files(ctx)
@@ -1257,12 +1334,23 @@ local function select_source(ctx, opts)
   end
   local src, err = profile_chain(ctx, files, name, true)
   if src or err then return src, err end
-  tried[#tried + 1] = ("web identity (AWS_WEB_IDENTITY_TOKEN_FILE), shared files (%s, %s; " ..
-    "profile %s)"):format(files.cred_path, files.conf_path, name)
+  local from_conf, from_creds = files.section(name)
+  local function file_says(found, path, section, label)
+    if not found then return path .. ": not found" end
+    if not section then return path .. ": no " .. label .. " section" end
+    return path .. ": " .. label .. " has no aws_access_key_id"
+  end
+  tried[#tried + 1] = ("web identity (%sprofile %s has no web_identity_token_file)"):format(
+    ctx.explicit_profile and "" or "AWS_WEB_IDENTITY_TOKEN_FILE not set, and ", name)
+  tried[#tried + 1] = "shared credentials file (" .. file_says(files.cred_found, files.cred_path,
+    from_creds, "[" .. name .. "]") .. ")"
+  tried[#tried + 1] = "credential_process (profile " .. name .. " has none)"
+  tried[#tried + 1] = "config file (" .. file_says(files.conf_found, files.conf_path, from_conf,
+    name == "default" and "[default]" or ("[profile " .. name .. "]")) .. ")"
 
   src, err = container_from_env(ctx)
   if src or err then return src, err end
-  tried[#tried + 1] = "container (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI, _FULL_URI)"
+  tried[#tried + 1] = "container (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI, _FULL_URI: not set)"
 
   if env_true(ctx, "AWS_EC2_METADATA_DISABLED") then
     tried[#tried + 1] = "EC2 instance metadata (disabled by AWS_EC2_METADATA_DISABLED)"

@@ -7,6 +7,7 @@
 local core = require "ddb.core"
 local config = require "ddb.config"
 local credentials = require "ddb.credentials"
+local options = require "ddb.options"
 
 local type, setmetatable, getmetatable, tostring, tonumber, pairs, error, pcall =
   type, setmetatable, getmetatable, tostring, tonumber, pairs, error, pcall
@@ -180,17 +181,94 @@ end
 function _M.is_error(e) return type(e) == "table" and getmetatable(e) == error_mt end
 
 -- -----------------------------------------------------------------------------
+-- Options
+-- -----------------------------------------------------------------------------
+local O = options
+local MILLISECONDS = "milliseconds"
+
+-- What goes into a header line must not end it.
+local function header_text(v)
+  if type(v) == "string" and not v:find("[%c]") then return true end
+  return false, "a string without control characters (it goes into the User-Agent header)"
+end
+
+local function transport_value(v)
+  if v == "curl" or v == "ngx" or (type(v) == "table" and type(v.request) == "function") then
+    return true
+  end
+  return false, "'curl', 'ngx' or a table with a request method"
+end
+
+-- The answer limits of every transport: the body (the head has a fixed 64 KiB).
+local MAX_ANSWER = O.whole(core.MAX_ANSWER_BYTES_MIN, core.MAX_ANSWER_BYTES_MAX, "bytes")
+_M.MAX_ANSWER_BYTES = core.MAX_ANSWER_BYTES
+
+-- Every option of ddb.new and what it must be. pool_size, keepalive_timeout_ms and
+-- tls_verify go to the cosocket transport only; the other transports have no use for them.
+local CLIENT_SPEC = {
+  region = O.kind("string"),
+  endpoint = O.kind("string"),
+  credentials = O.kind("table", "function"),
+  profile = O.kind("string"),
+  timeout_ms = O.number(1, 3600000, MILLISECONDS),
+  connect_timeout_ms = O.number(1, 600000, MILLISECONDS),
+  deadline_ms = O.number(1, 86400000, MILLISECONDS),
+  max_attempts = O.whole(1, 100),
+  retry = O.kind("table"),
+  transport = O.custom(transport_value),
+  ca_bundle = O.kind("string"),
+  on_event = O.kind("function"),
+  log = O.kind("function"),
+  user_agent_suffix = O.custom(header_text),
+  max_answer_bytes = MAX_ANSWER,
+  -- monotonic milliseconds for deadlines and waits (a simulation's virtual clock)
+  clock = O.kind("function"),
+  -- the cosocket transport's (ignored by the others)
+  pool_size = O.whole(1, 100000, "connections per endpoint and worker"),
+  keepalive_timeout_ms = O.whole(1, 3600000, MILLISECONDS),
+  tls_verify = O.kind("boolean"),
+}
+
+local RETRY_SPEC = {
+  max_attempts = O.whole(1, 100),
+  base_ms = O.number(0, 60000, MILLISECONDS),
+  throttle_base_ms = O.number(0, 60000, MILLISECONDS),
+  cap_ms = O.number(0, 600000, MILLISECONDS),
+  quota = O.number(0, 1e9, "retry tokens"),
+  seed = O.number(0, 9007199254740992),
+}
+
+local CURL_SPEC = { ca_bundle = CLIENT_SPEC.ca_bundle,
+  connect_timeout_ms = CLIENT_SPEC.connect_timeout_ms, max_answer_bytes = MAX_ANSWER }
+local NGX_NAMES = { connect_timeout_ms = true, keepalive_timeout_ms = true, pool_size = true,
+  tls_verify = true, max_answer_bytes = true, ca_bundle = true }
+
+--- The names ddb.new accepts, as a set (name -> true).
+_M.CLIENT_OPTIONS = {}
+for name in pairs(CLIENT_SPEC) do _M.CLIENT_OPTIONS[name] = true end
+
+--- A copy of opts with only the options of ddb.new: for callers whose own options table
+-- carries ddb.new's options beside theirs.
+-- @param opts a table of options
+-- @return a new table with the options `ddb.new` takes
+function _M.client_options(opts)
+  return options.pick(opts, CLIENT_SPEC)
+end
+
+-- -----------------------------------------------------------------------------
 -- Transports
 -- -----------------------------------------------------------------------------
 
 --- The blocking libcurl transport (plain Lua, LuaRocks tooling, threads with their own state).
--- @param opts optional: `ca_bundle` (default: `AWS_CA_BUNDLE`), `connect_timeout_ms`
+-- @param opts optional: `ca_bundle` (default: `AWS_CA_BUNDLE`), `connect_timeout_ms` (1000),
+--   `max_answer_bytes` (the longest answer body read, 32 MiB)
 -- @return the transport, for `ddb.new{ transport = ... }`
 function _M.curl_transport(opts)
-  opts = opts or {}
+  opts = options.check("ddb.curl_transport", opts or {}, CURL_SPEC, 2)
   local ca = opts.ca_bundle or config.getenv("AWS_CA_BUNDLE")
   if ca == "" then ca = nil end
-  local handle = core.curl_new{ ca_bundle = ca, connect_timeout_ms = opts.connect_timeout_ms }
+  local handle = core.curl_new{ ca_bundle = ca, connect_timeout_ms = opts.connect_timeout_ms,
+    max_answer_bytes = opts.max_answer_bytes }
   return {
     name = "curl",
     handle = handle,
@@ -209,11 +287,15 @@ local function in_ngx_request()
   return ngx ~= nil and type(ngx) == "table" and ngx.socket ~= nil and ngx.get_phase ~= nil
 end
 
+local function ngx_transport(opts)
+  local o = {}
+  for name in pairs(NGX_NAMES) do o[name] = opts[name] end
+  return require("ddb.transport.ngx").new(o)
+end
+
 local function default_transport(opts)
-  if in_ngx_request() then
-    return require("ddb.transport.ngx").new(opts)
-  end
-  return _M.curl_transport(opts)
+  if in_ngx_request() then return ngx_transport(opts) end
+  return _M.curl_transport(options.pick(opts, CURL_SPEC))
 end
 
 -- -----------------------------------------------------------------------------
@@ -223,19 +305,10 @@ local Client = {}
 Client.__index = Client
 _M.Client = Client
 
-local function check_opt(opts, name, kind, lo, hi)
-  local v = opts[name]
-  if v == nil then return nil end
-  if type(v) ~= kind then error(("ddb.new: option '%s' must be a %s"):format(name, kind), 3) end
-  if kind == "number" and (v < lo or v > hi) then
-    error(("ddb.new: option '%s' must be between %s and %s"):format(name, lo, hi), 3)
-  end
-  return v
-end
-
 --- Creates a client.
 -- Credentials come from ddb.credentials' default chain; nothing is fetched from the network
--- here (sources that need it, such as instance metadata, are asked on the first call).
+-- here (sources that need it, such as instance metadata, are asked on the first call, within
+-- that call's deadline). Every option is checked by name, type and range.
 -- @param opts optional table of options, each optional:
 --
 --  * `region` (default: `AWS_REGION`, `AWS_DEFAULT_REGION`, the profile's)
@@ -256,29 +329,19 @@ end
 --  * `clock`: a function returning monotonic milliseconds, for deadlines and waits
 --    (deterministic simulations give their own virtual clock)
 --  * `user_agent_suffix`: text added to the User-Agent
+--  * `max_answer_bytes`: the longest answer body read (32 MiB: twice DynamoDB's largest)
+--  * `pool_size` (64) and `keepalive_timeout_ms` (30000): the cosocket connection pool
 -- @return the client | nil, err (`ConfigError`, `CredentialsError`: configuration that
 --   cannot work)
 -- @raise for an option of the wrong type or out of range, naming it
 function _M.new(opts)
   if opts == nil then opts = {} end
   if type(opts) ~= "table" then error("ddb.new: options must be a table", 2) end
-  local timeout_ms = check_opt(opts, "timeout_ms", "number", 1, 3600000) or 3000
-  local deadline_ms = check_opt(opts, "deadline_ms", "number", 1, 86400000) or 10000
-  check_opt(opts, "connect_timeout_ms", "number", 1, 600000)
-  local max_attempts = check_opt(opts, "max_attempts", "number", 1, 100)
-  if opts.on_event ~= nil and type(opts.on_event) ~= "function" then
-    error("ddb.new: option 'on_event' must be a function", 2)
-  end
-  if opts.log ~= nil and type(opts.log) ~= "function" then
-    error("ddb.new: option 'log' must be a function", 2)
-  end
-  if opts.clock ~= nil and type(opts.clock) ~= "function" then
-    error("ddb.new: option 'clock' must be a function", 2)
-  end
-  local ct = type(opts.credentials)
-  if opts.credentials ~= nil and ct ~= "table" and ct ~= "function" then
-    error("ddb.new: option 'credentials' must be a table or a function", 2)
-  end
+  options.check("ddb.new", opts, CLIENT_SPEC, 2)
+  if opts.retry ~= nil then options.check("ddb.new", opts.retry, RETRY_SPEC, 2, "retry option") end
+  local timeout_ms = opts.timeout_ms or 3000
+  local deadline_ms = opts.deadline_ms or 10000
+  local max_attempts = opts.max_attempts
   if max_attempts == nil then
     local n, err = config.env_number("AWS_MAX_ATTEMPTS", 1, 100)
     if err then return nil, _M.new_error("ConfigError", err) end
@@ -291,21 +354,16 @@ function _M.new(opts)
   if not ep then return nil, _M.new_error("ConfigError", eerr) end
 
   local retry_opts = {}
-  if opts.retry ~= nil then
-    if type(opts.retry) ~= "table" then error("ddb.new: option 'retry' must be a table", 2) end
-    for k, v in pairs(opts.retry) do retry_opts[k] = v end
-  end
+  for k, v in pairs(opts.retry or {}) do retry_opts[k] = v end
   retry_opts.max_attempts = max_attempts or retry_opts.max_attempts
 
   local transport = opts.transport
   if transport == nil then
     transport = default_transport(opts)
   elseif transport == "curl" then
-    transport = _M.curl_transport(opts)
+    transport = _M.curl_transport(options.pick(opts, CURL_SPEC))
   elseif transport == "ngx" then
-    transport = require("ddb.transport.ngx").new(opts)
-  elseif type(transport) ~= "table" or type(transport.request) ~= "function" then
-    error("ddb.new: option 'transport' must be 'curl', 'ngx' or a table with a request method", 2)
+    transport = ngx_transport(opts)
   end
 
   -- One provider per configuration and Lua state (per nginx worker), so that clients made per
@@ -324,6 +382,7 @@ function _M.new(opts)
     url = ep.url,
     timeout_ms = timeout_ms,
     deadline_ms = deadline_ms,
+    max_answer_bytes = opts.max_answer_bytes or core.MAX_ANSWER_BYTES,
     transport = transport,
     retry = core.retry_new(retry_opts),
     on_event = opts.on_event,
@@ -357,9 +416,10 @@ function Client:_use_credentials(creds)
 end
 
 -- The provider's current credentials into the signer: creds | nil, err. rejected: the
--- credentials a server has just refused as expired (one forced refresh).
-local function current_credentials(self, rejected)
-  local creds, err = self.credentials_provider:get(rejected)
+-- credentials a server has just refused as expired (one forced refresh); deadline: the
+-- call's (monotonic ms), which a fetch from the network keeps to.
+local function current_credentials(self, rejected, deadline)
+  local creds, err = self.credentials_provider:get(rejected, deadline)
   if not creds then return nil, wrap_error(err) end
   self:_use_credentials(creds)
   return creds
@@ -521,7 +581,7 @@ function Client:call(op, request, opts)
   if not body then
     return nil, _M.new_error("ValidationError", "request cannot be encoded: " .. jerr)
   end
-  local creds, cerr = current_credentials(self)
+  local creds, cerr = current_credentials(self, nil, deadline)
   if not creds then return nil, cerr end
 
   local attempt, applied, skew_fixed, renewed, spent = 0, "no", false, false, 0
@@ -546,7 +606,12 @@ function Client:call(op, request, opts)
       local rbody
       status, rheaders, rbody, resent = self.transport:request(self.url,
         self.signer:prepare(op, body), body, math_min(timeout_ms, remaining))
-      if status then
+      if status and type(rbody) == "string" and #rbody > self.max_answer_bytes then
+        -- a transport of the caller's read it all; the limit still holds for what it returns
+        err = _M.new_error("AnswerTooLarge", ("the answer's body is longer than " ..
+          "max_answer_bytes (%d); not read (the request was sent)"):format(
+          self.max_answer_bytes), { applied = "maybe", retry_class = "none" })
+      elseif status then
         result, err = core.parse_response(status, rbody, rheaders, opts and opts.plain)
         request_id = rheaders and rheaders["x-amzn-requestid"]
       else
@@ -593,7 +658,7 @@ function Client:call(op, request, opts)
       skew_fixed = true
       attempt = attempt - 1   -- a clock fix is not a failed attempt
     elseif not renewed and EXPIRED_CREDENTIALS[err.code] and err.applied == "no"
-        and current_credentials(self, creds) then
+        and current_credentials(self, creds, deadline) then
       -- refused before it ran: sign again with the refreshed credentials, once
       renewed = true
       creds = self.creds

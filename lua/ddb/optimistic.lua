@@ -19,6 +19,7 @@ local state = require "ddb.engine.state"
 local plan = require "ddb.engine.plan"
 local history = require "ddb.engine.history"
 local keyschema = require "ddb.engine.keys"
+local pace = require "ddb.engine.pace"
 
 local type, pairs, pcall, error, tostring, setmetatable, next =
   type, pairs, pcall, error, tostring, setmetatable, next
@@ -57,8 +58,9 @@ _M.Store = Store
 --   exactly-once resolution off); `tokens_max` (128: a hot item's history grows with the
 --   write rate the engine observes, up to this); `mode` ("update": send only what changed,
 --   or "put": write the whole item); `deadline_ms` (whole call, 5000); `max_attempts` (runs
---   of the function; default: as many as the deadline allows); `backoff_base_ms` (2) and
---   `backoff_cap_ms` (100), the wait between conflicts; `idempotent` (commit through
+--   of the function; default: as many as the deadline allows); `backoff_base_ms` (0) and
+--   `backoff_cap_ms` (100), the bounds of the random wait before a write on an item others
+--   are writing (two round trips); `idempotent` (commit through
 --   TransactWriteItems with a ClientRequestToken, so that DynamoDB settles lost answers;
 --   twice the write cost); `on_conflict` (`function(ctx)` with `key`, `table`, `attempt`,
 --   `conflicts`, `elapsed_ms`); `on_event` (`function(ev)`, the metrics hook).
@@ -111,6 +113,8 @@ function _M.new(opts)
     on_event = opts.on_event,
     key_names = opts.key and { opts.key[1], opts.key[2] } or nil,
     sizer = cfg.tokens > 0 and history.new(cfg.tokens, tokens_max, client.timeout_ms) or nil,
+    pacer = pace.new(opts.backoff_base_ms or d.backoff_base_ms,
+      opts.backoff_cap_ms or d.backoff_cap_ms),
   }, Store)
 end
 
@@ -233,7 +237,7 @@ function Store:with_item(key, fn, opts)
     max_attempts = opts.max_attempts or self.max_attempts,
     backoff_base_ms = self.backoff_base_ms, backoff_cap_ms = self.backoff_cap_ms,
     idempotent = idempotent, trusted = idempotent, on_conflict = self.on_conflict,
-    sizer = self.sizer,
+    sizer = self.sizer, pacer = self.pacer,
   }
   local names, kerr = self:key_schema({ deadline = ctx.deadline })
   if not names then

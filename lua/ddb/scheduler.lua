@@ -20,6 +20,7 @@
 -- @module ddb.scheduler
 
 local core = require "ddb.core"
+local options = require "ddb.options"
 
 local type, error, tostring, setmetatable, select, unpack =
   type, error, tostring, setmetatable, select, table.unpack or unpack
@@ -36,17 +37,24 @@ local WAIT = setmetatable({}, { __tostring = function() return "ddb.scheduler.WA
 local Scheduler = {}
 Scheduler.__index = Scheduler
 
+local SPEC = {
+  ca_bundle = options.kind("string"),
+  connect_timeout_ms = options.number(1, 600000, "milliseconds"),
+  max_connections = options.whole(0, 1000000, "connections; 0: no cap"),
+  max_answer_bytes = options.whole(core.MAX_ANSWER_BYTES_MIN, core.MAX_ANSWER_BYTES_MAX,
+    "bytes"),
+}
+
 --- Creates a scheduler. opts: ca_bundle (or AWS_CA_BUNDLE), connect_timeout_ms (1000),
 -- max_connections (libcurl's cap on open connections; unlimited by default: one per
--- request in flight).
+-- request in flight), max_answer_bytes (the longest answer body read, 32 MiB).
 function _M.new(opts)
-  opts = opts or {}
-  if type(opts) ~= "table" then error("scheduler.new: options must be a table", 2) end
+  opts = options.check("scheduler.new", opts or {}, SPEC, 2)
   local ca = opts.ca_bundle or os.getenv("AWS_CA_BUNDLE")
   if ca == "" then ca = nil end
   return setmetatable({
     multi = core.multi_new{ ca_bundle = ca, connect_timeout_ms = opts.connect_timeout_ms,
-      max_connections = opts.max_connections },
+      max_connections = opts.max_connections, max_answer_bytes = opts.max_answer_bytes },
     ready = {},        -- { co, value } pairs to resume, in order
     waiting = {},      -- transfer id -> task coroutine
     timers = {},       -- sorted by time: { at, co }

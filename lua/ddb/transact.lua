@@ -79,6 +79,7 @@ local settings = require "ddb.engine.settings"
 local state = require "ddb.engine.state"
 local plan = require "ddb.engine.plan"
 local keyschema = require "ddb.engine.keys"
+local pace = require "ddb.engine.pace"
 
 local type, pairs, ipairs, error, tostring, setmetatable, getmetatable, next, pcall =
   type, pairs, ipairs, error, tostring, setmetatable, getmetatable, next, pcall
@@ -520,6 +521,7 @@ function _M.with_items(target, keys, fn, opts)
     max_attempts = s.max_attempts, backoff_base_ms = s.backoff_base_ms,
     backoff_cap_ms = s.backoff_cap_ms, idempotent = s.idempotent, trusted = s.idempotent,
     on_conflict = s.on_conflict,
+    pacer = s.store and s.store.pacer or pace.new(s.backoff_base_ms, s.backoff_cap_ms),
   }
   local function refuse(err)
     info.elapsed_ms = clock() - started

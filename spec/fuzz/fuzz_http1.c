@@ -1,7 +1,9 @@
 /* libFuzzer target: the one-call path's HTTP/1.1 reader (csrc/http1.c) on arbitrary bytes
  * from the network. A head it accepts lies inside the input and has a status from 100 to
- * 599; a chunked body decoded as the bytes arrive in pieces (sizes from the input) gives
- * what one pass over all of them gives, never more bytes than came in. */
+ * 599; a chunked body decoded as the bytes arrive in pieces (sizes from the input), with
+ * the bytes already decoded dropped between pieces as the one-call path does, gives what one
+ * pass over all of them gives, never more bytes than came in nor more than the limit (also
+ * from the input). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,19 +15,21 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    const char *p = (const char *)data + 1;
-    size_t n, step, k;
+    const char *p = (const char *)data + 2;
+    size_t n, step, k, max;
     http1_head h;
     http1_chunks whole, parts;
-    buf a, b;
+    buf a, b, window;
     int r, ra, rb;
 
-    if (size < 1)
+    if (size < 2)
         return 0;
     step = (size_t)data[0] % 17 + 1;   /* how many bytes arrive at a time */
-    n = size - 1;
+    max = data[1] < 128 ? 0 : (size_t)(data[1] - 128) * 8;   /* 0: no limit */
+    n = size - 2;
     r = http1_parse_head(p, n, &h);
-    CHECK(r >= -1 && r <= 1, "parse_head gave %d", r);
+    CHECK(r >= HTTP1_TOO_LARGE && r <= 1 && r != HTTP1_NO_MEMORY, "parse_head gave %d", r);
+    CHECK(r != HTTP1_TOO_LARGE || n >= HTTP1_MAX_HEAD, "too large at %zu bytes", n);
     if (r == 1) {
         CHECK(h.head_len > 0 && h.head_len <= n, "head_len %zu of %zu", h.head_len, n);
         CHECK(h.status >= 100 && h.status <= 599, "status %d", h.status);
@@ -42,26 +46,39 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     k = r == 1 ? h.head_len : 0;
     buf_init(&a);
     buf_init(&b);
-    http1_chunks_init(&whole);
+    buf_init(&window);
+    http1_chunks_init(&whole, max);
     whole.pos = k;
     ra = http1_dechunk(&whole, p, n, &a);
-    http1_chunks_init(&parts);
-    parts.pos = k;
-    for (;;) {
-        rb = http1_dechunk(&parts, p, k, &b);
-        if (rb != 0 || k == n)
-            break;
-        k = k + step < n ? k + step : n;
+    /* piecewise: only the bytes not yet decoded are kept, at the start of a window */
+    http1_chunks_init(&parts, max);
+    {
+        size_t fed = k, dropped = k;
+        for (;;) {
+            size_t upto = fed + step < n ? fed + step : n;
+            CHECK(buf_add(&window, p + fed, upto - fed) == 0, "out of memory");
+            fed = upto;
+            rb = http1_dechunk(&parts, window.data ? window.data : "", window.len, &b);
+            if (rb != 0 || fed == n)
+                break;
+            memmove(window.data, window.data + parts.pos, window.len - parts.pos);
+            window.len -= parts.pos;
+            dropped += parts.pos;
+            parts.pos = 0;
+        }
+        parts.pos += dropped;
     }
-    CHECK(ra != -2 && rb != -2, "out of memory");
+    CHECK(ra != HTTP1_NO_MEMORY && rb != HTTP1_NO_MEMORY, "out of memory");
     CHECK(ra == rb, "piecewise gave %d where one pass gave %d", rb, ra);
     if (ra == 1) {
         CHECK(whole.pos == parts.pos && whole.pos <= n, "end %zu vs %zu", whole.pos, parts.pos);
         CHECK(a.len == b.len && (a.len == 0 || memcmp(a.data, b.data, a.len) == 0),
               "bodies differ");
         CHECK(a.len <= n, "body of %zu from %zu bytes", a.len, n);
+        CHECK(max == 0 || a.len <= max, "body of %zu over the limit %zu", a.len, max);
     }
     buf_free(&a);
     buf_free(&b);
+    buf_free(&window);
     return 0;
 }

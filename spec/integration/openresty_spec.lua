@@ -200,6 +200,14 @@ for _, server in ipairs(helper.servers()) do
         assert.are.equal("ngx", out.transport)
       end)
 
+      it("takes the pool settings from ddb.new's options", function()
+        local out = call({ endpoint = server.url })
+        assert.are.same({ size = 64, keepalive_ms = 30000 }, out.pool)
+        out = call({ endpoint = server.url, opts = { pool_size = 4, keepalive_timeout_ms = 5000 } })
+        assert.is_true(out.ok, encode(out))
+        assert.are.same({ size = 4, keepalive_ms = 5000 }, out.pool)
+      end)
+
       it("connection refused: ConnectError, applied no", function()
         local out = call({ endpoint = "http://127.0.0.1:" .. srv.ports[3] })
         assert.are.equal("ConnectError", out.err.code)

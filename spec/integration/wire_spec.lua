@@ -125,6 +125,49 @@ describe("handle:call's own HTTP/1.1", function()
     ok("Plain")   -- on a new connection: the late answer must not be read as this one's
   end)
 
+  describe("with max_answer_bytes", function()
+    local function limited(max)
+      handle:close()
+      handle = core.curl_new{ max_answer_bytes = max }
+    end
+
+    it("reads answers up to the limit, in every framing", function()
+      limited(4000)
+      for _, op in ipairs({ "Big", "BigChunked", "BigNoLength" }) do
+        local res = ok(op)   -- a body of exactly 4000 bytes
+        assert.is_true(#res.Pad > 3900, op)
+      end
+    end)
+
+    it("refuses an answer over it: AnswerTooLarge, maybe applied, not retryable, and the " ..
+      "next call on a new connection", function()
+      limited(3999)
+      for _, op in ipairs({ "Big", "BigChunked", "BigNoLength" }) do
+        local before = ok("Plain").Conn
+        local res, err = call(op)
+        assert.is_nil(res)
+        assert.equal("AnswerTooLarge", err.code, op)
+        assert.equal("maybe", err.applied)
+        assert.equal("none", err.retry_class)
+        assert.is_false(err.retryable)
+        assert.matches("longer than max_answer_bytes %(3999%)", err.message)
+        assert.are_not.equal(before, ok("Plain").Conn)
+      end
+    end)
+
+    it("holds on libcurl's own transfers too (a URL with a path)", function()
+      limited(3999)
+      local res, err = handle:call(signer, server.url .. "/x/", "Big", "{}", 3000)
+      assert.is_nil(res)
+      assert.equal("AnswerTooLarge", err.code)
+      local status = handle:request(server.url .. "/x/", { "X-Amz-Target: DynamoDB_20120810.Big" },
+        "{}", 3000)
+      assert.is_nil(status)
+      res = assert(handle:call(signer, server.url .. "/x/", "Plain", "{}", 3000))
+      assert.equal("Plain", res.Op)
+    end)
+  end)
+
   it("gives ConnectError, not applied, when nothing listens", function()
     local res, err = handle:call(signer, helper.closed_url(), "Plain", "{}", 1000)
     assert.is_nil(res)

@@ -245,15 +245,16 @@ function World:transport()
             elseif fault == "hold" then
               return
             elseif fault == "status_500_after" then
-              answer(500, {}, core.encode({ __type = DDB .. "InternalServerError",
-                message = "injected after forwarding" }), resent)
+              answer(500, { ["x-amzn-requestid"] = "sim" .. id }, core.encode({
+                __type = DDB .. "InternalServerError", message = "injected after forwarding" }),
+                resent)
             elseif fault == "truncate" then
               -- cut short: the transport sees the connection end before Content-Length
               fail_with(transport_error("NetworkError", ("the connection closed after %d of " ..
                 "%d bytes of the answer"):format(math.floor(#rbody / 2), #rbody), "maybe",
                 "transient"))
             elseif fault == "not_json" then
-              answer(200, {}, "<html>oops</html>", resent)
+              answer(200, { ["x-amzn-requestid"] = "sim" .. id }, "<html>oops</html>", resent)
             else
               answer(status, { ["x-amzn-requestid"] = "sim" .. id }, rbody, resent)
             end

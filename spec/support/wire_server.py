@@ -13,6 +13,9 @@ The operation name of each request (X-Amz-Target: DynamoDB_20120810.<Op>) says h
   Dropped    closes without answering
   Garbage    answers with something that is not HTTP
   Slow       answers after 1.5 s
+  Big        200, Content-Length, a 4000-byte body ({"Op": ..., "Pad": "..."})
+  BigChunked the same body chunked, in pieces of 1000 bytes
+  BigNoLength the same body running to the close
   Stats      200 with the counts: requests per operation, connections accepted
 Every answer body is {"Op": ..., "Conn": connection number, "N": request number on it}
 with a correct x-amz-crc32. Usage: wire_server.py --port-file F --owner-pid PID
@@ -82,6 +85,10 @@ class Handler(socketserver.StreamRequestHandler):
             body = json.dumps({"Op": op, "Conn": conn, "N": n}).encode()
             if op == "Stats":
                 body = stats
+            elif op.startswith("Big"):
+                doc = {"Op": op, "Conn": conn, "N": n, "Pad": ""}
+                doc["Pad"] = "p" * (4000 - len(json.dumps(doc)))
+                body = json.dumps(doc).encode()
             try:
                 if not self.respond(op, body, sock):
                     return
@@ -102,6 +109,16 @@ class Handler(socketserver.StreamRequestHandler):
             raw = raw.replace(("x-amz-crc32: %d" % zlib.crc32(b"")).encode(),
                               ("x-amz-crc32: %d" % zlib.crc32(body)).encode())
             w.write(raw + b"".join(out) + b"0\r\nX-Trailer: t\r\n\r\n")
+        elif op == "BigChunked":
+            pieces = [body[i:i + 1000] for i in range(0, len(body), 1000)]
+            raw = answer(b"", b"Transfer-Encoding: chunked\r\n", length=False)
+            raw = raw.replace(("x-amz-crc32: %d" % zlib.crc32(b"")).encode(),
+                              ("x-amz-crc32: %d" % zlib.crc32(body)).encode())
+            w.write(raw + b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) +
+                    b"0\r\n\r\n")
+        elif op == "BigNoLength":
+            w.write(answer(body, b"", length=False))
+            return False
         elif op == "Close":
             w.write(answer(body, b"Connection: close\r\n"))
             return False

@@ -349,6 +349,39 @@ describe("numbers from the environment", function()
   end)
 end)
 
+describe("a broken shared file", function()
+  it("is reported with its path and line where a region is looked for, not as no region",
+    function()
+      write("home/.aws/config", "[default]\nregion = eu-west-1\nthis line is wrong\n")
+      local r, err = config.region()
+      assert.is_nil(r)
+      assert.equal("cannot read the shared AWS files: " .. path("home/.aws/config") ..
+        ": line 3: expected key = value", err)
+      local client, cerr = ddb.new{ transport = { request = function() end },
+        credentials = { access_key_id = "AKID", secret_access_key = "s" } }
+      assert.is_nil(client)
+      assert.equal("ConfigError", cerr.code)
+      assert.matches("config: line 3: expected key = value$", cerr.message)
+    end)
+
+  it("is reported the same by the credential chain, which reads the files with one loader",
+    function()
+      env.AWS_REGION = "us-east-1"
+      write("home/.aws/credentials", "[default]\naws_access_key_id = AKID\n[broken\n")
+      local client, err = ddb.new{ transport = { request = function() end } }
+      assert.is_nil(client)
+      assert.equal("ConfigError", err.code)
+      assert.equal("cannot read the shared AWS files: " .. path("home/.aws/credentials") ..
+        ": line 3: malformed section header", err.message)
+    end)
+
+  it("expands ~/ in AWS_CONFIG_FILE for the region as for credentials", function()
+    write("home/.aws/other", "[default]\nregion = ca-central-1\n")
+    env.AWS_CONFIG_FILE = "~/.aws/other"
+    assert.equal("ca-central-1", config.region())
+  end)
+end)
+
 describe("ddb.new", function()
   local transport = { name = "fake", request = function() return nil, "unused" end }
 
@@ -417,7 +450,8 @@ describe("ddb.new", function()
     local client, err = ddb.new{ region = "us-east-1", transport = transport }
     assert.is_nil(client)
     assert.equal("CredentialsError", err.code)
-    assert.matches("^no credentials found; tried: explicit option, environment", err.message)
+    assert.matches("^no credentials found; tried: explicit option %(not given%), environment",
+      err.message)
     assert_no_secret(err)
     assert_no_secret(err.message)
   end)

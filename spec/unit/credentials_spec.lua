@@ -469,13 +469,29 @@ describe("the default chain's order (botocore's)", function()
     assert.equal("CredentialsError", err.code)
     local msg = err.message
     assert.matches("^no credentials found; tried: ", msg)
-    for _, part in ipairs({ "explicit option", "environment (AWS_ACCESS_KEY_ID",
-        "web identity (AWS_WEB_IDENTITY_TOKEN_FILE)", dir .. "/credentials", dir .. "/config",
-        "profile default", "container (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    -- every source, and why it was passed over
+    for _, part in ipairs({ "explicit option (not given)",
+        "environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY: not set)",
+        "web identity (AWS_WEB_IDENTITY_TOKEN_FILE not set, and profile default has no " ..
+        "web_identity_token_file)", "shared credentials file (" .. dir .. "/credentials: not found)",
+        "credential_process (profile default has none)",
+        "config file (" .. dir .. "/config: not found)",
+        "container (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI, _FULL_URI: not set)",
         "EC2 instance metadata (disabled by AWS_EC2_METADATA_DISABLED)" }) do
       assert.is_truthy(msg:find(part, 1, true), part .. " missing from: " .. msg)
     end
     assert.matches("^ddb: CredentialsError: no credentials found", tostring(err))
+  end)
+
+  it("says a profile's section is missing, or has no keys, in the files that exist", function()
+    write(dir .. "/credentials", "[other]\naws_access_key_id = A\naws_secret_access_key = s\n")
+    write(dir .. "/config", "[default]\nregion = eu-west-1\n")
+    local p, err = new({}, with())
+    assert.is_nil(p)
+    assert.is_truthy(err.message:find("shared credentials file (" .. dir .. "/credentials: " ..
+      "no [default] section)", 1, true), err.message)
+    assert.is_truthy(err.message:find("config file (" .. dir .. "/config: [default] has no " ..
+      "aws_access_key_id)", 1, true), err.message)
   end)
 
   it("expands ~ in the file variables", function()
@@ -788,6 +804,27 @@ describe("the metadata endpoints' protocols", function()
     assert.matches("not an ISO 8601 time", select(2, imds(t):get()).message)
   end)
 
+  it("names every source tried, and why, whatever IMDS answers when it comes last", function()
+    -- off EC2 a metadata endpoint may refuse everything: the error must not be that alone
+    local t = fake_transport(function() return 403, {}, "" end)
+    local c, err = imds(t):get()
+    assert.is_nil(c)
+    assert.equal("CredentialsError", err.code)
+    assert.matches("^no credentials found; tried: explicit option %(not given%), environment " ..
+      "%(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY: not set%), web identity .*, shared " ..
+      "credentials file %(.*: not found%), credential_process %(profile default has none%), " ..
+      "config file %(.*: not found%), container %(.*: not set%), EC2 instance metadata " ..
+      "%(http://127%.0%.0%.1:9%): answered HTTP 403$", err.message)
+    t = fake_transport(function(method, url)
+      if method == "PUT" then return 200, {}, "T" end
+      if url:match("/$") then return 200, {}, "../x" end
+    end)
+    c, err = imds(t):get()
+    assert.is_nil(c)
+    assert.matches("^no credentials found; tried: .*: answered a role name that is not one$",
+      err.message)
+  end)
+
   it("honours AWS_METADATA_SERVICE_TIMEOUT and _NUM_ATTEMPTS", function()
     local t = fake_transport(function()
       return nil, { code = "Timeout", message = "timed out", retryable = true }
@@ -885,6 +922,99 @@ describe("credential_process", function()
     end
     _G.ngx = { get_phase = function() return "init" end }
     assert.is_truthy(p:get())
+  end)
+end)
+
+describe("the bounds of a fetch", function()
+  local function container(t, opts)
+    opts = opts or {}
+    opts.transport = t
+    opts.sleep = function() error("a retry waited although the deadline forbade it") end
+    return assert(new(opts, { AWS_CONTAINER_CREDENTIALS_FULL_URI = "http://127.0.0.1:9/c" }))
+  end
+
+  it("gives each request only the time left, and no retry that would pass the deadline",
+    function()
+      local t = fake_transport(function()
+        return nil, { code = "Timeout", message = "timed out", retryable = true }
+      end)
+      local deadline = core.monotonic_ms() + 300
+      local c, err = container(t):get(nil, deadline)
+      assert.is_nil(c)
+      -- one attempt of at most the 300 ms left, where the source alone makes three of 2 s
+      -- with 1 s between them
+      assert.equal(1, #t.sent)
+      assert.is_true(t.sent[1].timeout_ms <= 300, tostring(t.sent[1].timeout_ms))
+      assert.equal("DeadlineExceeded", err.code)
+      assert.equal("no", err.applied)
+      assert.matches("^the call's deadline passed while fetching credentials from container " ..
+        "credentials %(AWS_CONTAINER_CREDENTIALS_FULL_URI", err.message)
+      assert.matches("not reachable %(timed out%)", err.message)
+    end)
+
+  it("sends nothing once the deadline has passed", function()
+    local t = fake_transport(function() error("not reached") end)
+    local c, err = container(t):get(nil, core.monotonic_ms() - 1)
+    assert.is_nil(c)
+    assert.equal("DeadlineExceeded", err.code)
+    assert.equal(0, #t.sent)
+  end)
+
+  it("keeps to each request's own timeout without a deadline, as before", function()
+    local t = fake_transport(function()
+      return nil, { code = "Timeout", message = "timed out", retryable = true }
+    end)
+    t.sleep = function() end
+    local c, err = assert(new({ transport = t },
+      { AWS_CONTAINER_CREDENTIALS_FULL_URI = "http://127.0.0.1:9/c" })):get()
+    assert.is_nil(c)
+    assert.equal(3, #t.sent)
+    assert.equal(2000, t.sent[1].timeout_ms)
+    assert.equal("CredentialsError", err.code)
+  end)
+
+  it("refuses an answer over max_answer_bytes (64 KiB by default), and does not retry it",
+    function()
+      local t = fake_transport(function()
+        return 200, {}, json_creds("ASIABIG", T0 + 3600, { Pad = ("p"):rep(70000) })
+      end)
+      local c, err = container(t):get(nil, core.monotonic_ms() + 5000)
+      assert.is_nil(c)
+      assert.equal("CredentialsError", err.code)
+      assert.matches("answered more than it may %(the answer's body is longer than 65536 " ..
+        "bytes%)", err.message)
+      assert.equal(1, #t.sent)
+      -- the limit is an option
+      local small = fake_transport(function() return 200, {}, json_creds("ASIASMALL", T0 + 3600) end)
+      c, err = container(small, { max_answer_bytes = 64 }):get()
+      assert.is_nil(c)
+      assert.matches("longer than 64 bytes", err.message)
+    end)
+
+  it("stops a credential_process at the deadline", function()
+    local dir = tmpdir()
+    write(dir .. "/config", "[default]\ncredential_process = sleep 20\n")
+    local p = assert(new({}, { AWS_CONFIG_FILE = dir .. "/config" }))
+    local t0 = core.monotonic_ms()
+    local c, err = p:get(nil, t0 + 300)
+    local took = core.monotonic_ms() - t0
+    assert.is_nil(c)
+    assert.is_true(took < 3000, "took " .. took .. " ms")
+    assert.equal("DeadlineExceeded", err.code)
+    assert.matches("had not finished at the call's deadline and was stopped", err.message)
+  end)
+
+  it("stops reading a credential_process's output at the limit", function()
+    local dir = tmpdir()
+    write(dir .. "/config", "[default]\ncredential_process = yes secret-y\n")
+    local p = assert(new({}, { AWS_CONFIG_FILE = dir .. "/config" }))
+    local t0 = core.monotonic_ms()
+    local c, err = p:get(nil, t0 + 10000)
+    assert.is_nil(c)
+    assert.is_true(core.monotonic_ms() - t0 < 3000)
+    assert.equal("CredentialsError", err.code)
+    assert.matches("the command's output is longer than 65536 bytes", err.message)
+    assert_no_secret({ "secret-y" }, err)
   end)
 end)
 
@@ -1143,6 +1273,23 @@ describe("single flight between coroutines", function()
     local ca = finish(a)
     assert.equal("ASIAFLIGHT2", ca.access_key)
     assert.equal(2, fetches)
+  end)
+
+  it("lets a waiting caller give up at its own deadline", function()
+    local a, what = start(function() return p:get() end)
+    assert.equal("request", what)
+    t.sleep = function(_, ms)
+      core.sleep_ms(ms)
+      coroutine.yield("sleep")
+    end
+    local started = core.monotonic_ms()
+    local c, err = finish((start(function() return p:get(nil, started + 50) end)))
+    assert.is_nil(c)
+    assert.equal("DeadlineExceeded", err.code)
+    assert.matches("while waiting for credentials from container credentials", err.message)
+    assert.is_true(core.monotonic_ms() - started < 1000)
+    -- the first caller's fetch goes on, and its result serves everyone
+    assert.equal("ASIAFLIGHT1", finish(a).access_key)
   end)
 
   it("takes over a refresh whose caller never came back", function()

@@ -83,10 +83,16 @@ describe("http1_head", function()
   end)
 
   it("refuses a garbage start at once and a head that never ends past 64 KiB", function()
-    assert.is_nil(head("<html>"))
+    assert.same({ nil, "malformed" }, { head("<html>") })
     local long = "HTTP/1.1 200 OK\r\n" .. ("X-Pad: " .. ("a"):rep(1000) .. "\r\n"):rep(70)
-    assert.is_nil(head(long))
+    -- too large, not malformed: the reader reports AnswerTooLarge for it
+    assert.same({ nil, "too large" }, { head(long) })
     assert.is_false(head(long:sub(1, 60000)))
+    -- a head that ends just within the limit is read
+    local fits = "HTTP/1.1 200 OK\r\n" .. ("X: " .. ("b"):rep(1000) .. "\r\n"):rep(64)
+    fits = fits .. "Content-Length: 0\r\n\r\n"
+    assert(#fits <= 65536)
+    assert.equal(#fits, head(fits).head_len)
   end)
 end)
 
@@ -125,6 +131,27 @@ describe("http1_dechunk", function()
       assert.equal("malformed", err)
     end
   end)
+
+  it("refuses a chunk that would take the body past the limit, on its size line", function()
+    local body = "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+    assert.same({ "hello world", #body }, { dechunk(body, 1, nil, 11) })
+    assert.same({ nil, "too large" }, { dechunk(body, 1, nil, 10) })
+    -- decided before the chunk's data arrives: a size line alone is enough
+    assert.same({ nil, "too large" }, { dechunk("7fffffff\r\n", 1, nil, 1024) })
+    for step = 1, #body do
+      assert.same({ nil, "too large" }, { dechunk(body, 1, step, 10) }, "pieces of " .. step)
+    end
+  end)
+
+  it("refuses trailers past 64 KiB, and lines past 4 KiB whether their end has come or not",
+    function()
+      local trailer = ("X-T: " .. ("v"):rep(1000) .. "\r\n"):rep(70)
+      assert.same({ nil, "too large" }, { dechunk("0\r\n" .. trailer .. "\r\n") })
+      assert.same({ nil, "too large" }, { dechunk("0\r\n" .. trailer) })
+      local padded = "1" .. (" "):rep(5000) .. "\r\nx\r\n0\r\n\r\n"
+      assert.same({ nil, "malformed" }, { dechunk(padded) })
+      assert.same({ nil, "malformed" }, { dechunk(padded, 1, 100) })
+    end)
 
   it("gives back any body cut into any chunks (random, 300 cases)", function()
     math.randomseed(20261125)

@@ -32,7 +32,7 @@ local state = require "ddb.engine.state"
 local rules = require "ddb.engine.rules"
 local ops = require "ddb.engine.ops"
 
-local ipairs, tostring, pcall, math_min = ipairs, tostring, pcall, math.min
+local ipairs, tostring, pcall = ipairs, tostring, pcall
 local new_error = ddb.new_error
 
 local _M = {}
@@ -159,20 +159,6 @@ local function moved_in(c, view, n)
   return moved
 end
 
--- The wait before running again after the n-th conflict: none after the first (the answer
--- brought the item as it is now), then decorrelated jitter between base and cap.
-local function conflict_pause(ctx)
-  local n = ctx.info.conflicts
-  if n <= 1 then return 0 end
-  local base, cap = ctx.backoff_base_ms, ctx.backoff_cap_ms
-  local prev = ctx.last_pause or base
-  local hi = math_min(cap, prev * 3)
-  if hi < base then hi = base end
-  local ms = base + (hi - base) * ctx.client.retry:random()
-  ctx.last_pause = ms
-  return ms
-end
-
 --- Runs one call. ctx: client, clock, started, deadline, info, targets, adapter, fn,
 -- max_attempts (nil: as many as the deadline allows), backoff_base_ms, backoff_cap_ms,
 -- trusted (ClientRequestToken honoured: resend instead of reading), on_conflict.
@@ -205,7 +191,7 @@ function _M.run(ctx)
       elseif verdict == "refuted" then
         current = {}
         for i = 1, #targets do current[i] = view[i].exists and view[i].item or false end
-        ctx.read_at = ctx.clock()
+        ctx.read_at, ctx.from_answer = ctx.clock(), false
         note_conflict(ctx, moved_in(live, view, #targets))
         live = nil
       else
@@ -216,7 +202,7 @@ function _M.run(ctx)
       local items, err = ops.read(ctx, targets)
       if not items then return fail(ctx, err) end
       current = items
-      ctx.read_at = ctx.clock()
+      ctx.read_at, ctx.from_answer = ctx.clock(), false
     end
 
     -- the commit to send: the live one again, or a new run's
@@ -233,7 +219,7 @@ function _M.run(ctx)
       if ctx.max_attempts and info.attempts >= ctx.max_attempts then
         return fail(ctx, adapter.exhausted(ctx))
       end
-      if info.conflicts > 0 and not ops.pause(ctx, conflict_pause(ctx)) then
+      if ctx.clock() >= ctx.deadline then
         return fail(ctx, new_error("DeadlineExceeded", ("the call's deadline passed after " ..
           "%d conflicts"):format(info.conflicts)))
       end
@@ -250,7 +236,20 @@ function _M.run(ctx)
     end
 
     -- commit, and classify the answer
+    local pacer = ctx.pacer
+    if pacer and c ~= live then
+      local ms = pacer:wait(ctx.clock(), ctx.from_answer, function()
+        return ctx.client.retry:random()
+      end)
+      if ms > 0 and not ops.pause(ctx, ms) then
+        if c.maybe then return lost_unknown(ctx, c, c.cause) end
+        return fail(ctx, new_error("DeadlineExceeded", ("the call's deadline passed after " ..
+          "%d conflicts"):format(info.conflicts)))
+      end
+    end
+    local sent_at = ctx.clock()
     local out = ops.send(ctx, c)
+    if pacer then pacer:wrote(ctx.clock() - sent_at, out.conflict or out.transient, ctx.clock()) end
     if out.ok then
       if out.twice and not rules.lands_once(c, ctx.trusted) then
         -- two copies conditioned on a state without an anchor can land on two
@@ -280,7 +279,7 @@ function _M.run(ctx)
         if v then
           current = {}
           for i = 1, #targets do current[i] = v[i].exists and v[i].item or false end
-          ctx.read_at = ctx.clock()
+          ctx.read_at, ctx.from_answer = ctx.clock(), true
           note_conflict(ctx, moved_in(c, v, #targets))
         else
           current = nil

@@ -74,7 +74,7 @@ local STORE_SET, CALL_SET, MANY_SET = set_of(STORE), set_of(CALL), set_of(MANY)
 _M.DEFAULTS = {
   version_attribute = "version", token_attribute = "_ddb_tokens", version_start = 1,
   version_step = 1, tokens = 8, tokens_max = 128, mode = "update", deadline_ms = 5000,
-  backoff_base_ms = 2,
+  backoff_base_ms = 0,
   backoff_cap_ms = 100, idempotent = false,
 }
 

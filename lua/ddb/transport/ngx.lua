@@ -27,8 +27,17 @@
 --
 -- Outcomes. A failure before the request can have reached the server (connect, DNS, TLS
 -- handshake, or sending the request line, see below) is applied = "no"; one after
--- (send of headers and body, timeout or close while reading) is applied = "maybe".
--- maybe_resent is always false: nothing is ever sent twice behind the caller's back.
+-- (send of headers and body, timeout or close while reading, an answer too large to read) is
+-- applied = "maybe". maybe_resent is always false: nothing is ever sent twice behind the
+-- caller's back.
+--
+-- Bounds. Every read waits at most for what is left of the request's time, and takes what
+-- has arrived (receiveany) rather than waiting for a count or a pattern: nginx restarts a
+-- cosocket's read timeout whenever bytes arrive, so one receive(n) or receiveuntil() of an
+-- answer dripping in a byte at a time could outlast any deadline. An answer's head may be
+-- 64 KiB, its body max_answer_bytes (32 MiB by default); a Content-Length over the limit is
+-- refused before any of the body is read, and nothing else is read past it
+-- (AnswerTooLarge).
 --
 -- Stale pooled connections. nginx drops a pooled connection as soon as its event loop sees
 -- the server close it; one closed since then is only found by using it. So the request
@@ -53,9 +62,12 @@
 local core = require "ddb.core"
 local config = require "ddb.config"
 
+local options = require "ddb.options"
+
 local ngx = ngx
 local type, tonumber, tostring, error, ipairs = type, tonumber, tostring, error, ipairs
 local concat = table.concat
+local math_max = math.max
 local os_getenv = os.getenv
 local monotonic_ms = core.monotonic_ms
 local ngx_socket_tcp = ngx and ngx.socket and ngx.socket.tcp
@@ -75,9 +87,12 @@ _M.COSOCKET_PHASES = COSOCKET_PHASES
 local METHODS = { POST = true, GET = true, PUT = true }
 
 local function fail(code, message, applied, retry_class)
-  return nil, { code = code, message = message, applied = applied,
-    retry_class = retry_class, retryable = retry_class ~= "none" }
+  return nil, core.error(code, message, nil, applied, retry_class)
 end
+
+local MAX_HEAD = core.MAX_HEAD_BYTES
+local MAX_CHUNK_LINE = 4096
+local READ_SIZE = 65536
 
 local function phase_error(phase)
   return fail("PhaseError", ("cannot send a DynamoDB request in nginx's '%s' phase: " ..
@@ -177,47 +192,114 @@ local function open(self, t, deadline)
   return sock, false
 end
 
-local function recv(sock, deadline, pattern)
-  local left = remaining(deadline)
+-- An answer is read through a reader: the socket, the deadline, the body limit, and the
+-- bytes received but not used yet (buf from pos on: kept as one string and an offset, so that
+-- taking a line or a chunk copies nothing else). Every read function returns its result, or
+-- nil and "timeout", a socket error, a framing complaint, or "too_large" and what was.
+local function more(r)
+  local left = r.deadline - monotonic_ms()
   if left < 1 then return nil, "timeout" end
-  sock:settimeout(left)
-  return sock:receive(pattern)
+  r.sock:settimeout(left)
+  return r.sock:receiveany(READ_SIZE)
 end
 
-local function read_chunked(sock, deadline)
-  local parts = {}
+-- Up to (not including) sep, within limit bytes; what follows stays pending.
+local function read_until(r, sep, limit, what)
+  local from = r.pos
   while true do
-    local line, err = recv(sock, deadline, "*l")
-    if not line then return nil, err end
-    local size = tonumber(line:match("^%s*(%x+)%s*[;]?") or "", 16)
+    local buf, pos = r.buf, r.pos
+    local at = buf:find(sep, from, true)
+    if at and at - pos <= limit then
+      r.pos = at + #sep
+      return buf:sub(pos, at - 1)
+    end
+    if #buf - pos + 1 > limit then return nil, "too_large", what end
+    local data, err = more(r)
+    if not data then return nil, err end
+    r.buf, r.pos = buf:sub(pos) .. data, 1
+    from = math_max(1, #buf - pos + 1 - #sep + 2)
+  end
+end
+
+-- Exactly n bytes, appended to parts as they come (n within the limit, checked by the
+-- caller).
+local function read_into(r, n, parts)
+  local buf, pos = r.buf, r.pos
+  local have = #buf - pos + 1
+  if have >= n then
+    parts[#parts + 1] = buf:sub(pos, pos + n - 1)
+    r.pos = pos + n
+    return true
+  end
+  if have > 0 then parts[#parts + 1] = pos == 1 and buf or buf:sub(pos) end
+  r.buf, r.pos = "", 1
+  while have < n do
+    local data, err = more(r)
+    if not data then return nil, err end
+    if have + #data > n then
+      parts[#parts + 1] = data:sub(1, n - have)
+      r.buf, r.pos = data, n - have + 1
+      return true
+    end
+    parts[#parts + 1] = data
+    have = have + #data
+  end
+  return true
+end
+
+-- What is left until the server closes, within the limit.
+local function read_to_close(r)
+  local parts = { r.buf:sub(r.pos) }
+  local have = #parts[1]
+  r.buf, r.pos = "", 1
+  while true do
+    if have > r.max then return nil, "too_large", "the answer's body (running to the close)" end
+    local data, err = more(r)
+    if not data then
+      if err == "closed" then return concat(parts) end
+      return nil, err
+    end
+    parts[#parts + 1] = data
+    have = have + #data
+  end
+end
+
+local function read_chunked(r)
+  local parts, have = {}, 0
+  while true do
+    local line, err, what = read_until(r, "\n", MAX_CHUNK_LINE, "a chunk-size line")
+    if not line then return nil, err, what end
+    -- the size, then the line's end or chunk extensions after ';' (ignored)
+    local size = tonumber(line:match("^%s*(%x+)%s*;") or line:match("^%s*(%x+)%s*$") or "", 16)
     if not size then return nil, "bad chunk size line" end
     if size == 0 then break end
-    local data
-    data, err = recv(sock, deadline, size)
-    if not data then return nil, err end
-    parts[#parts + 1] = data
-    local crlf
-    crlf, err = recv(sock, deadline, 2)
-    if not crlf then return nil, err end
-    if crlf ~= "\r\n" then return nil, "chunk not followed by CRLF" end
+    -- refused on the size line, before the chunk's bytes arrive
+    if have + size > r.max then return nil, "too_large", "the answer's chunked body" end
+    local ok
+    ok, err = read_into(r, size, parts)
+    if not ok then return nil, err end
+    have = have + size
+    local crlf = {}
+    ok, err = read_into(r, 2, crlf)
+    if not ok then return nil, err end
+    if concat(crlf) ~= "\r\n" then return nil, "chunk not followed by CRLF" end
   end
+  local trailers = 0
   while true do   -- trailer section, up to its empty line
-    local line, err = recv(sock, deadline, "*l")
-    if not line then return nil, err end
-    if line == "" then break end
+    local line, err, what = read_until(r, "\n", MAX_HEAD - trailers, "the answer's trailers")
+    if not line then return nil, err, what end
+    if line == "" or line == "\r" then break end
+    trailers = trailers + #line + 1
   end
   return concat(parts)
 end
 
--- Reads one response: status, headers (lowercase names), body, keep_alive | nil, err.
-local function read_response(sock, deadline)
+-- Reads one response: status, headers (lowercase names), body, keep_alive | nil, err[, what].
+local function read_response(r)
   local status, minor, headers
   repeat
-    local left = remaining(deadline)
-    if left < 1 then return nil, "timeout" end
-    sock:settimeout(left)
-    local head, err = sock:receiveuntil("\r\n\r\n")()
-    if not head then return nil, err end
+    local head, err, what = read_until(r, "\r\n\r\n", MAX_HEAD, "the answer's head")
+    if not head then return nil, err, what end
     local m, s = head:match("^HTTP/1%.(%d) (%d%d%d)")
     if not m then return nil, "malformed status line" end
     minor, status = m, tonumber(s)
@@ -234,21 +316,30 @@ local function read_response(sock, deadline)
   local conn = (headers.connection or ""):lower()
   local keep = minor == "1" and not conn:find("close", 1, true)
     or minor == "0" and conn:find("keep-alive", 1, true) ~= nil
-  local body, err = "", nil
+  local body, err, what = "", nil, nil
   local te = headers["transfer-encoding"]
   if status == 204 or status == 304 then
     body = ""   -- never a body, whatever the headers say
   elseif te and te:lower():find("chunked", 1, true) then
-    body, err = read_chunked(sock, deadline)
+    body, err, what = read_chunked(r)
   elseif headers["content-length"] then
     local n = tonumber(headers["content-length"]:match("^%d+$"))
     if not n then return nil, "bad Content-Length" end
-    if n > 0 then body, err = recv(sock, deadline, n) end
+    -- refused before any of the body is read
+    if n > r.max then return nil, "too_large", "the answer's body (Content-Length)" end
+    if n > 0 then
+      local parts = {}
+      local ok
+      ok, err = read_into(r, n, parts)
+      body = ok and concat(parts)
+    end
   else
-    body, err = recv(sock, deadline, "*a")   -- delimited by the server closing
+    body, err, what = read_to_close(r)   -- delimited by the server closing
     keep = false
   end
-  if not body then return nil, err end
+  if not body then return nil, err, what end
+  -- bytes after the answer belong to no request of ours: the connection is out of step
+  if r.pos <= #r.buf then keep = false end
   return status, headers, body, keep
 end
 
@@ -305,9 +396,19 @@ local function request(self, url, header_lines, body, timeout_ms, method)
       stale = stale + 1
       self.stats.stale_retries = self.stats.stale_retries + 1
     else
-      local status, headers, rbody, keep = read_response(sock, deadline)
+      local status, headers, rbody, keep = read_response({ sock = sock, deadline = deadline,
+        max = self.max_answer_bytes, buf = "", pos = 1 })
       if not status then
         sock:close()
+        if headers == "too_large" then
+          -- An answer came, so the request reached the server and may have run: "maybe"
+          -- (what the answer says about it is in the part not read). Not retried: the
+          -- same request would very likely bring the same answer, at the same cost.
+          return fail("AnswerTooLarge", ("%s from %s is longer than %s; not read (the " ..
+            "request was sent)"):format(rbody, t.where, rbody == "the answer's head" and
+            "64 KiB" or ("max_answer_bytes (" .. self.max_answer_bytes .. ")")), "maybe",
+            "none")
+        end
         return io_error("reading the answer from " .. t.where, headers, "maybe")
       end
       if keep then
@@ -326,35 +427,40 @@ local function sleep(_, ms)
   if ms >= 1 and COSOCKET_PHASES[get_phase()] then ngx_sleep(ms / 1000) end
 end
 
-local function check(opts, name, kind)
-  local v = opts[name]
-  if v ~= nil and type(v) ~= kind then
-    error(("ddb.transport.ngx: option '%s' must be a %s"):format(name, kind), 3)
-  end
-  return v
-end
+local SPEC = {
+  connect_timeout_ms = options.number(1, 600000, "milliseconds"),
+  keepalive_timeout_ms = options.whole(1, 3600000, "milliseconds"),
+  pool_size = options.whole(1, 100000, "connections per endpoint and worker"),
+  tls_verify = options.kind("boolean"),
+  max_answer_bytes = options.whole(core.MAX_ANSWER_BYTES_MIN, core.MAX_ANSWER_BYTES_MAX,
+    "bytes"),
+  -- refused below with the reason; named here so that it is not "unknown"
+  ca_bundle = options.custom(function() return true end),
+}
 
 --- Creates the transport. Options (all optional): connect_timeout_ms (1000),
 -- keepalive_timeout_ms (idle time in the pool, 30000), pool_size (per endpoint and worker,
--- 64), tls_verify (true; false only for tests against self-signed servers).
+-- 64), max_answer_bytes (the longest answer body read, 32 MiB), tls_verify (true; false only
+-- for tests against self-signed servers).
 function _M.new(opts)
   opts = opts or {}
   if type(ngx_socket_tcp) ~= "function" then
     error("ddb.transport.ngx: needs OpenResty's ngx_lua (ngx.socket.tcp); outside nginx " ..
       "use the curl transport", 2)
   end
+  options.check("ddb.transport.ngx", opts, SPEC, 2)
   if opts.ca_bundle ~= nil then
     error("ddb.transport.ngx: option 'ca_bundle' cannot apply to cosockets, which verify " ..
       "against nginx's lua_ssl_trusted_certificate; set that directive instead", 3)
   end
-  local verify = check(opts, "tls_verify", "boolean")
   local self = {
     name = "ngx",
     supports_methods = true,
-    verify = verify ~= false,
-    connect_timeout_ms = check(opts, "connect_timeout_ms", "number") or 1000,
-    keepalive_timeout_ms = check(opts, "keepalive_timeout_ms", "number") or 30000,
-    pool_size = check(opts, "pool_size", "number") or 64,
+    verify = opts.tls_verify ~= false,
+    connect_timeout_ms = opts.connect_timeout_ms or 1000,
+    keepalive_timeout_ms = opts.keepalive_timeout_ms or 30000,
+    pool_size = opts.pool_size or 64,
+    max_answer_bytes = opts.max_answer_bytes or core.MAX_ANSWER_BYTES,
     targets = {},
     -- per worker: new connections, pooled ones reused, stale pooled ones replaced
     stats = { connects = 0, reused = 0, stale_retries = 0 },

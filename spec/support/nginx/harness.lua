@@ -3,6 +3,7 @@
 -- with exactly what the caller saw; and hooks that try a call in phases without cosockets.
 -- luacheck: globals ngx.status ngx.header
 local ddb = require "ddb"
+local credentials = require "ddb.credentials"
 local ngx_transport = require "ddb.transport.ngx"
 
 local ngx = ngx
@@ -86,7 +87,30 @@ function _M.call()
   local res, err = c:call(doc.op or "ListTables", doc.request or {})
   if res then err = nil end
   reply({ ok = res ~= nil, result = res, err = err_doc(err), ms = core.monotonic_ms() - t0,
-    transport = c.transport.name, stats = c.transport.stats })
+    transport = c.transport.name, stats = c.transport.stats,
+    pool = { size = c.transport.pool_size, keepalive_ms = c.transport.keepalive_timeout_ms } })
+end
+
+--- POST /hostile {endpoint, op, deadline_ms} | {container_url, deadline_ms}: one DynamoDB
+-- call, or one fetch of container credentials, for hostile_spec.lua, which reads this
+-- worker's memory from /proc by the pid in the answer.
+function _M.hostile()
+  local doc = body_doc()
+  local t0 = core.monotonic_ms()
+  local res, err
+  if doc.container_url then
+    local env = { AWS_CONTAINER_CREDENTIALS_FULL_URI = doc.container_url,
+      AWS_EC2_METADATA_DISABLED = "true" }
+    local p, perr = credentials.new{ region = settings.region,
+      getenv = function(name) return env[name] end }
+    if p then res, err = p:get(nil, t0 + doc.deadline_ms) else err = perr end
+  else
+    local c, cerr = client(doc.endpoint, { transport = "ngx", deadline_ms = doc.deadline_ms })
+    if c then res, err = c:call(doc.op, {}) else err = cerr end
+  end
+  if res then err = nil end
+  reply({ ok = res ~= nil, err = err_doc(err), ms = core.monotonic_ms() - t0,
+    pid = ngx.worker.pid() })
 end
 
 local shared_transport
