@@ -30,7 +30,7 @@ end
 
 -- 1. Create the item, then update it: version 1, then 2.
 for _, amount in ipairs{ 10, 5 } do
-  local item, info = assert(accounts:with_item({ pk = "user#1" }, deposit(amount)))
+  local item, _, info = assert(accounts:with_item({ pk = "user#1" }, deposit(amount)))
   print(("deposit %2d -> balance %d, version %d (%s, %d requests)"):format(
     amount, item.balance, item.version, info.action, info.requests))
 end
@@ -38,7 +38,7 @@ end
 -- 2. Another writer changes the item between our read and our write: the function runs
 --    again on the fresh item, and neither deposit is lost.
 local runs = 0
-local item, info = assert(accounts:with_item({ pk = "user#1" }, function(current)
+local item, _, info = assert(accounts:with_item({ pk = "user#1" }, function(current)
   runs = runs + 1
   if runs == 1 then
     print("  (meanwhile another writer deposits 100)")

@@ -67,7 +67,7 @@ local function trade(seller, buyer, thing, price, meanwhile)
 end
 
 -- 2. Alice sells her sword to Bob for 60 gold.
-local after, info = assert(trade("alice", "bob", "sword", 60))
+local after, _, info = assert(trade("alice", "bob", "sword", 60))
 print(("\nalice sells the sword for 60: %s in %d run(s), %d requests"):format(
   info.action, info.attempts, info.requests))
 show("alice", after.seller)
@@ -76,7 +76,7 @@ show("bob", after.buyer)
 -- 3. While Bob buys a potion, he also spends gold elsewhere between our read and our
 --    commit: the commit is cancelled (bob's version moved), the function runs again on
 --    the fresh player and the trade goes through with the right balance.
-after, info = assert(trade("alice", "bob", "potion", 20, function()
+after, _, info = assert(trade("alice", "bob", "potion", 20, function()
   print("\n  (meanwhile bob pays 10 gold for a repair)")
   assert(players:with_item({ pk = "bob" }, function(b) b.gold = b.gold - 10 return b end))
 end))
@@ -86,7 +86,7 @@ show("alice", after.seller)
 show("bob", after.buyer)
 
 -- 4. Bob cannot afford a second sword from Alice (she has none left anyway): nothing written.
-after, info = assert(trade("alice", "bob", "sword", 500))
+after, _, info = assert(trade("alice", "bob", "sword", 500))
 print(("\nalice sells a sword she no longer has: %s, written: %s"):format(info.action,
   tostring(info.written)))
 

@@ -53,7 +53,7 @@ local function session(task)
   local pick = lcg(thread * 7919 + task * 104729)
   for _ = 1, updates do
     local pk = "player#" .. pick(players)
-    local item, info = store:with_item({ pk = pk }, function(player)
+    local item, err, info = store:with_item({ pk = pk }, function(player)
       player = player or { pk = pk, score = 0, by = {} }
       player.score = player.score + 1
       player.by[who] = (player.by[who] or 0) + 1
@@ -64,13 +64,13 @@ local function session(task)
       stats.conflicts = stats.conflicts + info.conflicts
       stats.attempts = stats.attempts + info.attempts
       count(stats.by, pk, who)
-    elseif info.code == "OutcomeUnknown" then
+    elseif err.code == "OutcomeUnknown" then
       stats.unknown = stats.unknown + 1
       count(stats.unknown_by, pk, who)
-      stats.errors[#stats.errors + 1] = who .. " " .. pk .. ": " .. tostring(info)
+      stats.errors[#stats.errors + 1] = who .. " " .. pk .. ": " .. tostring(err)
     else
       stats.failed = stats.failed + 1
-      stats.errors[#stats.errors + 1] = who .. " " .. pk .. ": " .. tostring(info)
+      stats.errors[#stats.errors + 1] = who .. " " .. pk .. ": " .. tostring(err)
     end
   end
 end

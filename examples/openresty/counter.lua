@@ -65,12 +65,12 @@ function _M.handle(name)
   if not s then return failed(name, err) end
   local method = ngx.req.get_method()
   if method == "POST" then
-    local item, info = s:with_item({ pk = name }, add_one)
-    if not item then return failed(name, info) end
+    local item, werr = s:with_item({ pk = name }, add_one)
+    if not item then return failed(name, werr) end
     return reply(200, { name = name, count = item.count })
   elseif method == "GET" then
-    local item, info = s:get({ pk = name })   -- nil, info when there is no such counter yet
-    if item == nil and ddb.is_error(info) then return failed(name, info) end
+    local item, gerr = s:get({ pk = name })
+    if not item then return failed(name, gerr) end
     return reply(200, { name = name, count = item and tonumber(tostring(item.count)) or 0 })
   end
   ngx.header["Allow"] = "GET, POST"

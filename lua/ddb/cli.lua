@@ -610,8 +610,8 @@ end
 local function cmd_get(o, store, io_)
   local key, kerr = json_arg(o, "key", io_.stdin)
   if not key then return fail(io_.stderr, EXIT.USAGE, kerr) end
-  local item, info = store:get(key)
-  if not item then return runtime_failure(io_.stderr, info) end
+  local item, err, info = store:get(key)
+  if not item then return runtime_failure(io_.stderr, err) end
   return print_item(o, io_, item, info)
 end
 
@@ -636,7 +636,7 @@ local function cmd_put(o, store, io_)
     return fail(io_.stderr, EXIT.USAGE, ("--item: '%s' must be a number"):format(vattr))
   end
   local mismatch, exists
-  local item, info = store:with_item(key, function(current)
+  local item, err, info = store:with_item(key, function(current)
     local at = current and current[vattr] or 0
     exists = current ~= nil
     mismatch = nil
@@ -648,7 +648,7 @@ local function cmd_put(o, store, io_)
     for k, v in pairs(given) do new[k] = v end
     return new
   end)
-  if not item then return runtime_failure(io_.stderr, info) end
+  if not item then return runtime_failure(io_.stderr, err) end
   if mismatch ~= nil then return version_mismatch(io_.stderr, exists, mismatch, expected) end
   return print_item(o, io_, item, info)
 end
@@ -660,7 +660,7 @@ local function cmd_delete(o, store, io_)
   if not key then return fail(io_.stderr, EXIT.USAGE, kerr) end
   local vattr, expected = store.version, o.if_version
   local mismatch, exists
-  local item, info = store:with_item(key, function(current)
+  local item, err, info = store:with_item(key, function(current)
     local at = current and current[vattr] or 0
     exists = current ~= nil
     mismatch = nil
@@ -670,7 +670,7 @@ local function cmd_delete(o, store, io_)
     end
     return current and optimistic.DELETE or optimistic.NOTHING
   end)
-  if not item then return runtime_failure(io_.stderr, info) end
+  if not item then return runtime_failure(io_.stderr, err) end
   if mismatch ~= nil then return version_mismatch(io_.stderr, exists, mismatch, expected) end
   return print_item(o, io_, item, info)
 end
@@ -689,12 +689,12 @@ local function cmd_update(o, store, io_, deadline)
   if cerr then return fail(io_.stderr, EXIT.USAGE, "the script does not compile: " .. cerr) end
   local fn = sandbox.runner(code, name, key, { deadline = deadline, stderr = io_.stderr,
     deadline_ms = o.deadline_ms or DEFAULT_DEADLINE_MS, interpreter = io_.interpreter })
-  local ok, item, info = pcall(store.with_item, store, key, fn)
+  local ok, item, err, info = pcall(store.with_item, store, key, fn)
   if not ok then
     return fail(io_.stderr, EXIT.FAILED, "the script failed, nothing was written: " ..
       tostring(item))
   end
-  if not item then return runtime_failure(io_.stderr, info) end
+  if not item then return runtime_failure(io_.stderr, err) end
   return print_item(o, io_, item, info)
 end
 

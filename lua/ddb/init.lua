@@ -388,6 +388,7 @@ function _M.new(opts)
     on_event = opts.on_event,
     -- monotonic milliseconds for deadlines and waits; a simulation gives its own virtual clock
     clock = opts.clock or monotonic_ms,
+    log = opts.log,
     credentials_provider = provider,
     credentials_source = provider:describe(),
     signer_options = { region = region, host = ep.host_header,
@@ -548,9 +549,46 @@ local function explain(self, err, request, rheaders)
   end
 end
 
+--- The capacity units of a ConsumedCapacity answer (one table, or a list of them), or nil.
+-- @param cc the answer's `ConsumedCapacity`
+-- @return a number | nil
+function _M.capacity_units(cc)
+  if type(cc) ~= "table" then return nil end
+  if cc.CapacityUnits ~= nil then cc = { cc } end
+  local n
+  for _, c in ipairs(cc) do
+    if type(c) == "table" and type(c.CapacityUnits) == "number" then
+      n = (n or 0) + c.CapacityUnits
+    end
+  end
+  return n
+end
+
+local function log_to(owner, message)
+  local log = owner.log
+  if log then return pcall(log, "warn", message) end
+  if ngx ~= nil and type(ngx) == "table" and ngx.log then
+    return ngx.log(ngx.WARN, message)
+  end
+  io.stderr:write("ddb: warn: ", message, "\n")
+end
+
+--- Runs a metrics hook on an event; a hook that raises is logged once per owner (the client or
+-- store it belongs to, whose `log` option is used) and otherwise ignored.
+-- @param owner the client or store the hook belongs to
+-- @param hook the function, or nil
+-- @param ev the event
+function _M.run_hook(owner, hook, ev)
+  if not hook then return end
+  local ok, e = pcall(hook, ev)
+  if not ok and not owner.hook_failed then
+    owner.hook_failed = true
+    log_to(owner, "the on_event hook raised (logged once): " .. tostring(e))
+  end
+end
+
 local function emit(self, ev)
-  local hook = self.on_event
-  if hook then pcall(hook, ev) end
+  _M.run_hook(self, self.on_event, ev)
 end
 
 local function sleep(self, ms)
@@ -634,10 +672,12 @@ function Client:call(op, request, opts)
         request_id = request_id, status = status,
         earlier_attempt_applied = resent and "maybe" or applied }
       if self.on_event then
-        emit(self, { op = op, status = status, attempt = attempt, latency_ms = done - now,
-          request_id = info.request_id, consumed_capacity = result.ConsumedCapacity })
+        emit(self, { kind = "request", op = op, table = request.TableName, status = status,
+          attempt = attempt, latency_ms = done - now, request_id = info.request_id,
+          consumed_capacity = _M.capacity_units(result.ConsumedCapacity) })
       end
-      return result, info
+      -- lua-resty style: the error (none) second, the call's statistics after it
+      return result, nil, info
     end
     wrap_error(err)
     explain(self, err, request, rheaders)
@@ -645,8 +685,9 @@ function Client:call(op, request, opts)
     if err.applied == "maybe" then applied = "maybe" end
     err.applied = applied
     if self.on_event then
-      emit(self, { op = op, status = err.status, attempt = attempt, latency_ms = done - now,
-        request_id = err.request_id, code = err.code })
+      emit(self, { kind = "request", op = op, table = request.TableName, status = err.status,
+        attempt = attempt, latency_ms = done - now, request_id = err.request_id,
+        code = err.code })
     end
 
     if opts and opts.return_maybe and err.applied == "maybe" then
@@ -701,91 +742,91 @@ end
 -- @function Client:get_item
 -- @param request the request, e.g. `{ TableName = "T", Key = ddb.marshal_item{ pk = "a" } }`
 -- @param opts optional, as for `call`
--- @return result, info | nil, err
+-- @return result, nil, info | nil, err
 
 --- `call("PutItem", request, opts)`.
 -- @function Client:put_item
 -- @param request the request (`TableName`, `Item`, ...)
 -- @param opts optional, as for `call`
--- @return result, info | nil, err
+-- @return result, nil, info | nil, err
 
 --- `call("UpdateItem", request, opts)`.
 -- @function Client:update_item
 -- @param request the request (`TableName`, `Key`, `UpdateExpression`, ...)
 -- @param opts optional, as for `call`
--- @return result, info | nil, err
+-- @return result, nil, info | nil, err
 
 --- `call("DeleteItem", request, opts)`.
 -- @function Client:delete_item
 -- @param request the request (`TableName`, `Key`, ...)
 -- @param opts optional, as for `call`
--- @return result, info | nil, err
+-- @return result, nil, info | nil, err
 
 --- `call("Query", request, opts)`.
 -- @function Client:query
 -- @param request the request (`TableName`, `KeyConditionExpression`, ...)
 -- @param opts optional, as for `call`
--- @return result, info | nil, err
+-- @return result, nil, info | nil, err
 
 --- `call("Scan", request, opts)`.
 -- @function Client:scan
 -- @param request the request (`TableName`, ...)
 -- @param opts optional, as for `call`
--- @return result, info | nil, err
+-- @return result, nil, info | nil, err
 
 --- `call("BatchGetItem", request, opts)`.
 -- @function Client:batch_get_item
 -- @param request the request (`RequestItems`)
 -- @param opts optional, as for `call`
--- @return result, info | nil, err
+-- @return result, nil, info | nil, err
 
 --- `call("BatchWriteItem", request, opts)`.
 -- @function Client:batch_write_item
 -- @param request the request (`RequestItems`)
 -- @param opts optional, as for `call`
--- @return result, info | nil, err
+-- @return result, nil, info | nil, err
 
 --- `call("TransactGetItems", request, opts)`.
 -- @function Client:transact_get_items
 -- @param request the request (`TransactItems`)
 -- @param opts optional, as for `call`
--- @return result, info | nil, err
+-- @return result, nil, info | nil, err
 
 --- `call("TransactWriteItems", request, opts)`.
 -- @function Client:transact_write_items
 -- @param request the request (`TransactItems`, `ClientRequestToken`)
 -- @param opts optional, as for `call`
--- @return result, info | nil, err
+-- @return result, nil, info | nil, err
 
 --- `call("DescribeTable", request, opts)`.
 -- @function Client:describe_table
 -- @param request the request (`TableName`)
 -- @param opts optional, as for `call`
--- @return result, info | nil, err
+-- @return result, nil, info | nil, err
 
 --- `call("CreateTable", request, opts)`.
 -- @function Client:create_table
 -- @param request the request (`TableName`, `KeySchema`, `AttributeDefinitions`, ...)
 -- @param opts optional, as for `call`
--- @return result, info | nil, err
+-- @return result, nil, info | nil, err
 
 --- `call("DeleteTable", request, opts)`.
 -- @function Client:delete_table
 -- @param request the request (`TableName`)
 -- @param opts optional, as for `call`
--- @return result, info | nil, err
+-- @return result, nil, info | nil, err
 
 --- `call("ListTables", request, opts)`.
 -- @function Client:list_tables
 -- @param request optional (`ExclusiveStartTableName`, `Limit`)
 -- @param opts optional, as for `call`
--- @return result, info | nil, err
+-- @return result, nil, info | nil, err
 
 --- `call("UpdateTimeToLive", request, opts)`.
 -- @function Client:update_time_to_live
 -- @param request the request (`TableName`, `TimeToLiveSpecification`)
 -- @param opts optional, as for `call`
--- @return result, info | nil, err
+-- @return result, nil, info | nil, err
 
 --- Waits until a table is ACTIVE (local servers create tables at once; AWS takes seconds).
 -- @param name the table's name

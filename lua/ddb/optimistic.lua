@@ -111,6 +111,7 @@ function _M.new(opts)
     idempotent = opts.idempotent or false,
     on_conflict = opts.on_conflict,
     on_event = opts.on_event,
+    log = opts.log,
     key_names = opts.key and { opts.key[1], opts.key[2] } or nil,
     sizer = cfg.tokens > 0 and history.new(cfg.tokens, tokens_max, client.timeout_ms) or nil,
     pacer = pace.new(opts.backoff_base_ms or d.backoff_base_ms,
@@ -182,12 +183,12 @@ function One.success(ctx, c, view, res)
   else
     item = plain_of(cfg, a.whole)         -- what the write stored
   end
-  return item or NO_ITEM, info
+  return item or NO_ITEM, nil, info
 end
 
 function One.nothing(ctx, states)
   ctx.info.action = "none"
-  return state.plain(ctx.targets[1].cfg, states[1]) or NO_ITEM, ctx.info
+  return state.plain(ctx.targets[1].cfg, states[1]) or NO_ITEM, nil, ctx.info
 end
 
 function One.exhausted(ctx)
@@ -221,7 +222,7 @@ _M._new_info = new_info
 -- @param key the item's key, e.g. { pk = "user#1" }
 -- @param fn the function
 -- @param opts optional `{ deadline_ms, max_attempts, idempotent }`
--- @return item (what is stored now; ddb.null when no item is stored), info | nil, err
+-- @return item (what is stored now; ddb.null when no item is stored), nil, info | nil, err
 function Store:with_item(key, fn, opts)
   if type(key) ~= "table" then error("bad argument #1 to 'with_item' (key table expected)", 2) end
   if type(fn) ~= "function" then error("bad argument #2 to 'with_item' (function expected)", 2) end
@@ -237,7 +238,8 @@ function Store:with_item(key, fn, opts)
     max_attempts = opts.max_attempts or self.max_attempts,
     backoff_base_ms = self.backoff_base_ms, backoff_cap_ms = self.backoff_cap_ms,
     idempotent = idempotent, trusted = idempotent, on_conflict = self.on_conflict,
-    sizer = self.sizer, pacer = self.pacer,
+    sizer = self.sizer, pacer = self.pacer, on_event = self.on_event, owner = self,
+    op = "with_item",
   }
   local names, kerr = self:key_schema({ deadline = ctx.deadline })
   if not names then
@@ -251,20 +253,20 @@ function Store:with_item(key, fn, opts)
   end
   ctx.targets = { { name = 1, table = self.table, key = key, kav = kav, names = names,
     cfg = self.cfg, label = "item" } }
-  return engine.run(ctx)
+  return engine.call(ctx)
 end
 
 --- Several items, possibly in several tables, in one transaction: see ddb.transact.
 -- @function with_items
 -- @param ... a client or store, keys, fn[, opts], as `ddb.transact.with_items` takes them
--- @return items, info | nil, err
+-- @return items, nil, info | nil, err
 _M.with_items = function(...) return require("ddb.transact").with_items(...) end
 
 --- with_items with this store's table and settings as the defaults.
 -- @param keys a list or map of keys (of this table) or of `{ table = name, key = {...} }`
 -- @param fn `function(items)`, as for `ddb.transact.with_items`
 -- @param opts optional per-call options
--- @return items, info | nil, err
+-- @return items, nil, info | nil, err
 function Store:with_items(keys, fn, opts)
   return _M.with_items(self, keys, fn, opts)
 end
@@ -272,7 +274,7 @@ end
 --- Reads an item (strongly consistent) without changing it; ddb.null when there is none.
 -- @param key the item's key, e.g. `{ pk = "user#1" }`
 -- @param opts optional `{ deadline_ms }`
--- @return item (or ddb.null), info | nil, err
+-- @return item (or ddb.null), nil, info | nil, err
 function Store:get(key, opts)
   if type(key) ~= "table" then error("bad argument #1 to 'get' (key table expected)", 2) end
   opts = check_call_opts(opts, "get")
@@ -291,7 +293,7 @@ function Store:get(key, opts)
     info.consumed_capacity = cc.CapacityUnits
   end
   local item = type(res.Item) == "table" and next(res.Item) ~= nil and res.Item or nil
-  return item and plain_of(self.cfg, item) or NO_ITEM, info
+  return item and plain_of(self.cfg, item) or NO_ITEM, nil, info
 end
 
 return _M

@@ -3,7 +3,7 @@
 -- It is ddb.optimistic's with_item for many items, on the same engine (ddb.engine), and is
 -- attached to it as `optimistic.with_items`.
 --
---     local items, info = optimistic.with_items(client_or_store, keys, fn[, opts])
+--     local items, err, info = optimistic.with_items(client_or_store, keys, fn[, opts])
 --
 -- `keys` names up to 100 items, as a list or as a map of names (your choice):
 --
@@ -41,7 +41,7 @@
 -- they will be stored, and as read for deletes and checks), 400 KB per item, no item twice:
 -- checked before sending (ValidationError, ItemTooLarge), nothing written.
 --
--- Returns `items, info` on success: items under the same indices or names, each what is
+-- Returns `items, nil, info` on success: items under the same indices or names, each what is
 -- now stored (`ddb.null` for none); `info` has `attempts`, `conflicts`, `requests`,
 -- `resends`, `elapsed_ms`, `consumed_capacity`, `written`, `action` ("commit" or "none"),
 -- `actions` (per index or name: "create", "update", "delete" or "none"), `extra` (the puts
@@ -135,7 +135,7 @@ local function call_settings(target, opts)
     client = client, store = store, default_table = store and store.table, cfg = cfg,
     max_attempts = pick("max_attempts"), deadline_ms = pick("deadline_ms"),
     backoff_base_ms = pick("backoff_base_ms"), backoff_cap_ms = pick("backoff_cap_ms"),
-    on_conflict = pick("on_conflict"), idempotent = idempotent,
+    on_conflict = pick("on_conflict"), idempotent = idempotent, on_event = pick("on_event"),
     key_schemas = opts.key_schemas,
   }
 end
@@ -420,7 +420,7 @@ local function output(ctx, get)
   for i, r in ipairs(ctx.targets) do
     out[r.name] = state.plain(r.cfg, get(i)) or optimistic().NO_ITEM
   end
-  return out, ctx.info
+  return out, nil, ctx.info
 end
 
 function Many.success(ctx, c, view)
@@ -499,7 +499,7 @@ Many.refused = puts_exist
 -- @param keys a list or a map of { table = name, key = {...} } (a bare key with a store)
 -- @param fn function(items) -> results[, puts] | optimistic.NOTHING
 -- @param opts optional options (deadline_ms, max_attempts, key_schemas, ...)
--- @return items, info | nil, err
+-- @return items, nil, info | nil, err
 function _M.with_items(target, keys, fn, opts)
   local s = call_settings(target, opts)
   if type(keys) ~= "table" then
@@ -522,6 +522,7 @@ function _M.with_items(target, keys, fn, opts)
     backoff_cap_ms = s.backoff_cap_ms, idempotent = s.idempotent, trusted = s.idempotent,
     on_conflict = s.on_conflict,
     pacer = s.store and s.store.pacer or pace.new(s.backoff_base_ms, s.backoff_cap_ms),
+    on_event = s.on_event, owner = s.store or s.client, op = "with_items",
   }
   local function refuse(err)
     info.elapsed_ms = clock() - started
@@ -534,7 +535,7 @@ function _M.with_items(target, keys, fn, opts)
   end
   local ok, berr = bind_keys(s, refs, {}, { deadline = ctx.deadline })
   if not ok then return refuse(berr) end
-  return engine.run(ctx)
+  return engine.call(ctx)
 end
 
 return _M

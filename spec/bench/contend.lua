@@ -34,8 +34,8 @@ local c0 = os.clock()
 local t_begin = lib.now_ms()
 while lib.now_ms() < deadline and (not calls or ok + failed < calls) do
   local t0 = lib.now_ms()
-  local item, info = store:with_item({ pk = key }, bump)
-  local info_ = item and info or (info and info.info) or {}
+  local item, err, info = store:with_item({ pk = key }, bump)
+  local info_ = item and info or (err and err.info) or {}
   requests = requests + (info_.requests or 0)
   conflicts = conflicts + (info_.conflicts or 0)
   if (info_.attempts or 0) > most_attempts then most_attempts = info_.attempts end
@@ -44,10 +44,10 @@ while lib.now_ms() < deadline and (not calls or ok + failed < calls) do
     lat[#lat + 1] = lib.now_ms() - t0
   else
     failed = failed + 1
-    local code = tostring(info and info.code)
-    if code == "OutcomeUnknown" and info.cause then code = code .. "/" .. tostring(info.cause.code) end
+    local code = tostring(err and err.code)
+    if code == "OutcomeUnknown" and err.cause then code = code .. "/" .. tostring(err.cause.code) end
     codes[code] = (codes[code] or 0) + 1
-    io.stderr:write(tostring(info), "\n")
+    io.stderr:write(tostring(err), "\n")
   end
 end
 lib.write(outfile, lib.json({ successes = ok, failures = failed, requests = requests,

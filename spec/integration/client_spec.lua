@@ -460,10 +460,10 @@ for _, server in ipairs(helper.servers()) do
           fresh()
           helper.control(server, { skew_seconds = skew })
           local c = helper.client(server)
-          local res, info = c:get_item{ TableName = tname, Key = key("sig#1") }
+          local res, err, info = c:get_item{ TableName = tname, Key = key("sig#1") }
           local st = helper.stats(server)
           helper.reset(server)
-          assert(res, tostring(info))
+          assert(res, tostring(err))
           assert.equal(2, helper.requests(st, "GetItem"))
           assert.equal(1, st.rejections)
           assert.equal(1, st.rejections_by_type.InvalidSignatureException)
@@ -492,7 +492,7 @@ for _, server in ipairs(helper.servers()) do
         end)
 
       it("returns info with the attempt count, request id and status", function()
-        local res, info = client:get_item{ TableName = tname, Key = key("sig#1") }
+        local res, _, info = client:get_item{ TableName = tname, Key = key("sig#1") }
         assert.is_table(res)
         assert.equal(1, info.attempts)
         assert.equal(200, info.status)
@@ -511,9 +511,11 @@ for _, server in ipairs(helper.servers()) do
             ConditionExpression = "attribute_not_exists(pk)" }
           assert.equal("ConditionalCheckFailedException", err.code)
           assert.equal(2, #events)
-          local allowed = { op = true, status = true, attempt = true, latency_ms = true,
-            request_id = true, consumed_capacity = true, code = true }
+          local allowed = { kind = true, op = true, table = true, status = true, attempt = true,
+            latency_ms = true, request_id = true, consumed_capacity = true, code = true }
           for _, ev in ipairs(events) do
+            assert.equal("request", ev.kind)
+            assert.equal(tname, ev.table)
             assert.equal("PutItem", ev.op)
             assert.equal(1, ev.attempt)
             assert.is_number(ev.latency_ms)

@@ -158,8 +158,8 @@ for _, server in ipairs(helper.servers()) do
         function()
           assert(client:put_item{ TableName = tbl, Item = ddb.marshal_item{ pk = "v0", n = 1,
             version = 0 } })
-          local item, info = store:with_item({ pk = "v0" }, incr)
-          assert.truthy(item, tostring(info))
+          local item, err, info = store:with_item({ pk = "v0" }, incr)
+          assert.truthy(item, tostring(err))
           assert.equal(1, item.version)
           assert.equal(2, item.n)
           assert.equal(0, info.conflicts)
@@ -183,8 +183,8 @@ for _, server in ipairs(helper.servers()) do
                 n = { N = "1" }, version = { N = case.stored } } })
               local s = assert(optimistic.new{ table = tbl, client = client, tokens = tokens })
               for i = 1, 2 do
-                local item, info = s:with_item({ pk = pk }, incr)
-                assert.truthy(item, tostring(info))
+                local item, err, info = s:with_item({ pk = pk }, incr)
+                assert.truthy(item, tostring(err))
                 assert.equal(0, info.conflicts)
                 assert.equal(1 + i, item.n)
               end

@@ -97,7 +97,7 @@ for _, server in ipairs(helper.servers()) do
         local c = helper.client(server)
         local pk = next_key()
         faults{ { kind = "status_500", op = "PutItem", count = 2 } }
-        local res, info = put(c, pk)
+        local res, _, info = put(c, pk)
         assert(res, tostring(info))
         assert.equal(3, info.attempts)
         local st = stats()
@@ -110,7 +110,7 @@ for _, server in ipairs(helper.servers()) do
       it("retries status 503 (ServiceUnavailable) and succeeds", function()
         local c = helper.client(server)
         faults{ { kind = "status_503", op = "PutItem", count = 2 } }
-        local res, info = put(c, next_key())
+        local res, _, info = put(c, next_key())
         assert(res, tostring(info))
         assert.equal(3, info.attempts)
         assert.equal(3, helper.requests(stats(), "PutItem"))
@@ -136,8 +136,8 @@ for _, server in ipairs(helper.servers()) do
       it("retries ProvisionedThroughputExceededException and succeeds", function()
         local c = helper.client(server)
         faults{ { kind = "throttle", op = "GetItem", count = 2 } }
-        local res, info = c:get_item{ TableName = tname, Key = key("none") }
-        assert(res, tostring(info))
+        local res, err, info = c:get_item{ TableName = tname, Key = key("none") }
+        assert(res, tostring(err))
         assert.equal(3, info.attempts)
         assert.equal(3, helper.requests(stats(), "GetItem"))
         c:close()
@@ -146,15 +146,15 @@ for _, server in ipairs(helper.servers()) do
       it("retries throttling even with an empty retry quota, unlike other errors", function()
         local c = helper.client(server, { retry = { quota = 0 } })
         faults{ { kind = "throttle", op = "GetItem", count = 2 } }
-        local res, info = c:get_item{ TableName = tname, Key = key("none") }
-        assert(res, tostring(info))
+        local res, err, info = c:get_item{ TableName = tname, Key = key("none") }
+        assert(res, tostring(err))
         assert.equal(3, info.attempts)
 
         faults{ { kind = "status_500", op = "GetItem", count = 1 } }
-        local res2, err = c:get_item{ TableName = tname, Key = key("none") }
+        local res2, err2 = c:get_item{ TableName = tname, Key = key("none") }
         assert.is_nil(res2)
-        assert.equal("InternalServerError", err.code)
-        assert.is_truthy(err.message:find("retry quota exhausted", 1, true), err.message)
+        assert.equal("InternalServerError", err2.code)
+        assert.is_truthy(err2.message:find("retry quota exhausted", 1, true), err2.message)
         assert.equal(1, helper.requests(stats(), "GetItem"))
         c:close()
       end)
@@ -179,8 +179,8 @@ for _, server in ipairs(helper.servers()) do
           local c = helper.client(server)
           local pk = next_key()
           faults{ { kind = kind, op = "PutItem", count = 2 } }
-          local res, info = put(c, pk)
-          assert(res, tostring(info))
+          local res, err, info = put(c, pk)
+          assert(res, tostring(err))
           assert.equal(3, info.attempts)
           local st = stats()
           assert.equal(3, helper.requests(st, "PutItem"))
@@ -244,8 +244,8 @@ for _, server in ipairs(helper.servers()) do
           local c = helper.client(server)
           local pk = next_key()
           faults{ { kind = "drop_after_forward", op = "PutItem", count = 1 } }
-          local res, info = put(c, pk, { v = "x" })
-          assert(res, tostring(info))
+          local res, err, info = put(c, pk, { v = "x" })
+          assert(res, tostring(err))
           assert.equal(2, info.attempts)
           assert.equal(2, helper.forwarded(stats(), "PutItem"))
           assert.same({ pk = pk, v = "x" }, read(pk))
@@ -258,8 +258,8 @@ for _, server in ipairs(helper.servers()) do
           local pk = next_key()
           assert(put(c, pk, { n = 0 }))
           faults{ { kind = "drop_after_forward", op = "UpdateItem", count = 1 } }
-          local res, info = add_one(c, pk)
-          assert(res, tostring(info))
+          local res, err, info = add_one(c, pk)
+          assert(res, tostring(err))
           assert.equal(2, info.attempts)
           assert.equal(2, helper.forwarded(stats(), "UpdateItem"))
           assert.equal(2, read(pk).n)
@@ -307,8 +307,8 @@ for _, server in ipairs(helper.servers()) do
         it(("retries after %s and succeeds"):format(case.kind), function()
           local c = helper.client(server)
           faults{ { kind = case.kind, op = "GetItem", count = 1 } }
-          local res, info = c:get_item{ TableName = tname, Key = key("none") }
-          assert(res, tostring(info))
+          local res, err, info = c:get_item{ TableName = tname, Key = key("none") }
+          assert(res, tostring(err))
           assert.equal(2, info.attempts)
           assert.equal(2, helper.requests(stats(), "GetItem"))
           c:close()
@@ -324,9 +324,9 @@ for _, server in ipairs(helper.servers()) do
         local pk = next_key()
         faults{ { kind = "delay_ms", op = "PutItem", ms = 700, count = 1 } }
         local t0 = monotonic_ms()
-        local res, info = put(c, pk)
+        local res, err, info = put(c, pk)
         local elapsed = monotonic_ms() - t0
-        assert(res, tostring(info))
+        assert(res, tostring(err))
         assert.equal(2, info.attempts)
         assert.equal("Timeout", events[1].code)
         assert.is_true(elapsed < 700, ("took %.0f ms"):format(elapsed))
@@ -457,8 +457,8 @@ for _, server in ipairs(helper.servers()) do
       it("earns tokens back on success after retries", function()
         local c = helper.client(server, { retry = { quota = 20 } })
         faults{ { kind = "status_500", op = "GetItem", count = 2 } }
-        local res, info = c:get_item{ TableName = tname, Key = key("none") }
-        assert(res, tostring(info))
+        local res, err, info = c:get_item{ TableName = tname, Key = key("none") }
+        assert(res, tostring(err))
         assert.equal(3, info.attempts)
         assert.equal(20, c.retry:info().quota)
         c:close()

@@ -53,8 +53,8 @@ for _, server in ipairs(helper.servers()) do
       for i = 1, 50 do
         sched:spawn(function()
           local pk = "distinct#" .. i
-          local item, info = store:with_item({ pk = pk }, function(it) return increment(it, pk) end)
-          assert(item, tostring(info))
+          local item, err, info = store:with_item({ pk = pk }, function(it) return increment(it, pk) end)
+          assert(item, tostring(err))
           results[#results + 1] = info
           most = math.max(most, sched:pending())
         end)
@@ -73,10 +73,10 @@ for _, server in ipairs(helper.servers()) do
       local ok, conflicts = 0, 0
       for _ = 1, 50 do
         sched:spawn(function()
-          local item, info = store:with_item({ pk = "hot" }, function(it)
+          local item, err, info = store:with_item({ pk = "hot" }, function(it)
             return increment(it, "hot")
           end)
-          assert(item, tostring(info))
+          assert(item, tostring(err))
           ok = ok + 1
           conflicts = conflicts + info.conflicts
         end)

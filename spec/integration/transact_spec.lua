@@ -104,12 +104,12 @@ for _, server in ipairs(helper.servers()) do
 
     describe("reading and committing", function()
       it("creates absent items at version 1 in one read and one commit", function()
-        local items, info = with_items(store, pair("c1", "c2"), function(it)
+        local items, err, info = with_items(store, pair("c1", "c2"), function(it)
           assert.is_nil(it.from)
           assert.is_nil(it.to)
           return { from = { balance = 5 }, to = { balance = 7 } }
         end)
-        assert.truthy(items, tostring(info))
+        assert.truthy(items, tostring(err))
         assert.same({ pk = "c1", balance = 5, version = 1 }, items.from)
         assert.same({ pk = "c2", balance = 7, version = 1 }, items.to)
         assert.same({ from = "create", to = "create" }, info.actions)
@@ -127,7 +127,7 @@ for _, server in ipairs(helper.servers()) do
         open(store, "m1", 100)
         open(store, "m2", 0)
         local before = raw_item(client, tbl, "m1")._ddb_tokens.S
-        local items, info = assert(with_items(store, pair("m1", "m2"), transfer(30)))
+        local items, _, info = assert(with_items(store, pair("m1", "m2"), transfer(30)))
         assert.equal(70, items.from.balance)
         assert.equal(30, items.to.balance)
         assert.equal(2, items.from.version)
@@ -142,13 +142,13 @@ for _, server in ipairs(helper.servers()) do
       end)
 
       it("reads and writes across tables through a client and a list of keys", function()
-        local items, info = with_items(client, {
+        local items, err = with_items(client, {
           { table = tbl, key = { pk = "x1" } },
           { table = tbl2, key = { owner = "ann", sk = "sword" } },
         }, function()
           return { { balance = 1 }, { power = 9 } }
         end)
-        assert.truthy(items, tostring(info))
+        assert.truthy(items, tostring(err))
         assert.equal(1, items[1].balance)
         assert.same({ owner = "ann", sk = "sword", power = 9, version = 1 }, items[2])
         local got = assert(client:get_item{ TableName = tbl2,
@@ -173,14 +173,14 @@ for _, server in ipairs(helper.servers()) do
 
       it("writes nothing for optimistic.NOTHING or when no item changed", function()
         open(store, "n1", 1)
-        local items, info = with_items(store, pair("n1", "n2"), function()
+        local items, _, info = with_items(store, pair("n1", "n2"), function()
           return optimistic.NOTHING
         end)
         assert.equal(1, items.from.balance)
         assert.equal(ddb.null, items.to)
         assert.is_false(info.written)
         assert.equal("none", info.action)
-        items, info = with_items(store, pair("n1", "n2"), function(it) return it end)
+        items, _, info = with_items(store, pair("n1", "n2"), function(it) return it end)
         assert.equal(1, items.from.version)
         assert.is_false(info.written)
         assert.equal(0, helper.requests(helper.stats(server), "TransactWriteItems"))
@@ -204,7 +204,7 @@ for _, server in ipairs(helper.servers()) do
         open(store, "ra", 1)
         open(store, "rb", 0)
         local seen = {}
-        local items, info = with_items(store, { a = { pk = "ra" }, b = { pk = "rb" } }, function(it)
+        local items, err, info = with_items(store, { a = { pk = "ra" }, b = { pk = "rb" } }, function(it)
           seen[#seen + 1] = it.a.balance
           if #seen == 1 then
             assert(store:with_item({ pk = "ra" }, function(a) a.balance = 2 return a end))
@@ -212,7 +212,7 @@ for _, server in ipairs(helper.servers()) do
           it.b.balance = it.b.balance + it.a.balance   -- b depends on a, a is not written
           return { b = it.b }
         end)
-        assert.truthy(items, tostring(info))
+        assert.truthy(items, tostring(err))
         assert.same({ 1, 2 }, seen)
         assert.equal(2, items.b.balance)
         assert.equal(2, items.b.version)   -- written once, by the second run
@@ -243,7 +243,7 @@ for _, server in ipairs(helper.servers()) do
 
       it("loses neither create when two callers race to create", function()
         local runs = 0
-        local items, info = assert(with_items(store, pair("rc1", "rc2"), function(it)
+        local items, _, info = assert(with_items(store, pair("rc1", "rc2"), function(it)
           runs = runs + 1
           if runs == 1 then
             assert(store:with_item({ pk = "rc2" }, function() return { balance = 5 } end))
@@ -298,10 +298,10 @@ for _, server in ipairs(helper.servers()) do
           if r then return 400, r end
         end) })
         local s2 = assert(optimistic.new{ table = tbl, client = c2 })
-        local items, info = with_items(s2, pair("tc1", "tc2"), function(it)
+        local items, err, info = with_items(s2, pair("tc1", "tc2"), function(it)
           return { from = { balance = (it.from and it.from.balance or 0) + 1 }, to = { n = 1 } }
         end)
-        assert.truthy(items, tostring(info))
+        assert.truthy(items, tostring(err))
         assert.equal(2, info.attempts)
         assert.same({ "to" }, info.conflicted)
         assert.equal(1, balance(client, tbl, "tc1"))
@@ -317,17 +317,17 @@ for _, server in ipairs(helper.servers()) do
             if r then return 400, r end
           end) })
         local s2 = assert(optimistic.new{ table = tbl, client = c2 })
-        local items, info = with_items(s2, pair("te1", "te2"), function()
+        local items, err, info = with_items(s2, pair("te1", "te2"), function()
           return { from = { balance = 1 }, to = { balance = 1 } }
         end)
-        assert.truthy(items, tostring(info))
+        assert.truthy(items, tostring(err))
         assert.equal(1, info.attempts)
         assert.equal(0, info.conflicts)
 
         helper.reset(server)
         helper.faults(server, { { kind = "throttle", op = "TransactWriteItems", count = 2 } })
-        items, info = with_items(store, pair("te1", "te2"), transfer(1))
-        assert.truthy(items, tostring(info))
+        items, err, info = with_items(store, pair("te1", "te2"), transfer(1))
+        assert.truthy(items, tostring(err))
         assert.equal(1, info.attempts)
         assert.equal(3, helper.requests(helper.stats(server), "TransactWriteItems"))
         assert.equal(0, balance(client, tbl, "te1"))
@@ -338,7 +338,7 @@ for _, server in ipairs(helper.servers()) do
       it("deletes items in a transaction, conditioned on the version read", function()
         open(store, "d1", 3)
         open(store, "d2", 4)
-        local items, info = assert(with_items(store, pair("d1", "d2"), function(it)
+        local items, _, info = assert(with_items(store, pair("d1", "d2"), function(it)
           return { from = optimistic.DELETE, to = { balance = it.to.balance + it.from.balance } }
         end))
         assert.equal(ddb.null, items.from)
@@ -366,7 +366,7 @@ for _, server in ipairs(helper.servers()) do
     describe("items the function did not read", function()
       it("creates them at version 1, conditioned on their absence", function()
         open(store, "pa", 10)
-        local items, info = assert(with_items(store, { a = { pk = "pa" } }, function(it)
+        local items, _, info = assert(with_items(store, { a = { pk = "pa" } }, function(it)
           it.a.balance = it.a.balance - 1
           return it, { { item = { pk = "receipt#1", amount = 1 } },
                        { table = tbl2, item = { owner = "ann", sk = "receipt", n = 1 } } }
@@ -633,11 +633,11 @@ for _, server in ipairs(helper.servers()) do
           open(store, "lost1-" .. kind, 100)
           open(store, "lost2-" .. kind, 0)
           helper.faults(server, { { kind = kind, op = "TransactWriteItems", count = 1 } })
-          local items, info = with_items(store, pair("lost1-" .. kind, "lost2-" .. kind),
+          local items, err, info = with_items(store, pair("lost1-" .. kind, "lost2-" .. kind),
             function(it)
               return transfer(25)(it), { { item = { pk = "log-" .. kind, amount = 25 } } }
             end)
-          assert.truthy(items, tostring(info))
+          assert.truthy(items, tostring(err))
           assert.equal(75, items.from.balance)
           assert.equal(25, items.to.balance)
           assert.equal(75, balance(client, tbl, "lost1-" .. kind))
@@ -655,8 +655,8 @@ for _, server in ipairs(helper.servers()) do
         open(store, "once2", 0)
         helper.faults(server, { { kind = "drop_after_forward", op = "TransactWriteItems",
           count = 1 } })
-        local items, info = with_items(s1, pair("once1", "once2"), transfer(10))
-        assert.truthy(items, tostring(info))
+        local items, err = with_items(s1, pair("once1", "once2"), transfer(10))
+        assert.truthy(items, tostring(err))
         assert.equal(0, items.from.balance)
         assert.equal(0, balance(client, tbl, "once1"))
         assert.equal(10, balance(client, tbl, "once2"))
@@ -666,14 +666,14 @@ for _, server in ipairs(helper.servers()) do
       it("sends the same commit again when its items show it has not landed yet", function()
         -- the first copy is held back by the proxy past the client's timeout; the items are
         -- still as read, so the same commit (same token) goes again; at most one lands
-        local slow = helper.client(server, { max_attempts = 1, timeout_ms = 150 })
+        local slow = helper.client(server, { max_attempts = 1, timeout_ms = 400 })
         local s1 = assert(optimistic.new{ table = tbl, client = slow })
         open(store, "rs1", 10)
         open(store, "rs2", 0)
-        helper.faults(server, { { kind = "delay_ms", op = "TransactWriteItems", ms = 400,
+        helper.faults(server, { { kind = "delay_ms", op = "TransactWriteItems", ms = 1500,
           count = 1 } })
-        local items, info = with_items(s1, pair("rs1", "rs2"), transfer(4))
-        assert.truthy(items, tostring(info))
+        local items, err, info = with_items(s1, pair("rs1", "rs2"), transfer(4))
+        assert.truthy(items, tostring(err))
         assert.equal(1, info.resends)
         assert.equal(1, info.attempts)
         helper.settle(server, "TransactWriteItems")
@@ -686,14 +686,14 @@ for _, server in ipairs(helper.servers()) do
       -- when the client gives up, another writer changes `pk` before the items are read.
       local function held_back_while(pk, change)
         local armed = true
-        local slow = helper.client(server, { max_attempts = 1, timeout_ms = 150,
+        local slow = helper.client(server, { max_attempts = 1, timeout_ms = 400,
           on_event = function(ev)
             if armed and ev.op == "TransactWriteItems" and ev.code then
               armed = false
               assert(store:with_item({ pk = pk }, change))
             end
           end })
-        helper.faults(server, { { kind = "delay_ms", op = "TransactWriteItems", ms = 400,
+        helper.faults(server, { { kind = "delay_ms", op = "TransactWriteItems", ms = 1500,
           count = 1 } })
         return assert(optimistic.new{ table = tbl, client = slow })
       end
@@ -703,8 +703,8 @@ for _, server in ipairs(helper.servers()) do
           open(store, "rf1", 10)
           open(store, "rf2", 0)
           local s1 = held_back_while("rf1", function(x) x.balance = x.balance + 100 return x end)
-          local items, info = with_items(s1, pair("rf1", "rf2"), transfer(4))
-          assert.truthy(items, tostring(info))
+          local items, err, info = with_items(s1, pair("rf1", "rf2"), transfer(4))
+          assert.truthy(items, tostring(err))
           assert.equal(2, info.attempts)
           assert.equal(0, info.resends)
           helper.settle(server, "TransactWriteItems")   -- the held copy fails its condition
@@ -718,12 +718,12 @@ for _, server in ipairs(helper.servers()) do
         open(store, "bl3", 1)
         local s1 = held_back_while("bl3", function(x) x.balance = 2 return x end)
         local seen = {}
-        local items, info = with_items(s1, { from = { pk = "bl1" }, to = { pk = "bl2" },
+        local items, err, info = with_items(s1, { from = { pk = "bl1" }, to = { pk = "bl2" },
           rate = { pk = "bl3" } }, function(it)
             seen[#seen + 1] = it.rate.balance
             return transfer(it.rate.balance)(it)    -- reads rate, writes from and to
           end)
-        assert.truthy(items, tostring(info))
+        assert.truthy(items, tostring(err))
         assert.same({ 1, 2 }, seen)
         assert.equal(0, info.resends)
         helper.settle(server, "TransactWriteItems")
@@ -738,10 +738,10 @@ for _, server in ipairs(helper.servers()) do
         open(store, "ld2", 4)
         helper.faults(server, { { kind = "drop_after_forward", op = "TransactWriteItems",
           count = 1 } })
-        local items, info = with_items(s1, pair("ld1", "ld2"), function(it)
+        local items, err = with_items(s1, pair("ld1", "ld2"), function(it)
           return { from = optimistic.DELETE, to = { balance = it.to.balance + it.from.balance } }
         end)
-        assert.truthy(items, tostring(info))
+        assert.truthy(items, tostring(err))
         assert.equal(ddb.null, items.from)
         assert.equal(7, balance(client, tbl, "ld2"))
       end)

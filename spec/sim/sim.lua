@@ -148,7 +148,7 @@ local function optimist(sim, cfg)
       local act = r < cfg.p_delete and "delete" or (r < cfg.p_delete + 0.04 and "nothing" or "incr")
       local call = begin_call(sim, a, "with_item " .. act .. " " .. pk, cfg.deadline_ms)
       local ttl = sim.ttl and chance(rand, 0.3)
-      local item, info = store:with_item({ pk = pk }, function(it)
+      local item, err, info = store:with_item({ pk = pk }, function(it)
         run_seen(call, { [keystr(pk)] = serial_of(it) })
         if act == "delete" then return optimistic.DELETE end
         if act == "nothing" then return optimistic.NOTHING end
@@ -164,11 +164,11 @@ local function optimist(sim, cfg)
         sim.stats.resends = sim.stats.resends + info.resends
         if info.resends > 0 then sim.stats.resent_ok = sim.stats.resent_ok + 1 end
       else
-        end_call(sim, a, call, false, nil, info)
-        local code = info.code
+        end_call(sim, a, call, false, nil, err)
+        local code = err.code
         sim.stats.codes[code] = (sim.stats.codes[code] or 0) + 1
       end
-      sim.stats.requests = sim.stats.requests + ((item and info or info.info or {}).requests or 0)
+      sim.stats.requests = sim.stats.requests + ((item and info or err.info or {}).requests or 0)
       w:sleep(rand() * cfg.think_ms)
     end
   end
@@ -187,7 +187,7 @@ local function transferer(sim, cfg)
       local to = pick(rand, sim.keys)
       if to == from then to = from == sim.keys[1] and (sim.keys[2] or "k-other") or sim.keys[1] end
       local call = begin_call(sim, a, "with_items " .. from .. " -> " .. to, cfg.deadline_ms)
-      local items, info = store:with_items({ from = { pk = from }, to = { pk = to } },
+      local items, err, info = store:with_items({ from = { pk = from }, to = { pk = to } },
         function(it)
           run_seen(call, { [keystr(from)] = serial_of(it.from), [keystr(to)] = serial_of(it.to) })
           local f = it.from or { pk = from, n = 10 }
@@ -200,8 +200,8 @@ local function transferer(sim, cfg)
         end_call(sim, a, call, true, info, nil)
         call.written = info.written
       else
-        end_call(sim, a, call, false, nil, info)
-        sim.stats.codes[info.code] = (sim.stats.codes[info.code] or 0) + 1
+        end_call(sim, a, call, false, nil, err)
+        sim.stats.codes[err.code] = (sim.stats.codes[err.code] or 0) + 1
       end
       w:sleep(rand() * cfg.think_ms)
     end

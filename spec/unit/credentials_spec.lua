@@ -1340,8 +1340,8 @@ describe("a client whose credentials a server refuses as expired", function()
       return { access_key_id = "AKIDGEN" .. n, secret_access_key = "s" .. n,
         expiration = core.now() + 3600 }
     end })
-    local res, info = client:list_tables{}
-    assert.is_truthy(res, info and tostring(info))
+    local res, err, info = client:list_tables{}
+    assert.is_truthy(res, info and tostring(err))
     assert.same({ "AKIDGEN1", "AKIDGEN2" }, t.keys)
     assert.equal(1, info.attempts)
   end)

@@ -81,7 +81,7 @@ local function run_all(fake, fns)
         if not r[1] then
           out.errors[i] = r[2]
         elseif coroutine.status(t.co) == "dead" then
-          out.results[i] = { r[2], r[3] }
+          out.results[i] = { r[2], r[4] or r[3] }   -- item, info | nil, err
         else
           local kind = r[2]
           out.yields[kind] = (out.yields[kind] or 0) + 1

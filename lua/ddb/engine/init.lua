@@ -32,7 +32,7 @@ local state = require "ddb.engine.state"
 local rules = require "ddb.engine.rules"
 local ops = require "ddb.engine.ops"
 
-local ipairs, tostring, pcall = ipairs, tostring, pcall
+local ipairs, tostring = ipairs, tostring
 local new_error = ddb.new_error
 
 local _M = {}
@@ -134,11 +134,7 @@ local function observe(ctx, c, view)
 end
 
 local function hook(ctx, name, ev)
-  local fn = ctx[name]
-  if fn then
-    local ok, e = pcall(fn, ev)
-    if not ok and ctx.log_hook_error then ctx.log_hook_error(name, e) end
-  end
+  ddb.run_hook(ctx.owner or ctx, ctx[name], ev)
 end
 
 local function note_conflict(ctx, moved)
@@ -157,6 +153,27 @@ local function moved_in(c, view, n)
     if a.read and not state.same(a.read, view[i]) then moved[#moved + 1] = i end
   end
   return moved
+end
+
+-- One summary event per call for the metrics hook: what the call did and what it cost.
+local function summary(ctx, ok, err, info)
+  local on_event = ctx.on_event
+  if not on_event then return end
+  info = info or (err and err.info) or ctx.info
+  ddb.run_hook(ctx.owner or ctx, on_event, {
+    kind = "call", op = ctx.op, table = ctx.targets and ctx.targets[1] and ctx.targets[1].table,
+    outcome = ok and "ok" or tostring(err and err.code), action = info.action,
+    attempts = info.attempts, conflicts = info.conflicts, requests = info.requests,
+    resends = info.resends, elapsed_ms = info.elapsed_ms,
+    consumed_capacity = info.consumed_capacity,
+  })
+end
+
+--- Runs one call and reports it to the metrics hook (ctx.on_event, ctx.op).
+function _M.call(ctx)
+  local res, err, info = _M.run(ctx)
+  summary(ctx, res ~= nil, err, info)
+  return res, err, info
 end
 
 --- Runs one call. ctx: client, clock, started, deadline, info, targets, adapter, fn,

@@ -22,14 +22,8 @@ _M.TRANSIENT = TRANSIENT
 local CONFLICT_CODES = { ReplicatedWriteConflictException = true }
 
 function _M.add_capacity(info, res)
-  local cc = res and res.ConsumedCapacity
-  if type(cc) ~= "table" then return end
-  if cc.CapacityUnits ~= nil then cc = { cc } end
-  for _, c in ipairs(cc) do
-    if type(c) == "table" and type(c.CapacityUnits) == "number" then
-      info.consumed_capacity = info.consumed_capacity + c.CapacityUnits
-    end
-  end
+  local n = ddb.capacity_units(res and res.ConsumedCapacity)
+  if n then info.consumed_capacity = info.consumed_capacity + n end
 end
 
 local function reasons_of(err, n)
@@ -132,19 +126,19 @@ function _M.send(ctx, c)
   info.requests = info.requests + 1
   c.sends = c.sends + 1
   c.first_sent = c.first_sent or ctx.clock()
-  local res, err
+  local res, err, info_
   if c.single then
     local a = c.actions[1]
-    res, err = ctx.client:call(a.op, a.req, { deadline = ctx.deadline,
+    res, err, info_ = ctx.client:call(a.op, a.req, { deadline = ctx.deadline,
       plain = a.op == "UpdateItem" and "Attributes" or nil, return_maybe = true })
   else
-    res, err = ctx.client:call("TransactWriteItems", c.req, { deadline = ctx.deadline,
+    res, err, info_ = ctx.client:call("TransactWriteItems", c.req, { deadline = ctx.deadline,
       return_maybe = true })
   end
   if res then
     _M.add_capacity(info, res)
-    -- err is the call's info here: a transport that sent the request twice says so
-    return { ok = true, res = res, twice = err and err.earlier_attempt_applied == "maybe" }
+    -- a transport that sent the request twice says so
+    return { ok = true, res = res, twice = info_ and info_.earlier_attempt_applied == "maybe" }
   end
   local maybe = err.applied == "maybe"
   if c.single and err.code == "ConditionalCheckFailedException" then

@@ -96,12 +96,23 @@ local function distance(a, b)
   return prev[#b]
 end
 
+local function norm(n) return (n:lower():gsub("[%-_]", "")) end
+
 local function suggestion(name, known)
-  local best, bestd
-  local lname = name:lower():gsub("[%-_]", "")
+  local lname = norm(name)
+  local prefixed = {}
   for k in pairs(known) do
-    local d = distance(lname, (k:lower():gsub("[%-_]", "")))
-    if k:lower():gsub("[%-_]", ""):find(lname, 1, true) == 1 then d = d - 1 end
+    if #lname >= 3 and norm(k):find(lname, 1, true) == 1 then prefixed[#prefixed + 1] = k end
+  end
+  sort(prefixed)
+  if #prefixed == 1 then return (" (did you mean '%s'?)"):format(prefixed[1]) end
+  if #prefixed > 1 then
+    local last = table.remove(prefixed)
+    return (" (did you mean '%s' or '%s'?)"):format(concat(prefixed, "', '"), last)
+  end
+  local best, bestd
+  for k in pairs(known) do
+    local d = distance(lname, norm(k))
     if not bestd or d < bestd or (d == bestd and k < best) then best, bestd = k, d end
   end
   if best and bestd <= math.max(2, floor(#name / 3)) then

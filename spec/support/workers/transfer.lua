@@ -54,7 +54,7 @@ for _ = 1, n do
   local to = math.random(accounts - 1)
   if to >= from then to = to + 1 end
   local amount = math.random(1, 40)
-  local items, err = with_items(store, { from = { pk = "acct" .. from }, to = { pk = "acct" .. to } },
+  local items, err, info = with_items(store, { from = { pk = "acct" .. from }, to = { pk = "acct" .. to } },
     function(it)
       if it.from.balance < amount then return optimistic.NOTHING end
       it.from.balance = it.from.balance - amount
@@ -63,9 +63,9 @@ for _ = 1, n do
       it.to.moves = it.to.moves + 1
       return it
     end)
-  conflicts = conflicts + ((items and err or err.info or {}).conflicts or 0)
+  conflicts = conflicts + ((items and info or err.info or {}).conflicts or 0)
   if items then
-    if err.written then committed = committed + 1 else refused = refused + 1 end
+    if info.written then committed = committed + 1 else refused = refused + 1 end
   elseif err.code == "OutcomeUnknown" then
     unknown = unknown + 1
     io.stderr:write(tostring(err), "\n")
