@@ -47,6 +47,7 @@ build = {
     ["ddb.cli"] = "lua/ddb/cli.lua",
     ["ddb.config"] = "lua/ddb/config.lua",
     ["ddb.credentials"] = "lua/ddb/credentials.lua",
+    ["ddb.each"] = "lua/ddb/each.lua",
     ["ddb.engine"] = "lua/ddb/engine/init.lua",
     ["ddb.engine.history"] = "lua/ddb/engine/history.lua",
     ["ddb.engine.keys"] = "lua/ddb/engine/keys.lua",

@@ -141,8 +141,29 @@ end
 -- -----------------------------------------------------------------------------
 local One = {}
 
+-- expect_version: the item must be at that version (false: it must not exist), else
+-- VersionMismatch carrying the item as it is, and the function does not run.
+local function mismatch(ctx, s)
+  local want = ctx.expect
+  local at = s.exists and s.version or nil
+  if want == false then
+    if not s.exists then return nil end
+  elseif at == want then
+    return nil
+  end
+  local plain = state.plain(ctx.targets[1].cfg, s)
+  return new_error("VersionMismatch", ("the item is %s, not %s; nothing was written"):format(
+    s.exists and ("at version " .. tostring(at)) or "absent",
+    want == false and "absent" or ("at version " .. want)), { item = plain or NO_ITEM,
+    version = plain and plain[ctx.targets[1].cfg.version], expected = ctx.expect_given })
+end
+
 function One.run(ctx, states, token)
   local t, s = ctx.targets[1], states[1]
+  if ctx.expect ~= nil then
+    local err = mismatch(ctx, s)
+    if err then return nil, err end
+  end
   t.keep = ctx.sizer and ctx.sizer:keep(s) or nil
   local ok, result = engine.call_protected(ctx.fn, state.plain(t.cfg, s))
   if not ok then error(result, 0) end
@@ -221,7 +242,11 @@ _M._new_info = new_info
 -- free of side effects. If it raises, nothing is written and the error propagates.
 -- @param key the item's key, e.g. { pk = "user#1" }
 -- @param fn the function
--- @param opts optional `{ deadline_ms, max_attempts, idempotent }`
+-- @param opts optional `{ deadline_ms, max_attempts, idempotent, expect_version }`:
+--   `expect_version` writes only if the item is at that version (`false`: only if it does
+--   not exist), running the function once; otherwise `nil, err` with
+--   `err.code == "VersionMismatch"` and `err.item`, the item as it is (an HTTP API's
+--   `If-Match`)
 -- @return item (what is stored now; ddb.null when no item is stored), nil, info | nil, err
 function Store:with_item(key, fn, opts)
   if type(key) ~= "table" then error("bad argument #1 to 'with_item' (key table expected)", 2) end
@@ -241,6 +266,10 @@ function Store:with_item(key, fn, opts)
     sizer = self.sizer, pacer = self.pacer, on_event = self.on_event, owner = self,
     op = "with_item",
   }
+  if opts.expect_version ~= nil then
+    ctx.expect_given = opts.expect_version
+    ctx.expect = opts.expect_version and core.version_parse(tostring(opts.expect_version))
+  end
   local names, kerr = self:key_schema({ deadline = ctx.deadline })
   if not names then
     kerr.applied, kerr.info = "no", ctx.info
@@ -254,6 +283,68 @@ function Store:with_item(key, fn, opts)
   ctx.targets = { { name = 1, table = self.table, key = key, kav = kav, names = names,
     cfg = self.cfg, label = "item" } }
   return engine.call(ctx)
+end
+
+--- What with_item would send for the item as stored, without sending anything: the dry run,
+-- for unit tests of a function with no server.
+-- @param key the item's key
+-- @param fn the function, as for with_item
+-- @param stored the item as stored (plain values, its version and write tokens included if
+--   it has them), or nil for no item
+-- @param opts optional `{ token }`: the write token to use (default: a random one)
+-- @return `{ op, request }` (the request as DynamoDB's JSON takes it), or false when nothing
+--   would be written; nil; info (`action`) | nil, err (a result with_item would refuse)
+function Store:plan(key, fn, stored, opts)
+  if type(key) ~= "table" then error("bad argument #1 to 'plan' (key table expected)", 2) end
+  if type(fn) ~= "function" then error("bad argument #2 to 'plan' (function expected)", 2) end
+  if stored ~= nil and type(stored) ~= "table" then
+    error("bad argument #3 to 'plan' (the stored item, a table, or nil)", 2)
+  end
+  local token = opts and opts.token or engine.new_token()
+  local names = self.key_names
+  if not names then
+    names = {}
+    for n in pairs(key) do names[#names + 1] = n end
+    table.sort(names)
+  end
+  local kav, kerr = keyschema.av(self.table, key, names)
+  if not kav then return nil, kerr end
+  local av
+  if stored then
+    local ok, m = pcall(core.marshal_item, stored)
+    if not ok then return nil, new_error("ValidationError", "bad stored item: " .. tostring(m)) end
+    av = m
+  end
+  local s, serr = state.of(self.cfg, av, core.now())
+  if not s then return nil, serr end
+  local info = new_info()
+  local ctx = { targets = { { name = 1, table = self.table, key = key, kav = kav,
+    names = names, cfg = self.cfg, label = "item" } }, fn = fn, info = info,
+    idempotent = self.idempotent }
+  local c, err = One.run(ctx, { s }, token)
+  if c == nil then return nil, err end
+  if c == false then
+    info.action = "none"
+    return false, nil, info
+  end
+  local a = c.actions[1]
+  info.action = a.kind
+  if c.single then return { op = a.op, request = a.req }, nil, info end
+  return { op = "TransactWriteItems", request = c.req }, nil, info
+end
+
+--- Independent with_item calls on many items at once, each with with_item's guarantees:
+-- per key an outcome, one deadline for them all. The calls run concurrently where the
+-- runtime allows: on light threads inside nginx (`ngx.thread`), as tasks of the store's
+-- ddb.scheduler (its transport), on the caller's `spawn`/`join`, else one after another.
+-- @param keys a list of keys
+-- @param fn `function(item, key)`, as for with_item (it also gets the key)
+-- @param opts optional `{ deadline_ms (for all), concurrency (16), max_attempts,
+--   idempotent, spawn, join }`
+-- @return results (per key, in order: `{ item = ..., err = ..., info = ... }`), nil, info
+--   (`ok`, `failed`, `unknown`, `elapsed_ms`, `concurrency`, `runner`)
+function Store:with_each(keys, fn, opts)
+  return require("ddb.each").run(self, keys, fn, opts)
 end
 
 --- Several items, possibly in several tables, in one transaction: see ddb.transact.

@@ -109,6 +109,7 @@ function Scheduler:transport()
   local multi = self.multi
   return {
     name = "multi",
+    scheduler = sched,   -- for store:with_each, which runs its calls as tasks
     request = function(_, url, header_lines, body, timeout_ms)
       local co = current_task(sched, "a request on the scheduler's transport")
       local id, err = multi:add(url, header_lines, body, timeout_ms)

@@ -216,3 +216,246 @@ describe("metrics", function()
     assert.equal(3, assert(s:get({ pk = "h" })).n)
   end)
 end)
+
+describe("expect_version: writing from a version the caller holds (an If-Match)", function()
+  local t, s
+  before_each(function()
+    t = fake()
+    s = assert(optimistic.new{ table = "T", client = client(t), key = { "pk" } })
+    assert(s:with_item({ pk = "e" }, function() return { n = 1 } end))   -- version 1
+  end)
+
+  it("writes once when the item is at that version", function()
+    local runs = 0
+    local item, err, info = s:with_item({ pk = "e" }, function(it)
+      runs = runs + 1
+      it.n = 2
+      return it
+    end, { expect_version = 1 })
+    assert.truthy(item, tostring(err))
+    assert.equal(2, item.version)
+    assert.equal(1, runs)
+    assert.equal("update", info.action)
+  end)
+
+  it("refuses another version without running the function, carrying the item", function()
+    local item, err = s:with_item({ pk = "e" }, function() error("must not run") end,
+      { expect_version = 7 })
+    assert.is_nil(item)
+    assert.equal("VersionMismatch", err.code)
+    assert.equal("no", err.applied)
+    assert.equal(1, err.item.n)
+    assert.equal(1, err.version)
+    assert.equal(7, err.expected)
+  end)
+
+  it("refuses when another writer moves the item between the read and the write", function()
+    local other = assert(optimistic.new{ table = "T", client = client(t), key = { "pk" } })
+    local runs = 0
+    local item, err = s:with_item({ pk = "e" }, function(it)
+      runs = runs + 1
+      assert(other:with_item({ pk = "e" }, function(x) x.n = 10 return x end))
+      it.n = 3
+      return it
+    end, { expect_version = "1" })
+    assert.is_nil(item)
+    assert.equal("VersionMismatch", err.code)
+    assert.equal(1, runs)
+    assert.equal(10, err.item.n)
+    assert.equal(2, err.version)
+    assert.equal(10, assert(s:get({ pk = "e" })).n)
+  end)
+
+  it("expect_version = false: creates only what does not exist (If-None-Match: *)", function()
+    local _, err = s:with_item({ pk = "e" }, function() return { n = 9 } end,
+      { expect_version = false })
+    assert.equal("VersionMismatch", err.code)
+    local item = assert(s:with_item({ pk = "new" }, function() return { n = 9 } end,
+      { expect_version = false }))
+    assert.equal(1, item.version)
+  end)
+
+  it("refuses an expect_version that is not a version, by raising", function()
+    assert.has_error(function()
+      s:with_item({ pk = "e" }, function(it) return it end, { expect_version = 1.5 })
+    end)
+  end)
+end)
+
+describe("ttl_attribute: an item whose TTL has passed is absent", function()
+  it("the function sees nil, and the create replaces the expired item whole", function()
+    local t = fake()
+    local s = assert(optimistic.new{ table = "T", client = client(t), key = { "pk" },
+      ttl_attribute = "expires" })
+    local past = math.floor(core.now()) - 60
+    t.model:handle("PutItem", { TableName = "T", Item = { pk = { S = "lease" },
+      owner = { S = "old" }, stale = { S = "x" }, version = { N = "4" },
+      expires = { N = tostring(past) } } }, 0, {})
+    local seen = "unset"
+    local item, err, info = s:with_item({ pk = "lease" }, function(it)
+      seen = it
+      return { owner = "me", expires = past + 3600 }
+    end)
+    assert.truthy(item, tostring(err))
+    assert.is_nil(seen)
+    assert.equal("create", info.action)
+    assert.equal("me", item.owner)
+    assert.equal(1, item.version)
+    assert.is_nil(item.stale)   -- nothing of the expired item survives
+    -- an item whose TTL has not passed is as usual
+    local live = assert(s:with_item({ pk = "lease" }, function(it)
+      assert.equal("me", it.owner)
+      it.owner = "me2"
+      return it
+    end))
+    assert.equal(2, live.version)
+  end)
+
+  it("does not overwrite an expired item that another writer renewed meanwhile", function()
+    local t = fake()
+    local s = assert(optimistic.new{ table = "T", client = client(t), key = { "pk" },
+      ttl_attribute = "expires" })
+    local other = assert(optimistic.new{ table = "T", client = client(t), key = { "pk" } })
+    local past = math.floor(core.now()) - 60
+    assert(other:with_item({ pk = "l2" }, function() return { owner = "old", expires = past } end))
+    local runs = 0
+    local item = assert(s:with_item({ pk = "l2" }, function(it)
+      runs = runs + 1
+      if runs == 1 then
+        assert.is_nil(it)
+        -- another writer renews the lease before our create lands
+        assert(other:with_item({ pk = "l2" }, function(x) x.expires = past + 7200 return x end))
+        return { owner = "me", expires = past + 3600 }
+      end
+      return optimistic.NOTHING   -- the lease is live again: leave it
+    end))
+    assert.equal(2, runs)
+    assert.equal("old", item.owner)
+  end)
+end)
+
+describe("store:plan, the dry run", function()
+  it("returns the request with_item would send, sending nothing", function()
+    local t = fake()
+    local s = assert(optimistic.new{ table = "T", client = client(t), key = { "pk" } })
+    local stored = { pk = "p", n = 4, version = 3, _ddb_tokens = "2 AAAAAAAAAAAA" }
+    local planned, err, info = s:plan({ pk = "p" }, function(it) it.n = it.n + 1 return it end,
+      stored, { token = "BBBBBBBBBBBB" })
+    assert.truthy(planned, tostring(err))
+    assert.equal("UpdateItem", planned.op)
+    assert.equal("update", info.action)
+    assert.same({ N = "5" }, planned.request.ExpressionAttributeValues[":v1"])
+    assert.same({ N = "4" }, planned.request.ExpressionAttributeValues[":v2"])
+    assert.same({ S = "2 BBBBBBBBBBBB AAAAAAAAAAAA" }, planned.request.ExpressionAttributeValues[":v3"])
+    assert.equal("#n2 = :v4 AND #n3 = :v5", planned.request.ConditionExpression)
+    assert.same({}, t.ops)
+    -- and it is what with_item sends for that item
+    t.model:handle("PutItem", { TableName = "T", Item = core.marshal_item(stored) }, 0, {})
+    local sent
+    local inner = t.request
+    t.request = function(self, url, lines, body, ...)
+      if body:find("UpdateExpression", 1, true) then sent = core.decode(body) end
+      return inner(self, url, lines, body, ...)
+    end
+    assert(s:with_item({ pk = "p" }, function(it) it.n = it.n + 1 return it end))
+    planned.request.ExpressionAttributeValues[":v3"] = nil
+    sent.ExpressionAttributeValues[":v3"] = nil   -- the token differs
+    assert.same(planned.request, sent)
+  end)
+
+  it("says when nothing would be written, and what with_item would refuse", function()
+    local s = assert(optimistic.new{ table = "T", client = client(fake()), key = { "pk" } })
+    local planned, _, info = s:plan({ pk = "p" }, function(it) return it end, { pk = "p", n = 1 })
+    assert.is_false(planned)
+    assert.equal("none", info.action)
+    local _, err = s:plan({ pk = "p" }, function(it) it.pk = "q" return it end, { pk = "p" })
+    assert.equal("ValidationError", err.code)
+    planned = s:plan({ pk = "p" }, function() return optimistic.DELETE end, { pk = "p", version = 2 })
+    assert.equal("DeleteItem", planned.op)
+    planned = s:plan({ pk = "p" }, function() return { n = 1 } end, nil)
+    assert.equal("attribute_not_exists(#n4)", planned.request.ConditionExpression)
+  end)
+end)
+
+describe("store:with_each", function()
+  local function incr_by_key(item, key)
+    item = item or {}
+    item.n = (item.n or 0) + #key.pk
+    return item
+  end
+
+  it("runs independent calls, one outcome per key, one after another without a runtime",
+    function()
+      local t = fake()
+      local s = assert(optimistic.new{ table = "T", client = client(t), key = { "pk" } })
+      local keys = { { pk = "a" }, { pk = "bb" }, { pk = "ccc" } }
+      local results, err, info = s:with_each(keys, incr_by_key)
+      assert.is_nil(err)
+      assert.equal(3, info.ok)
+      assert.equal("sequential", info.runner)
+      assert.equal(2, results[2].item.n)
+      assert.equal(3, results[3].item.n)
+    end)
+
+  it("gives each key its own outcome: one refused, the others written", function()
+    local s = assert(optimistic.new{ table = "T", client = client(fake()), key = { "pk" } })
+    local results, _, info = s:with_each({ { pk = "x" }, { pk = "bad" }, { pk = "y" } },
+      function(item, key)
+        if key.pk == "bad" then return { pk = "other" } end
+        return incr_by_key(item, key)
+      end)
+    assert.equal(2, info.ok)
+    assert.equal(1, info.failed)
+    assert.equal("ValidationError", results[2].err.code)
+    assert.truthy(results[3].item)
+  end)
+
+  it("runs on the caller's spawn and join (a game host's coroutines), interleaved", function()
+    local order = {}
+    local t = fake()
+    -- the transport yields on every request, as a game loop's would
+    local inner = t.request
+    t.request = function(self, ...)
+      coroutine.yield()
+      return inner(self, ...)
+    end
+    local s = assert(optimistic.new{ table = "T", client = client(t), key = { "pk" } })
+    local tasks = {}
+    local function spawn(fn)
+      local co = coroutine.create(fn)
+      tasks[#tasks + 1] = co
+      return co
+    end
+    local function join(co)
+      -- drive every task a step at a time until this one is done
+      while coroutine.status(co) ~= "dead" do
+        for _, c in ipairs(tasks) do
+          if coroutine.status(c) ~= "dead" then
+            order[#order + 1] = c
+            assert(coroutine.resume(c))
+          end
+        end
+      end
+    end
+    local keys = {}
+    for i = 1, 8 do keys[i] = { pk = "k" .. i } end
+    local _, _, info = s:with_each(keys, incr_by_key, { spawn = spawn, join = join,
+      concurrency = 4 })
+    assert.equal(8, info.ok)
+    assert.equal(4, info.concurrency)
+    assert.equal("spawn/join", info.runner)
+    -- the four workers took turns
+    local distinct = {}
+    for i = 1, 4 do distinct[order[i]] = true end
+    local n = 0
+    for _ in pairs(distinct) do n = n + 1 end
+    assert.equal(4, n)
+  end)
+
+  it("passes a function's error on, as with_item does", function()
+    local s = assert(optimistic.new{ table = "T", client = client(fake()), key = { "pk" } })
+    assert.has_error(function()
+      s:with_each({ { pk = "a" } }, function() error("boom") end)
+    end, "boom")
+  end)
+end)

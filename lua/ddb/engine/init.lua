@@ -84,10 +84,10 @@ local function lost_unknown(ctx, c, cause)
 end
 
 -- The states of items read (AV maps or false) for the targets; nil, err for a bad version.
-local function states_of(targets, items)
+local function states_of(targets, items, now_s)
   local out = {}
   for i, t in ipairs(targets) do
-    local s, err = state.of(t.cfg, items[i])
+    local s, err = state.of(t.cfg, items[i], now_s)
     if not s then
       err.message = t.label and (t.label .. ": " .. err.message) or err.message
       return nil, err
@@ -105,7 +105,7 @@ end
 
 -- The view of commit c from an answer's items: per action the state now, or nil when some
 -- item's state is not known from it.
-local function view_from(c, items)
+local function view_from(c, items, now_s)
   local view = {}
   for i, a in ipairs(c.actions) do
     local it = items[i]
@@ -115,7 +115,7 @@ local function view_from(c, items)
     elseif it == nil or it == "moved" then
       return nil
     else
-      local s = state.of(a.target.cfg, it)
+      local s = state.of(a.target.cfg, it, now_s)
       if not s then return nil end
       view[i] = s
     end
@@ -181,6 +181,7 @@ end
 -- trusted (ClientRequestToken honoured: resend instead of reading), on_conflict.
 function _M.run(ctx)
   local adapter, info, targets = ctx.adapter, ctx.info, ctx.targets
+  ctx.now_s = ctx.now_s or core.now
   local current           -- per target: AV map or false; nil: read them
   local live              -- the commit sent whose outcome is not known, or nil
   local view              -- per action of live: its state now; nil: read them
@@ -193,7 +194,7 @@ function _M.run(ctx)
       if not view then
         local items, err = ops.read(ctx, commit_targets(live))
         if not items then return lost_unknown(ctx, live, err) end
-        view = view_from(live, items)
+        view = view_from(live, items, ctx.now_s())
         resolve_opts = nil
       end
       observe(ctx, live, view)
@@ -204,10 +205,10 @@ function _M.run(ctx)
       elseif verdict == "pending" then
         resend = true
         current = {}
-        for i = 1, #targets do current[i] = live.actions[i].read.item or false end
+        for i = 1, #targets do current[i] = state.raw(live.actions[i].read) end
       elseif verdict == "refuted" then
         current = {}
-        for i = 1, #targets do current[i] = view[i].exists and view[i].item or false end
+        for i = 1, #targets do current[i] = state.raw(view[i]) end
         ctx.read_at, ctx.from_answer = ctx.clock(), false
         note_conflict(ctx, moved_in(live, view, #targets))
         live = nil
@@ -240,7 +241,7 @@ function _M.run(ctx)
         return fail(ctx, new_error("DeadlineExceeded", ("the call's deadline passed after " ..
           "%d conflicts"):format(info.conflicts)))
       end
-      local states, serr = states_of(targets, current)
+      local states, serr = states_of(targets, current, ctx.now_s())
       if not states then return fail(ctx, serr) end
       info.attempts = info.attempts + 1
       local planned, perr = adapter.run(ctx, states, _M.new_token())
@@ -277,7 +278,7 @@ function _M.run(ctx)
       elapsed(ctx)
       return adapter.success(ctx, c, nil, out.res)
     elseif out.conflict then
-      local v = view_from(c, out.items)
+      local v = view_from(c, out.items, ctx.now_s())
       if v then observe(ctx, c, v) end
       local maybe = out.maybe or c.maybe
       if maybe then
@@ -295,7 +296,7 @@ function _M.run(ctx)
         if final then return fail(ctx, final) end
         if v then
           current = {}
-          for i = 1, #targets do current[i] = v[i].exists and v[i].item or false end
+          for i = 1, #targets do current[i] = state.raw(v[i]) end
           ctx.read_at, ctx.from_answer = ctx.clock(), true
           note_conflict(ctx, moved_in(c, v, #targets))
         else

@@ -232,7 +232,8 @@ function _M.write(t, s, result, token)
   local kind = s.exists and "update" or "create"
   local a = { kind = kind, target = t, read = s, version = version, size = size,
     pushes = cfg.tokens > 0 }
-  if cfg.mode == "update" then
+  -- an expired item is replaced whole, as if it were absent
+  if cfg.mode == "update" and not s.expired then
     local update, b = update_expression(cfg, sets, nav, removes, version_av, tokens_av)
     local req = finish({ TableName = t.table, Key = kav, UpdateExpression = update,
       ConditionExpression = rules.condition(b, cfg, names, s) }, b, true)

@@ -41,6 +41,11 @@ local _M = {}
 --- The condition a write or check planned from state s carries, written with the
 -- expression builder b (names and values placeholders); names: the key attribute names.
 function _M.condition(b, cfg, names, s)
+  if s.expired then
+    -- absent, or still the expired item it was read as (DynamoDB deletes it lazily)
+    return "(attribute_not_exists(" .. b:name(names[1]) .. ") OR (" ..
+      _M.condition(b, cfg, names, s.expired) .. "))"
+  end
   if not s.exists then
     return "attribute_not_exists(" .. b:name(names[1]) .. ")"
   end
@@ -71,16 +76,21 @@ function _M.resolve(c, view, opts)
     local s, now = a.read, view[i]
     if s then   -- an overwrite carries no condition: it proves nothing and blocks nothing
       local here = same(s, now)
+      -- an expired item read as absent: only the expired item itself, still there, proves
+      -- anything (absence may follow a landing and a delete), and nothing is for good (it
+      -- may be deleted at any time, and the condition hold again)
+      local exact = here
+      if s.expired then exact = same(s.expired, now) end
       if not here then all_same = false end
       if WRITTEN[a.kind] then
         local mine = a.pushes and has(now, c.token)
         if mine then landed = true end
-        if s.anchor and not mine and (here or (has(now, s.anchor) and
+        if s.anchor and not mine and (exact or (not s.expired and has(now, s.anchor) and
           (a.pushes or a.kind == "delete"))) then
           not_landed = true
         end
       end
-      if s.anchor and not here then gone = true end
+      if s.anchor and not here and not s.expired then gone = true end
     end
   end
   if landed then return "applied", "its token is in an item it wrote" end

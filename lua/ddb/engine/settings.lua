@@ -4,8 +4,10 @@
 -- the name meant).
 -- @module ddb.engine.settings
 
-local type, pairs, ipairs, error, tostring, floor, huge =
-  type, pairs, ipairs, error, tostring, math.floor, math.huge
+local core = require "ddb.core"
+
+local type, pairs, ipairs, error, tostring, floor, huge, getmetatable =
+  type, pairs, ipairs, error, tostring, math.floor, math.huge, getmetatable
 local concat, sort = table.concat, table.sort
 
 local _M = {}
@@ -53,23 +55,37 @@ local SPECS = {
     "a boolean (commit through TransactWriteItems with a ClientRequestToken)" },
   key_schemas = { function(v) return type(v) == "table" end,
     "a table of table name -> list of key attribute names" },
+  ttl_attribute = { function(v) return type(v) == "string" and #v > 0 end,
+    "the name of the table's TTL attribute (epoch seconds)" },
+  expect_version = { function(v)
+      if v == false then return true end
+      if type(v) == "table" and getmetatable(v) ~= nil then v = tostring(v) end
+      return (type(v) == "number" or type(v) == "string") and core.version_parse(v) ~= nil
+    end, "the version the item must be at (a whole number), or false: it must not exist" },
+  concurrency = { function(v) return whole(v) and v >= 1 and v <= 10000 end,
+    "a whole number from 1 to 10000 (calls in flight at once)" },
+  spawn = { function(v) return type(v) == "function" end,
+    "a function(fn) that runs fn concurrently and returns a handle for join" },
+  join = { function(v) return type(v) == "function" end, "a function(handle) that waits for it" },
 }
 
 -- What each kind of options table may hold (names of ddb.new come on top for stores).
 local STORE = { "table", "client", "key", "version_attribute", "token_attribute",
   "version_start", "version_step", "tokens", "tokens_max", "mode", "max_attempts", "deadline_ms",
-  "backoff_base_ms", "backoff_cap_ms", "on_conflict", "on_event", "idempotent" }
-local CALL = { "deadline_ms", "max_attempts", "idempotent" }
+  "backoff_base_ms", "backoff_cap_ms", "on_conflict", "on_event", "idempotent", "ttl_attribute" }
+local CALL = { "deadline_ms", "max_attempts", "idempotent", "expect_version" }
+local EACH = { "deadline_ms", "max_attempts", "idempotent", "concurrency", "spawn", "join" }
 local MANY = { "deadline_ms", "max_attempts", "idempotent", "version_attribute",
   "token_attribute", "version_start", "version_step", "tokens", "mode", "backoff_base_ms",
-  "backoff_cap_ms", "on_conflict", "on_event", "key_schemas" }
+  "backoff_cap_ms", "on_conflict", "on_event", "key_schemas", "ttl_attribute" }
 
 local function set_of(list)
   local s = {}
   for _, n in ipairs(list) do s[n] = true end
   return s
 end
-local STORE_SET, CALL_SET, MANY_SET = set_of(STORE), set_of(CALL), set_of(MANY)
+local STORE_SET, CALL_SET, MANY_SET, EACH_SET = set_of(STORE), set_of(CALL), set_of(MANY),
+  set_of(EACH)
 
 _M.DEFAULTS = {
   version_attribute = "version", token_attribute = "_ddb_tokens", version_start = 1,
@@ -155,7 +171,7 @@ function _M.check(where, opts, allowed, extra, level)
   return opts
 end
 
-_M.STORE, _M.CALL, _M.MANY = STORE_SET, CALL_SET, MANY_SET
+_M.STORE, _M.CALL, _M.MANY, _M.EACH = STORE_SET, CALL_SET, MANY_SET, EACH_SET
 
 --- The names of ddb.new's options (what a store passes on to the client it makes).
 function _M.client_options()
@@ -180,7 +196,7 @@ function _M.table_settings(opts, base)
   local s = {
     version = pick("version_attribute"), token_attr = pick("token_attribute"),
     version_start = pick("version_start"), version_step = pick("version_step"),
-    tokens = tokens, mode = pick("mode"),
+    tokens = tokens, mode = pick("mode"), ttl = pick("ttl_attribute"),
   }
   return s
 end
@@ -188,6 +204,10 @@ end
 --- Refuses settings that cannot work together (key attributes as version or tokens, ...).
 function _M.check_table(where, s, key_names, level)
   level = (level or 1) + 1
+  if s.ttl and (s.ttl == s.version or s.ttl == s.token_attr) then
+    refuse(where, ("option 'ttl_attribute' names '%s', which the module writes itself")
+      :format(s.ttl), level)
+  end
   if s.token_attr == s.version then
     refuse(where, ("options 'token_attribute' and 'version_attribute' name the same " ..
       "attribute '%s'"):format(s.version), level)

@@ -18,9 +18,21 @@ local ABSENT = { exists = false }
 _M.ABSENT = ABSENT
 
 --- The state of item (an AttributeValue map, or false/nil for no item) for a table's
--- settings cfg: { exists, item, version, hav, tokens, anchor } | nil, err.
-function _M.of(cfg, item)
+-- settings cfg: { exists, item, version, hav, tokens, anchor } | nil, err. With a TTL
+-- attribute (cfg.ttl) and the time now_s (epoch seconds), an item whose TTL has passed is
+-- absent, as it will be once DynamoDB gets round to deleting it: { exists = false, expired =
+-- the item's own state }.
+function _M.of(cfg, item, now_s)
   if not item then return ABSENT end
+  if cfg.ttl and now_s then
+    local e = item[cfg.ttl]
+    local at = type(e) == "table" and tonumber(e.N)
+    if at and at < now_s then
+      local s, err = _M.of({ version = cfg.version, token_attr = cfg.token_attr }, item)
+      if not s then return nil, err end
+      return { exists = false, expired = s, anchor = s.anchor }
+    end
+  end
   local vav = item[cfg.version]
   local version
   if vav ~= nil then
@@ -43,6 +55,8 @@ end
 --- Whether two states are the same state of the item: a condition made from one holds on the
 -- other (absence, the version and the history as conditions compare them).
 function _M.same(s, c)
+  if s.expired then return not c.exists or _M.same(s.expired, c) end
+  if c.expired then return not s.exists or _M.same(s, c.expired) end
   if not s.exists or not c.exists then return s.exists == c.exists end
   if s.version ~= c.version then return false end
   if s.hav == nil or c.hav == nil then return s.hav == c.hav end
@@ -51,11 +65,18 @@ end
 
 --- Whether the token is in the state's history.
 function _M.has(state, token)
-  local list = state.tokens
+  local list = state.expired and state.expired.tokens or state.tokens
   if not list or not token then return false end
   for i = 1, #list do
     if list[i] == token then return true end
   end
+  return false
+end
+
+--- The item as stored (an AttributeValue map), expired or not; false for none.
+function _M.raw(state)
+  if state.exists then return state.item end
+  if state.expired then return state.expired.item end
   return false
 end
 
