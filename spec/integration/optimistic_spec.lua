@@ -230,6 +230,34 @@ for _, server in ipairs(helper.servers()) do
         refused("badval", function() return { f = print } end, "f: a function")
       end)
 
+      it("writes an update past DynamoDB's 4 KB expressions as a whole-item put", function()
+        -- the test proxy refuses what DynamoDB refuses (moto and dynalite take it)
+        local names, values, parts = {}, {}, {}
+        for i = 1, 300 do
+          names["#a" .. i], values[":v" .. i] = "attr" .. i, { N = tostring(i) }
+          parts[i] = "#a" .. i .. " = :v" .. i
+        end
+        local _, err = client:update_item{ TableName = tbl, Key = { pk = { S = "wide0" } },
+          UpdateExpression = "SET " .. table.concat(parts, ", "),
+          ExpressionAttributeNames = names, ExpressionAttributeValues = values }
+        assert.equal("ValidationException", err.code)
+        assert.matches("Expression size has exceeded", err.message, 1, true)
+
+        assert(store:with_item({ pk = "wide" }, function() return { n = 1 } end))
+        local before = helper.stats(server)
+        local item, werr, info = store:with_item({ pk = "wide" }, function(it)
+          for i = 1, 300 do it["attr" .. i] = i end
+          return it
+        end)
+        assert.truthy(item, tostring(werr))
+        assert.equal("update", info.action)
+        assert.equal(300, item.attr300)
+        local after = helper.stats(server)
+        assert.equal(helper.requests(before, "UpdateItem"), helper.requests(after, "UpdateItem"))
+        assert.equal(helper.requests(before, "PutItem") + 1, helper.requests(after, "PutItem"))
+        assert.equal("300", raw_item(client, tbl, "wide").attr300.N)
+      end)
+
       it("refuses an item over 400 KB before sending it", function()
         local before = helper.stats(server).requests.UpdateItem or 0
         local item, err = store:with_item({ pk = "big" }, function()

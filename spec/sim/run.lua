@@ -1,5 +1,6 @@
 -- Runs the simulator from the command line (make sim SEEDS=N):
 --   lua spec/sim/run.lua [--seeds N] [--start S] [--scenario NAME] [--seconds T]
+--                        [--idempotent on|off]
 --   lua spec/sim/run.lua --seed S --trace      one seed, its event trace printed
 -- Exits 1 when a seed breaks a promise, printing the seed and how to replay it.
 local sim = require "sim.sim"
@@ -14,6 +15,7 @@ while i <= #arg do
   elseif a == "--scenario" then opts.scenario = arg[i + 1]; i = i + 1
   elseif a == "--seconds" then opts.seconds = tonumber(arg[i + 1]); i = i + 1
   elseif a == "--trace" then opts.trace = true
+  elseif a == "--idempotent" then opts.idempotent = arg[i + 1] == "on"; i = i + 1
   else
     io.stderr:write("run.lua: unknown argument " .. a .. "\n")
     os.exit(2)
@@ -31,6 +33,10 @@ local function summary(results)
     t.unknown_landed = t.unknown_landed + r.stats.unknown_landed
     t.aba = t.aba + r.stats.aba_without_history
     t.scen[r.scenario] = (t.scen[r.scenario] or 0) + 1
+    t.per = t.per or {}
+    local p = t.per[r.scenario] or { calls = 0, unknown = 0 }
+    p.calls, p.unknown = p.calls + r.calls, p.unknown + r.stats.unknown
+    t.per[r.scenario] = p
     if #r.violations > 0 then t.bad = t.bad + 1 end
     for _, n in pairs(r.fired) do t.fired = t.fired + n end
     for c, n in pairs(r.stats.codes) do t.codes[c] = (t.codes[c] or 0) + n end
@@ -51,7 +57,7 @@ local results, failed = {}, nil
 local clock = os.clock
 local t0 = clock()
 for seed = opts.start, opts.start + opts.seeds - 1 do
-  local r = sim.run(seed, { scenario = opts.scenario })
+  local r = sim.run(seed, { scenario = opts.scenario, idempotent = opts.idempotent })
   results[#results + 1] = r
   if #r.violations > 0 then
     failed = r
@@ -70,6 +76,12 @@ print(("%d seeds (%s), %d calls, %d faults injected, %.1f s; OutcomeUnknown %d (
   "landed); failures %s; ABA on items without history %d"):format(t.seeds,
   table.concat(scen, " "), t.calls, t.fired, clock() - t0, t.unknown, t.unknown_landed,
   #codes > 0 and table.concat(codes, " ") or "none", t.aba))
+local per = {}
+for name, p in pairs(t.per or {}) do
+  per[#per + 1] = ("%s %d/%d (%.1f%%)"):format(name, p.unknown, p.calls, 100 * p.unknown / p.calls)
+end
+table.sort(per)
+print("OutcomeUnknown per scenario: " .. table.concat(per, ", "))
 if failed then
   print(("seed %d (%s) broke a promise:"):format(failed.seed, failed.scenario))
   for _, v in ipairs(failed.violations) do print("  " .. v) end

@@ -289,6 +289,8 @@ local function draw_faults(rand, level)
   return f
 end
 
+local FORCE_IDEMPOTENT   -- M.run's opts.idempotent: every with_item store idempotent or not
+
 local function engine_cfg(rand, over)
   local cfg = {
     calls = 3 + math.floor(rand() * 6),
@@ -301,6 +303,7 @@ local function engine_cfg(rand, over)
     p_delete = 0,
   }
   for k, v in pairs(over or {}) do cfg[k] = v end
+  if FORCE_IDEMPOTENT ~= nil then cfg.idempotent = FORCE_IDEMPOTENT end
   return cfg
 end
 
@@ -440,7 +443,8 @@ local function check(sim)
 end
 
 --- Runs one seed. opts: scenario (a name; default drawn from the seed), trace (keep the
--- event trace), faults (override), rules (a table of rule functions to plant instead).
+-- event trace), faults (override), idempotent (force every with_item store's setting; true
+-- also makes the model honour ClientRequestToken, as DynamoDB does).
 function M.run(seed, opts)
   opts = opts or {}
   local w = world.new(seed, { trace = opts.trace })
@@ -451,7 +455,8 @@ function M.run(seed, opts)
     stats = { unknown = 0, unknown_landed = 0, requests = 0, codes = {},
       aba_without_history = 0, unversioned_replaced = 0, duplicated_twice = 0, resends = 0,
       resent_ok = 0 } }, Sim)
-  local idem = name == "idempotent"
+  FORCE_IDEMPOTENT = opts.idempotent
+  local idem = name == "idempotent" or opts.idempotent == true
   w.model = model.new({
     returns_item = chance(rand, 0.7),
     tokens_honoured = idem or chance(rand, 0.5),

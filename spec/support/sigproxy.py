@@ -312,6 +312,52 @@ class SignatureVerifier:
 # Faults and counters
 
 
+# DynamoDB's documented expression limits (developer guide, "Expression parameters"): any
+# expression string at most 4 KB, any placeholder at most 255 bytes, all substitution
+# values and names together at most 2 MB. Neither moto nor dynalite enforces them.
+EXPRESSION_FIELDS = ("ConditionExpression", "UpdateExpression", "KeyConditionExpression",
+                     "FilterExpression", "ProjectionExpression")
+MAX_EXPRESSION_BYTES = 4096
+MAX_PLACEHOLDER_BYTES = 255
+MAX_SUBSTITUTION_BYTES = 2 * 1024 * 1024
+
+
+def _expression_problems(doc):
+    if not isinstance(doc, dict):
+        return None
+    for field in EXPRESSION_FIELDS:
+        value = doc.get(field)
+        if isinstance(value, str) and len(value.encode("utf-8")) > MAX_EXPRESSION_BYTES:
+            return (f"Invalid {field}: Expression size has exceeded the maximum allowed "
+                    f"size; expression size: {len(value.encode('utf-8'))}")
+    total = 0
+    for field in ("ExpressionAttributeNames", "ExpressionAttributeValues"):
+        mapping = doc.get(field)
+        if isinstance(mapping, dict):
+            for placeholder, value in mapping.items():
+                if len(placeholder.encode("utf-8")) > MAX_PLACEHOLDER_BYTES:
+                    return f"{field} contains a placeholder longer than 255 bytes"
+                total += len(placeholder.encode("utf-8")) + len(json.dumps(value))
+    if total > MAX_SUBSTITUTION_BYTES:
+        return "ExpressionAttributeNames and ExpressionAttributeValues exceed 2 MB"
+    for item in doc.get("TransactItems") or []:
+        if isinstance(item, dict):
+            for action in item.values():
+                problem = _expression_problems(action)
+                if problem:
+                    return problem
+    return None
+
+
+def expression_limit_error(body):
+    """The ValidationException message DynamoDB would answer body with, or None."""
+    try:
+        doc = json.loads(body or b"{}")
+    except ValueError:
+        return None
+    return _expression_problems(doc)
+
+
 class ControlError(ValueError):
     """An invalid /__control request."""
 
@@ -669,6 +715,13 @@ class ProxyHandler(http.server.BaseHTTPRequestHandler):
             state.count_rejection(rejection)
             self._log("rejected %s: %s", op, rejection.message)
             self._send(*json_error(400, rejection.error_type, rejection.message))
+            return
+        limit = expression_limit_error(body)
+        if limit:
+            # what DynamoDB refuses and the local servers take: tests must not pass where
+            # DynamoDB would not
+            state.count_rejection(Rejection("ValidationException", limit))
+            self._send(*json_error(400, "ValidationException", limit))
             return
         delay_ms = state.take_delay_ms(op)
         if delay_ms:
