@@ -17,6 +17,7 @@
 -- @module ddb.cli
 
 local ddb = require "ddb"
+local options = require "ddb.options"
 local optimistic = require "ddb.optimistic"
 local sandbox = require "ddb.sandbox"
 local core = ddb.core
@@ -24,7 +25,7 @@ local core = ddb.core
 local type, pairs, ipairs, next, tostring, tonumber, pcall, getmetatable, setmetatable =
   type, pairs, ipairs, next, tostring, tonumber, pcall, getmetatable, setmetatable
 local concat, sort = table.concat, table.sort
-local char, floor, min = string.char, math.floor, math.min
+local char, floor = string.char, math.floor
 local monotonic_ms = core.monotonic_ms
 
 local _M = { _VERSION = ddb._VERSION }
@@ -156,31 +157,11 @@ end
 --- The help text (`--help`), made from the tables of options and commands.
 _M.USAGE = usage_text()
 
--- Edit distance (insertions, deletions, changes and swaps of two neighbours), to suggest
--- the option or command meant.
-local function distance(a, b)
-  local before, prev = nil, {}
-  for j = 0, #b do prev[j] = j end
-  for i = 1, #a do
-    local cur = { [0] = i }
-    for j = 1, #b do
-      local cost = a:sub(i, i) == b:sub(j, j) and 0 or 1
-      cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
-      if before and j > 1 and a:sub(i, i) == b:sub(j - 1, j - 1) and
-          a:sub(i - 1, i - 1) == b:sub(j, j) then
-        cur[j] = min(cur[j], before[j - 2] + 1)
-      end
-    end
-    before, prev = prev, cur
-  end
-  return prev[#b]
-end
-
 -- The closest of names to word, when close enough to be a typo.
 local function closest(word, names)
   local best, best_d
   for _, n in ipairs(names) do
-    local d = distance(word, n)
+    local d = options.distance(word, n)
     if n:sub(1, #word) == word and #word >= 3 then d = 1 end
     if not best_d or d < best_d then best, best_d = n, d end
   end
@@ -622,6 +603,24 @@ local function version_mismatch(stderr, exists, at, expected)
     "nothing was written"):format(now, tostring(expected)))
 end
 
+-- with_item whose function writes only when the item is at the version expected (an absent
+-- item, or one without a version, counts as 0): make(current) gives the result otherwise.
+-- Returns with_item's results, then the version found when it did not match, and whether
+-- the item existed.
+local function guarded(store, key, expected, make)
+  local vattr, mismatch, exists = store.version, nil, nil
+  local item, err, info = store:with_item(key, function(current)
+    local at = current and current[vattr] or 0
+    exists, mismatch = current ~= nil, nil
+    if expected ~= nil and at ~= expected then
+      mismatch = at
+      return optimistic.NOTHING
+    end
+    return make(current)
+  end)
+  return item, err, info, mismatch, exists
+end
+
 local function cmd_put(o, store, io_)
   local given, ierr = json_arg(o, "item", io_.stdin)
   if not given then return fail(io_.stderr, EXIT.USAGE, ierr) end
@@ -635,15 +634,7 @@ local function cmd_put(o, store, io_)
   if expected ~= nil and type(expected) ~= "number" then
     return fail(io_.stderr, EXIT.USAGE, ("--item: '%s' must be a number"):format(vattr))
   end
-  local mismatch, exists
-  local item, err, info = store:with_item(key, function(current)
-    local at = current and current[vattr] or 0
-    exists = current ~= nil
-    mismatch = nil
-    if expected ~= nil and at ~= expected then
-      mismatch = at
-      return optimistic.NOTHING
-    end
+  local item, err, info, mismatch, exists = guarded(store, key, expected, function()
     local new = {}
     for k, v in pairs(given) do new[k] = v end
     return new
@@ -658,20 +649,11 @@ end
 local function cmd_delete(o, store, io_)
   local key, kerr = json_arg(o, "key", io_.stdin)
   if not key then return fail(io_.stderr, EXIT.USAGE, kerr) end
-  local vattr, expected = store.version, o.if_version
-  local mismatch, exists
-  local item, err, info = store:with_item(key, function(current)
-    local at = current and current[vattr] or 0
-    exists = current ~= nil
-    mismatch = nil
-    if expected ~= nil and at ~= expected then
-      mismatch = at
-      return optimistic.NOTHING
-    end
+  local item, err, info, mismatch, exists = guarded(store, key, o.if_version, function(current)
     return current and optimistic.DELETE or optimistic.NOTHING
   end)
   if not item then return runtime_failure(io_.stderr, err) end
-  if mismatch ~= nil then return version_mismatch(io_.stderr, exists, mismatch, expected) end
+  if mismatch ~= nil then return version_mismatch(io_.stderr, exists, mismatch, o.if_version) end
   return print_item(o, io_, item, info)
 end
 

@@ -78,33 +78,63 @@ local function mismatch(s, v)
   return "must be " .. tostring(what)
 end
 
--- The number of single-character edits between a and b (short names only).
-local function distance(a, b)
+--- The number of single-character edits (insertions, deletions, changes and swaps of two
+-- neighbours) between a and b, for suggesting the name meant; huge for long names.
+function _M.distance(a, b)
   if #a > 40 or #b > 40 then return math_huge end
-  local prev = {}
+  local before, prev = nil, {}
   for j = 0, #b do prev[j] = j end
   for i = 1, #a do
     local cur = { [0] = i }
     for j = 1, #b do
       local cost = a:sub(i, i) == b:sub(j, j) and 0 or 1
       cur[j] = math_min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+      if before and j > 1 and a:sub(i, i) == b:sub(j - 1, j - 1) and
+          a:sub(i - 1, i - 1) == b:sub(j, j) then
+        cur[j] = math_min(cur[j], before[j - 2] + 1)
+      end
     end
-    prev = cur
+    before, prev = prev, cur
   end
   return prev[#b]
 end
+local distance = _M.distance
 
---- The known name an unknown one was most likely meant to be, or nil.
+local function norm(n) return (n:lower():gsub("[%-_]", "")) end
+
+--- The known names an unknown one was most likely meant to be (a list, maybe empty): every
+-- name it begins (`version` for `version_start`, `version_step`), else the name a unit
+-- suffix or one or two edits away.
 function _M.suggest(name, spec)
-  if spec[name .. "_ms"] then return name .. "_ms" end
+  local out = {}
+  if spec[name .. "_ms"] then return { name .. "_ms" } end
+  local n = norm(name)
+  if #n >= 3 then
+    for known in pairs(spec) do
+      if norm(known):find(n, 1, true) == 1 then out[#out + 1] = known end
+    end
+    if #out > 0 then
+      sort(out)
+      return out
+    end
+  end
   local best, best_d
   for known in pairs(spec) do
-    local d = distance(name:lower(), known)
+    local d = distance(n, norm(known))
     if d <= 2 and d < #known / 2 and (not best_d or d < best_d or (d == best_d and known < best)) then
       best, best_d = known, d
     end
   end
-  return best
+  return { best }
+end
+
+local function hint_text(list)
+  if #list == 0 then return nil end
+  if #list == 1 then return "'" .. list[1] .. "'" end
+  local last = list[#list]
+  local rest = {}
+  for i = 1, #list - 1 do rest[i] = "'" .. list[i] .. "'" end
+  return concat(rest, ", ") .. " or '" .. last .. "'"
 end
 
 local function names_of(spec)
@@ -129,9 +159,9 @@ function _M.check(where, opts, spec, level, label)
     end
     local s = spec[name]
     if s == nil then
-      local hint = _M.suggest(name, spec)
+      local hint = hint_text(_M.suggest(name, spec))
       error(where .. ": unknown " .. label .. " " .. show(name) .. (hint and
-        (" (did you mean '" .. hint .. "'?)") or
+        (" (did you mean " .. hint .. "?)") or
         ("; the " .. label .. "s are: " .. concat(names_of(spec), ", "))), level)
     end
     local why = mismatch(s, v)

@@ -5,6 +5,7 @@
 -- @module ddb.engine.settings
 
 local core = require "ddb.core"
+local options = require "ddb.options"
 
 local type, pairs, ipairs, error, tostring, floor, huge, getmetatable =
   type, pairs, ipairs, error, tostring, math.floor, math.huge, getmetatable
@@ -94,81 +95,28 @@ _M.DEFAULTS = {
   backoff_cap_ms = 100, idempotent = false,
 }
 
--- Levenshtein distance, for "did you mean"
-local function distance(a, b)
-  local prev = {}
-  for j = 0, #b do prev[j] = j end
-  for i = 1, #a do
-    local cur = { [0] = i }
-    for j = 1, #b do
-      local cost = a:sub(i, i) == b:sub(j, j) and 0 or 1
-      local best = prev[j] + 1
-      if cur[j - 1] + 1 < best then best = cur[j - 1] + 1 end
-      if prev[j - 1] + cost < best then best = prev[j - 1] + cost end
-      cur[j] = best
-    end
-    prev = cur
-  end
-  return prev[#b]
-end
-
-local function norm(n) return (n:lower():gsub("[%-_]", "")) end
-
-local function suggestion(name, known)
-  local lname = norm(name)
-  local prefixed = {}
-  for k in pairs(known) do
-    if #lname >= 3 and norm(k):find(lname, 1, true) == 1 then prefixed[#prefixed + 1] = k end
-  end
-  sort(prefixed)
-  if #prefixed == 1 then return (" (did you mean '%s'?)"):format(prefixed[1]) end
-  if #prefixed > 1 then
-    local last = table.remove(prefixed)
-    return (" (did you mean '%s' or '%s'?)"):format(concat(prefixed, "', '"), last)
-  end
-  local best, bestd
-  for k in pairs(known) do
-    local d = distance(lname, norm(k))
-    if not bestd or d < bestd or (d == bestd and k < best) then best, bestd = k, d end
-  end
-  if best and bestd <= math.max(2, floor(#name / 3)) then
-    return (" (did you mean '%s'?)"):format(best)
-  end
-  return ""
-end
-
 local function refuse(where, message, level)
   error(where .. ": " .. message, level + 1)
 end
+
+-- Every option a store or a call takes a value for, in ddb.options' terms.
+local OPTION_SPECS = {}
+for name, spec in pairs(SPECS) do
+  local ok_fn, what = spec[1], spec[2]
+  OPTION_SPECS[name] = options.custom(function(v) return ok_fn(v), what end)
+end
+local ANY = options.custom(function() return true end)
 
 --- Checks opts against the names allowed (a set) and their types; raises naming the option.
 -- extra: a set of further names allowed without a check here (ddb.new's own).
 function _M.check(where, opts, allowed, extra, level)
   level = (level or 1) + 1
   if opts == nil then return {} end
-  if type(opts) ~= "table" then refuse(where, "options must be a table", level) end
-  local names = {}
-  for k in pairs(opts) do names[#names + 1] = k end
-  sort(names, function(a, b) return tostring(a) < tostring(b) end)
-  for _, k in ipairs(names) do
-    local v = opts[k]
-    if type(k) ~= "string" then
-      refuse(where, ("option names are strings, got %s"):format(tostring(k)), level)
-    end
-    if allowed[k] then
-      local spec = SPECS[k]
-      if spec and not spec[1](v) then
-        refuse(where, ("option '%s' must be %s, got %s"):format(k, spec[2],
-          type(v) == "string" and ("'" .. v .. "'") or tostring(v)), level)
-      end
-    elseif not (extra and extra[k]) then
-      local known = {}
-      for n in pairs(allowed) do known[n] = true end
-      for n in pairs(extra or {}) do known[n] = true end
-      refuse(where, ("unknown option '%s'%s"):format(k, suggestion(k, known)), level)
-    end
-  end
-  return opts
+  if type(opts) ~= "table" then error(where .. ": options must be a table", level) end
+  local spec = {}
+  for n in pairs(extra or {}) do spec[n] = ANY end
+  for n in pairs(allowed) do spec[n] = OPTION_SPECS[n] or ANY end
+  return options.check(where, opts, spec, level - 1)
 end
 
 _M.STORE, _M.CALL, _M.MANY, _M.EACH = STORE_SET, CALL_SET, MANY_SET, EACH_SET
