@@ -355,7 +355,12 @@ M.SCENARIOS = {
   txn = function(sim, rand)
     sim.keys = { "k1", "k2", "k3" }
     local n = 1 + math.floor(rand() * 3)
-    for i = 1, n do sim.w:spawn("txn" .. i, transferer(sim, engine_cfg(rand)), rand()) end
+    -- where the model honours ClientRequestToken, as DynamoDB does, commits may trust it
+    local honoured = sim.w.model.tokens_honoured
+    for i = 1, n do
+      sim.w:spawn("txn" .. i, transferer(sim, engine_cfg(rand, {
+        idempotent = honoured and chance(rand, 0.5) })), rand())
+    end
     for i = 1, math.floor(rand() * 3) do
       sim.w:spawn("opt" .. i, optimist(sim, engine_cfg(rand, { p_delete = 0.1 })), rand())
     end
