@@ -176,166 +176,196 @@ function _M.call(ctx)
   return res, err, info
 end
 
---- Runs one call. ctx: client, clock, started, deadline, info, targets, adapter, fn,
--- max_attempts (nil: as many as the deadline allows), backoff_base_ms, backoff_cap_ms,
--- trusted (ClientRequestToken honoured: resend instead of reading), on_conflict.
-function _M.run(ctx)
-  local adapter, info, targets = ctx.adapter, ctx.info, ctx.targets
-  ctx.now_s = ctx.now_s or core.now
-  local current           -- per target: AV map or false; nil: read them
-  local live              -- the commit sent whose outcome is not known, or nil
-  local view              -- per action of live: its state now; nil: read them
-  local resolve_opts      -- how the view was obtained (a trusted cancellation)
-  local resend = false
+-- -----------------------------------------------------------------------------
+-- The steps. Each takes the call's context and its loop state k (current: per target the
+-- item as last known, AV map or false, nil: read them; live: the commit sent whose outcome
+-- is not known; view: per action of live, its state now; resolve_opts: how that view was
+-- obtained; resend: send live again at once) and returns nothing to go on, or the call's
+-- results packed (done(...)) to end it.
+-- -----------------------------------------------------------------------------
+local function done(...) return { n = select("#", ...), ... } end
 
-  while true do
-    -- read, or resolve what is live (unless the same commit goes out again at once)
-    if live and not resend then
-      if not view then
-        local items, err = ops.read(ctx, commit_targets(live))
-        if not items then return lost_unknown(ctx, live, err) end
-        view = view_from(live, items, ctx.now_s())
-        resolve_opts = nil
-      end
-      observe(ctx, live, view)
-      local verdict = rules.resolve(live, view, resolve_opts)
-      if verdict == "applied" then
-        elapsed(ctx)
-        return adapter.success(ctx, live, view)
-      elseif verdict == "pending" then
-        resend = true
-        current = {}
-        for i = 1, #targets do current[i] = state.raw(live.actions[i].read) end
-      elseif verdict == "refuted" then
-        current = {}
-        for i = 1, #targets do current[i] = state.raw(view[i]) end
-        ctx.read_at, ctx.from_answer = ctx.clock(), false
-        note_conflict(ctx, moved_in(live, view, #targets))
-        live = nil
-      else
-        return lost_unknown(ctx, live, live.cause)
-      end
-      view = nil
-    elseif not live and current == nil then
-      local items, err = ops.read(ctx, targets)
-      if not items then return fail(ctx, err) end
-      current = items
-      ctx.read_at, ctx.from_answer = ctx.clock(), false
-    end
+local function current_from(k, n, states)
+  k.current = {}
+  for i = 1, n do k.current[i] = state.raw(states[i]) end
+end
 
-    -- the commit to send: the live one again, or a new run's
-    local c
-    if resend then
-      resend = false
-      info.resends = info.resends + 1
-      if not ops.pause(ctx, ctx.client.retry:backoff(10, 500, info.resends)) then
-        return lost_unknown(ctx, live, new_error("DeadlineExceeded", "the call's deadline " ..
-          "passed before the commit could be sent again", { cause = live.cause }))
-      end
-      c = live
-    else
-      if ctx.max_attempts and info.attempts >= ctx.max_attempts then
-        return fail(ctx, adapter.exhausted(ctx))
-      end
-      if ctx.clock() >= ctx.deadline then
-        return fail(ctx, new_error("DeadlineExceeded", ("the call's deadline passed after " ..
-          "%d conflicts"):format(info.conflicts)))
-      end
-      local states, serr = states_of(targets, current, ctx.now_s())
-      if not states then return fail(ctx, serr) end
-      info.attempts = info.attempts + 1
-      local planned, perr = adapter.run(ctx, states, _M.new_token())
-      if planned == nil then return fail(ctx, perr) end
-      if planned == false then
-        elapsed(ctx)
-        return adapter.nothing(ctx, states)
-      end
-      c = planned
-    end
+-- read: the items, when nothing is live and nothing is known of them
+local function step_read(ctx, k)
+  local items, err = ops.read(ctx, ctx.targets)
+  if not items then return done(fail(ctx, err)) end
+  k.current = items
+  ctx.read_at, ctx.from_answer = ctx.clock(), false
+end
 
-    -- commit, and classify the answer
-    local pacer = ctx.pacer
-    if pacer and c ~= live then
-      local ms = pacer:wait(ctx.clock(), ctx.from_answer, function()
-        return ctx.client.retry:random()
-      end)
-      if ms > 0 and not ops.pause(ctx, ms) then
-        if c.maybe then return lost_unknown(ctx, c, c.cause) end
-        return fail(ctx, new_error("DeadlineExceeded", ("the call's deadline passed after " ..
-          "%d conflicts"):format(info.conflicts)))
-      end
+-- resolve: what the items, read again (or brought by an answer), prove about the live commit
+local function step_resolve(ctx, k)
+  local live, targets = k.live, ctx.targets
+  if not k.view then
+    local items, err = ops.read(ctx, commit_targets(live))
+    if not items then return done(lost_unknown(ctx, live, err)) end
+    k.view, k.resolve_opts = view_from(live, items, ctx.now_s()), nil
+  end
+  local view = k.view
+  observe(ctx, live, view)
+  local verdict = rules.resolve(live, view, k.resolve_opts)
+  k.view = nil
+  if verdict == "applied" then
+    elapsed(ctx)
+    return done(ctx.adapter.success(ctx, live, view))
+  elseif verdict == "pending" then
+    k.resend = true
+    local read = {}
+    for i = 1, #targets do read[i] = live.actions[i].read end
+    current_from(k, #targets, read)
+  elseif verdict == "refuted" then
+    current_from(k, #targets, view)
+    ctx.read_at, ctx.from_answer = ctx.clock(), false
+    note_conflict(ctx, moved_in(live, view, #targets))
+    k.live = nil
+  else
+    return done(lost_unknown(ctx, live, live.cause))
+  end
+end
+
+-- plan: the commit to send, the live one again or a new run's; c | done
+local function step_plan(ctx, k)
+  local info = ctx.info
+  if k.resend then
+    k.resend = false
+    info.resends = info.resends + 1
+    if not ops.pause(ctx, ctx.client.retry:backoff(10, 500, info.resends)) then
+      return nil, done(lost_unknown(ctx, k.live, new_error("DeadlineExceeded", "the call's " ..
+        "deadline passed before the commit could be sent again", { cause = k.live.cause })))
     end
-    local sent_at = ctx.clock()
-    local out = ops.send(ctx, c)
-    if pacer then pacer:wrote(ctx.clock() - sent_at, out.conflict or out.transient, ctx.clock()) end
-    if out.ok then
-      if out.twice and not rules.lands_once(c, ctx.trusted) then
-        -- two copies conditioned on a state without an anchor can land on two
-        -- incarnations of the item (deleted and created again in between)
-        return unknown(ctx, c, "the commit landed, but the transport sent it twice and its " ..
-          "items cannot prove that only one copy did", nil, true)
-      end
+    return k.live
+  end
+  if ctx.max_attempts and info.attempts >= ctx.max_attempts then
+    return nil, done(fail(ctx, ctx.adapter.exhausted(ctx)))
+  end
+  if ctx.clock() >= ctx.deadline then
+    return nil, done(fail(ctx, new_error("DeadlineExceeded", ("the call's deadline passed " ..
+      "after %d conflicts"):format(info.conflicts))))
+  end
+  local states, serr = states_of(ctx.targets, k.current, ctx.now_s())
+  if not states then return nil, done(fail(ctx, serr)) end
+  info.attempts = info.attempts + 1
+  local planned, perr = ctx.adapter.run(ctx, states, _M.new_token())
+  if planned == nil then return nil, done(fail(ctx, perr)) end
+  if planned == false then
+    elapsed(ctx)
+    return nil, done(ctx.adapter.nothing(ctx, states))
+  end
+  return planned
+end
+
+-- commit: paced on a contended item, sent once; the outcome | nil, done
+local function step_commit(ctx, k, c)
+  local pacer = ctx.pacer
+  if pacer and c ~= k.live then
+    local ms = pacer:wait(ctx.clock(), ctx.from_answer, function()
+      return ctx.client.retry:random()
+    end)
+    if ms > 0 and not ops.pause(ctx, ms) then
+      if c.maybe then return nil, done(lost_unknown(ctx, c, c.cause)) end
+      return nil, done(fail(ctx, new_error("DeadlineExceeded", ("the call's deadline " ..
+        "passed after %d conflicts"):format(ctx.info.conflicts))))
+    end
+  end
+  local sent_at = ctx.clock()
+  local out = ops.send(ctx, c)
+  if pacer then pacer:wrote(ctx.clock() - sent_at, out.conflict or out.transient, ctx.clock()) end
+  return out
+end
+
+-- classify: what the answer to commit c proves
+local function step_classify(ctx, k, c, out)
+  local targets = ctx.targets
+  if out.ok then
+    if out.twice and not rules.lands_once(c, ctx.trusted) then
+      -- two copies conditioned on a state without an anchor can land on two incarnations
+      -- of the item (deleted and created again in between)
+      return done(unknown(ctx, c, "the commit landed, but the transport sent it twice and " ..
+        "its items cannot prove that only one copy did", nil, true))
+    end
+    elapsed(ctx)
+    return done(ctx.adapter.success(ctx, c, nil, out.res))
+  elseif out.conflict then
+    local v = view_from(c, out.items, ctx.now_s())
+    if v then observe(ctx, c, v) end
+    if out.maybe or c.maybe then
+      -- an earlier copy may have landed: what the items say decides; DynamoDB keeps a
+      -- ClientRequestToken for 10 minutes after its first use
+      k.live, c.cause, k.view = c, out.err, v
+      k.resolve_opts = { cancelled = true, trusted = ctx.trusted and not c.single and
+        ctx.clock() - c.first_sent < TOKEN_WINDOW_MS }
+    elseif v and rules.resolve(c, v) == "applied" then
+      -- the server saw this commit twice (a copy resent on the way): the first landed
       elapsed(ctx)
-      return adapter.success(ctx, c, nil, out.res)
-    elseif out.conflict then
-      local v = view_from(c, out.items, ctx.now_s())
-      if v then observe(ctx, c, v) end
-      local maybe = out.maybe or c.maybe
-      if maybe then
-        -- an earlier copy may have landed: what the items say decides
-        live, c.cause, view = c, out.err, v
-        -- DynamoDB keeps a ClientRequestToken for 10 minutes after its first use
-        resolve_opts = { cancelled = true, trusted = ctx.trusted and not c.single and
-          ctx.clock() - c.first_sent < TOKEN_WINDOW_MS }
-      elseif v and rules.resolve(c, v) == "applied" then
-        -- the server saw this commit twice (a copy resent on the way): the first landed
-        elapsed(ctx)
-        return adapter.success(ctx, c, v)
-      else
-        local final = adapter.refused and adapter.refused(ctx, c, out.items)
-        if final then return fail(ctx, final) end
-        if v then
-          current = {}
-          for i = 1, #targets do current[i] = state.raw(v[i]) end
-          ctx.read_at, ctx.from_answer = ctx.clock(), true
-          note_conflict(ctx, moved_in(c, v, #targets))
-        else
-          current = nil
-          note_conflict(ctx, adapter.all_moved and adapter.all_moved(ctx) or {})
-        end
-        live = nil
-      end
-    elseif out.transient then
-      if c.maybe then
-        live, c.cause, view = c, out.err, nil
-      else
-        current, live = nil, nil
-        local moved = {}
-        for _, k in ipairs(out.moved or {}) do
-          if k <= #targets then moved[#moved + 1] = k end
-        end
-        note_conflict(ctx, moved)
-      end
-    elseif out.lost then
-      c.maybe, c.cause, live = true, out.err, c
-      if not rules.can_settle(c) and not ctx.trusted then
-        return unknown(ctx, c, "the commit may or may not have been applied (" ..
-          tostring(out.err.code) .. "), and its items keep no write tokens that could tell",
-          out.err)
-      end
-      if ctx.trusted and not c.single then
-        resend = true     -- DynamoDB settles it: the same token lands at most once
-      else
-        view = nil
-      end
+      return done(ctx.adapter.success(ctx, c, v))
     else
-      if c.maybe then
-        -- refused now, but an earlier copy may have landed: read and resolve
-        live, c.cause, view = c, out.err, nil
+      local final = ctx.adapter.refused and ctx.adapter.refused(ctx, c, out.items)
+      if final then return done(fail(ctx, final)) end
+      if v then
+        current_from(k, #targets, v)
+        ctx.read_at, ctx.from_answer = ctx.clock(), true
+        note_conflict(ctx, moved_in(c, v, #targets))
       else
-        return fail(ctx, out.err)
+        k.current = nil
+        note_conflict(ctx, {})
       end
+      k.live = nil
     end
+  elseif out.transient then
+    if c.maybe then
+      k.live, c.cause, k.view = c, out.err, nil
+    else
+      k.current, k.live = nil, nil
+      local moved = {}
+      for _, i in ipairs(out.moved or {}) do
+        if i <= #targets then moved[#moved + 1] = i end
+      end
+      note_conflict(ctx, moved)
+    end
+  elseif out.lost then
+    c.maybe, c.cause, k.live, k.view = true, out.err, c, nil
+    if not rules.can_settle(c) and not ctx.trusted then
+      return done(unknown(ctx, c, "the commit may or may not have been applied (" ..
+        tostring(out.err.code) .. "), and its items keep no write tokens that could tell",
+        out.err))
+    end
+    -- trusted: DynamoDB settles it, the same token lands at most once
+    if ctx.trusted and not c.single then k.resend = true end
+  elseif c.maybe then
+    -- refused now, but an earlier copy may have landed: read and resolve
+    k.live, c.cause, k.view = c, out.err, nil
+  else
+    return done(fail(ctx, out.err))
+  end
+end
+
+--- Runs one call. ctx: client, clock, started, deadline, info, targets, adapter, fn,
+-- max_attempts (nil: as many as the deadline allows), pacer, sizer, trusted (a
+-- ClientRequestToken DynamoDB honours: resend instead of reading), on_conflict.
+function _M.run(ctx)
+  ctx.now_s = ctx.now_s or core.now
+  local k = { resend = false }
+  while true do
+    local result
+    if k.live and not k.resend then
+      result = step_resolve(ctx, k)
+    elseif not k.live and k.current == nil then
+      result = step_read(ctx, k)
+    end
+    if result then return unpack(result, 1, result.n) end
+    local c
+    c, result = step_plan(ctx, k)
+    if result then return unpack(result, 1, result.n) end
+    local out
+    out, result = step_commit(ctx, k, c)
+    if result then return unpack(result, 1, result.n) end
+    result = step_classify(ctx, k, c, out)
+    if result then return unpack(result, 1, result.n) end
   end
 end
 
