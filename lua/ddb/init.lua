@@ -109,7 +109,7 @@ end
 
 --- One Lua value as a DynamoDB AttributeValue (`42` becomes `{ N = "42" }`).
 -- @function marshal
--- @param v the value (see the README's table of values)
+-- @param v the value (see the table of values in docs/client.md)
 -- @return the AttributeValue table
 -- @raise naming the attribute path, for a value DynamoDB cannot store
 _M.marshal = core.marshal
