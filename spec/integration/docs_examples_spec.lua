@@ -16,9 +16,11 @@
 --                            luarocks_spec.lua runs (spec/support/install_commands.lua)
 --   excerpt FILE             every line must be a line of FILE, in order ("..." skips)
 --   nginx-module NAME        Lua saved as NAME.lua for the page's nginx (and compiled by luajit)
---   nginx-server METHOD PATH nginx locations put in the page's nginx (one per page, with
+--   nginx-server METHOD PATH [ANSWER]
+--                            nginx locations put in the page's nginx (one per page, with
 --                            every nginx-module of the page, spec/support/nginx/docs.conf),
---                            then METHOD PATH asked twice: 200 each time, nothing logged at
+--                            then METHOD PATH asked twice: 200 each time (the second answer
+--                            matching the Lua pattern ANSWER, when given), nothing logged at
 --                            error level or above
 --   skip REASON              not run; the reason is printed (busted counts it pending)
 -- An unmarked block in another language, an unknown kind, a skip without a reason, or a
@@ -342,13 +344,17 @@ describe("the code blocks of the README and docs/", function()
   end
 
   HANDLERS["nginx-server"] = function(b)
-    local method, path = b.args:match("^(%u+) (/%S*)$")
-    assert(method, b.page .. ":" .. b.line .. ": nginx-server needs METHOD PATH")
+    local method, path, want = b.args:match("^(%u+) (/%S*)%s*(.-)$")
+    assert(method, b.page .. ":" .. b.line .. ": nginx-server needs METHOD PATH [ANSWER]")
     local srv = nginx_for(b.page)
     for i = 1, 2 do
       local status, body = runner.http(method, srv:url(path))
       assert.are.equal(200, status, ("%s %s (%d): %s\n%s"):format(method, path, i,
         tostring(body), srv:log()))
+      -- the second answer, from the same worker, may have to say what the first left behind
+      if i == 2 and want ~= "" then
+        assert.matches(want, (body:gsub("%s+$", "")))
+      end
     end
     for _, level in ipairs{ "[error]", "[alert]", "[crit]", "[emerg]" } do
       assert.is_nil(srv:log():find(level, 1, true), srv:log())
