@@ -322,8 +322,9 @@ _M.Client = Client
 --  * `retry`: `{ base_ms, throttle_base_ms, cap_ms, quota }`
 --  * `transport`: `"curl"`, `"ngx"` or a table with `request` and `sleep`
 --  * `ca_bundle` (libcurl; default: `AWS_CA_BUNDLE`)
---  * `on_event`: `function(ev)`, the metrics hook (`op`, `status`, `code`, `attempt`,
---    `latency_ms`, `request_id`, `consumed_capacity`)
+--  * `on_event`: `function(ev)`, the metrics hook: one event per attempt, `kind = "request"`,
+--    with `op`, `table`, `status`, `code`, `attempt`, `latency_ms`, `request_id`,
+--    `consumed_capacity` (docs/metrics.md)
 --  * `log`: `function(level, message)` for the credential cache's warnings (default:
 --    nginx's error log or stderr)
 --  * `clock`: a function returning monotonic milliseconds, for deadlines and waits

@@ -63,7 +63,9 @@ _M.Store = Store
 --   are writing (two round trips); `idempotent` (commit through
 --   TransactWriteItems with a ClientRequestToken, so that DynamoDB settles lost answers;
 --   twice the write cost); `on_conflict` (`function(ctx)` with `key`, `table`, `attempt`,
---   `conflicts`, `elapsed_ms`); `on_event` (`function(ev)`, the metrics hook).
+--   `conflicts`, `elapsed_ms`); `on_event` (`function(ev)`, the metrics hook: one
+--   `kind = "call"` event per call, and the client's request events when the store makes
+--   the client; docs/metrics.md).
 -- Unknown option names and values of the wrong type or range raise, naming the option.
 -- @return store | nil, err (the client could not be made)
 function _M.new(opts)
