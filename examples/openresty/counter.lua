@@ -1,6 +1,7 @@
 --- A counter endpoint for examples/openresty/nginx.conf: POST /counter/<name> adds one
--- through ddb.optimistic's with_item (never lost, never counted twice), GET reads it.
--- Answers are JSON: {"name": ..., "count": n} or {"error": code, "applied": "no"|"maybe"}.
+-- through ddb.optimistic's with_item (never lost, never counted twice), GET reads it,
+-- DELETE removes it. Answers are JSON: {"name": ..., "count": n, "conflicts": n} or
+-- {"error": code, "applied": "no"|"maybe"}. metrics.conf sets `on_event` (see configure).
 -- luacheck: globals ngx.status ngx.header
 
 local ddb = require "ddb"
@@ -19,6 +20,13 @@ local _M = {}
 -- it belongs to one request (each call opens or borrows its own cosocket; idle connections
 -- sit in nginx's per-worker pool). Workers share nothing, so any worker count works.
 local store
+local on_event   -- the metrics hook, if configure gave one
+
+--- Settings for the stores the workers make, from init_by_lua: `on_event`, the metrics hook
+-- (examples/openresty/metrics.lua's).
+function _M.configure(opts)
+  on_event = opts.on_event
+end
 
 local function get_store()
   if store then return store end
@@ -28,11 +36,11 @@ local function get_store()
       "(and nginx.conf needs `env DDB_COUNTER_TABLE;`)", applied = "no" }
   end
   -- region, endpoint and credentials come from AWS_* variables passed by `env` directives
-  local client, err = ddb.new{ timeout_ms = 2000, deadline_ms = 5000 }
+  local client, err = ddb.new{ timeout_ms = 2000, deadline_ms = 5000, on_event = on_event }
   if not client then return nil, err end
   local s
   s, err = optimistic.new{ table = table_name, client = client, key = { "pk" },
-    max_attempts = 50, deadline_ms = 10000 }
+    max_attempts = 50, deadline_ms = 10000, on_event = on_event }
   if not s then return nil, err end
   store = s
   return store
@@ -65,15 +73,20 @@ function _M.handle(name)
   if not s then return failed(name, err) end
   local method = ngx.req.get_method()
   if method == "POST" then
-    local item, werr = s:with_item({ pk = name }, add_one)
-    if not item then return failed(name, werr) end
-    return reply(200, { name = name, count = item.count })
+    local item, werr, info = s:with_item({ pk = name }, add_one)
+    if werr then return failed(name, werr) end
+    return reply(200, { name = name, count = item.count, conflicts = info.conflicts })
   elseif method == "GET" then
     local item, gerr = s:get({ pk = name })
-    if not item then return failed(name, gerr) end
-    return reply(200, { name = name, count = item and tonumber(tostring(item.count)) or 0 })
+    if gerr then return failed(name, gerr) end
+    local count = item ~= ddb.null and tonumber(tostring(item.count)) or 0
+    return reply(200, { name = name, count = count })
+  elseif method == "DELETE" then
+    local _, derr = s:with_item({ pk = name }, function() return optimistic.DELETE end)
+    if derr then return failed(name, derr) end
+    return reply(200, { name = name, count = 0 })
   end
-  ngx.header["Allow"] = "GET, POST"
+  ngx.header["Allow"] = "GET, POST, DELETE"
   return reply(405, { error = "MethodNotAllowed" })
 end
 

@@ -109,7 +109,7 @@ end
 
 --- One Lua value as a DynamoDB AttributeValue (`42` becomes `{ N = "42" }`).
 -- @function marshal
--- @param v the value (see the README's table of values)
+-- @param v the value (see the table of values in docs/client.md)
 -- @return the AttributeValue table
 -- @raise naming the attribute path, for a value DynamoDB cannot store
 _M.marshal = core.marshal
@@ -322,8 +322,9 @@ _M.Client = Client
 --  * `retry`: `{ base_ms, throttle_base_ms, cap_ms, quota }`
 --  * `transport`: `"curl"`, `"ngx"` or a table with `request` and `sleep`
 --  * `ca_bundle` (libcurl; default: `AWS_CA_BUNDLE`)
---  * `on_event`: `function(ev)`, the metrics hook (`op`, `status`, `code`, `attempt`,
---    `latency_ms`, `request_id`, `consumed_capacity`)
+--  * `on_event`: `function(ev)`, the metrics hook: one event per attempt, `kind = "request"`,
+--    with `op`, `table`, `status`, `code`, `attempt`, `latency_ms`, `request_id`,
+--    `consumed_capacity` (docs/metrics.md)
 --  * `log`: `function(level, message)` for the credential cache's warnings (default:
 --    nginx's error log or stderr)
 --  * `clock`: a function returning monotonic milliseconds, for deadlines and waits

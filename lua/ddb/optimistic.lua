@@ -63,7 +63,9 @@ _M.Store = Store
 --   are writing (two round trips); `idempotent` (commit through
 --   TransactWriteItems with a ClientRequestToken, so that DynamoDB settles lost answers;
 --   twice the write cost); `on_conflict` (`function(ctx)` with `key`, `table`, `attempt`,
---   `conflicts`, `elapsed_ms`); `on_event` (`function(ev)`, the metrics hook).
+--   `conflicts`, `elapsed_ms`); `on_event` (`function(ev)`, the metrics hook: one
+--   `kind = "call"` event per call, and the client's request events when the store makes
+--   the client; docs/metrics.md).
 -- Unknown option names and values of the wrong type or range raise, naming the option.
 -- @return store | nil, err (the client could not be made)
 function _M.new(opts)
@@ -223,6 +225,8 @@ function One.conflict_event(ctx)
     conflicts = info.conflicts, elapsed_ms = ctx.clock() - ctx.started }
 end
 
+local GET_OPTIONS = { deadline_ms = true }
+
 local function check_call_opts(opts, where)
   if opts ~= nil and type(opts) ~= "table" then
     error("bad argument #3 to '" .. where .. "' (options table expected)", 3)
@@ -270,18 +274,12 @@ function Store:with_item(key, fn, opts)
     ctx.expect_given = opts.expect_version
     ctx.expect = opts.expect_version and core.version_parse(tostring(opts.expect_version))
   end
+  ctx.targets = { { name = 1, table = self.table, key = key, cfg = self.cfg, label = "item" } }
   local names, kerr = self:key_schema({ deadline = ctx.deadline })
-  if not names then
-    kerr.applied, kerr.info = "no", ctx.info
-    return nil, kerr
-  end
+  if not names then return engine.refuse(ctx, kerr) end
   local kav, verr = keyschema.av(self.table, key, names)
-  if not kav then
-    verr.info = ctx.info
-    return nil, verr
-  end
-  ctx.targets = { { name = 1, table = self.table, key = key, kav = kav, names = names,
-    cfg = self.cfg, label = "item" } }
+  if not kav then return engine.refuse(ctx, verr) end
+  ctx.targets[1].kav, ctx.targets[1].names = kav, names
   return engine.call(ctx)
 end
 
@@ -368,7 +366,10 @@ end
 -- @return item (or ddb.null), nil, info | nil, err
 function Store:get(key, opts)
   if type(key) ~= "table" then error("bad argument #1 to 'get' (key table expected)", 2) end
-  opts = check_call_opts(opts, "get")
+  if opts ~= nil and type(opts) ~= "table" then
+    error("bad argument #2 to 'get' (options table expected)", 2)
+  end
+  opts = settings.check("get", opts, GET_OPTIONS, nil, 2)
   local clock = self.client.clock or core.monotonic_ms
   local deadline = clock() + (opts.deadline_ms or self.deadline_ms)
   local names, err = self:key_schema({ deadline = deadline })

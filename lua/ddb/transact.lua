@@ -524,11 +524,7 @@ function _M.with_items(target, keys, fn, opts)
     pacer = s.store and s.store.pacer or pace.new(s.backoff_base_ms, s.backoff_cap_ms),
     on_event = s.on_event, owner = s.store or s.client, op = "with_items",
   }
-  local function refuse(err)
-    info.elapsed_ms = clock() - started
-    err.applied, err.info = "no", info
-    return nil, err
-  end
+  local function refuse(err) return engine.refuse(ctx, err) end
   if #refs > _M.MAX_ACTIONS then
     return refuse(invalid(("%d items to read; a transaction holds at most %d")
       :format(#refs, _M.MAX_ACTIONS)))

@@ -8,19 +8,16 @@
 local helper = require "helper"
 
 local q = helper.shell_quote
-local DEFAULT_ROCKSPEC = "rockspec/ddb-optimistic-0.1.0-1.rockspec"
+local install = require "support.install_commands"
+local DEFAULT_ROCKSPEC = install.ROCKSPEC
 local ROCKSPEC = os.getenv("DDB_TEST_ROCKSPEC") or DEFAULT_ROCKSPEC
 local runner = require "support.nginx.runner"
 
--- The README's commands, run as written plus --tree (and the config file the LuaJIT one
--- writes first); the last spec checks that the README still says them.
-local CMD_54 = "luarocks --lua-version 5.4 make " .. DEFAULT_ROCKSPEC
-local LUAJIT_CONFIG = [[printf 'lua_interpreter = "luajit"\nvariables = { LUA_INCDIR = ]] ..
-  [["/usr/include/luajit-2.1" }\n' > luajit.lua]]
-local CMD_JIT = "LUAROCKS_CONFIG=luajit.lua luarocks --lua-version 5.1 make " ..
-  DEFAULT_ROCKSPEC
-local CMD_OPENRESTY = "luarocks --lua-version 5.1 --tree /opt/ddb make " .. DEFAULT_ROCKSPEC ..
-  " LUA_INCDIR=/usr/include/luajit-2.1"
+-- The README's commands (spec/support/install_commands.lua), run as written plus --tree (and
+-- the config file the LuaJIT one writes first); the last spec checks that the README still
+-- says them, and docs_examples_spec that its install blocks say nothing else.
+local CMD_54, LUAJIT_CONFIG, CMD_JIT, CMD_OPENRESTY =
+  install.CMD_54, install.LUAJIT_CONFIG, install.CMD_JIT, install.CMD_OPENRESTY
 
 local function sh(cmd)
   local p = assert(io.popen(cmd .. " 2>&1; echo \"exit=$?\""))
@@ -321,9 +318,7 @@ describe("the README's Install section", function()
     local f = assert(io.open(helper.root .. "README.md"))
     local readme = f:read("*a")
     f:close()
-    for _, cmd in ipairs{ CMD_54, LUAJIT_CONFIG, CMD_JIT, CMD_OPENRESTY,
-        'lua_package_path "/opt/ddb/share/lua/5.1/?.lua;/opt/ddb/share/lua/5.1/?/init.lua;;";',
-        'lua_package_cpath "/opt/ddb/lib/lua/5.1/?.so;;";' } do
+    for _, cmd in ipairs(install.ALL) do
       assert.truthy(readme:find(cmd, 1, true), cmd)
     end
   end)

@@ -79,7 +79,7 @@ local function record_landing(sim, tag, changes)
             local post = ch.post and ch.post[n]
             local writes = (post == nil) ~= (p[n] == nil) or (post and not core.av_equal(post, p[n]))
             -- writers without versions are outside what versions protect against a delete
-            -- or a whole-item put (README: put mode); an update leaves their attributes be
+            -- or a whole-item put (docs/with_item.md: put mode); an update leaves their attributes be
             if UNVERSIONED[n] and (ch.post == nil or ch.op == "PutItem" or ch.op == "Put") then
               if differs and writes then
                 sim.stats.unversioned_replaced = sim.stats.unversioned_replaced + 1

@@ -459,3 +459,18 @@ describe("store:with_each", function()
     end, "boom")
   end)
 end)
+
+describe("metrics for calls refused before their first read", function()
+  it("still send the call's summary, with the error's code and elapsed time", function()
+    local events = {}
+    local s = assert(optimistic.new{ table = "T", client = client(fake()), key = { "pk" },
+      on_event = function(ev) if ev.kind == "call" then events[#events + 1] = ev end end })
+    local _, err = s:with_item({ id = "not the key" }, incr)
+    assert.equal("ValidationError", err.code)
+    assert.is_number(err.info.elapsed_ms)
+    assert.equal(1, #events)
+    assert.equal("ValidationError", events[1].outcome)
+    assert.same({ "T" }, events[1].tables)
+    assert.has_error(function() s:get({ pk = "x" }, { max_attempts = 3 }) end)
+  end)
+end)

@@ -160,13 +160,28 @@ local function summary(ctx, ok, err, info)
   local on_event = ctx.on_event
   if not on_event then return end
   info = info or (err and err.info) or ctx.info
+  local tables, seen = {}, {}
+  for _, t in ipairs(ctx.targets or {}) do
+    if not seen[t.table] then
+      seen[t.table] = true
+      tables[#tables + 1] = t.table
+    end
+  end
   ddb.run_hook(ctx.owner or ctx, on_event, {
-    kind = "call", op = ctx.op, table = ctx.targets and ctx.targets[1] and ctx.targets[1].table,
+    kind = "call", op = ctx.op, table = tables[1], tables = tables,
     outcome = ok and "ok" or tostring(err and err.code), action = info.action,
     attempts = info.attempts, conflicts = info.conflicts, requests = info.requests,
     resends = info.resends, elapsed_ms = info.elapsed_ms,
     consumed_capacity = info.consumed_capacity,
   })
+end
+
+--- Ends a call refused before its first step (a key that does not fit the table, a failed
+-- DescribeTable) as every failure ends: applied "no", its statistics, its summary event.
+function _M.refuse(ctx, err)
+  local res, e, info = fail(ctx, err)
+  summary(ctx, false, e, info)
+  return res, e, info
 end
 
 --- Runs one call and reports it to the metrics hook (ctx.on_event, ctx.op).

@@ -25,11 +25,10 @@
 -- deployments route egress at the network level instead. A warning is logged when such a
 -- variable is visible, so that a direct connection is never a silent surprise.
 --
--- Outcomes. A failure before the request can have reached the server (connect, DNS, TLS
--- handshake, or sending the request line, see below) is applied = "no"; one after
--- (send of headers and body, timeout or close while reading, an answer too large to read) is
--- applied = "maybe". maybe_resent is always false: nothing is ever sent twice behind the
--- caller's back.
+-- Outcomes. A failure before the request can have reached the server whole (connect, DNS,
+-- TLS handshake, or a send that fails, see below) is applied = "no"; one after it (timeout
+-- or close while reading, an answer too large to read) is applied = "maybe". maybe_resent
+-- is always false: nothing is ever sent twice behind the caller's back.
 --
 -- Bounds. Every read waits at most for what is left of the request's time, and takes what
 -- has arrived (receiveany) rather than waiting for a count or a pattern: nginx restarts a
@@ -40,15 +39,13 @@
 -- (AnswerTooLarge).
 --
 -- Stale pooled connections. nginx drops a pooled connection as soon as its event loop sees
--- the server close it; one closed since then is only found by using it. So the request
--- line ("POST / HTTP/1.1") goes out in a send of its own, and the rest only once that one
--- has succeeded: when the first send fails, at most part of the request line has left,
--- and that is no request. Such a pooled connection (typically reset by the server) is
--- dropped and the request goes out on the next one, or on a new connection, which gets no
--- second chance. Every later failure is "maybe": after a plain close (FIN) the kernel
--- still accepts the request line, so that case cannot be told from a server that read the
--- request and died. TCP_NODELAY is set so that the second send never waits for the first
--- one's acknowledgement.
+-- the server close it; one closed since then is only found by using it. The whole request
+-- goes out in one send; when that send fails, at most part of the request has left (the
+-- body short of its Content-Length), and no server acts on that. Such a pooled connection
+-- (typically reset by the server) is dropped and the request goes out on the next one, or
+-- on a new connection, which gets no second chance. Every later failure is "maybe": after a
+-- plain close (FIN) the kernel still accepts the request, so that case cannot be told from
+-- a server that read the request and died. TCP_NODELAY is set on new connections.
 --
 -- Aborted requests. If the downstream client goes away while a call is in flight, nginx
 -- lets the handler run on unless `lua_check_client_abort on` is set; with it (and no
