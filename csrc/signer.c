@@ -1,5 +1,6 @@
 /* The signer object: credentials, scope and the cached signing key behind one userdata.
- * It turns (operation, body) into the signed header lines of a DynamoDB request. */
+ * A generic SigV4 request signer (sign_generic, signer:sign_request) and its DynamoDB
+ * wrapper (signer_sign, signer:prepare); the signing key never leaves C. */
 #include "signer.h"
 #include "sigv4.h"
 #include "buf.h"
@@ -7,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -282,15 +284,53 @@ static int run_stages(signer *s, const sigv4_request *req, const char *amz_date,
                                st->signature);
 }
 
-/* signer:stages(method, path, query, headers, body, amz_date) -> table of every stage.
- * headers is a list of {name, value} pairs so that order and repeats are kept. */
+/* Reads a list of {name, value} pairs at stack index idx into a new userdata array with
+ * room for `extra` more (left on the stack, the strings stay alive in the list). Header
+ * names that the signer owns (host, x-amz-date, x-amz-security-token, authorization) are
+ * refused when own is set. */
+static sigv4_header *check_headers(lua_State *L, int idx, size_t extra, int own, size_t *n)
+{
+    size_t nh, i;
+    sigv4_header *hs;
+    luaL_checktype(L, idx, LUA_TTABLE);
+    nh = lua_rawlen(L, idx);
+    hs = lua_newuserdata(L, (nh + extra ? nh + extra : 1) * sizeof *hs);
+    for (i = 0; i < nh; i++) {
+        lua_rawgeti(L, idx, (int)i + 1);
+        luaL_checktype(L, -1, LUA_TTABLE);
+        lua_rawgeti(L, -1, 1);
+        lua_rawgeti(L, -2, 2);
+        hs[i].name = luaL_checklstring(L, -2, &hs[i].name_len);
+        hs[i].value = luaL_checklstring(L, -1, &hs[i].value_len);
+        if (memchr(hs[i].name, '\r', hs[i].name_len) || memchr(hs[i].name, '\n', hs[i].name_len) ||
+            memchr(hs[i].value, '\r', hs[i].value_len) || memchr(hs[i].value, '\n', hs[i].value_len))
+            luaL_error(L, "header %d holds a line break", (int)i + 1);
+        if (own) {
+            static const char *const owned[] = {"host", "x-amz-date", "x-amz-security-token",
+                                                "authorization", NULL};
+            int k;
+            for (k = 0; owned[k] != NULL; k++)
+                if (hs[i].name_len == strlen(owned[k]) &&
+                    strncasecmp(hs[i].name, owned[k], hs[i].name_len) == 0)
+                    luaL_error(L, "header '%s' is the signer's own; leave it out", owned[k]);
+        }
+        lua_pop(L, 3);
+    }
+    *n = nh;
+    return hs;
+}
+
+/* signer:stages(method, path, query, headers, body, amz_date) -> table of every stage
+ * (canonical request, signed headers, scope, string to sign, signature, authorization),
+ * for the official test vectors. headers is a list of {name, value} pairs, signed as given
+ * (order and repeats kept). The signing key stays in C. */
 static int signer_stages(lua_State *L)
 {
     signer *s = signer_check(L, 1);
     const char *method = luaL_checkstring(L, 2);
     const char *path = luaL_checkstring(L, 3);
     const char *query = luaL_optstring(L, 4, NULL);
-    size_t body_len, nh, i;
+    size_t body_len, nh;
     const char *body;
     const char *amz_date = luaL_checkstring(L, 7);
     sigv4_header *hs;
@@ -299,21 +339,10 @@ static int signer_stages(lua_State *L)
     unsigned char key[SIGV4_KEY_LEN];
     int rc;
 
-    luaL_checktype(L, 5, LUA_TTABLE);
     if (s->access_key == NULL || s->region == NULL)
         return luaL_error(L, "signer is closed");
     body = luaL_optlstring(L, 6, "", &body_len);
-    nh = lua_rawlen(L, 5);
-    hs = lua_newuserdata(L, (nh ? nh : 1) * sizeof *hs);
-    for (i = 0; i < nh; i++) {
-        lua_rawgeti(L, 5, (int)i + 1);
-        luaL_checktype(L, -1, LUA_TTABLE);
-        lua_rawgeti(L, -1, 1);
-        lua_rawgeti(L, -2, 2);
-        hs[i].name = luaL_checklstring(L, -2, &hs[i].name_len);
-        hs[i].value = luaL_checklstring(L, -1, &hs[i].value_len);
-        lua_pop(L, 3);   /* the strings stay alive in the headers table */
-    }
+    hs = check_headers(L, 5, 0, 0, &nh);
     req.method = method;
     req.path = path;
     req.query = query;
@@ -323,6 +352,7 @@ static int signer_stages(lua_State *L)
     req.body_len = body_len;
     stages_init(&st);
     rc = run_stages(s, &req, amz_date, &st, key);
+    OPENSSL_cleanse(key, sizeof key);
     if (rc == 0) {
         lua_createtable(L, 0, 6);
         lua_pushlstring(L, st.creq.data, st.creq.len);
@@ -337,17 +367,7 @@ static int signer_stages(lua_State *L)
         lua_setfield(L, -2, "signature");
         lua_pushstring(L, st.auth.data);
         lua_setfield(L, -2, "authorization");
-        {
-            buf hex;
-            buf_init(&hex);
-            if (buf_addhex(&hex, key, SIGV4_KEY_LEN) == 0) {
-                lua_pushlstring(L, hex.data, hex.len);
-                lua_setfield(L, -2, "signing_key");
-            }
-            buf_wipe(&hex);
-        }
     }
-    OPENSSL_cleanse(key, sizeof key);
     stages_free(&st);
     if (rc != 0)
         return luaL_error(L, "signing failed: out of memory");
@@ -391,17 +411,66 @@ static void put_line(signer_lines *out, const char *line, int which)
     out->n++;
 }
 
+/* Formats the signer's amz_date for epoch (once per second: requests come many to the
+ * second). Returns -1 for an unrepresentable time. */
+static int set_amz_date(signer *s, long long epoch)
+{
+    if (s->amz_date[0] == '\0' || s->date_epoch != epoch) {
+        if (sigv4_amz_date(epoch, s->amz_date) != 0) {
+            s->amz_date[0] = '\0';
+            return -1;
+        }
+        s->date_epoch = epoch;
+    }
+    return 0;
+}
+
+/* The generic SigV4 request signer, for any service: signs method, path, query, the
+ * caller's headers hs[0..n-1] and body, adding host (the signer's), x-amz-date and
+ * x-amz-security-token to hs (which has room for n + 3). The Authorization value is left in
+ * s->work.auth and the date in s->amz_date. The signing key never leaves this function (it
+ * is wiped before returning). Returns 0, -1 on no memory, -2 on an unrepresentable time. */
+static int sign_generic(signer *s, const char *method, const char *path, const char *query,
+                        sigv4_header *hs, size_t n, const char *body, size_t body_len,
+                        long long epoch)
+{
+    sigv4_request req;
+    unsigned char key[SIGV4_KEY_LEN];
+    int rc;
+
+    if (set_amz_date(s, epoch) != 0)
+        return -2;
+#define HDR(nm, val) do { hs[n].name = nm; hs[n].name_len = sizeof(nm) - 1; \
+        hs[n].value = val; hs[n].value_len = strlen(val); n++; } while (0)
+    HDR("host", s->host);
+    HDR("x-amz-date", s->amz_date);
+    if (s->session_token != NULL)
+        HDR("x-amz-security-token", s->session_token);
+#undef HDR
+    req.method = method;
+    req.path = path;
+    req.query = query;
+    req.headers = hs;
+    req.nheaders = n;
+    req.body = body;
+    req.body_len = body_len;
+    /* the buffers stay in the signer (collected with it), so a Lua error after this leaks
+     * nothing; the key is on the stack and wiped before anything can raise */
+    stages_reset(&s->work);
+    rc = run_stages(s, &req, s->amz_date, &s->work, key);
+    OPENSSL_cleanse(key, sizeof key);
+    return rc == 0 ? 0 : -1;
+}
+
+/* The DynamoDB wrapper of sign_generic: POST / with the JSON protocol's headers. */
 int signer_sign(lua_State *L, signer *s, const char *op, size_t oplen, const char *body,
                 size_t body_len, int epoch_idx, signer_lines *out)
 {
     long long epoch = epoch_idx ? now_epoch(L, s, epoch_idx) : (long long)time(NULL) + s->skew;
     char target[160];
     sigv4_header hs[5];
-    sigv4_request req;
-    stages *st = &s->work;
-    unsigned char key[SIGV4_KEY_LEN];
     size_t at[4];
-    int nh = 0, rc, i, ndyn;
+    int rc, i, ndyn;
     const char *host_line, *type_line, *agent_line = NULL;
     static const char content_type[] = "application/x-amz-json-1.0";
 
@@ -409,38 +478,19 @@ int signer_sign(lua_State *L, signer *s, const char *op, size_t oplen, const cha
         return luaL_error(L, "operation must be a DynamoDB operation name");
     if (s->access_key == NULL || s->host == NULL)
         return luaL_error(L, "signer is closed");
-    /* requests come many to the second: format the date once per second */
-    if (s->amz_date[0] == '\0' || s->date_epoch != epoch) {
-        if (sigv4_amz_date(epoch, s->amz_date) != 0) {
-            s->amz_date[0] = '\0';
-            return luaL_error(L, "clock gives an unrepresentable time");
-        }
-        s->date_epoch = epoch;
-    }
     snprintf(target, sizeof target, "%s.%s", s->target_prefix ? s->target_prefix :
              "DynamoDB_20120810", op);
-
-#define HDR(nm, val) do { hs[nh].name = nm; hs[nh].name_len = sizeof(nm) - 1; \
-        hs[nh].value = val; hs[nh].value_len = strlen(val); nh++; } while (0)
-    HDR("host", s->host);
-    HDR("content-type", content_type);
-    HDR("x-amz-date", s->amz_date);
-    HDR("x-amz-target", target);
-    if (s->session_token != NULL)
-        HDR("x-amz-security-token", s->session_token);
-#undef HDR
-    req.method = "POST";
-    req.path = "/";
-    req.query = NULL;
-    req.headers = hs;
-    req.nheaders = (size_t)nh;
-    req.body = body;
-    req.body_len = body_len;
-    /* the buffers stay in the signer (collected with it), so a Lua error below leaks
-     * nothing; the key is on the stack and wiped before anything can raise */
-    stages_reset(st);
-    rc = run_stages(s, &req, s->amz_date, st, key);
-    OPENSSL_cleanse(key, sizeof key);
+    hs[0].name = "content-type";
+    hs[0].name_len = sizeof "content-type" - 1;
+    hs[0].value = content_type;
+    hs[0].value_len = sizeof content_type - 1;
+    hs[1].name = "x-amz-target";
+    hs[1].name_len = sizeof "x-amz-target" - 1;
+    hs[1].value = target;
+    hs[1].value_len = strlen(target);
+    rc = sign_generic(s, "POST", "/", NULL, hs, 2, body, body_len, epoch);
+    if (rc == -2)
+        return luaL_error(L, "clock gives an unrepresentable time");
 
     host_line = fixed_line(s, LINE_HOST, "Host: ", s->host);
     type_line = fixed_line(s, LINE_TYPE, "Content-Type: ", content_type);
@@ -454,7 +504,7 @@ int signer_sign(lua_State *L, signer *s, const char *op, size_t oplen, const cha
         ADD_LINE(&s->lines, &at[ndyn++], "X-Amz-Target: ", target) ||
         (s->session_token != NULL &&
          ADD_LINE(&s->lines, &at[ndyn++], "X-Amz-Security-Token: ", s->session_token)) ||
-        ADD_LINE(&s->lines, &at[ndyn++], "Authorization: ", st->auth.data))
+        ADD_LINE(&s->lines, &at[ndyn++], "Authorization: ", s->work.auth.data))
         return luaL_error(L, "signing failed: out of memory");
 
     /* the order the Lua list has always had (spec/unit/sigv4_spec.lua) */
@@ -466,6 +516,46 @@ int signer_sign(lua_State *L, signer *s, const char *op, size_t oplen, const cha
     if (agent_line != NULL)
         put_line(out, agent_line, LINE_AGENT);
     return out->n;
+}
+
+/* signer:sign_request(method, path, query, headers, body[, epoch]) -> lines, amz_date
+ * The generic SigV4 signer (any service: the signer's `service`): headers is a list of
+ * {name, value} pairs the caller sends; the signer adds and signs Host (its own host),
+ * X-Amz-Date and X-Amz-Security-Token. lines: the "Name: value" lines to send besides the
+ * caller's headers and Host: X-Amz-Date, X-Amz-Security-Token (with a session token) and
+ * Authorization. path is already URI-encoded; query is "a=1&b=2" or nil. */
+static int signer_sign_request(lua_State *L)
+{
+    signer *s = signer_check(L, 1);
+    const char *method = luaL_checkstring(L, 2);
+    const char *path = luaL_checkstring(L, 3);
+    const char *query = luaL_optstring(L, 4, NULL);
+    size_t body_len, nh;
+    const char *body = luaL_optlstring(L, 6, "", &body_len);
+    long long epoch;
+    sigv4_header *hs;
+    int rc, n = 0;
+
+    if (s->access_key == NULL || s->host == NULL)
+        return luaL_error(L, "signer is closed");
+    epoch = now_epoch(L, s, 7);
+    hs = check_headers(L, 5, 3, 1, &nh);
+    rc = sign_generic(s, method, path, query, hs, nh, body, body_len, epoch);
+    if (rc == -2)
+        return luaL_error(L, "clock gives an unrepresentable time");
+    if (rc != 0)
+        return luaL_error(L, "signing failed: out of memory");
+    lua_createtable(L, 3, 0);
+    lua_pushfstring(L, "X-Amz-Date: %s", s->amz_date);
+    lua_rawseti(L, -2, ++n);
+    if (s->session_token != NULL) {
+        lua_pushfstring(L, "X-Amz-Security-Token: %s", s->session_token);
+        lua_rawseti(L, -2, ++n);
+    }
+    lua_pushfstring(L, "Authorization: %s", s->work.auth.data);
+    lua_rawseti(L, -2, ++n);
+    lua_pushstring(L, s->amz_date);
+    return 2;
 }
 
 /* signer:prepare(operation, body[, epoch]) -> list of "Name: value" header lines, amz_date.
@@ -523,6 +613,7 @@ void signer_register(lua_State *L)
 {
     static const luaL_Reg methods[] = {
         {"prepare", signer_prepare},
+        {"sign_request", signer_sign_request},
         {"stages", signer_stages},
         {"set_credentials", signer_set_credentials},
         {"skew", signer_skew},

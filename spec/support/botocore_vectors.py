@@ -14,6 +14,9 @@ Each case has two parts:
       signer:stages() unchanged.
   "prepare": the header set signer:prepare() builds for one operation, signed by
       botocore; the spec compares the Authorization line prepare() produces.
+  "generic": a request to another service (sts, iam, sqs, execute-api; GET or POST, a
+      path, a query of unreserved characters, form or JSON bodies), signed by botocore;
+      the spec signs it with signer:sign_request() and compares the Authorization line.
 
 How the header sets are kept comparable:
   * Only headers both signers treat alike are generated. Both leave out user-agent,
@@ -149,12 +152,12 @@ class RecordingSigV4Auth(SigV4Auth):
         return self.recorded_sig
 
 
-def sign(creds, region, url, headers, body, when):
+def sign(creds, region, url, headers, body, when, method="POST", service="dynamodb"):
     """Signs with SigV4Auth.add_auth at the fixed time; returns the request and signer."""
-    request = AWSRequest(method="POST", url=url, data=body)
+    request = AWSRequest(method=method, url=url, data=body)
     for name, value in headers:
         request.headers[name] = value    # appends: repeats are kept, in order
-    auth = RecordingSigV4Auth(creds, "dynamodb", region)
+    auth = RecordingSigV4Auth(creds, service, region)
     saved = botocore.auth.get_current_datetime
     botocore.auth.get_current_datetime = lambda: when
     try:
@@ -166,6 +169,47 @@ def sign(creds, region, url, headers, body, when):
         raise SystemExit("botocore signed with %r, not the fixed time %r"
                          % (request.context["timestamp"], want))
     return request, auth
+
+
+GENERIC_SERVICES = ["sts", "iam", "sqs", "execute-api"]
+UNRESERVED = string.ascii_letters + string.digits + "-_.~"
+
+
+def make_generic(r, creds, region, scheme, host, when):
+    """A request to another service; the caller's headers leave out what the signer owns
+    (Host, X-Amz-Date, X-Amz-Security-Token)."""
+    service = r.choice(GENERIC_SERVICES)
+    method = r.choice(["GET", "POST"])
+    segments = [rand_token(r, r.randint(1, 8), string.ascii_letters + string.digits + "-_")
+                for _ in range(r.randint(0, 3))]
+    path = "/" + "/".join(segments)
+    query = None
+    if r.random() < 0.6:
+        params = [(rand_token(r, r.randint(1, 6), UNRESERVED),
+                   rand_token(r, r.randint(0, 10), UNRESERVED))
+                  for _ in range(r.randint(1, 4))]
+        query = "&".join("%s=%s" % kv for kv in params)
+    headers = []
+    if method == "POST" and r.random() < 0.5:
+        headers.append((rand_case(r, "Content-Type"),
+                        "application/x-www-form-urlencoded; charset=utf-8"))
+        body = ("Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleArn=arn%3Aaws%3Aiam"
+                "%3A%3A123456789012%3Arole%2F" + rand_token(r, 8)).encode()
+    elif method == "POST":
+        headers.append((rand_case(r, "Content-Type"), "application/json"))
+        body = json.dumps({"note": rand_text(r, r.randint(0, 40))}).encode("utf-8")
+    else:
+        body = b""
+    if r.random() < 0.4:
+        headers.append((rand_case(r, "X-Amz-Meta-Note"), spaced(r, "a  b")))
+    for name, value in r.sample(UNSIGNED[:4], r.randint(0, 2)):
+        headers.append((rand_case(r, name), value(r)))
+    url = "%s://%s%s%s" % (scheme, host, path, "?" + query if query else "")
+    request, _ = sign(creds, region, url, [("Host", host)] + headers, body, when,
+                      method=method, service=service)
+    return {"service": service, "method": method, "path": path, "query": query,
+            "headers": [[k, v] for k, v in headers], "body": body.decode("utf-8"),
+            "authorization": request.headers["Authorization"]}
 
 
 def make_case(r, i):
@@ -220,8 +264,11 @@ def make_case(r, i):
                     ("X-Amz-Target", "DynamoDB_20120810." + op), ("User-Agent", user_agent)]
     prep, _ = sign(creds, region, url, prep_headers, body, when)
 
+    generic = make_generic(r, creds, region, scheme, host, when)
+
     return {
         "id": i,
+        "generic": generic,
         "credentials": {"access_key": access_key, "secret_key": secret_key,
                         "session_token": token},
         "region": region,
