@@ -191,6 +191,26 @@ local function plain_of(cfg, av)
   return item
 end
 
+-- The item as a write wrote it, without converting the item back: the function's result (a
+-- fresh table, the caller's own) copied, with the key and the version written, and what the
+-- answer says of the attributes an update set (UPDATED_NEW: DynamoDB's form of them). The
+-- write was conditioned on the item being as read, so only attributes others change without
+-- a version (ADD counters) can differ from the item stored.
+local function written_item(cfg, a, res)
+  local item = {}
+  for n, v in pairs(a.result) do item[n] = v end
+  local t = a.target
+  local small = { [cfg.version] = a.version_av }
+  for _, n in ipairs(t.names) do small[n] = t.kav[n] end
+  for n, v in pairs(core.unmarshal_item(small)) do item[n] = v end
+  local set = res and res.Attributes
+  if type(set) == "table" then
+    for n, v in pairs(set) do item[n] = v end
+  end
+  item[cfg.token_attr] = nil
+  return item
+end
+
 function One.success(ctx, c, view, res)
   local a, info = c.actions[1], ctx.info
   info.written, info.action = true, a.kind
@@ -200,6 +220,8 @@ function One.success(ctx, c, view, res)
     item = state.plain(cfg, view[1])     -- settled after a lost answer: the item now
   elseif a.kind == "delete" then
     item = nil
+  elseif cfg.returns == "written" and a.result then
+    item = written_item(cfg, a, res)      -- no second copy of the item converted
   elseif res and type(res.Attributes) == "table" and next(res.Attributes) ~= nil then
     item = res.Attributes                 -- ALL_NEW, already plain values
     item[cfg.token_attr] = nil

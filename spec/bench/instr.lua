@@ -8,31 +8,8 @@ local core = ddb.core
 
 local op, target_size, iterations = arg[1], tonumber(arg[2]), tonumber(arg[3])
 
--- A plain item of about `size` bytes as AttributeValue JSON: a few top-level attributes and
--- a map of line records (strings, numbers with decimals, a set, a nested map).
-local function make_item(target)
-  local item = { pk = "order#000123", version = 7, status = "open", created = 1767225600,
-    customer = { name = "Ada Lovelace", tier = "gold", id = 42 }, lines = {} }
-  local function size() return #core.encode(core.marshal_item(item)) end
-  local function add(i)
-    item.lines[("line%04d"):format(i)] = { sku = ("SKU-%06d"):format(i * 7919 % 1000000),
-      qty = i % 9 + 1, price = ddb.number(("%d.%02d"):format(i % 500, i % 100)),
-      tags = ddb.string_set{ "a" .. i % 5, "b" .. i % 3 }, gift = i % 2 == 0 }
-  end
-  -- estimate the number of lines from the first one, then top up one by one
-  local base = size()
-  add(1)
-  local per_line = size() - base
-  local n = math.max(1, math.floor((target - base) / per_line))
-  for i = 2, n do add(i) end
-  while size() < target do
-    n = n + 1
-    add(n)
-  end
-  return item
-end
-
-local item = make_item(target_size)
+local lib = require "bench.lib"
+local item = lib.big_item(target_size, { pk = "order#000123" })
 local av = core.marshal_item(item)
 local av_json = core.encode(av)
 local put = { TableName = "bench", Item = av, ConditionExpression = "#v = :v",

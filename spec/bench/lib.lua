@@ -244,6 +244,38 @@ function Nginx:stop()
 end
 
 --------------------------------------------------------------------------------
+-- Big items
+--------------------------------------------------------------------------------
+
+--- A plain item of about `target` bytes as AttributeValue JSON: a few top-level attributes
+-- (pk, version, counter among them) and a map of line records (strings, numbers with
+-- decimals, a set, a nested map, booleans), as game profiles and orders have.
+function _M.big_item(target, fields)
+  local ddb = require "ddb"
+  local item = { pk = "bench#1", version = 7, counter = 41, status = "open",
+    created = 1767225600, customer = { name = "Ada Lovelace", tier = "gold", id = 42 },
+    lines = {} }
+  for k, v in pairs(fields or {}) do item[k] = v end
+  local function size() return #core.encode(core.marshal_item(item)) end
+  local function add(i)
+    item.lines[("line%04d"):format(i)] = { sku = ("SKU-%06d"):format(i * 7919 % 1000000),
+      qty = i % 9 + 1, price = ddb.number(("%d.%02d"):format(i % 500, i % 100)),
+      tags = ddb.string_set{ "a" .. i % 5, "b" .. i % 3 }, gift = i % 2 == 0 }
+  end
+  -- estimate the number of lines from the first one, then top up one by one
+  local base = size()
+  add(1)
+  local per_line = size() - base
+  local n = math.max(1, math.floor((target - base) / per_line))
+  for i = 2, n do add(i) end
+  while size() < target do
+    n = n + 1
+    add(n)
+  end
+  return item
+end
+
+--------------------------------------------------------------------------------
 -- The fixed-response server
 --------------------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 --- The module's with_item loop against the fixed-response server, one process, one client
 -- (libcurl, one easy handle): read, modify, conditional write. Prints one JSON line.
--- usage: lua loop.lua URL SECONDS [mode]
+-- usage: lua loop.lua URL SECONDS [mode] [returns]
 --   mode "cpu" (default): ops/s and client CPU per op (os.clock: user + system)
 --   mode "ops": exactly SECONDS operations, no warm-up (for callgrind profiles)
 --   mode "memory": VmRSS after 1,000, 10,000 and 100,000 operations
@@ -9,12 +9,14 @@ local ddb = require "ddb"
 local optimistic = require "ddb.optimistic"
 local lib = require "bench.lib"
 
-local url, seconds, mode = arg[1], tonumber(arg[2] or "5"), arg[3] or "cpu"
+--   returns: the store's `returns` ("stored", the default, or "written")
+local url, seconds, mode, returns = arg[1], tonumber(arg[2] or "5"), arg[3] or "cpu", arg[4]
 
 local opts = { region = lib.REGION, endpoint = url,
   credentials = { access_key_id = lib.ACCESS_KEY, secret_access_key = lib.SECRET_KEY } }
 local client = assert(ddb.new(opts))
-local store = assert(optimistic.new{ table = "bench", client = client, key = { "pk" } })
+local store = assert(optimistic.new{ table = "bench", client = client, key = { "pk" },
+  returns = returns })
 local key = { pk = "bench#1" }
 
 local function bump(item)

@@ -1,7 +1,7 @@
 --- make bench: the benchmark suite of issue 9. Runs the sections named on the command line
 -- (default: all), merges the raw numbers into build/bench/results.json and prints a table.
 --   lua5.4 spec/bench/run.lua [overhead] [module] [ngx] [memory] [instructions]
---                             [inflight] [contention] [table]
+--                             [inflight] [bigitem] [contention] [table]
 -- Environment: BENCH_SECONDS (per measured run, 3), BENCH_REPEAT (runs per client, 7; the
 -- median by CPU per operation is reported, with the range), BENCH_OUT (build/bench).
 local lib = require "bench.lib"
@@ -324,7 +324,7 @@ function sections.table()
       end
     end
   end
-  for _, name in ipairs({ "instructions", "inflight", "contention" }) do
+  for _, name in ipairs({ "instructions", "inflight", "contention", "bigitem" }) do
     local okm, mod = pcall(require, "bench.section_" .. name)
     if okm and type(mod) == "table" and mod.table then mod.table(results, add) end
   end
@@ -336,7 +336,8 @@ end
 
 --------------------------------------------------------------------------------
 
-local ORDER = { "overhead", "module", "ngx", "memory", "instructions", "inflight", "contention" }
+local ORDER = { "overhead", "module", "ngx", "memory", "instructions", "inflight", "bigitem",
+  "contention" }
 
 local function main(...)
   local want = { ... }

@@ -106,6 +106,31 @@ for _, server in ipairs(helper.servers()) do
         assert.equal(2, item.version)
       end)
 
+      it("returns the item as written with returns = 'written' (no second copy read)", function()
+        local w = assert(optimistic.new{ table = tbl, client = client, key = { "pk" },
+          returns = "written" })
+        assert(w:with_item({ pk = "written" }, function()
+          return { pk = "written", a = 1, doc = { deep = { 1, 2, "three" } } }
+        end))
+        local item = assert(w:with_item({ pk = "written" }, function(it)
+          -- another writer that keeps no version: the item as written does not show it
+          assert(client:update_item{ TableName = tbl, Key = { pk = { S = "written" } },
+            UpdateExpression = "ADD hits :one",
+            ExpressionAttributeValues = { [":one"] = { N = "1" } } })
+          it.a = 2
+          return it
+        end))
+        assert.same({ pk = "written", a = 2, version = 2, doc = { deep = { 1, 2, "three" } } },
+          item)
+        local stored = assert(store:get({ pk = "written" }))
+        assert.equal(1, stored.hits)
+        stored.hits = nil
+        assert.same(item, stored)
+        assert.has_error(function()
+          optimistic.new{ table = tbl, client = client, key = { "pk" }, returns = "all" }
+        end)
+      end)
+
       it("removes attributes the function removed", function()
         assert(store:with_item({ pk = "remove" }, function() return { x = 1, y = 2 } end))
         local item = assert(store:with_item({ pk = "remove" }, function(it)

@@ -18,7 +18,7 @@ BENCH_LUA = env "LUA_CPATH=$(CURDIR)/build/5.4/?.so;;" lua5.4 spec/bench/run.lua
 BENCH_BUILD = $(MAKE) -s build LUA_VERSION=5.4 && $(MAKE) -s build LUA_VERSION=jit
 
 .PHONY: bench bench-deps bench-overhead bench-module bench-ngx bench-memory bench-instructions \
-        bench-inflight bench-contention bench-table
+        bench-inflight bench-bigitem bench-contention bench-table
 
 bench-deps:
 	@[ -x .venv/bin/python ] || sh spec/support/install-deps.sh
@@ -31,10 +31,11 @@ bench-deps:
 # contention runs last, with the local DynamoDB servers up; the others without them
 bench: bench-deps
 	@$(BENCH_BUILD)
-	@$(BENCH_LUA) overhead module ngx memory instructions inflight
+	@$(BENCH_LUA) overhead module ngx memory instructions inflight bigitem
 	@sh spec/support/with-servers.sh sh -c '$(BENCH_LUA) contention'
 
-bench-overhead bench-module bench-ngx bench-memory bench-instructions bench-inflight: bench-deps
+bench-overhead bench-module bench-ngx bench-memory bench-instructions bench-inflight \
+bench-bigitem: bench-deps
 	@$(BENCH_BUILD)
 	@$(BENCH_LUA) $(patsubst bench-%,%,$@)
 

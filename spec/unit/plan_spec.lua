@@ -148,6 +148,17 @@ describe("plan.write in update mode", function()
     }, a.req)
   end)
 
+  it("asks for the attributes it set, not the whole item, with returns = 'written'", function()
+    local res = core.unmarshal_item(current())
+    res._ddb_tokens = nil
+    res.counter = 8
+    local a = planned(target{ returns = "written" }, res)
+    assert.equal("UPDATED_NEW", a.req.ReturnValues)
+    assert.equal(res, a.result)
+    assert.same({ N = "4" }, a.version_av)
+    assert.equal("ALL_NEW", planned(target{ returns = "stored" }, res).req.ReturnValues)
+  end)
+
   it("sorts what it sets and removes, and removes attributes the function dropped", function()
     local a = planned(target(), { pk = "k1", version = 3, zeta = true, alpha = { 1, 2 },
       counter = 7 })

@@ -147,11 +147,14 @@ function _M.next_version(cfg, s)
   return v
 end
 
-local function finish(req, b, returns_item)
+-- returns: the table's `returns` setting for an update ("stored": the item as stored after
+-- the write; "written": the attributes the update set, the rest of the item being the
+-- function's result, held already: no second copy of a big item on the wire), else nil
+local function finish(req, b, returns)
   b:into(req)
   req.ReturnValuesOnConditionCheckFailure = "ALL_OLD"
   req.ReturnConsumedCapacity = "TOTAL"
-  if returns_item then req.ReturnValues = "ALL_NEW" end
+  if returns then req.ReturnValues = returns == "written" and "UPDATED_NEW" or "ALL_NEW" end
   return req
 end
 
@@ -231,12 +234,12 @@ function _M.write(t, s, result, token)
 
   local kind = s.exists and "update" or "create"
   local a = { kind = kind, target = t, read = s, version = version, size = size,
-    pushes = cfg.tokens > 0 }
+    pushes = cfg.tokens > 0, result = result, version_av = version_av }
   -- an expired item is replaced whole, as if it were absent
   if cfg.mode == "update" and not s.expired then
     local update, b = update_expression(cfg, sets, nav, removes, version_av, tokens_av)
     local req = finish({ TableName = t.table, Key = kav, UpdateExpression = update,
-      ConditionExpression = rules.condition(b, cfg, names, s) }, b, true)
+      ConditionExpression = rules.condition(b, cfg, names, s) }, b, cfg.returns or "stored")
     if not over_limits(req) then
       a.op, a.req = "UpdateItem", req
       local whole = {}

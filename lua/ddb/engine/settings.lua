@@ -42,6 +42,8 @@ local SPECS = {
   tokens_max = { function(v) return whole(v) and v >= 1 and v <= 1000 end,
     "a whole number from 1 to 1000 (the most write tokens a hot item keeps)" },
   mode = { function(v) return v == "update" or v == "put" end, "'update' or 'put'" },
+  returns = { function(v) return v == "stored" or v == "written" end,
+    "'stored' (the item as stored after the write) or 'written' (as this call wrote it)" },
   max_attempts = { function(v) return whole(v) and v >= 1 end,
     "a whole number >= 1 (runs of the function), or nil for as many as the deadline allows" },
   deadline_ms = { function(v) return finite(v) and v > 0 and v <= 86400000 end,
@@ -73,7 +75,8 @@ local SPECS = {
 -- What each kind of options table may hold (names of ddb.new come on top for stores).
 local STORE = { "table", "client", "key", "version_attribute", "token_attribute",
   "version_start", "version_step", "tokens", "tokens_max", "mode", "max_attempts", "deadline_ms",
-  "backoff_base_ms", "backoff_cap_ms", "on_conflict", "on_event", "idempotent", "ttl_attribute" }
+  "backoff_base_ms", "backoff_cap_ms", "on_conflict", "on_event", "idempotent", "ttl_attribute",
+  "returns" }
 local CALL = { "deadline_ms", "max_attempts", "idempotent", "expect_version" }
 local EACH = { "deadline_ms", "max_attempts", "idempotent", "concurrency", "spawn", "join" }
 local MANY = { "deadline_ms", "max_attempts", "idempotent", "version_attribute",
@@ -92,7 +95,7 @@ _M.DEFAULTS = {
   version_attribute = "version", token_attribute = "_ddb_tokens", version_start = 1,
   version_step = 1, tokens = 8, tokens_max = 128, mode = "update", deadline_ms = 5000,
   backoff_base_ms = 0,
-  backoff_cap_ms = 100, idempotent = false,
+  backoff_cap_ms = 100, idempotent = false, returns = "stored",
 }
 
 local function refuse(where, message, level)
@@ -145,6 +148,7 @@ function _M.table_settings(opts, base)
     version = pick("version_attribute"), token_attr = pick("token_attribute"),
     version_start = pick("version_start"), version_step = pick("version_step"),
     tokens = tokens, mode = pick("mode"), ttl = pick("ttl_attribute"),
+    returns = pick("returns"),
   }
   return s
 end
