@@ -302,6 +302,26 @@ _M.BODIES = {
     '"pk","AttributeType":"S"}]}}',
 }
 
+--- The start of a bench server's nginx.conf, up to and into the http block: one worker,
+-- logs and temporary files under the prefix, connections kept for the whole run; with_lua
+-- loads the Lua module first.
+function _M.nginx_head(with_lua)
+  return (with_lua and "load_module /usr/lib/nginx/modules/ndk_http_module.so;\n" ..
+    "load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;\n" or "") .. [[
+worker_processes 1;
+pid logs/nginx.pid;
+error_log logs/error.log warn;
+events { worker_connections 1024; }
+http {
+    client_body_temp_path logs/body;
+    proxy_temp_path logs/proxy;
+    fastcgi_temp_path logs/fastcgi;
+    uwsgi_temp_path logs/uwsgi;
+    scgi_temp_path logs/scgi;
+    keepalive_requests 100000000;
+    keepalive_timeout 600s;]]
+end
+
 --- The configuration of the fixed-response server: port 1 plain, port 2 the same with an
 -- access log of $connection per request (to count TCP connections).
 function _M.fixed_conf()
@@ -318,18 +338,7 @@ function _M.fixed_conf()
   return ([[
 # Fixed-response DynamoDB stand-in for make bench: answers by X-Amz-Target with a constant
 # body and its x-amz-crc32, so that the server costs next to nothing.
-worker_processes 1;
-pid logs/nginx.pid;
-error_log logs/error.log warn;
-events { worker_connections 1024; }
-http {
-    client_body_temp_path logs/body;
-    proxy_temp_path logs/proxy;
-    fastcgi_temp_path logs/fastcgi;
-    uwsgi_temp_path logs/uwsgi;
-    scgi_temp_path logs/scgi;
-    keepalive_requests 100000000;
-    keepalive_timeout 600s;
+%s
     default_type application/x-amz-json-1.0;
     server_tokens off;
     map $http_x_amz_target $ddb_body {
@@ -360,7 +369,7 @@ http {
         }
     }
 }
-]]):format(table.concat(bodies, "\n"), table.concat(crcs, "\n"))
+]]):format(_M.nginx_head(), table.concat(bodies, "\n"), table.concat(crcs, "\n"))
 end
 
 function _M.fixed_server()

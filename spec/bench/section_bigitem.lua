@@ -15,20 +15,7 @@ local SIZES = { 10 * 1024, 100 * 1024 }
 
 local CONF = [[
 # Big-item DynamoDB stand-in for make bench-bigitem (the answers read once, at start).
-load_module /usr/lib/nginx/modules/ndk_http_module.so;
-load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
-worker_processes 1;
-pid logs/nginx.pid;
-error_log logs/error.log warn;
-events { worker_connections 1024; }
-http {
-    client_body_temp_path logs/body;
-    proxy_temp_path logs/proxy;
-    fastcgi_temp_path logs/fastcgi;
-    uwsgi_temp_path logs/uwsgi;
-    scgi_temp_path logs/scgi;
-    keepalive_requests 100000000;
-    keepalive_timeout 600s;
+@HEAD@
     access_log off;
     client_body_buffer_size 1m;
     init_by_lua_block {
@@ -103,7 +90,8 @@ local function start()
     servers[v] = ("    server { listen 127.0.0.1:@PORT%d@; location / { content_by_lua_block " ..
       "{ BIG_ANSWER(%d) } } }"):format(v, v)
   end
-  local conf = CONF:gsub("@ANSWERS@", dir):gsub("@SERVERS@", table.concat(servers, "\n"))
+  local conf = CONF:gsub("@HEAD@", function() return lib.nginx_head(true) end)
+    :gsub("@ANSWERS@", dir):gsub("@SERVERS@", table.concat(servers, "\n"))
   local srv = lib.nginx(conf, #SIZES, "bigitem")
   srv.item_bytes, srv.answers = sizes, dir
   return srv
