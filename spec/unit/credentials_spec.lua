@@ -4,6 +4,8 @@
 local credentials = require "ddb.credentials"
 local core = require "ddb.core"
 local config = require "ddb.config"
+local creds = require "ddb.credentials.creds"
+local sts = require "ddb.credentials.sts"
 
 local T0 = 1800000000   -- the fake clock's start (2027-01-15T08:00:00Z)
 
@@ -245,7 +247,7 @@ end)
 
 describe("credentials objects", function()
   it("print their source and the start of the key id, never the secret or token", function()
-    local c = assert(credentials._make_creds("AKIDSHOWN123", "very-secret-key", "session-tok",
+    local c = assert(creds.make("AKIDSHOWN123", "very-secret-key", "session-tok",
       T0, "environment"))
     local s = tostring(c)
     assert.matches("source=environment", s)
@@ -256,23 +258,23 @@ describe("credentials objects", function()
   end)
 
   it("refuse keys that could not go into a header", function()
-    assert.is_nil(credentials._make_creds("AKID", "a\nb", nil, nil, "x"))
-    assert.is_nil(credentials._make_creds("", "s", nil, nil, "x"))
-    assert.is_nil(credentials._make_creds("AKID", "s", "t\r\n", nil, "x"))
-    assert.is_nil(credentials._make_creds(("A"):rep(128), "s", nil, nil, "x"))
-    assert.is_nil(credentials._make_creds("AKID", "s", nil, "soon", "x"))
+    assert.is_nil(creds.make("AKID", "a\nb", nil, nil, "x"))
+    assert.is_nil(creds.make("", "s", nil, nil, "x"))
+    assert.is_nil(creds.make("AKID", "s", "t\r\n", nil, "x"))
+    assert.is_nil(creds.make(("A"):rep(128), "s", nil, nil, "x"))
+    assert.is_nil(creds.make("AKID", "s", nil, "soon", "x"))
   end)
 
   it("form-encode STS parameters the way SigV4 canonicalises them", function()
     assert.equal("A=b%20c&RoleArn=arn%3Aaws%3Aiam%3A%3A1%3Arole%2Fx&T=a-_.~%2B%3D",
-      credentials._form_encode({ { "A", "b c" }, { "RoleArn", "arn:aws:iam::1:role/x" },
+      sts.form_encode({ { "A", "b c" }, { "RoleArn", "arn:aws:iam::1:role/x" },
         { "T", "a-_.~+=" } }))
   end)
 
   it("redact secrets echoed in a message", function()
-    assert.equal("token **** is bad, ****!", credentials._redact("token abcdef is bad, abcdef!",
+    assert.equal("token **** is bad, ****!", creds.redact("token abcdef is bad, abcdef!",
       { "abcdef" }))
-    assert.equal(303, #credentials._redact(("x"):rep(1000), {}))
+    assert.equal(303, #creds.redact(("x"):rep(1000), {}))
   end)
 end)
 

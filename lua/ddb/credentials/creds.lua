@@ -1,0 +1,146 @@
+--- ddb.credentials.creds: a credentials object (checked fields, a tostring without secrets),
+-- the errors a credential source returns, and the redaction of secrets from their messages.
+-- @module ddb.credentials.creds
+
+local core = require "ddb.core"
+
+local type, tostring, tonumber, ipairs, setmetatable = type, tostring, tonumber, ipairs, setmetatable
+local floor = math.floor
+local os_date = os.date
+local sfmt = string.format
+
+local _M = {}
+
+local error_mt = {
+  __tostring = function(e) return "ddb: " .. tostring(e.code) .. ": " .. tostring(e.message) end,
+}
+
+-- Nothing reached DynamoDB when a credential source fails: never applied, not retried.
+local function cred_error(message, code)
+  return setmetatable(core.error(code or "CredentialsError", message, nil, "no", "none"),
+    error_mt)
+end
+_M.error_mt = error_mt
+
+-- Replaces every secret in text with "****" (an STS or endpoint message might echo one).
+local function redact(text, secrets)
+  text = tostring(text)
+  for _, s in ipairs(secrets or {}) do
+    if type(s) == "string" and #s >= 4 then
+      local from = 1
+      while true do
+        local i, j = text:find(s, from, true)
+        if not i then break end
+        text = text:sub(1, i - 1) .. "****" .. text:sub(j + 1)
+        from = i + 4
+      end
+    end
+  end
+  if #text > 300 then text = text:sub(1, 300) .. "..." end
+  return text
+end
+_M.redact = redact
+
+local function iso8601(t)
+  return os_date("!%Y-%m-%dT%H:%M:%SZ", floor(t))
+end
+
+local creds_mt = {
+  __tostring = function(c)
+    return sfmt("ddb.credentials{source=%s, access_key=%s****%s%s}", tostring(c.source),
+      c.access_key:sub(1, 4), c.session_token and ", session token" or "",
+      c.expiration and (", expires " .. iso8601(c.expiration)) or "")
+  end,
+}
+
+local function days_from_civil(y, m, d)
+  if m <= 2 then y = y - 1 end
+  local era = floor(y / 400)
+  local yoe = y - era * 400
+  local doy = floor((153 * ((m + 9) % 12) + 2) / 5) + d - 1
+  local doe = yoe * 365 + floor(yoe / 4) - floor(yoe / 100) + doy
+  return era * 146097 + doe - 719468
+end
+
+--- Seconds since the epoch for an ISO 8601 / RFC 3339 time ("2026-11-25T17:44:51Z",
+-- "…T17:44:51.718318Z", "…+01:00"); nil for anything else.
+function _M.parse_time(s)
+  if type(s) ~= "string" then return nil end
+  local y, mo, d, h, mi, sec, rest =
+    s:match("^(%d%d%d%d)%-(%d%d)%-(%d%d)[Tt ](%d%d):(%d%d):(%d%d)(.*)$")
+  if not y then return nil end
+  y, mo, d, h, mi, sec = tonumber(y), tonumber(mo), tonumber(d), tonumber(h), tonumber(mi),
+    tonumber(sec)
+  local frac = 0
+  local digits = rest:match("^%.(%d+)")
+  if digits then
+    frac = tonumber("0." .. digits)
+    rest = rest:sub(#digits + 2)
+  end
+  local offset
+  if rest == "Z" or rest == "z" then
+    offset = 0
+  else
+    local sign, oh, om = rest:match("^([%+%-])(%d%d):?(%d%d)$")
+    if not sign then return nil end
+    offset = (tonumber(oh) * 3600 + tonumber(om) * 60) * (sign == "-" and -1 or 1)
+  end
+  local mdays = { 31, (y % 4 == 0 and (y % 100 ~= 0 or y % 400 == 0)) and 29 or 28, 31, 30, 31,
+    30, 31, 31, 30, 31, 30, 31 }
+  if mo < 1 or mo > 12 or d < 1 or d > mdays[mo] or h > 23 or mi > 59 or sec > 60 then
+    return nil
+  end
+  return days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec + frac - offset
+end
+
+local function bad_field(v)
+  return type(v) ~= "string" or v == "" or v:find("[%z\r\n]")
+end
+
+-- A credentials object, or nil, err. expiration: epoch seconds, an ISO 8601 string or nil.
+local function make_creds(ak, sk, token, expiration, source)
+  if bad_field(ak) or #ak >= 128 or bad_field(sk) then
+    return nil, cred_error(source .. " gave no usable access key id and secret access key")
+  end
+  if token ~= nil and (token == "" or token == false) then token = nil end
+  if token ~= nil and bad_field(token) then
+    return nil, cred_error(source .. " gave a session token that is not a one-line string")
+  end
+  local exp = expiration
+  if type(exp) == "string" then
+    exp = _M.parse_time(exp)
+    if not exp then
+      return nil, cred_error(source .. " gave an expiration that is not an ISO 8601 time")
+    end
+  elseif exp ~= nil and type(exp) ~= "number" then
+    return nil, cred_error(source .. " gave an expiration that is neither a time nor a number")
+  end
+  return setmetatable({ access_key = ak, secret_key = sk, session_token = token,
+    expiration = exp, source = source }, creds_mt)
+end
+_M.make = make_creds
+
+local function static_source(name, creds)
+  return { name = name, static = true, fetch = function() return creds end }
+end
+
+local function json_creds(body, name, token_field)
+  local doc = core.decode(body)
+  if type(doc) ~= "table" then return nil, cred_error(name .. " answered something that is not JSON") end
+  if doc.Code ~= nil and doc.Code ~= "Success" then
+    return nil, cred_error(name .. " answered Code " .. tostring(doc.Code):sub(1, 64))
+  end
+  for _, f in ipairs({ "AccessKeyId", "SecretAccessKey", token_field, "Expiration" }) do
+    if type(doc[f]) ~= "string" or doc[f] == "" then
+      return nil, cred_error(name .. " answered without " .. f)
+    end
+  end
+  return make_creds(doc.AccessKeyId, doc.SecretAccessKey, doc[token_field], doc.Expiration, name)
+end
+
+_M.error = cred_error
+_M.iso8601 = iso8601
+_M.static_source = static_source
+_M.from_json = json_creds
+
+return _M
