@@ -59,6 +59,7 @@ build = {
     ["ddb.credentials.web_identity"] = "lua/ddb/credentials/web_identity.lua",
     ["ddb.credentials.xml"] = "lua/ddb/credentials/xml.lua",
     ["ddb.each"] = "lua/ddb/each.lua",
+    ["ddb.errors"] = "lua/ddb/errors.lua",
     ["ddb.engine"] = "lua/ddb/engine/init.lua",
     ["ddb.engine.history"] = "lua/ddb/engine/history.lua",
     ["ddb.engine.keys"] = "lua/ddb/engine/keys.lua",

@@ -7,6 +7,7 @@
 local core = require "ddb.core"
 local config = require "ddb.config"
 local credentials = require "ddb.credentials"
+local errors = require "ddb.errors"
 local options = require "ddb.options"
 
 local type, setmetatable, getmetatable, tostring, tonumber, pairs, error, pcall =
@@ -143,42 +144,26 @@ _M.decode_json = core.decode
 -- -----------------------------------------------------------------------------
 -- Errors
 -- -----------------------------------------------------------------------------
-local error_mt = {}
-error_mt.__index = error_mt
-error_mt.__tostring = function(e)
-  local s = "ddb: " .. tostring(e.code)
-  if e.status then s = s .. " (HTTP " .. e.status .. ")" end
-  if e.message and e.message ~= e.code then s = s .. ": " .. tostring(e.message) end
-  if e.request_id then s = s .. " [request " .. tostring(e.request_id) .. "]" end
-  return s
-end
+local error_mt = errors.mt
 _M.error_mt = error_mt
 
---- Makes a structured error, as every failure of the module is.
+--- Makes a structured error, as every failure of the module is (ddb.errors).
 -- @param code the error code, e.g. `"ValidationError"`
 -- @param message what happened, for people
 -- @param fields optional: `status`, `applied` (`"no"`, provably not applied, the default,
 --   or `"maybe"`), `retry_class` (`"none"`, `"transient"`, `"throttle"`, `"timeout"`), and
 --   any other field to copy into the error
 -- @return the error table (`tostring` gives `"ddb: <code>: <message>"`)
-function _M.new_error(code, message, fields)
-  local e = core.error(code, message, fields and fields.status, fields and fields.applied or "no",
-    fields and fields.retry_class or "none")
-  if fields then
-    for k, v in pairs(fields) do e[k] = v end
-  end
-  return setmetatable(e, error_mt)
-end
+-- @function new_error
+_M.new_error = errors.new
 
-local function wrap_error(e)
-  if getmetatable(e) ~= error_mt then setmetatable(e, error_mt) end
-  return e
-end
+local wrap_error = errors.wrap
 
 --- Whether a value is an error of this module (made by `new_error` or returned by a call).
 -- @param e any value
 -- @return boolean
-function _M.is_error(e) return type(e) == "table" and getmetatable(e) == error_mt end
+-- @function is_error
+_M.is_error = errors.is_error
 
 -- -----------------------------------------------------------------------------
 -- Options

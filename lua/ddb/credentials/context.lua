@@ -6,6 +6,7 @@
 local core = require "ddb.core"
 local config = require "ddb.config"
 local creds = require "ddb.credentials.creds"
+local errors = require "ddb.errors"
 
 local type, tostring, tonumber, pairs, error, rawget = type, tostring, tonumber, pairs, error, rawget
 local monotonic_ms = core.monotonic_ms
@@ -13,6 +14,7 @@ local floor = math.floor
 local io_stderr = io.stderr
 local _G = _G
 local cred_error, redact = creds.error, creds.redact
+local new_error = errors.new
 
 local _M = {}
 
@@ -119,8 +121,8 @@ local function http(ctx, method, url, lines, body, timeout_ms, deadline)
   if deadline then
     local left = deadline - monotonic_ms()
     if left < 1 then
-      return nil, core.error("Timeout", "no time left before the call's deadline", nil, "no",
-        "timeout")
+      return nil, new_error("Timeout", "no time left before the call's deadline",
+        { retry_class = "timeout" })
     end
     if left < timeout_ms then timeout_ms = left end
   end
@@ -135,8 +137,8 @@ local function http(ctx, method, url, lines, body, timeout_ms, deadline)
   rbody = rbody or ""
   -- a transport of the caller's may have read more than the limit: it still holds
   if #rbody > ctx.max_answer_bytes then
-    return nil, core.error("AnswerTooLarge", ("the answer's body is longer than %d bytes"):format(
-      ctx.max_answer_bytes), nil, "no", "none")
+    return nil, new_error("AnswerTooLarge", ("the answer's body is longer than %d bytes"):format(
+      ctx.max_answer_bytes))
   end
   return status, headers or {}, rbody
 end

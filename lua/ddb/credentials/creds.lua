@@ -1,26 +1,23 @@
 --- ddb.credentials.creds: a credentials object (checked fields, a tostring without secrets),
--- the errors a credential source returns, and the redaction of secrets from their messages.
+-- the errors a credential source returns (ddb.errors', never applied, not retried), and the
+-- redaction of secrets from their messages.
 -- @module ddb.credentials.creds
 
 local core = require "ddb.core"
+local errors = require "ddb.errors"
 
 local type, tostring, tonumber, ipairs, setmetatable = type, tostring, tonumber, ipairs, setmetatable
 local floor = math.floor
 local os_date = os.date
 local sfmt = string.format
+local new_error = errors.new
 
 local _M = {}
 
-local error_mt = {
-  __tostring = function(e) return "ddb: " .. tostring(e.code) .. ": " .. tostring(e.message) end,
-}
-
 -- Nothing reached DynamoDB when a credential source fails: never applied, not retried.
 local function cred_error(message, code)
-  return setmetatable(core.error(code or "CredentialsError", message, nil, "no", "none"),
-    error_mt)
+  return new_error(code or "CredentialsError", message)
 end
-_M.error_mt = error_mt
 
 -- Replaces every secret in text with "****" (an STS or endpoint message might echo one).
 local function redact(text, secrets)

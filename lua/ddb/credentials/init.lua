@@ -93,7 +93,6 @@ local env_source, container_from_env, imds_source = env_creds.source, container.
 
 local _M = { _VERSION = "0.1.0" }
 
-_M.error_mt = credential.error_mt
 _M.Provider = provider.Provider
 
 --- Seconds since the epoch for an ISO 8601 / RFC 3339 time ("2026-11-25T17:44:51Z",
