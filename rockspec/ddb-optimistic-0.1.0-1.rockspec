@@ -73,6 +73,7 @@ build = {
     ["ddb.options"] = "lua/ddb/options.lua",
     ["ddb.sandbox"] = "lua/ddb/sandbox.lua",
     ["ddb.scheduler"] = "lua/ddb/scheduler.lua",
+    ["ddb.time"] = "lua/ddb/time.lua",
     ["ddb.transact"] = "lua/ddb/transact.lua",
     ["ddb.transport.ngx"] = "lua/ddb/transport/ngx.lua",
   },

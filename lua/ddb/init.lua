@@ -8,10 +8,11 @@ local core = require "ddb.core"
 local config = require "ddb.config"
 local credentials = require "ddb.credentials"
 local errors = require "ddb.errors"
+local time = require "ddb.time"
 local options = require "ddb.options"
 
-local type, setmetatable, getmetatable, tostring, tonumber, pairs, error, pcall =
-  type, setmetatable, getmetatable, tostring, tonumber, pairs, error, pcall
+local type, setmetatable, getmetatable, tostring, pairs, error, pcall =
+  type, setmetatable, getmetatable, tostring, pairs, error, pcall
 local math_min, floor = math.min, math.floor
 local monotonic_ms = core.monotonic_ms
 
@@ -437,27 +438,7 @@ local SKEW_CODES = {
   RequestTimeTooSkewed = true, RequestExpired = true, InvalidSignatureException = true,
 }
 
-local MONTHS = { Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6, Jul = 7, Aug = 8,
-  Sep = 9, Oct = 10, Nov = 11, Dec = 12 }
-
--- Seconds since the epoch for an RFC 1123 date, without os.time's local-time trap.
-local function parse_http_date(s)
-  if type(s) ~= "string" then return nil end
-  local d, mon, y, h, mi, sec = s:match("%a+, (%d+) (%a+) (%d+) (%d+):(%d+):(%d+)")
-  local m = MONTHS[mon or ""]
-  if not m then return nil end
-  y, m, d = tonumber(y), m, tonumber(d)
-  -- days from civil (Howard Hinnant's algorithm)
-  if m <= 2 then y = y - 1 end
-  local era = floor(y / 400)
-  local yoe = y - era * 400
-  local mp = (m + 9) % 12
-  local doy = floor((153 * mp + 2) / 5) + d - 1
-  local doe = yoe * 365 + floor(yoe / 4) - floor(yoe / 100) + doy
-  local days = era * 146097 + doe - 719468
-  return days * 86400 + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(sec)
-end
-_M._parse_http_date = parse_http_date
+local parse_http_date = time.parse_http_date
 
 local function skew_fix(self, err, headers)
   if not SKEW_CODES[err.code] then return false end

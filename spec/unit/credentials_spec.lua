@@ -140,6 +140,27 @@ describe("credentials.parse_time", function()
   end)
 end)
 
+describe("ddb.time", function()
+  local time = require "ddb.time"
+
+  it("reads a server's HTTP Date in UTC, whatever the local time zone", function()
+    assert.equal(784111777, time.parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"))
+    assert.equal(951782400, time.parse_http_date("Tue, 29 Feb 2000 00:00:00 GMT"))
+    assert.is_nil(time.parse_http_date("Sun, 06 Nok 1994 08:49:37 GMT"))
+    assert.is_nil(time.parse_http_date(nil))
+  end)
+
+  it("counts days from the epoch across leap years and before 1970", function()
+    assert.equal(0, time.days_from_civil(1970, 1, 1))
+    assert.equal(11016, time.days_from_civil(2000, 2, 29))
+    assert.equal(-1, time.days_from_civil(1969, 12, 31))
+  end)
+
+  it("writes ISO 8601 in UTC, whole seconds", function()
+    assert.equal("2025-11-25T17:44:51Z", time.format_iso8601(1764092691.9))
+  end)
+end)
+
 describe("the XML reader", function()
   it("reads every leaf of an STS answer by its path", function()
     local leaves = assert(credentials.xml_leaves(STS_OK))

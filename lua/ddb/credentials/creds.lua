@@ -5,12 +5,12 @@
 
 local core = require "ddb.core"
 local errors = require "ddb.errors"
+local time = require "ddb.time"
 
-local type, tostring, tonumber, ipairs, setmetatable = type, tostring, tonumber, ipairs, setmetatable
-local floor = math.floor
-local os_date = os.date
+local type, tostring, ipairs, setmetatable = type, tostring, ipairs, setmetatable
 local sfmt = string.format
 local new_error = errors.new
+local parse_time = time.parse_iso8601
 
 local _M = {}
 
@@ -38,9 +38,7 @@ local function redact(text, secrets)
 end
 _M.redact = redact
 
-local function iso8601(t)
-  return os_date("!%Y-%m-%dT%H:%M:%SZ", floor(t))
-end
+local iso8601 = time.format_iso8601
 
 local creds_mt = {
   __tostring = function(c)
@@ -49,46 +47,6 @@ local creds_mt = {
       c.expiration and (", expires " .. iso8601(c.expiration)) or "")
   end,
 }
-
-local function days_from_civil(y, m, d)
-  if m <= 2 then y = y - 1 end
-  local era = floor(y / 400)
-  local yoe = y - era * 400
-  local doy = floor((153 * ((m + 9) % 12) + 2) / 5) + d - 1
-  local doe = yoe * 365 + floor(yoe / 4) - floor(yoe / 100) + doy
-  return era * 146097 + doe - 719468
-end
-
---- Seconds since the epoch for an ISO 8601 / RFC 3339 time ("2026-11-25T17:44:51Z",
--- "…T17:44:51.718318Z", "…+01:00"); nil for anything else.
-function _M.parse_time(s)
-  if type(s) ~= "string" then return nil end
-  local y, mo, d, h, mi, sec, rest =
-    s:match("^(%d%d%d%d)%-(%d%d)%-(%d%d)[Tt ](%d%d):(%d%d):(%d%d)(.*)$")
-  if not y then return nil end
-  y, mo, d, h, mi, sec = tonumber(y), tonumber(mo), tonumber(d), tonumber(h), tonumber(mi),
-    tonumber(sec)
-  local frac = 0
-  local digits = rest:match("^%.(%d+)")
-  if digits then
-    frac = tonumber("0." .. digits)
-    rest = rest:sub(#digits + 2)
-  end
-  local offset
-  if rest == "Z" or rest == "z" then
-    offset = 0
-  else
-    local sign, oh, om = rest:match("^([%+%-])(%d%d):?(%d%d)$")
-    if not sign then return nil end
-    offset = (tonumber(oh) * 3600 + tonumber(om) * 60) * (sign == "-" and -1 or 1)
-  end
-  local mdays = { 31, (y % 4 == 0 and (y % 100 ~= 0 or y % 400 == 0)) and 29 or 28, 31, 30, 31,
-    30, 31, 31, 30, 31, 30, 31 }
-  if mo < 1 or mo > 12 or d < 1 or d > mdays[mo] or h > 23 or mi > 59 or sec > 60 then
-    return nil
-  end
-  return days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec + frac - offset
-end
 
 local function bad_field(v)
   return type(v) ~= "string" or v == "" or v:find("[%z\r\n]")
@@ -105,7 +63,7 @@ local function make_creds(ak, sk, token, expiration, source)
   end
   local exp = expiration
   if type(exp) == "string" then
-    exp = _M.parse_time(exp)
+    exp = parse_time(exp)
     if not exp then
       return nil, cred_error(source .. " gave an expiration that is not an ISO 8601 time")
     end

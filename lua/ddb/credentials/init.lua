@@ -98,7 +98,7 @@ _M.Provider = provider.Provider
 --- Seconds since the epoch for an ISO 8601 / RFC 3339 time ("2026-11-25T17:44:51Z",
 -- "…T17:44:51.718318Z", "…+01:00"); nil for anything else.
 -- @function parse_time
-_M.parse_time = credential.parse_time
+_M.parse_time = require("ddb.time").parse_iso8601
 
 --- Reads an XML document into { ["Root/Child/Leaf"] = text } for its leaf elements
 -- (namespace prefixes dropped). A path seen twice maps to false. nil, err for anything
