@@ -71,6 +71,7 @@ build = {
     ["ddb.engine.state"] = "lua/ddb/engine/state.lua",
     ["ddb.optimistic"] = "lua/ddb/optimistic.lua",
     ["ddb.options"] = "lua/ddb/options.lua",
+    ["ddb.runtime"] = "lua/ddb/runtime.lua",
     ["ddb.sandbox"] = "lua/ddb/sandbox.lua",
     ["ddb.scheduler"] = "lua/ddb/scheduler.lua",
     ["ddb.time"] = "lua/ddb/time.lua",

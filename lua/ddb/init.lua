@@ -9,6 +9,7 @@ local config = require "ddb.config"
 local credentials = require "ddb.credentials"
 local errors = require "ddb.errors"
 local time = require "ddb.time"
+local runtime = require "ddb.runtime"
 local options = require "ddb.options"
 
 local type, setmetatable, getmetatable, tostring, pairs, error, pcall =
@@ -269,10 +270,6 @@ function _M.curl_transport(opts)
   }
 end
 
-local function in_ngx_request()
-  return ngx ~= nil and type(ngx) == "table" and ngx.socket ~= nil and ngx.get_phase ~= nil
-end
-
 local function ngx_transport(opts)
   local o = {}
   for name in pairs(NGX_NAMES) do o[name] = opts[name] end
@@ -280,7 +277,7 @@ local function ngx_transport(opts)
 end
 
 local function default_transport(opts)
-  if in_ngx_request() then return ngx_transport(opts) end
+  if runtime.cosockets() then return ngx_transport(opts) end
   return _M.curl_transport(options.pick(opts, CURL_SPEC))
 end
 
@@ -559,9 +556,7 @@ local function emit(self, ev)
 end
 
 local function sleep(self, ms)
-  local t = self.transport
-  if t.sleep then return t:sleep(ms) end
-  return core.sleep_ms(ms)
+  return runtime.sleep(self.transport, ms)
 end
 
 --- Sends one DynamoDB operation with retries.

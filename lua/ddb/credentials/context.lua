@@ -7,6 +7,7 @@ local core = require "ddb.core"
 local config = require "ddb.config"
 local creds = require "ddb.credentials.creds"
 local errors = require "ddb.errors"
+local runtime = require "ddb.runtime"
 
 local type, tostring, tonumber, pairs, error, rawget = type, tostring, tonumber, pairs, error, rawget
 local monotonic_ms = core.monotonic_ms
@@ -59,10 +60,7 @@ local function env_true(ctx, name)
   return v ~= nil and v:lower() == "true"
 end
 
-local function in_ngx()
-  local ngx = rawget(_G, "ngx")
-  return type(ngx) == "table" and type(ngx.get_phase) == "function" and ngx or nil
-end
+local in_ngx = runtime.ngx
 
 local function curl_transport(ctx)
   local ca = env(ctx, "AWS_CA_BUNDLE")
@@ -81,7 +79,7 @@ end
 
 local function transport_of(ctx)
   if not ctx.transport then
-    if in_ngx() and type(rawget(_G, "ngx").socket) == "table" then
+    if runtime.cosockets() then
       ctx.transport = require("ddb.transport.ngx").new{ max_answer_bytes = ctx.max_answer_bytes }
     else
       ctx.transport = curl_transport(ctx)
@@ -92,9 +90,7 @@ end
 
 local function sleep(ctx, ms)
   if ctx.sleep then return ctx.sleep(ms) end
-  local t = transport_of(ctx)
-  if t.sleep then return t:sleep(ms) end
-  return core.sleep_ms(ms)
+  return runtime.sleep(transport_of(ctx), ms)
 end
 
 -- Waits ms before a retry, unless that would take the fetch past its deadline (monotonic ms
