@@ -76,6 +76,7 @@ build = {
     ["ddb.scheduler"] = "lua/ddb/scheduler.lua",
     ["ddb.time"] = "lua/ddb/time.lua",
     ["ddb.transact"] = "lua/ddb/transact.lua",
+    ["ddb.transport.curl"] = "lua/ddb/transport/curl.lua",
     ["ddb.transport.ngx"] = "lua/ddb/transport/ngx.lua",
   },
   -- the command-line tool; LuaRocks puts a launcher in <tree>/bin that runs it with the

@@ -10,6 +10,7 @@ local credentials = require "ddb.credentials"
 local errors = require "ddb.errors"
 local time = require "ddb.time"
 local runtime = require "ddb.runtime"
+local curl = require "ddb.transport.curl"
 local options = require "ddb.options"
 
 local type, setmetatable, getmetatable, tostring, pairs, error, pcall =
@@ -252,22 +253,8 @@ end
 -- @return the transport, for `ddb.new{ transport = ... }`
 function _M.curl_transport(opts)
   opts = options.check("ddb.curl_transport", opts or {}, CURL_SPEC, 2)
-  local ca = opts.ca_bundle or config.getenv("AWS_CA_BUNDLE")
-  if ca == "" then ca = nil end
-  local handle = core.curl_new{ ca_bundle = ca, connect_timeout_ms = opts.connect_timeout_ms,
-    max_answer_bytes = opts.max_answer_bytes }
-  return {
-    name = "curl",
-    handle = handle,
-    -- Client:call signs, sends and parses through it in one C call (handle:call)
-    signed_call = handle,
-    request = function(_, url, headers, body, timeout_ms)
-      return handle:request(url, headers, body, timeout_ms)
-    end,
-    -- request returns status, headers, body, maybe_resent | nil, err
-    sleep = function(_, ms) return core.sleep_ms(ms) end,
-    close = function() return handle:close() end,
-  }
+  return curl.new{ ca_bundle = opts.ca_bundle or config.getenv("AWS_CA_BUNDLE"),
+    connect_timeout_ms = opts.connect_timeout_ms, max_answer_bytes = opts.max_answer_bytes }
 end
 
 local function ngx_transport(opts)

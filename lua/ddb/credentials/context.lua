@@ -8,6 +8,7 @@ local config = require "ddb.config"
 local creds = require "ddb.credentials.creds"
 local errors = require "ddb.errors"
 local runtime = require "ddb.runtime"
+local curl = require "ddb.transport.curl"
 
 local type, tostring, tonumber, pairs, error, rawget = type, tostring, tonumber, pairs, error, rawget
 local monotonic_ms = core.monotonic_ms
@@ -63,18 +64,11 @@ end
 local in_ngx = runtime.ngx
 
 local function curl_transport(ctx)
-  local ca = env(ctx, "AWS_CA_BUNDLE")
-  local handle = core.curl_new{ ca_bundle = ca, connect_timeout_ms = 1000,
+  -- a handle of the chain's own: metadata requests never disturb the client's connection
+  local t = curl.new{ ca_bundle = env(ctx, "AWS_CA_BUNDLE"), connect_timeout_ms = 1000,
     max_answer_bytes = ctx.max_answer_bytes }
-  return {
-    name = "curl",
-    supports_methods = handle.supports_methods == true,
-    request = function(_, url, lines, body, timeout_ms, method)
-      return handle:request(url, lines, body, timeout_ms, method)
-    end,
-    sleep = function(_, ms) return core.sleep_ms(ms) end,
-    close = function() return handle:close() end,
-  }
+  t.supports_methods = t.handle.supports_methods == true
+  return t
 end
 
 local function transport_of(ctx)
