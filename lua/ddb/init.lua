@@ -18,7 +18,7 @@ local type, setmetatable, getmetatable, tostring, pairs, error, pcall =
 local math_min, floor = math.min, math.floor
 local monotonic_ms = core.monotonic_ms
 
-local _M = { _VERSION = "0.1.0", core = core }
+local _M = { _VERSION = core._VERSION, core = core }
 
 local USER_AGENT = "lua-ddb-optimistic/" .. _M._VERSION .. " (" .. (jit and jit.version or _VERSION) .. ")"
 

@@ -20,7 +20,7 @@ local new_error = errors.new
 
 local _M = {}
 
-local USER_AGENT = "lua-ddb-optimistic/" .. "0.1.0" .. " credentials"
+local USER_AGENT = "lua-ddb-optimistic/" .. core._VERSION .. " credentials"
 _M.USER_AGENT = USER_AGENT
 
 local DEFAULTS = {

@@ -69,6 +69,7 @@
 -- cache; this file is the chain.
 -- @module ddb.credentials
 
+local core = require "ddb.core"
 local config = require "ddb.config"
 local credential = require "ddb.credentials.creds"
 local context = require "ddb.credentials.context"
@@ -91,7 +92,7 @@ local load_files, profile_chain, assume_role_source = profile.load_files, profil
 local env_source, container_from_env, imds_source = env_creds.source, container.from_env,
   imds.source
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = core._VERSION }
 
 _M.Provider = provider.Provider
 
