@@ -299,6 +299,20 @@ describe("credentials objects", function()
   end)
 end)
 
+describe("credentials.new's options", function()
+  it("are checked by ddb.options: a wrong type or an unknown name raises, naming it", function()
+    local ok, err = pcall(credentials.new, { credentials = "AKID" })
+    assert.is_false(ok)
+    assert.matches("ddb.credentials.new: option 'credentials' must be a table or a function", err)
+    ok, err = pcall(credentials.new, { transport = 5 })
+    assert.is_false(ok)
+    assert.matches("option 'transport' must be a table", err)
+    ok, err = pcall(credentials.default, { sts_atempts = 2 })
+    assert.is_false(ok)
+    assert.matches("ddb.credentials.default: unknown option .sts_atempts. %(did you mean", err)
+  end)
+end)
+
 describe("the default chain's order (botocore's)", function()
   local dir, files
 

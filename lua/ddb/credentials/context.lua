@@ -9,8 +9,9 @@ local creds = require "ddb.credentials.creds"
 local errors = require "ddb.errors"
 local runtime = require "ddb.runtime"
 local curl = require "ddb.transport.curl"
+local options = require "ddb.options"
 
-local type, tostring, tonumber, pairs, error, rawget = type, tostring, tonumber, pairs, error, rawget
+local type, tostring, tonumber, pairs, rawget = type, tostring, tonumber, pairs, rawget
 local monotonic_ms = core.monotonic_ms
 local floor = math.floor
 local io_stderr = io.stderr
@@ -19,6 +20,37 @@ local cred_error, redact = creds.error, creds.redact
 local new_error = errors.new
 
 local _M = {}
+
+local O = options
+local MS, S = "milliseconds", "seconds"
+
+-- Every option of ddb.credentials.new and what it must be (the timing numbers are DEFAULTS').
+_M.SPEC = {
+  credentials = O.kind("table", "function"),
+  profile = O.kind("string"),
+  region = O.kind("string"),
+  sts_endpoint = O.kind("string"),
+  transport = O.kind("table"),
+  sleep = O.kind("function"),
+  log = O.kind("function"),
+  now = O.kind("function"),
+  getenv = O.kind("function"),
+  container_base_url = O.kind("string"),
+  refresh_timeout_s = O.number(0, 86400, S),
+  refresh_ahead_s = O.number(0, 86400, S),
+  refresh_jitter_s = O.number(0, 86400, S),
+  expiry_margin_s = O.number(0, 86400, S),
+  retry_failed_s = O.number(0, 86400, S),
+  wait_step_ms = O.number(0, 60000, MS),
+  sts_timeout_ms = O.number(1, 600000, MS),
+  sts_attempts = O.whole(1, 100),
+  container_timeout_ms = O.number(1, 600000, MS),
+  container_attempts = O.whole(1, 100),
+  retry_sleep_ms = O.number(0, 600000, MS),
+  imds_timeout_ms = O.number(1, 600000, MS),
+  imds_attempts = O.whole(1, 100),
+  max_answer_bytes = O.whole(1, 2147483647, "bytes"),
+}
 
 local USER_AGENT = "lua-ddb-optimistic/" .. core._VERSION .. " credentials"
 _M.USER_AGENT = USER_AGENT
@@ -169,9 +201,6 @@ local function make_ctx(opts)
   ctx.explicit_profile = opts.profile ~= nil
   -- a refresh that has not come back by then is taken over by the next caller
   ctx.refresh_timeout_s = opts.refresh_timeout_s or 30
-  if opts.transport ~= nil and type(opts.transport) ~= "table" then
-    error("ddb.credentials: option 'transport' must be a table", 3)
-  end
   local v = env(ctx, "AWS_METADATA_SERVICE_TIMEOUT")
   if v and not opts.imds_timeout_ms and tonumber(v) and tonumber(v) > 0 then
     ctx.imds_timeout_ms = tonumber(v) * 1000

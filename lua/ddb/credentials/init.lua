@@ -71,6 +71,7 @@
 
 local core = require "ddb.core"
 local config = require "ddb.config"
+local options = require "ddb.options"
 local credential = require "ddb.credentials.creds"
 local context = require "ddb.credentials.context"
 local xml = require "ddb.credentials.xml"
@@ -81,7 +82,7 @@ local env_creds = require "ddb.credentials.env"
 local container = require "ddb.credentials.container"
 local imds = require "ddb.credentials.imds"
 
-local type, tostring, ipairs, pcall, error = type, tostring, ipairs, pcall, error
+local type, tostring, ipairs, pcall = type, tostring, ipairs, pcall
 local concat = table.concat
 local cred_error, make_creds, static_source = credential.error, credential.make,
   credential.static_source
@@ -204,12 +205,7 @@ end
 -- the environment and the shared files; nothing is fetched until get().
 -- Returns the provider, or nil, err when the configuration cannot work.
 function _M.new(opts)
-  opts = opts or {}
-  if type(opts) ~= "table" then error("ddb.credentials.new: options must be a table", 2) end
-  local ct = type(opts.credentials)
-  if opts.credentials ~= nil and ct ~= "table" and ct ~= "function" then
-    error("ddb.credentials.new: option 'credentials' must be a table or a function", 2)
-  end
+  opts = options.check("ddb.credentials.new", opts or {}, context.SPEC, 2)
   local ctx = make_ctx(opts)
   local src, err = select_source(ctx, opts)
   if not src then return nil, err end
@@ -233,7 +229,7 @@ local ENV_KEYS = { "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TO
 -- nginx worker): clients made per request share its cache and its single refresh. Explicit
 -- credentials and functions are not shared (each client has its own).
 function _M.default(opts)
-  opts = opts or {}
+  opts = options.check("ddb.credentials.default", opts or {}, context.SPEC, 2)
   if opts.credentials ~= nil or opts.now or opts.getenv then return _M.new(opts) end
   local parts = { tostring(opts.profile), tostring(opts.region), tostring(opts.sts_endpoint),
     tostring(opts.container_base_url), tostring(opts.transport), tostring(opts.log),
