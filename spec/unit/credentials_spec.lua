@@ -292,6 +292,21 @@ describe("credentials objects", function()
         { "T", "a-_.~+=" } }))
   end)
 
+  it("are read from the tables callers give, under the SDKs' names", function()
+    assert.same({ access_key = "AKIDX", secret_key = "x-secret", session_token = "x-token",
+      expiration = 123 }, creds.from_table({ access_key_id = "AKIDX",
+      secret_access_key = "x-secret", session_token = "x-token", expiration = 123 }))
+    assert.same({ access_key = "AKIDF", secret_key = "f" },
+      creds.from_table({ aws_access_key_id = "AKIDF", aws_secret_access_key = "f" }))
+  end)
+
+  it("refuse a table without both strings, without echoing it", function()
+    local c, err = creds.from_table({ secret_access_key = "not-to-be-shown" })
+    assert.is_nil(c)
+    assert.equal("credentials option needs access_key_id and secret_access_key strings", err)
+    assert.is_nil(creds.from_table("AKID"))
+  end)
+
   it("redact secrets echoed in a message", function()
     assert.equal("token **** is bad, ****!", creds.redact("token abcdef is bad, abcdef!",
       { "abcdef" }))

@@ -52,6 +52,24 @@ local function bad_field(v)
   return type(v) ~= "string" or v == "" or v:find("[%z\r\n]")
 end
 
+--- The fields of a credentials table as a caller gives it (the credentials option, what a
+-- credentials function returns): access_key_id (or access_key, aws_access_key_id),
+-- secret_access_key (or secret_key, aws_secret_access_key), session_token (or
+-- aws_session_token), expiration.
+-- @param c the table
+-- @return { access_key, secret_key, session_token, expiration } | nil, err (never echoing c)
+function _M.from_table(c)
+  if type(c) == "table" then
+    local ak = c.access_key_id or c.access_key or c.aws_access_key_id
+    local sk = c.secret_access_key or c.secret_key or c.aws_secret_access_key
+    if type(ak) == "string" and ak ~= "" and type(sk) == "string" and sk ~= "" then
+      return { access_key = ak, secret_key = sk,
+        session_token = c.session_token or c.aws_session_token, expiration = c.expiration }
+    end
+  end
+  return nil, "credentials option needs access_key_id and secret_access_key strings"
+end
+
 -- A credentials object, or nil, err. expiration: epoch seconds, an ISO 8601 string or nil.
 local function make_creds(ak, sk, token, expiration, source)
   if bad_field(ak) or #ak >= 128 or bad_field(sk) then

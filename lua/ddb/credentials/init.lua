@@ -125,7 +125,7 @@ local function user_source(fn)
       if c == nil then
         return nil, cred_error("the credentials function failed: " .. tostring(perr))
       end
-      local norm, nerr = config.credentials(c)
+      local norm, nerr = credential.from_table(c)
       if not norm then return nil, cred_error("the credentials function: " .. nerr) end
       return make_creds(norm.access_key, norm.secret_key, norm.session_token,
         norm.expiration, "credentials function")
@@ -142,7 +142,7 @@ local function select_source(ctx, opts)
       s.user = true
       return s
     end
-    local c, err = config.credentials(explicit)
+    local c, err = credential.from_table(explicit)
     if not c then return nil, cred_error(err) end
     local creds, cerr = make_creds(c.access_key, c.secret_key, c.session_token, c.expiration,
       "explicit")
