@@ -518,10 +518,7 @@ end
 local function log_to(owner, message)
   local log = owner.log
   if log then return pcall(log, "warn", message) end
-  if ngx ~= nil and type(ngx) == "table" and ngx.log then
-    return ngx.log(ngx.WARN, message)
-  end
-  io.stderr:write("ddb: warn: ", message, "\n")
+  runtime.log("warn", message)
 end
 
 --- Runs a metrics hook on an event; a hook that raises is logged once per owner (the client or

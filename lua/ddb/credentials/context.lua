@@ -11,11 +11,9 @@ local runtime = require "ddb.runtime"
 local curl = require "ddb.transport.curl"
 local options = require "ddb.options"
 
-local type, tostring, tonumber, pairs, rawget = type, tostring, tonumber, pairs, rawget
+local type, tostring, tonumber, pairs = type, tostring, tonumber, pairs
 local monotonic_ms = core.monotonic_ms
 local floor = math.floor
-local io_stderr = io.stderr
-local _G = _G
 local cred_error, redact = creds.error, creds.redact
 local new_error = errors.new
 
@@ -73,14 +71,7 @@ local DEFAULTS = {
 
 local CONTAINER_BASE = "http://169.254.170.2"
 
-local function default_log(level, message)
-  local ngx = rawget(_G, "ngx")
-  if type(ngx) == "table" and ngx.log then
-    ngx.log(level == "warn" and ngx.WARN or ngx.INFO, "ddb: ", message)
-  else
-    io_stderr:write("ddb: ", level, ": ", message, "\n")
-  end
-end
+local default_log = runtime.log
 
 local function env(ctx, name)
   local v = ctx.getenv(name)
