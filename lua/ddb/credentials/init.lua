@@ -63,15 +63,16 @@
 --
 -- No secret or token appears in an error, a log line or a `tostring`.
 --
--- One file per concern under ddb/credentials/: creds (the credentials object, errors,
--- redaction), context (options, environment, HTTP), xml, sts, and the sources env, profile
--- (shared files, AssumeRole), web_identity, process, container and imds; provider is the
--- cache; this file is the chain.
+-- One file per concern under ddb/credentials/: creds (the credentials object, its errors,
+-- which are ddb.errors', and redaction), context (options, environment, HTTP), xml, sts,
+-- and the sources env, profile (shared files, AssumeRole), web_identity, process, container
+-- and imds; provider is the cache; this file is the chain. Times are read by ddb.time.
 -- @module ddb.credentials
 
 local core = require "ddb.core"
 local config = require "ddb.config"
 local options = require "ddb.options"
+local time = require "ddb.time"
 local credential = require "ddb.credentials.creds"
 local context = require "ddb.credentials.context"
 local xml = require "ddb.credentials.xml"
@@ -100,7 +101,7 @@ _M.Provider = provider.Provider
 --- Seconds since the epoch for an ISO 8601 / RFC 3339 time ("2026-11-25T17:44:51Z",
 -- "…T17:44:51.718318Z", "…+01:00"); nil for anything else.
 -- @function parse_time
-_M.parse_time = require("ddb.time").parse_iso8601
+_M.parse_time = time.parse_iso8601
 
 --- Reads an XML document into { ["Root/Child/Leaf"] = text } for its leaf elements
 -- (namespace prefixes dropped). A path seen twice maps to false. nil, err for anything
