@@ -16,6 +16,8 @@
 #include <openssl/rand.h>
 #include <time.h>
 
+/* The module's one version: every Lua module's _VERSION is core._VERSION; only the
+ * rockspec's file name and version field repeat it. */
 #define DDB_CORE_VERSION "0.1.0"
 
 #if defined(__GNUC__)

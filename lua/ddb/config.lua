@@ -1,10 +1,10 @@
---- Configuration resolution: region, endpoint and credentials from options, the
--- environment and the shared AWS files, in the order the AWS SDKs use.
+--- Configuration resolution: region and endpoint from options, the environment and the
+-- shared AWS files, in the order the AWS SDKs use, and the one loader of those files (the
+-- credential chain, ddb.credentials, reads them through it too).
 -- @module ddb.config
 
-local type, pairs, tostring, tonumber = type, pairs, tostring, tonumber
+local type, pairs, tonumber = type, pairs, tonumber
 local io_open, os_getenv = io.open, os.getenv
-local concat = table.concat
 
 local _M = {}
 
@@ -197,44 +197,6 @@ function _M.endpoint(opt, region)
   local url = opt or env("AWS_ENDPOINT_URL_DYNAMODB") or env("AWS_ENDPOINT_URL")
     or ("https://dynamodb." .. region .. ".amazonaws.com")
   return _M.parse_endpoint(url)
-end
-
-local function normalize_creds(c, source)
-  if type(c) ~= "table" then return nil end
-  local ak = c.access_key_id or c.access_key or c.aws_access_key_id
-  local sk = c.secret_access_key or c.secret_key or c.aws_secret_access_key
-  local tok = c.session_token or c.aws_session_token
-  if type(ak) ~= "string" or ak == "" or type(sk) ~= "string" or sk == "" then return nil end
-  return { access_key = ak, secret_key = sk, session_token = tok, expiration = c.expiration,
-           source = source }
-end
-
---- Credentials: explicit table, then environment, then the shared files.
--- Returns creds or nil, err naming every place that was tried (never a secret).
-function _M.credentials(explicit, profile_name)
-  local tried = {}
-  if explicit ~= nil then
-    local c = normalize_creds(explicit, "explicit")
-    if not c then
-      return nil, "credentials option needs access_key_id and secret_access_key strings"
-    end
-    return c
-  end
-  tried[#tried + 1] = "explicit option"
-  local c = normalize_creds({
-    access_key_id = env("AWS_ACCESS_KEY_ID"),
-    secret_access_key = env("AWS_SECRET_ACCESS_KEY"),
-    session_token = env("AWS_SESSION_TOKEN"),
-  }, "environment")
-  if c then return c end
-  tried[#tried + 1] = "environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)"
-  local prof, err, where = _M.profile(profile_name)
-  if not prof then return nil, "cannot read the shared AWS files: " .. tostring(err) end
-  c = normalize_creds(prof, "shared files")
-  if c then return c end
-  tried[#tried + 1] = ("shared files (%s, %s; profile %s)"):format(
-    where.cred_path, where.conf_path, where.name)
-  return nil, "no credentials found; tried: " .. concat(tried, ", ")
 end
 
 --- A number from the environment, validated.

@@ -8,6 +8,7 @@
 -- @module ddb.each
 
 local core = require "ddb.core"
+local runtime = require "ddb.runtime"
 local settings = require "ddb.engine.settings"
 
 local type, ipairs, error, pcall, math_min = type, ipairs, error, pcall, math.min
@@ -17,9 +18,8 @@ local _M = {}
 local DEFAULT_CONCURRENCY = 16
 
 local function in_ngx_thread_phase()
-  if ngx == nil or type(ngx) ~= "table" or not ngx.thread or not ngx.get_phase then
-    return false
-  end
+  local ngx = runtime.ngx()
+  if not ngx or not ngx.thread then return false end
   local phase = ngx.get_phase()
   return phase == "rewrite" or phase == "access" or phase == "content" or phase == "timer" or
     phase == "ssl_cert" or phase == "ssl_session_fetch"

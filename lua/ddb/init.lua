@@ -7,14 +7,18 @@
 local core = require "ddb.core"
 local config = require "ddb.config"
 local credentials = require "ddb.credentials"
+local errors = require "ddb.errors"
+local time = require "ddb.time"
+local runtime = require "ddb.runtime"
+local curl = require "ddb.transport.curl"
 local options = require "ddb.options"
 
-local type, setmetatable, getmetatable, tostring, tonumber, pairs, error, pcall =
-  type, setmetatable, getmetatable, tostring, tonumber, pairs, error, pcall
+local type, setmetatable, getmetatable, tostring, pairs, error, pcall =
+  type, setmetatable, getmetatable, tostring, pairs, error, pcall
 local math_min, floor = math.min, math.floor
 local monotonic_ms = core.monotonic_ms
 
-local _M = { _VERSION = "0.1.0", core = core }
+local _M = { _VERSION = core._VERSION, core = core }
 
 local USER_AGENT = "lua-ddb-optimistic/" .. _M._VERSION .. " (" .. (jit and jit.version or _VERSION) .. ")"
 
@@ -143,42 +147,26 @@ _M.decode_json = core.decode
 -- -----------------------------------------------------------------------------
 -- Errors
 -- -----------------------------------------------------------------------------
-local error_mt = {}
-error_mt.__index = error_mt
-error_mt.__tostring = function(e)
-  local s = "ddb: " .. tostring(e.code)
-  if e.status then s = s .. " (HTTP " .. e.status .. ")" end
-  if e.message and e.message ~= e.code then s = s .. ": " .. tostring(e.message) end
-  if e.request_id then s = s .. " [request " .. tostring(e.request_id) .. "]" end
-  return s
-end
+local error_mt = errors.mt
 _M.error_mt = error_mt
 
---- Makes a structured error, as every failure of the module is.
+--- Makes a structured error, as every failure of the module is (ddb.errors).
 -- @param code the error code, e.g. `"ValidationError"`
 -- @param message what happened, for people
 -- @param fields optional: `status`, `applied` (`"no"`, provably not applied, the default,
 --   or `"maybe"`), `retry_class` (`"none"`, `"transient"`, `"throttle"`, `"timeout"`), and
 --   any other field to copy into the error
 -- @return the error table (`tostring` gives `"ddb: <code>: <message>"`)
-function _M.new_error(code, message, fields)
-  local e = core.error(code, message, fields and fields.status, fields and fields.applied or "no",
-    fields and fields.retry_class or "none")
-  if fields then
-    for k, v in pairs(fields) do e[k] = v end
-  end
-  return setmetatable(e, error_mt)
-end
+-- @function new_error
+_M.new_error = errors.new
 
-local function wrap_error(e)
-  if getmetatable(e) ~= error_mt then setmetatable(e, error_mt) end
-  return e
-end
+local wrap_error = errors.wrap
 
 --- Whether a value is an error of this module (made by `new_error` or returned by a call).
 -- @param e any value
 -- @return boolean
-function _M.is_error(e) return type(e) == "table" and getmetatable(e) == error_mt end
+-- @function is_error
+_M.is_error = errors.is_error
 
 -- -----------------------------------------------------------------------------
 -- Options
@@ -265,26 +253,8 @@ end
 -- @return the transport, for `ddb.new{ transport = ... }`
 function _M.curl_transport(opts)
   opts = options.check("ddb.curl_transport", opts or {}, CURL_SPEC, 2)
-  local ca = opts.ca_bundle or config.getenv("AWS_CA_BUNDLE")
-  if ca == "" then ca = nil end
-  local handle = core.curl_new{ ca_bundle = ca, connect_timeout_ms = opts.connect_timeout_ms,
-    max_answer_bytes = opts.max_answer_bytes }
-  return {
-    name = "curl",
-    handle = handle,
-    -- Client:call signs, sends and parses through it in one C call (handle:call)
-    signed_call = handle,
-    request = function(_, url, headers, body, timeout_ms)
-      return handle:request(url, headers, body, timeout_ms)
-    end,
-    -- request returns status, headers, body, maybe_resent | nil, err
-    sleep = function(_, ms) return core.sleep_ms(ms) end,
-    close = function() return handle:close() end,
-  }
-end
-
-local function in_ngx_request()
-  return ngx ~= nil and type(ngx) == "table" and ngx.socket ~= nil and ngx.get_phase ~= nil
+  return curl.new{ ca_bundle = opts.ca_bundle or config.getenv("AWS_CA_BUNDLE"),
+    connect_timeout_ms = opts.connect_timeout_ms, max_answer_bytes = opts.max_answer_bytes }
 end
 
 local function ngx_transport(opts)
@@ -294,7 +264,7 @@ local function ngx_transport(opts)
 end
 
 local function default_transport(opts)
-  if in_ngx_request() then return ngx_transport(opts) end
+  if runtime.cosockets() then return ngx_transport(opts) end
   return _M.curl_transport(options.pick(opts, CURL_SPEC))
 end
 
@@ -452,27 +422,7 @@ local SKEW_CODES = {
   RequestTimeTooSkewed = true, RequestExpired = true, InvalidSignatureException = true,
 }
 
-local MONTHS = { Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6, Jul = 7, Aug = 8,
-  Sep = 9, Oct = 10, Nov = 11, Dec = 12 }
-
--- Seconds since the epoch for an RFC 1123 date, without os.time's local-time trap.
-local function parse_http_date(s)
-  if type(s) ~= "string" then return nil end
-  local d, mon, y, h, mi, sec = s:match("%a+, (%d+) (%a+) (%d+) (%d+):(%d+):(%d+)")
-  local m = MONTHS[mon or ""]
-  if not m then return nil end
-  y, m, d = tonumber(y), m, tonumber(d)
-  -- days from civil (Howard Hinnant's algorithm)
-  if m <= 2 then y = y - 1 end
-  local era = floor(y / 400)
-  local yoe = y - era * 400
-  local mp = (m + 9) % 12
-  local doy = floor((153 * mp + 2) / 5) + d - 1
-  local doe = yoe * 365 + floor(yoe / 4) - floor(yoe / 100) + doy
-  local days = era * 146097 + doe - 719468
-  return days * 86400 + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(sec)
-end
-_M._parse_http_date = parse_http_date
+local parse_http_date = time.parse_http_date
 
 local function skew_fix(self, err, headers)
   if not SKEW_CODES[err.code] then return false end
@@ -568,10 +518,7 @@ end
 local function log_to(owner, message)
   local log = owner.log
   if log then return pcall(log, "warn", message) end
-  if ngx ~= nil and type(ngx) == "table" and ngx.log then
-    return ngx.log(ngx.WARN, message)
-  end
-  io.stderr:write("ddb: warn: ", message, "\n")
+  runtime.log("warn", message)
 end
 
 --- Runs a metrics hook on an event; a hook that raises is logged once per owner (the client or
@@ -593,9 +540,7 @@ local function emit(self, ev)
 end
 
 local function sleep(self, ms)
-  local t = self.transport
-  if t.sleep then return t:sleep(ms) end
-  return core.sleep_ms(ms)
+  return runtime.sleep(self.transport, ms)
 end
 
 --- Sends one DynamoDB operation with retries.

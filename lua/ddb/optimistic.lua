@@ -19,6 +19,7 @@ local state = require "ddb.engine.state"
 local plan = require "ddb.engine.plan"
 local history = require "ddb.engine.history"
 local keyschema = require "ddb.engine.keys"
+local ops = require "ddb.engine.ops"
 local pace = require "ddb.engine.pace"
 
 local type, pairs, pcall, error, tostring, setmetatable, next =
@@ -402,10 +403,7 @@ function Store:get(key, opts)
   local res, rerr = self.client:get_item({ TableName = self.table, Key = kav,
     ConsistentRead = true, ReturnConsumedCapacity = "TOTAL" }, { deadline = deadline })
   if not res then return nil, rerr end
-  local cc = res.ConsumedCapacity
-  if type(cc) == "table" and type(cc.CapacityUnits) == "number" then
-    info.consumed_capacity = cc.CapacityUnits
-  end
+  ops.add_capacity(info, res)
   local item = type(res.Item) == "table" and next(res.Item) ~= nil and res.Item or nil
   return item and plain_of(self.cfg, item) or NO_ITEM, nil, info
 end

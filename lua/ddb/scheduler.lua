@@ -29,7 +29,7 @@ local co_create, co_resume, co_yield, co_running, co_status =
 local monotonic_ms = core.monotonic_ms
 local traceback = debug.traceback
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = core._VERSION }
 
 -- What a transport yields, so that a task's own yields can be told apart.
 local WAIT = setmetatable({}, { __tostring = function() return "ddb.scheduler.WAIT" end })

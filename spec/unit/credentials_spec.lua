@@ -4,6 +4,8 @@
 local credentials = require "ddb.credentials"
 local core = require "ddb.core"
 local config = require "ddb.config"
+local creds = require "ddb.credentials.creds"
+local sts = require "ddb.credentials.sts"
 
 local T0 = 1800000000   -- the fake clock's start (2027-01-15T08:00:00Z)
 
@@ -138,6 +140,27 @@ describe("credentials.parse_time", function()
   end)
 end)
 
+describe("ddb.time", function()
+  local time = require "ddb.time"
+
+  it("reads a server's HTTP Date in UTC, whatever the local time zone", function()
+    assert.equal(784111777, time.parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"))
+    assert.equal(951782400, time.parse_http_date("Tue, 29 Feb 2000 00:00:00 GMT"))
+    assert.is_nil(time.parse_http_date("Sun, 06 Nok 1994 08:49:37 GMT"))
+    assert.is_nil(time.parse_http_date(nil))
+  end)
+
+  it("counts days from the epoch across leap years and before 1970", function()
+    assert.equal(0, time.days_from_civil(1970, 1, 1))
+    assert.equal(11016, time.days_from_civil(2000, 2, 29))
+    assert.equal(-1, time.days_from_civil(1969, 12, 31))
+  end)
+
+  it("writes ISO 8601 in UTC, whole seconds", function()
+    assert.equal("2025-11-25T17:44:51Z", time.format_iso8601(1764092691.9))
+  end)
+end)
+
 describe("the XML reader", function()
   it("reads every leaf of an STS answer by its path", function()
     local leaves = assert(credentials.xml_leaves(STS_OK))
@@ -245,7 +268,7 @@ end)
 
 describe("credentials objects", function()
   it("print their source and the start of the key id, never the secret or token", function()
-    local c = assert(credentials._make_creds("AKIDSHOWN123", "very-secret-key", "session-tok",
+    local c = assert(creds.make("AKIDSHOWN123", "very-secret-key", "session-tok",
       T0, "environment"))
     local s = tostring(c)
     assert.matches("source=environment", s)
@@ -256,23 +279,52 @@ describe("credentials objects", function()
   end)
 
   it("refuse keys that could not go into a header", function()
-    assert.is_nil(credentials._make_creds("AKID", "a\nb", nil, nil, "x"))
-    assert.is_nil(credentials._make_creds("", "s", nil, nil, "x"))
-    assert.is_nil(credentials._make_creds("AKID", "s", "t\r\n", nil, "x"))
-    assert.is_nil(credentials._make_creds(("A"):rep(128), "s", nil, nil, "x"))
-    assert.is_nil(credentials._make_creds("AKID", "s", nil, "soon", "x"))
+    assert.is_nil(creds.make("AKID", "a\nb", nil, nil, "x"))
+    assert.is_nil(creds.make("", "s", nil, nil, "x"))
+    assert.is_nil(creds.make("AKID", "s", "t\r\n", nil, "x"))
+    assert.is_nil(creds.make(("A"):rep(128), "s", nil, nil, "x"))
+    assert.is_nil(creds.make("AKID", "s", nil, "soon", "x"))
   end)
 
   it("form-encode STS parameters the way SigV4 canonicalises them", function()
     assert.equal("A=b%20c&RoleArn=arn%3Aaws%3Aiam%3A%3A1%3Arole%2Fx&T=a-_.~%2B%3D",
-      credentials._form_encode({ { "A", "b c" }, { "RoleArn", "arn:aws:iam::1:role/x" },
+      sts.form_encode({ { "A", "b c" }, { "RoleArn", "arn:aws:iam::1:role/x" },
         { "T", "a-_.~+=" } }))
   end)
 
+  it("are read from the tables callers give, under the SDKs' names", function()
+    assert.same({ access_key = "AKIDX", secret_key = "x-secret", session_token = "x-token",
+      expiration = 123 }, creds.from_table({ access_key_id = "AKIDX",
+      secret_access_key = "x-secret", session_token = "x-token", expiration = 123 }))
+    assert.same({ access_key = "AKIDF", secret_key = "f" },
+      creds.from_table({ aws_access_key_id = "AKIDF", aws_secret_access_key = "f" }))
+  end)
+
+  it("refuse a table without both strings, without echoing it", function()
+    local c, err = creds.from_table({ secret_access_key = "not-to-be-shown" })
+    assert.is_nil(c)
+    assert.equal("credentials option needs access_key_id and secret_access_key strings", err)
+    assert.is_nil(creds.from_table("AKID"))
+  end)
+
   it("redact secrets echoed in a message", function()
-    assert.equal("token **** is bad, ****!", credentials._redact("token abcdef is bad, abcdef!",
+    assert.equal("token **** is bad, ****!", creds.redact("token abcdef is bad, abcdef!",
       { "abcdef" }))
-    assert.equal(303, #credentials._redact(("x"):rep(1000), {}))
+    assert.equal(303, #creds.redact(("x"):rep(1000), {}))
+  end)
+end)
+
+describe("credentials.new's options", function()
+  it("are checked by ddb.options: a wrong type or an unknown name raises, naming it", function()
+    local ok, err = pcall(credentials.new, { credentials = "AKID" })
+    assert.is_false(ok)
+    assert.matches("ddb.credentials.new: option 'credentials' must be a table or a function", err)
+    ok, err = pcall(credentials.new, { transport = 5 })
+    assert.is_false(ok)
+    assert.matches("option 'transport' must be a table", err)
+    ok, err = pcall(credentials.default, { sts_atempts = 2 })
+    assert.is_false(ok)
+    assert.matches("ddb.credentials.default: unknown option .sts_atempts. %(did you mean", err)
   end)
 end)
 

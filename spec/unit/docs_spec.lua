@@ -26,7 +26,8 @@ local MODULES = {
   { name = "ddb.cli" },
   { name = "ddb.sandbox" },
   { name = "ddb.scheduler" },
-  { name = "ddb.credentials", classes = { Provider = "Provider" } },
+  { name = "ddb.credentials" },
+  { name = "ddb.credentials.provider", classes = { Provider = "Provider" } },
   { name = "ddb.config" },
 }
 

@@ -190,3 +190,18 @@ describe("a function given to with_item that yields, on " .. runtime, function()
     end)
   end
 end)
+
+describe("the module's version", function()
+  it("is written once, in the C core, and every module and the rockspec carry it", function()
+    for _, name in ipairs{ "ddb", "ddb.optimistic", "ddb.transact", "ddb.cli", "ddb.scheduler",
+        "ddb.credentials", "ddb.transport.ngx" } do
+      assert.equal(core._VERSION, require(name)._VERSION, name)
+    end
+    local root = (debug.getinfo(1, "S").source:sub(2):gsub("spec/unit/runtime_spec%.lua$", ""))
+    local f = assert(io.open((root == "" and "./" or root) .. "rockspec/ddb-optimistic-" ..
+      core._VERSION .. "-1.rockspec", "rb"))
+    local text = f:read("*a")
+    f:close()
+    assert.truthy(text:find('version = "' .. core._VERSION .. '-1"', 1, true))
+  end)
+end)

@@ -5,7 +5,7 @@
 -- @module ddb.engine.ops
 
 local ddb = require "ddb"
-local core = require "ddb.core"
+local runtime = require "ddb.runtime"
 
 local type, ipairs, next, tostring = type, ipairs, next, tostring
 local new_error = ddb.new_error
@@ -52,8 +52,7 @@ end
 local function pause(ctx, ms)
   if ctx.clock() + ms >= ctx.deadline then return false end
   if ms > 0 then
-    local t = ctx.client.transport
-    if t and t.sleep then t:sleep(ms) else core.sleep_ms(ms) end
+    runtime.sleep(ctx.client.transport, ms)
   end
   return true
 end

@@ -71,7 +71,7 @@ local ngx_socket_tcp = ngx and ngx.socket and ngx.socket.tcp
 local ngx_sleep = ngx and ngx.sleep
 local get_phase = ngx and ngx.get_phase
 
-local _M = { _VERSION = "0.1.0" }
+local _M = { _VERSION = core._VERSION }
 
 -- ngx_lua's yieldable contexts: the only phases where cosockets and ngx.sleep work.
 local COSOCKET_PHASES = {
