@@ -12,7 +12,6 @@ local xml = require "ddb.credentials.xml"
 local tostring, ipairs, pairs = tostring, ipairs, pairs
 local floor = math.floor
 local concat = table.concat
-local os_date = os.date
 local sfmt = string.format
 local cred_error, make_creds, redact = creds.error, creds.make, creds.redact
 local env, http, pause = context.env, context.http, context.pause
@@ -96,20 +95,15 @@ local function sts_call(ctx, action, params, signing, what, secrets, deadline)
     attempt = attempt + 1
     local lines = { "Host: " .. ep.host_header, "Content-Type: " .. content_type }
     if signing then
-      local amz_date = os_date("!%Y%m%dT%H%M%SZ", floor(ctx.now()))
-      local pairs_to_sign = { { "Host", ep.host_header }, { "Content-Type", content_type },
-        { "X-Amz-Date", amz_date } }
-      lines[#lines + 1] = "X-Amz-Date: " .. amz_date
-      if signing.session_token then
-        pairs_to_sign[#pairs_to_sign + 1] = { "X-Amz-Security-Token", signing.session_token }
-        lines[#lines + 1] = "X-Amz-Security-Token: " .. signing.session_token
-      end
+      -- the core's generic SigV4 signer: it adds and signs X-Amz-Date and the session token,
+      -- and the signing key never leaves C
       local signer = core.signer_new{ access_key = signing.access_key,
         secret_key = signing.secret_key, session_token = signing.session_token,
         region = ep.region, host = ep.host_header, service = "sts" }
-      local stages = signer:stages("POST", "/", nil, pairs_to_sign, body, amz_date)
+      local signed = signer:sign_request("POST", "/", nil, { { "Content-Type", content_type } },
+        body, floor(ctx.now()))
       signer:close()
-      lines[#lines + 1] = "Authorization: " .. stages.authorization
+      for _, line in ipairs(signed) do lines[#lines + 1] = line end
       secrets[#secrets + 1] = signing.secret_key
       secrets[#secrets + 1] = signing.session_token
     end
