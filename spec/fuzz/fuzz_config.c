@@ -1,8 +1,9 @@
 /* libFuzzer target: the text readers of the configuration and credentials code, which is
  * Lua: ddb.config's parse_ini (~/.aws/credentials and ~/.aws/config), parse_endpoint and
- * region; ddb.credentials' parse_time, xml_leaves and parse_sts (STS answers) when that
- * module is there. Contract: nil, err or a value for any text, never a raise. Input: one
- * byte choosing the reader, then its text. */
+ * region; ddb.time's ISO 8601 and HTTP dates; the STS answers' XML reader and parser.
+ * Contract: nil, err or a value for any text, never a raise; a reader that is missing fails
+ * the target (it must not fuzz nothing in silence). Input: one byte choosing the reader,
+ * then its text. */
 #include "fuzz_lua.h"
 
 static const struct {
@@ -12,9 +13,10 @@ static const struct {
     {"ddb.config", "parse_ini"},
     {"ddb.config", "parse_endpoint"},
     {"ddb.config", "region"},
-    {"ddb.credentials", "parse_time"},
-    {"ddb.credentials", "xml_leaves"},
-    {"ddb.credentials", "parse_sts"},
+    {"ddb.time", "parse_iso8601"},
+    {"ddb.credentials.xml", "leaves"},
+    {"ddb.credentials.sts", "parse"},
+    {"ddb.time", "parse_http_date"},
 };
 #define NREADERS (sizeof readers / sizeof readers[0])
 
@@ -28,20 +30,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     which = data[0] % NREADERS;
     lua_getglobal(L, "require");
     lua_pushstring(L, readers[which].module);
-    if (lua_pcall(L, 1, 1, 0) != 0) {
-        /* ddb.credentials is optional; ddb.config is not */
-        FUZZ_CHECK(strcmp(readers[which].module, "ddb.config") != 0, "require: %s",
-                   lua_tostring(L, -1));
-        lua_settop(L, top);
-        return 0;
-    }
+    FUZZ_CHECK(lua_pcall(L, 1, 1, 0) == 0, "require %s: %s", readers[which].module,
+               lua_tostring(L, -1));
     lua_getfield(L, -1, readers[which].fn);
     lua_remove(L, -2);
-    if (lua_type(L, -1) != LUA_TFUNCTION) {
-        lua_settop(L, top);
-        return 0;
-    }
-    if (strcmp(readers[which].fn, "parse_sts") == 0) {
+    FUZZ_CHECK(lua_type(L, -1) == LUA_TFUNCTION, "%s.%s is missing", readers[which].module,
+               readers[which].fn);
+    if (strcmp(readers[which].module, "ddb.credentials.sts") == 0) {
         lua_pushstring(L, size > 1 && (data[1] & 1) ? "AssumeRole" : "AssumeRoleWithWebIdentity");
         lua_pushinteger(L, size > 1 && (data[1] & 2) ? 400 : 200);
         nargs = 3;
