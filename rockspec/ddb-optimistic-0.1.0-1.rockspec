@@ -44,6 +44,7 @@ build = {
       libdirs = { "$(CURL_LIBDIR)", "$(OPENSSL_LIBDIR)", "$(CJSON_LIBDIR)" },
     },
     ["ddb"] = "lua/ddb/init.lua",
+    ["ddb.client"] = "lua/ddb/client.lua",
     ["ddb.cli"] = "lua/ddb/cli.lua",
     ["ddb.config"] = "lua/ddb/config.lua",
     ["ddb.credentials"] = "lua/ddb/credentials/init.lua",

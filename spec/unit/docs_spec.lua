@@ -20,7 +20,9 @@ local UNDOCUMENTED = {
 
 -- module name -> { name of a table of methods in the module, how LDoc prefixes them }
 local MODULES = {
-  { name = "ddb", classes = { Client = "Client" } },
+  -- ddb re-exports ddb.client's functions (ddb.new, ...): they are documented there
+  { name = "ddb", documented_in = "ddb.client" },
+  { name = "ddb.client", classes = { Client = "Client" } },
   { name = "ddb.optimistic", classes = { Store = "Store" } },
   { name = "ddb.transact" },
   { name = "ddb.cli" },
@@ -65,10 +67,11 @@ describe("the LDoc reference", function()
   for _, m in ipairs(MODULES) do
     it("documents every public function of " .. m.name, function()
       local mod = require(m.name)
+      local elsewhere = m.documented_in and require(m.documented_in) or {}
       local want = {}
       for k, v in pairs(mod) do
         if type(k) == "string" and not k:match("^_") and type(v) == "function" and
-            not UNDOCUMENTED[m.name .. "." .. k] then
+            not UNDOCUMENTED[m.name .. "." .. k] and elsewhere[k] ~= v then
           want[#want + 1] = k
         end
       end
@@ -102,7 +105,8 @@ describe("the LDoc reference", function()
 
   it("gives every parameter of the public API a description", function()
     local bare = {}
-    for _, name in ipairs{ "ddb", "ddb.optimistic", "ddb.cli", "ddb.sandbox", "ddb.transact" } do
+    for _, name in ipairs{ "ddb", "ddb.client", "ddb.optimistic", "ddb.cli", "ddb.sandbox",
+        "ddb.transact" } do
       -- LDoc prints a parameter as <span class="parameter">name</span> followed by its
       -- description in the same <li>
       for param, rest in pages[name]:gmatch(
@@ -124,7 +128,7 @@ describe("the LDoc reference", function()
         assert.is_nil(html:match("&ndash;%w"), name .. ": an option's -- became a dash")
       end
       assert.truthy(pages["ddb.optimistic"]:find("version_attribute", 1, true))
-      assert.truthy(pages["ddb"]:find("deadline_ms", 1, true))
+      assert.truthy(pages["ddb.client"]:find("deadline_ms", 1, true))
       assert.truthy(pages["ddb.config"]:find("AWS_REGION", 1, true))
       assert.truthy(pages["ddb"]:find("marshal_item", 1, true))
     end)
