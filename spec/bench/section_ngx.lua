@@ -2,6 +2,8 @@
 -- one with_item against the fixed-response server; wrk -t1 -c1 drives it. Client CPU is
 -- the nginx worker's (user + system from /proc), measured again on /noop (the same
 -- request answered without a DynamoDB call) to take out what the inbound request costs.
+-- Each round also runs the libcurl path's loop (LuaJIT, spec/bench/loop.lua) against the same
+-- server, so that the ratio of the two (target: at most 1.2x) comes from the same minutes.
 local lib = require "bench.lib"
 
 local _M = {}
@@ -62,6 +64,8 @@ local function drive(srv, path, seconds)
   return { requests = n, per_s = rps, cpu_s = cpu, cpu_us = cpu / n * 1e6, errors = non2xx }
 end
 
+_M.CONF = CONF   -- for profiling by hand (perf record -p on the worker)
+
 function _M.run(ctx)
   local results, say = ctx.results, ctx.say
   if not lib.read("/usr/lib/nginx/modules/ngx_http_lua_module.so") then
@@ -90,14 +94,19 @@ function _M.run(ctx)
       local op = drive(srv, "/op", ctx.seconds)
       local noop = drive(srv, "/noop", math.max(2, ctx.seconds // 2))
       if op.errors > 0 then error(op.errors .. " /op requests failed:\n" .. srv:log(), 0) end
+      local curl = ctx.run_json(lib.lua_cmd("jit", lib.root .. "/spec/bench/loop.lua",
+        fixed:url(), ctx.seconds))
+      local net = op.cpu_us - noop.cpu_us
       runs[r] = { ops_per_s = op.per_s, cpu_us_per_op = op.cpu_us, noop_cpu_us = noop.cpu_us,
-        net_cpu_us_per_op = op.cpu_us - noop.cpu_us, noop_per_s = noop.per_s,
+        net_cpu_us_per_op = net, noop_per_s = noop.per_s,
+        curl_cpu_us_per_op = curl.cpu_us_per_op, ratio_to_curl = net / curl.cpu_us_per_op,
         loadavg = lib.loadavg() }
-      say("  run %d/%d: %.0f with_item/s, worker CPU %.1f us per request (%.1f for /noop)", r,
-        rounds, op.per_s, op.cpu_us, noop.cpu_us)
+      say("  run %d/%d: %.0f with_item/s, worker CPU %.1f us per request (%.1f for /noop; " ..
+        "%.1f net); libcurl path (LuaJIT) %.1f us: %.2fx", r, rounds, op.per_s, op.cpu_us,
+        noop.cpu_us, net, curl.cpu_us_per_op, net / curl.cpu_us_per_op)
     end
     local med = {}
-    for k, v in pairs(ctx.pick_median(runs, "cpu_us_per_op")) do med[k] = v end
+    for k, v in pairs(ctx.pick_median(runs, "ratio_to_curl")) do med[k] = v end
     med.ok = true
     med.runs = runs
     results.ngx = med
