@@ -2,6 +2,11 @@
 -- HTTP/1.1 POST with Content-Length; answers framed by Content-Length, chunked or close;
 -- TLS with certificate and host-name verification (SNI set); connections kept in nginx's
 -- cosocket pool. `ddb.new` picks it by itself inside nginx; `transport = "ngx"` asks for it.
+-- This file moves the bytes; the HTTP/1.1 is the core's, shared with the libcurl path
+-- (csrc/answer.c through a ddb{exchange}): a DynamoDB call is signed and built in C in one
+-- string, and the answer's bytes are fed to the same reader, with the same limits and
+-- failure classes, as they arrive. Nothing in C calls back into Lua, so the cosocket calls
+-- may yield between any two of its calls.
 --
 -- What it needs from nginx.conf (examples/openresty/nginx.conf sets both):
 -- * `resolver` for endpoint host names: cosockets resolve through nginx's own resolver,
@@ -35,8 +40,8 @@
 -- cosocket's read timeout whenever bytes arrive, so one receive(n) or receiveuntil() of an
 -- answer dripping in a byte at a time could outlast any deadline. An answer's head may be
 -- 64 KiB, its body max_answer_bytes (32 MiB by default); a Content-Length over the limit is
--- refused before any of the body is read, and nothing else is read past it
--- (AnswerTooLarge).
+-- refused before any of the body is read, a chunk on its size line, and nothing else is read
+-- much past it (AnswerTooLarge). Repeated headers: the last counts, as on the libcurl path.
 --
 -- Stale pooled connections. nginx drops a pooled connection as soon as its event loop sees
 -- the server close it; one closed since then is only found by using it. The whole request
