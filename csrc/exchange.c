@@ -55,13 +55,15 @@ static int exchange_gc(lua_State *L)
     return 0;
 }
 
-/* A large answer should not pin its buffers while the exchange waits in a pool. */
+/* A large answer should not pin its buffers while the exchange waits in a pool; once they
+ * are freed, the answer is gone (a new one must be started). */
 static void shrink(exchange *x)
 {
-    if (x->in.cap > (1u << 20))
-        buf_free(&x->in);
-    if (x->body.cap > (1u << 20))
-        buf_free(&x->body);
+    if (x->in.cap <= (1u << 20) && x->body.cap <= (1u << 20))
+        return;
+    buf_free(&x->in);
+    buf_free(&x->body);
+    x->state = X_IDLE;
 }
 
 static void start(exchange *x)
@@ -193,6 +195,7 @@ static int exchange_answer(lua_State *L)
     lua_pushinteger(L, x->ans.head.status);
     curlt_push_headers(L, &head);
     lua_pushlstring(L, body, len);
+    shrink(x);   /* what was pushed is Lua's copy */
     return 3;
 }
 
@@ -205,10 +208,13 @@ static int exchange_result(lua_State *L)
     buf head;
     const char *body;
     size_t len;
+    int n;
     check_done(L, x);
     head = head_of(x);
     body = answer_body(&x->ans, &len);
-    return curlt_push_answer(L, x->ans.head.status, &head, body, len, plain, 0);
+    n = curlt_push_answer(L, x->ans.head.status, &head, body, len, plain, 0);
+    shrink(x);   /* what was pushed is Lua's */
+    return n;
 }
 
 static int exchange_tostring(lua_State *L)
