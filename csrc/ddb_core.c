@@ -11,6 +11,7 @@
 #include "transport_curl.h"
 #include "transport_multi.h"
 #include "buf.h"
+#include "exchange.h"
 
 #include <errno.h>
 #include <openssl/rand.h>
@@ -206,6 +207,7 @@ DDB_EXPORT int luaopen_ddb_core(lua_State *L)
         {"crc32", proto_lua_crc32},
         {"http1_head", core_http1_head},
         {"http1_dechunk", core_http1_dechunk},
+        {"exchange_new", exchange_lua_new},
         {"now", core_now},
         {"monotonic_ms", core_monotonic_ms},
         {"sleep_ms", core_sleep_ms},
@@ -221,6 +223,7 @@ DDB_EXPORT int luaopen_ddb_core(lua_State *L)
     signer_register(L);
     retry_register(L);
     curlt_register(L);
+    exchange_register(L);
     luaL_newlib(L, funcs);
     lua_newtable(L);
     set_mt_field(L, "list", JSON_LIST_MT);

@@ -542,6 +542,44 @@ static const char *find_header(const buf *head, const char *name, size_t name_le
 }
 #define FIND_HEADER(head, name, len) find_header(head, name, sizeof(name) - 1, len)
 
+int curlt_push_answer(lua_State *L, int status, const buf *head, const char *body,
+                      size_t body_len, const char *plain, int resent)
+{
+    proto_answer a;
+    size_t crc_len = 0;
+    char crc[16];
+    int nret;
+
+    a.status = status;
+    a.body = body;
+    a.body_len = body_len;
+    a.crc = FIND_HEADER(head, "x-amz-crc32", &crc_len);
+    if (a.crc != NULL) {
+        /* a value too long for a CRC-32 fails the check as an empty one does */
+        size_t n = crc_len < sizeof crc ? crc_len : 0;
+        memcpy(crc, a.crc, n);
+        crc[n] = '\0';
+        a.crc = crc;
+    }
+    a.request_id = FIND_HEADER(head, "x-amzn-requestid", &a.request_id_len);
+    if (a.request_id == NULL)
+        a.request_id = FIND_HEADER(head, "x-amz-request-id", &a.request_id_len);
+    nret = proto_parse(L, &a, plain);
+    if (nret == 1) {
+        lua_pushnil(L);
+        lua_pushinteger(L, a.status);
+        if (a.request_id != NULL)
+            lua_pushlstring(L, a.request_id, a.request_id_len);
+        else
+            lua_pushnil(L);
+    } else {
+        lua_pushinteger(L, a.status);
+        curlt_push_headers(L, head);
+        lua_pushboolean(L, resent);
+    }
+    return nret == 1 ? 4 : 5;
+}
+
 /* t:call(signer, url, operation, body, timeout_ms[, plain]) signs a DynamoDB request, sends
  * it and reads the answer in one C call, with no Lua string made for the header lines, the
  * answer's headers or its body:
@@ -557,7 +595,7 @@ static int curlt_call(lua_State *L)
     curlt *t = check_curlt(L);
     signer *s = signer_check(L, 2);
     const char *url = luaL_checkstring(L, 3);
-    size_t oplen, body_len, crc_len = 0;
+    size_t oplen, body_len;
     const char *op = luaL_checklstring(L, 4, &oplen);
     const char *body = luaL_checklstring(L, 5, &body_len);
     long timeout_ms = clamp_timeout(L, 6);
@@ -566,7 +604,6 @@ static int curlt_call(lua_State *L)
     proto_answer a;
     wire_answer wa;   /* head may point into it: it lives as long as the call */
     const buf *head;
-    char crc[16];
     int resent = 0, nret;
 
     lua_settop(L, 7);
@@ -611,32 +648,9 @@ static int curlt_call(lua_State *L)
         a.body_len = t->body.len;
         head = &t->head;
     }
-    a.crc = FIND_HEADER(head, "x-amz-crc32", &crc_len);
-    if (a.crc != NULL) {
-        /* a value too long for a CRC-32 fails the check as an empty one does */
-        size_t n = crc_len < sizeof crc ? crc_len : 0;
-        memcpy(crc, a.crc, n);
-        crc[n] = '\0';
-        a.crc = crc;
-    }
-    a.request_id = FIND_HEADER(head, "x-amzn-requestid", &a.request_id_len);
-    if (a.request_id == NULL)
-        a.request_id = FIND_HEADER(head, "x-amz-request-id", &a.request_id_len);
-    nret = proto_parse(L, &a, plain);
-    if (nret == 1) {
-        lua_pushnil(L);
-        lua_pushinteger(L, a.status);
-        if (a.request_id != NULL)
-            lua_pushlstring(L, a.request_id, a.request_id_len);
-        else
-            lua_pushnil(L);
-    } else {
-        lua_pushinteger(L, a.status);
-        curlt_push_headers(L, head);
-        lua_pushboolean(L, resent);
-    }
+    nret = curlt_push_answer(L, a.status, head, a.body, a.body_len, plain, resent);
     shrink_buffers(t);
-    return nret == 1 ? 4 : 5;
+    return nret;
 }
 
 /* t:stats() -> { new_connections = n, connections = total } : new connections made by the

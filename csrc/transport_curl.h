@@ -52,6 +52,11 @@ void curlt_push_headers(lua_State *L, const buf *head);
  * for libcurl's own refusal of a Content-Length over CURLOPT_MAXFILESIZE. */
 void curlt_push_error(lua_State *L, CURL *easy, CURLcode rc, int too_large, size_t max,
                       char *errbuf, size_t errlen);
+/* Pushes what call() returns for an HTTP answer (status, the raw head block, the body):
+ * result, nil, status, request_id (4) | nil, err, status, headers, resent (5), the request id
+ * from x-amzn-requestid or else x-amz-request-id, the body checked against x-amz-crc32. */
+int curlt_push_answer(lua_State *L, int status, const buf *head, const char *body,
+                      size_t body_len, const char *plain, int resent);
 void curlt_register(lua_State *L);
 
 #endif

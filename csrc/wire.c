@@ -1,5 +1,6 @@
 /* The one-call path's own HTTP/1.1 on a libcurl connection (see wire.h). */
 #include "wire.h"
+#include "answer.h"
 #include "transport_curl.h"
 #include "protocol.h"
 
@@ -222,44 +223,27 @@ static int send_all(wire *w, const wire_opts *o, const char *url, long long dead
     return WIRE_OK;
 }
 
-/* An answer over the limits. The request has left and an answer came, so it reached the
- * server and may have run: "maybe" (what the answer says about it is in the part not read).
- * Not retried: the same request would very likely bring the same answer, and reading it
- * again costs the same time and memory. */
-static int too_large(wire *w, const char *what, size_t max)
-{
-    char message[160];
-    snprintf(message, sizeof message, "%s is longer than max_answer_bytes (%zu); not read "
-             "(the request was sent)", what, max);
-    return fail(w, "AnswerTooLarge", PROTO_APPLIED_MAYBE, "none", message);
-}
-
-/* Reads until the answer is complete, its head within HTTP1_MAX_HEAD and its body within
- * max. The request has left: any failure may follow its being applied. */
+/* Reads until the answer is complete (answer.c: its framing, its limits, what a failure
+ * means). The request has left: any failure may follow its being applied. */
 static int receive(wire *w, long long deadline, size_t max, wire_answer *a)
 {
-    http1_chunks chunks;
-    int have_head = 0, r;
-    size_t end = 0;
+    answer ans;
     static const char *const MAYBE = PROTO_APPLIED_MAYBE;
+    int r;
 
-    w->in.len = 0;
+    answer_start(&ans, &w->in, &w->body, max);
     for (;;) {
-        size_t n = 0, room, whole;
+        size_t n = 0, room;
+        char *at;
         CURLcode rc;
         /* before every read, not only when one would block: a server that keeps sending
          * never makes a read block */
         if (now_ms() >= deadline)
             return fail(w, "Timeout", MAYBE, "timeout",
                         "timed out reading the answer (the request was sent)");
-        if (w->in.cap - w->in.len < 4096 + 1 && buf_reserve(&w->in, 16384) != 0)
+        if ((at = answer_space(&ans, &room)) == NULL)
             return fail(w, "NetworkError", MAYBE, "transient", "out of memory reading the answer");
-        room = w->in.cap - w->in.len - 1;
-        /* a body that runs to the close is read up to one byte past the limit, no further */
-        if (have_head && !a->head.chunked && a->head.content_length < 0 &&
-            room > a->head.head_len + max + 1 - w->in.len)
-            room = a->head.head_len + max + 1 - w->in.len;
-        rc = curl_easy_recv(w->easy, w->in.data + w->in.len, room, &n);
+        rc = curl_easy_recv(w->easy, at, room, &n);
         if (rc == CURLE_AGAIN) {
             if (!wait_fd(w->fd, POLLIN, deadline))
                 return fail(w, "Timeout", MAYBE, "timeout",
@@ -268,96 +252,23 @@ static int receive(wire *w, long long deadline, size_t max, wire_answer *a)
         }
         if (rc != CURLE_OK)
             return fail(w, "NetworkError", MAYBE, "transient", curl_easy_strerror(rc));
-        if (n == 0) {
-            /* the server closed: the end of a body that runs to the close, else a loss */
-            if (have_head && !a->head.chunked && a->head.content_length < 0) {
-                end = w->in.len;
-                break;
-            }
-            return fail(w, "NetworkError", MAYBE, "transient",
-                        w->in.len == 0 ? "the connection closed without an answer"
-                                       : "the connection closed before the answer was complete");
-        }
-        w->in.len += n;
-        while (!have_head) {
-            r = http1_parse_head(w->in.data, w->in.len, &a->head);
-            if (r == HTTP1_TOO_LARGE)
-                return fail(w, "AnswerTooLarge", MAYBE, "none",
-                            "the answer's head is longer than 64 KiB; not read (the request "
-                            "was sent)");
-            if (r < 0)
-                return fail(w, "NetworkError", MAYBE, "transient",
-                            "the answer is not a well-formed HTTP/1.1 answer");
-            if (r == 0)
-                break;
-            if (a->head.status >= 100 && a->head.status < 200) {
-                /* 100 Continue and friends: the real answer follows */
-                memmove(w->in.data, w->in.data + a->head.head_len, w->in.len - a->head.head_len);
-                w->in.len -= a->head.head_len;
-                continue;
-            }
-            have_head = 1;
-            if (!a->head.no_body && !a->head.chunked && a->head.content_length >= 0) {
-                /* refused before its bytes arrive; otherwise room for exactly the body */
-                if ((unsigned long long)a->head.content_length > max)
-                    return too_large(w, "the answer's body (Content-Length)", max);
-                whole = a->head.head_len + (size_t)a->head.content_length;
-                if (whole > w->in.len && buf_reserve(&w->in, whole - w->in.len) != 0)
-                    return fail(w, "NetworkError", MAYBE, "transient",
-                                "out of memory reading the answer");
-            }
-            http1_chunks_init(&chunks, max);
-            chunks.pos = a->head.head_len;
-            w->body.len = 0;
-        }
-        if (!have_head)
-            continue;
-        if (a->head.no_body) {
-            end = a->head.head_len;
+        r = n == 0 ? answer_closed(&ans) : answer_received(&ans, n);
+        if (r == ANSWER_DONE)
             break;
-        }
-        if (a->head.chunked) {
-            r = http1_dechunk(&chunks, w->in.data, w->in.len, &w->body);
-            if (r == HTTP1_TOO_LARGE)
-                return too_large(w, "the answer's chunked body (or its trailers)", max);
-            if (r < 0)
-                return fail(w, "NetworkError", MAYBE, "transient",
-                            r == HTTP1_NO_MEMORY ? "out of memory reading the answer"
-                                                 : "the answer's chunked body is malformed");
-            if (r == 1) {
-                end = chunks.pos;
-                break;
-            }
-            /* the raw bytes decoded so far are not needed again: only the head and what is
-             * not decoded yet stay, so the raw body never piles up beside the decoded one */
-            if (chunks.pos > a->head.head_len) {
-                size_t keep = w->in.len - chunks.pos;
-                memmove(w->in.data + a->head.head_len, w->in.data + chunks.pos, keep);
-                w->in.len = a->head.head_len + keep;
-                chunks.pos = a->head.head_len;
-            }
-        } else if (a->head.content_length >= 0) {
-            if (w->in.len - a->head.head_len >= (size_t)a->head.content_length) {
-                end = a->head.head_len + (size_t)a->head.content_length;
-                break;
-            }
-        } else if (w->in.len - a->head.head_len > max) {
-            return too_large(w, "the answer's body (running to the close)", max);
+        if (r != ANSWER_MORE) {
+            const char *code, *cls;
+            char message[160];
+            answer_failure(&ans, r, &code, &cls, message, sizeof message);
+            return fail(w, code, MAYBE, cls, message);
         }
     }
-    /* bytes after the answer belong to no request of ours: the connection is out of step */
-    if (w->in.len > end)
+    a->head = ans.head;
+    if (!answer_keep(&ans))
         a->head.close = 1;
     a->head_view.data = w->in.data;
     a->head_view.len = a->head.head_len;
     a->head_view.cap = a->head.head_len;
-    if (a->head.chunked) {
-        a->body = w->body.data ? w->body.data : "";
-        a->body_len = w->body.len;
-    } else {
-        a->body = w->in.data + a->head.head_len;
-        a->body_len = end - a->head.head_len;
-    }
+    a->body = answer_body(&ans, &a->body_len);
     return WIRE_OK;
 }
 

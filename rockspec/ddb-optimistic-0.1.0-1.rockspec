@@ -33,10 +33,10 @@ build = {
   modules = {
     ["ddb.core"] = {
       sources = {
-        "csrc/av.c", "csrc/buf.c", "csrc/compat.c", "csrc/ddb_core.c", "csrc/http1.c",
-        "csrc/json.c", "csrc/protocol.c", "csrc/retry.c", "csrc/sigv4.c", "csrc/signer.c",
-        "csrc/tokens.c", "csrc/transport_curl.c", "csrc/transport_multi.c", "csrc/version.c",
-        "csrc/wire.c",
+        "csrc/answer.c", "csrc/av.c", "csrc/buf.c", "csrc/compat.c", "csrc/ddb_core.c",
+        "csrc/exchange.c", "csrc/http1.c", "csrc/json.c", "csrc/protocol.c", "csrc/retry.c",
+        "csrc/sigv4.c", "csrc/signer.c", "csrc/tokens.c", "csrc/transport_curl.c",
+        "csrc/transport_multi.c", "csrc/version.c", "csrc/wire.c",
       },
       defines = { "_POSIX_C_SOURCE=200809L" },
       libraries = { "curl", "crypto", "cjson", "pthread" },

@@ -251,8 +251,10 @@ function sections.table()
     local ngx = results.ngx
     if ngx and ngx.ok then
       add(("| ddb inside nginx (cosockets), driven by wrk -c1 | %s | %s (nginx worker; %s without " ..
-        "the inbound request) | |"):format(fmt(ngx.ops_per_s * 2), fmt(ngx.cpu_us_per_op, "%.1f"),
-          fmt(ngx.net_cpu_us_per_op, "%.1f")))
+        "the inbound request; %sx the libcurl path's %s in the same round) | |"):format(
+          fmt(ngx.ops_per_s * 2), fmt(ngx.cpu_us_per_op, "%.1f"),
+          fmt(ngx.net_cpu_us_per_op, "%.1f"), fmt(ngx.ratio_to_curl, "%.2f"),
+          fmt(ngx.curl_cpu_us_per_op, "%.1f")))
     elseif ngx then
       add("| ddb inside nginx (cosockets) | not measurable: " .. tostring(ngx.reason) .. " |||")
     end

@@ -3,12 +3,14 @@
  * 599; a chunked body decoded as the bytes arrive in pieces (sizes from the input), with
  * the bytes already decoded dropped between pieces as the one-call path does, gives what one
  * pass over all of them gives, never more bytes than came in nor more than the limit (also
- * from the input). */
+ * from the input). The whole answer reader (answer.c, both transports' reader) gives the same
+ * outcome, body and keep-alive verdict fed all at once or in those pieces. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "http1.h"
+#include "answer.h"
 
 #define CHECK(cond, ...) do { if (!(cond)) { fprintf(stderr, __VA_ARGS__); \
         fputc('\n', stderr); abort(); } } while (0)
@@ -80,5 +82,44 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     buf_free(&a);
     buf_free(&b);
     buf_free(&window);
+
+    {
+        buf in1, body1, in2, body2;
+        answer x1, x2;
+        size_t fed = 0, len1 = 0, len2 = 0;
+        const char *b1, *b2;
+        int r1, r2 = ANSWER_MORE;
+        buf_init(&in1);
+        buf_init(&body1);
+        buf_init(&in2);
+        buf_init(&body2);
+        answer_start(&x1, &in1, &body1, max ? max : 1024);
+        answer_start(&x2, &in2, &body2, max ? max : 1024);
+        r1 = answer_feed(&x1, p, n);
+        if (r1 == ANSWER_MORE)
+            r1 = answer_closed(&x1);
+        while (fed < n && r2 == ANSWER_MORE) {
+            size_t k2 = n - fed < step ? n - fed : step;
+            r2 = answer_feed(&x2, p + fed, k2);
+            fed += k2;
+        }
+        if (r2 == ANSWER_MORE)
+            r2 = answer_closed(&x2);
+        CHECK(r1 != ANSWER_NO_MEMORY && r2 != ANSWER_NO_MEMORY, "out of memory");
+        CHECK(r1 == r2, "answer: pieces gave %d where one pass gave %d", r2, r1);
+        if (r1 == ANSWER_DONE) {
+            b1 = answer_body(&x1, &len1);
+            b2 = answer_body(&x2, &len2);
+            CHECK(len1 == len2 && (len1 == 0 || memcmp(b1, b2, len1) == 0), "answer bodies differ");
+            CHECK(len1 <= (max ? max : 1024), "answer body of %zu over the limit", len1);
+            /* bytes past the answer count only where they were fed */
+            CHECK(fed < n || answer_keep(&x1) == answer_keep(&x2), "keep-alive verdicts differ");
+            CHECK(x1.head.status == x2.head.status, "statuses differ");
+        }
+        buf_free(&in1);
+        buf_free(&body1);
+        buf_free(&in2);
+        buf_free(&body2);
+    }
     return 0;
 }

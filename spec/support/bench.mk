@@ -5,7 +5,11 @@
 #                                 boto3, the JS SDK, a bare libcurl loop, wrk (+ connections)
 #   make bench-module             the module's own CPU per with_item, no network (in-process
 #                                 answers; spec/bench/profile.lua, also for callgrind)
-#   make bench-ngx                the module inside nginx over cosockets, driven by wrk
+#   make bench-ngx                the module inside nginx over cosockets, driven by wrk, beside
+#                                 the libcurl path in every round
+#   make bench-ngx-instructions   callgrind instructions per with_item inside nginx (net of the
+#                                 inbound request) and on the libcurl path; BENCH_NGX_BASE=<dir>
+#                                 adds another source tree (built for jit) for a before/after
 #   make bench-memory             VmRSS after 1,000 / 10,000 / 100,000 operations
 #   make bench-instructions       callgrind instructions per operation, compared with
 #                                 spec/bench/instructions.json (BENCH_RECORD=1 rewrites it)
@@ -18,7 +22,7 @@ BENCH_LUA = env "LUA_CPATH=$(CURDIR)/build/5.4/?.so;;" lua5.4 spec/bench/run.lua
 BENCH_BUILD = $(MAKE) -s build LUA_VERSION=5.4 && $(MAKE) -s build LUA_VERSION=jit
 
 .PHONY: bench bench-deps bench-overhead bench-module bench-ngx bench-memory bench-instructions \
-        bench-inflight bench-bigitem bench-contention bench-table
+        bench-inflight bench-bigitem bench-contention bench-table bench-ngx-instructions
 
 bench-deps:
 	@[ -x .venv/bin/python ] || sh spec/support/install-deps.sh
@@ -38,6 +42,11 @@ bench-overhead bench-module bench-ngx bench-memory bench-instructions bench-infl
 bench-bigitem: bench-deps
 	@$(BENCH_BUILD)
 	@$(BENCH_LUA) $(patsubst bench-%,%,$@)
+
+# not in `make bench` (valgrind makes it slow): run it for a change to either path
+bench-ngx-instructions:
+	@$(BENCH_BUILD)
+	@$(BENCH_LUA) ngx_instructions
 
 bench-contention: bench-deps
 	@$(BENCH_BUILD)

@@ -17,6 +17,10 @@ The operation name of each request (X-Amz-Target: DynamoDB_20120810.<Op>) says h
   BigChunked the same body chunked, in pieces of 1000 bytes
   BigNoLength the same body running to the close
   Stats      200 with the counts: requests per operation, connections accepted
+  RepeatedCrc  200 with a wrong x-amz-crc32 and then the right one (the last counts)
+  BadChunkSize 200 chunked, its size line starting with a space
+  LongChunkSize 200 chunked, a size of 16 hex digits
+  HugeHead   200 whose head is 70 KiB of headers
 Every answer body is {"Op": ..., "Conn": connection number, "N": request number on it}
 with a correct x-amz-crc32. Usage: wire_server.py --port-file F --owner-pid PID
 """
@@ -139,6 +143,17 @@ class Handler(socketserver.StreamRequestHandler):
             return False
         elif op == "Trailing":
             w.write(answer(body) + b"HTTP/1.1 200 OK\r\n")
+        elif op == "RepeatedCrc":
+            w.write(answer(body, b"x-amz-crc32: %d\r\n" % zlib.crc32(body)).replace(
+                b"x-amz-crc32: %d\r\n" % zlib.crc32(body), b"x-amz-crc32: 1\r\n", 1))
+        elif op in ("BadChunkSize", "LongChunkSize"):
+            size = b" %x" % len(body) if op == "BadChunkSize" else b"%016x" % len(body)
+            raw = answer(b"", b"Transfer-Encoding: chunked\r\n", length=False)
+            w.write(raw + size + b"\r\n" + body + b"\r\n0\r\n\r\n")
+            return False
+        elif op == "HugeHead":
+            w.write(answer(body, (b"X-Pad: " + b"p" * 1000 + b"\r\n") * 70))
+            return False
         elif op == "Dropped":
             return False
         elif op == "Garbage":

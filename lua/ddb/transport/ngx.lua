@@ -2,6 +2,11 @@
 -- HTTP/1.1 POST with Content-Length; answers framed by Content-Length, chunked or close;
 -- TLS with certificate and host-name verification (SNI set); connections kept in nginx's
 -- cosocket pool. `ddb.new` picks it by itself inside nginx; `transport = "ngx"` asks for it.
+-- This file moves the bytes; the HTTP/1.1 is the core's, shared with the libcurl path
+-- (csrc/answer.c through a ddb{exchange}): a DynamoDB call is signed and built in C in one
+-- string, and the answer's bytes are fed to the same reader, with the same limits and
+-- failure classes, as they arrive. Nothing in C calls back into Lua, so the cosocket calls
+-- may yield between any two of its calls.
 --
 -- What it needs from nginx.conf (examples/openresty/nginx.conf sets both):
 -- * `resolver` for endpoint host names: cosockets resolve through nginx's own resolver,
@@ -35,8 +40,8 @@
 -- cosocket's read timeout whenever bytes arrive, so one receive(n) or receiveuntil() of an
 -- answer dripping in a byte at a time could outlast any deadline. An answer's head may be
 -- 64 KiB, its body max_answer_bytes (32 MiB by default); a Content-Length over the limit is
--- refused before any of the body is read, and nothing else is read past it
--- (AnswerTooLarge).
+-- refused before any of the body is read, a chunk on its size line, and nothing else is read
+-- much past it (AnswerTooLarge). Repeated headers: the last counts, as on the libcurl path.
 --
 -- Stale pooled connections. nginx drops a pooled connection as soon as its event loop sees
 -- the server close it; one closed since then is only found by using it. The whole request
@@ -62,9 +67,7 @@ local config = require "ddb.config"
 local options = require "ddb.options"
 
 local ngx = ngx
-local type, tonumber, tostring, error, ipairs = type, tonumber, tostring, error, ipairs
-local concat = table.concat
-local math_max = math.max
+local type, tostring, error, ipairs = type, tostring, error, ipairs
 local os_getenv = os.getenv
 local monotonic_ms = core.monotonic_ms
 local ngx_socket_tcp = ngx and ngx.socket and ngx.socket.tcp
@@ -87,9 +90,9 @@ local function fail(code, message, applied, retry_class)
   return nil, core.error(code, message, nil, applied, retry_class)
 end
 
-local MAX_HEAD = core.MAX_HEAD_BYTES
-local MAX_CHUNK_LINE = 4096
 local READ_SIZE = 65536
+local MAX_FREE = 16   -- exchanges kept for reuse per transport
+local exchange_new = core.exchange_new
 
 local function phase_error(phase)
   return fail("PhaseError", ("cannot send a DynamoDB request in nginx's '%s' phase: " ..
@@ -135,6 +138,7 @@ local function target_of(self, url)
     pool = ("ddb:%s:%s:%d:%s:%s"):format(ep.scheme, host, ep.port, sni or "",
       self.verify and "verify" or "noverify"),
   }
+  t.connect_opts = { pool = t.pool, pool_size = self.pool_size }   -- one table, every connect
   self.targets[url] = t
   return t
 end
@@ -148,7 +152,7 @@ local function open(self, t, deadline)
   local ct = left < self.connect_timeout_ms and left or self.connect_timeout_ms
   sock:settimeouts(ct, left, left)
   local ok
-  ok, err = sock:connect(t.connect_host, t.port, { pool = t.pool, pool_size = self.pool_size })
+  ok, err = sock:connect(t.connect_host, t.port, t.connect_opts)
   if not ok then
     if err == "timeout" then
       return fail("Timeout", "connecting to " .. t.where .. " timed out", "no", "timeout")
@@ -189,186 +193,56 @@ local function open(self, t, deadline)
   return sock, false
 end
 
--- An answer is read through a reader: the socket, the deadline, the body limit, and the
--- bytes received but not used yet (buf from pos on: kept as one string and an offset, so that
--- taking a line or a chunk copies nothing else). Every read function returns its result, or
--- nil and "timeout", a socket error, a framing complaint, or "too_large" and what was.
-local function more(r)
-  local left = r.deadline - monotonic_ms()
-  if left < 1 then return nil, "timeout" end
-  r.sock:settimeout(left)
-  return r.sock:receiveany(READ_SIZE)
+-- The HTTP/1.1 itself is the core's (csrc/answer.c through a ddb{exchange}), as on the
+-- libcurl path: the same framing, limits and failure classes for the same bytes. One exchange
+-- per call in flight (the calls of a worker share the transport), kept for the next call.
+local function take_exchange(self)
+  local free = self.free
+  local n = #free
+  if n == 0 then return exchange_new(self.max_answer_bytes) end
+  local x = free[n]
+  free[n] = nil
+  return x
 end
 
--- Up to (not including) sep, within limit bytes; what follows stays pending.
-local function read_until(r, sep, limit, what)
-  local from = r.pos
+local function give_exchange(self, x)
+  local free = self.free
+  if #free < MAX_FREE then free[#free + 1] = x end
+end
+
+-- Feeds x what the socket receives until the answer is complete: true | nil, err. Every
+-- read waits at most for what is left of the deadline and takes what has arrived.
+local function read_answer(sock, x, deadline, where)
   while true do
-    local buf, pos = r.buf, r.pos
-    local at = buf:find(sep, from, true)
-    if at and at - pos <= limit then
-      r.pos = at + #sep
-      return buf:sub(pos, at - 1)
+    local left = deadline - monotonic_ms()
+    if left < 1 then return io_error("reading the answer from " .. where, "timeout", "maybe") end
+    sock:settimeout(left)
+    local data, err = sock:receiveany(READ_SIZE)
+    local done, xerr
+    if data then
+      done, xerr = x:feed(data)
+    elseif err == "closed" then
+      done, xerr = x:closed()
+    else
+      return io_error("reading the answer from " .. where, err, "maybe")
     end
-    if #buf - pos + 1 > limit then return nil, "too_large", what end
-    local data, err = more(r)
-    if not data then return nil, err end
-    r.buf, r.pos = buf:sub(pos) .. data, 1
-    from = math_max(1, #buf - pos + 1 - #sep + 2)
+    if done then return true end
+    if done == nil then return nil, xerr end
   end
 end
 
--- Exactly n bytes, appended to parts as they come (n within the limit, checked by the
--- caller).
-local function read_into(r, n, parts)
-  local buf, pos = r.buf, r.pos
-  local have = #buf - pos + 1
-  if have >= n then
-    parts[#parts + 1] = buf:sub(pos, pos + n - 1)
-    r.pos = pos + n
-    return true
-  end
-  if have > 0 then parts[#parts + 1] = pos == 1 and buf or buf:sub(pos) end
-  r.buf, r.pos = "", 1
-  while have < n do
-    local data, err = more(r)
-    if not data then return nil, err end
-    if have + #data > n then
-      parts[#parts + 1] = data:sub(1, n - have)
-      r.buf, r.pos = data, n - have + 1
-      return true
-    end
-    parts[#parts + 1] = data
-    have = have + #data
-  end
-  return true
-end
-
--- What is left until the server closes, within the limit.
-local function read_to_close(r)
-  local parts = { r.buf:sub(r.pos) }
-  local have = #parts[1]
-  r.buf, r.pos = "", 1
-  while true do
-    if have > r.max then return nil, "too_large", "the answer's body (running to the close)" end
-    local data, err = more(r)
-    if not data then
-      if err == "closed" then return concat(parts) end
-      return nil, err
-    end
-    parts[#parts + 1] = data
-    have = have + #data
-  end
-end
-
-local function read_chunked(r)
-  local parts, have = {}, 0
-  while true do
-    local line, err, what = read_until(r, "\n", MAX_CHUNK_LINE, "a chunk-size line")
-    if not line then return nil, err, what end
-    -- the size, then the line's end or chunk extensions after ';' (ignored)
-    local size = tonumber(line:match("^%s*(%x+)%s*;") or line:match("^%s*(%x+)%s*$") or "", 16)
-    if not size then return nil, "bad chunk size line" end
-    if size == 0 then break end
-    -- refused on the size line, before the chunk's bytes arrive
-    if have + size > r.max then return nil, "too_large", "the answer's chunked body" end
-    local ok
-    ok, err = read_into(r, size, parts)
-    if not ok then return nil, err end
-    have = have + size
-    local crlf = {}
-    ok, err = read_into(r, 2, crlf)
-    if not ok then return nil, err end
-    if concat(crlf) ~= "\r\n" then return nil, "chunk not followed by CRLF" end
-  end
-  local trailers = 0
-  while true do   -- trailer section, up to its empty line
-    local line, err, what = read_until(r, "\n", MAX_HEAD - trailers, "the answer's trailers")
-    if not line then return nil, err, what end
-    if line == "" or line == "\r" then break end
-    trailers = trailers + #line + 1
-  end
-  return concat(parts)
-end
-
--- Reads one response: status, headers (lowercase names), body, keep_alive | nil, err[, what].
-local function read_response(r)
-  local status, minor, headers
-  repeat
-    local head, err, what = read_until(r, "\r\n\r\n", MAX_HEAD, "the answer's head")
-    if not head then return nil, err, what end
-    local m, s = head:match("^HTTP/1%.(%d) (%d%d%d)")
-    if not m then return nil, "malformed status line" end
-    minor, status = m, tonumber(s)
-    headers = {}
-    for line in head:gmatch("\n([^\r\n]+)") do
-      local name, value = line:match("^([^:]+):[ \t]*(.-)[ \t]*$")
-      if name then
-        name = name:lower()
-        local prev = headers[name]
-        headers[name] = prev and (prev .. ", " .. value) or value
-      end
-    end
-  until status >= 200 or status == 101   -- 1xx answers are interim; the real one follows
-  local conn = (headers.connection or ""):lower()
-  local keep = minor == "1" and not conn:find("close", 1, true)
-    or minor == "0" and conn:find("keep-alive", 1, true) ~= nil
-  local body, err, what = "", nil, nil
-  local te = headers["transfer-encoding"]
-  if status == 204 or status == 304 then
-    body = ""   -- never a body, whatever the headers say
-  elseif te and te:lower():find("chunked", 1, true) then
-    body, err, what = read_chunked(r)
-  elseif headers["content-length"] then
-    local n = tonumber(headers["content-length"]:match("^%d+$"))
-    if not n then return nil, "bad Content-Length" end
-    -- refused before any of the body is read
-    if n > r.max then return nil, "too_large", "the answer's body (Content-Length)" end
-    if n > 0 then
-      local parts = {}
-      local ok
-      ok, err = read_into(r, n, parts)
-      body = ok and concat(parts)
-    end
-  else
-    body, err, what = read_to_close(r)   -- delimited by the server closing
-    keep = false
-  end
-  if not body then return nil, err, what end
-  -- bytes after the answer belong to no request of ours: the connection is out of step
-  if r.pos <= #r.buf then keep = false end
-  return status, headers, body, keep
-end
-
--- request(url, header_lines, body, timeout_ms[, method]): method "POST" (the default),
--- "GET" (no body, no Content-Length) or "PUT".
-local function request(self, url, header_lines, body, timeout_ms, method)
+-- Checks what every request needs before it is sent: t | nil, err.
+local function target_for(self, url)
   local phase = get_phase()
   if not COSOCKET_PHASES[phase] then return phase_error(phase) end
-  method = method or "POST"
-  if not METHODS[method] or (method == "GET" and body ~= "") then
-    return fail("ConfigError", "cannot send " .. tostring(method) .. " with this transport" ..
-      (method == "GET" and " (a GET has no body)" or ""), "no", "none")
-  end
   local t, terr = target_of(self, url)
   if not t then return fail("ConfigError", terr, "no", "none") end
-  local deadline = monotonic_ms() + (timeout_ms or 10000)
-  -- the whole request in one send (one system call, one segment for a small request)
-  local n = #header_lines
-  local req = { method, " ", t.path, " HTTP/1.1\r\n" }
-  for i = 1, n do
-    req[2 * i + 3] = header_lines[i]
-    req[2 * i + 4] = "\r\n"
-  end
-  if method == "GET" then
-    req[2 * n + 5] = "\r\n"
-  else
-    req[2 * n + 5] = "Content-Length: "
-    req[2 * n + 6] = #body
-    req[2 * n + 7] = "\r\n\r\n"
-    req[2 * n + 8] = body
-  end
+  return t
+end
 
+-- Sends req (one string or a list of them) and reads the answer into x (started):
+-- true | nil, err.
+local function exchange(self, t, req, x, deadline)
   local stale = 0
   while true do
     local sock, reused = open(self, t, deadline)
@@ -393,29 +267,71 @@ local function request(self, url, header_lines, body, timeout_ms, method)
       stale = stale + 1
       self.stats.stale_retries = self.stats.stale_retries + 1
     else
-      local status, headers, rbody, keep = read_response({ sock = sock, deadline = deadline,
-        max = self.max_answer_bytes, buf = "", pos = 1 })
-      if not status then
+      ok, err = read_answer(sock, x, deadline, t.where)
+      if not ok then
         sock:close()
-        if headers == "too_large" then
-          -- An answer came, so the request reached the server and may have run: "maybe"
-          -- (what the answer says about it is in the part not read). Not retried: the
-          -- same request would very likely bring the same answer, at the same cost.
-          return fail("AnswerTooLarge", ("%s from %s is longer than %s; not read (the " ..
-            "request was sent)"):format(rbody, t.where, rbody == "the answer's head" and
-            "64 KiB" or ("max_answer_bytes (" .. self.max_answer_bytes .. ")")), "maybe",
-            "none")
-        end
-        return io_error("reading the answer from " .. t.where, headers, "maybe")
+        return nil, err
       end
-      if keep then
+      if x:keep() then
         sock:setkeepalive(self.keepalive_timeout_ms, self.pool_size)
       else
         sock:close()
       end
-      return status, headers, rbody, false
+      return true
     end
   end
+end
+
+-- request(url, header_lines, body, timeout_ms[, method]): method "POST" (the default),
+-- "GET" (no body, no Content-Length) or "PUT". Returns status, headers (lowercase names,
+-- the last of repeated ones), body, false | nil, err.
+local function request(self, url, header_lines, body, timeout_ms, method)
+  local t, terr = target_for(self, url)
+  if not t then return nil, terr end
+  method = method or "POST"
+  if not METHODS[method] or (method == "GET" and body ~= "") then
+    return fail("ConfigError", "cannot send " .. tostring(method) .. " with this transport" ..
+      (method == "GET" and " (a GET has no body)" or ""), "no", "none")
+  end
+  local deadline = monotonic_ms() + (timeout_ms or 10000)
+  -- the whole request in one send (one system call, one segment for a small request)
+  local n = #header_lines
+  local req = { method, " ", t.path, " HTTP/1.1\r\n" }
+  for i = 1, n do
+    req[2 * i + 3] = header_lines[i]
+    req[2 * i + 4] = "\r\n"
+  end
+  if method == "GET" then
+    req[2 * n + 5] = "\r\n"
+  else
+    req[2 * n + 5] = "Content-Length: "
+    req[2 * n + 6] = #body
+    req[2 * n + 7] = "\r\n\r\n"
+    req[2 * n + 8] = body
+  end
+  local x = take_exchange(self)
+  x:start()
+  local ok, err = exchange(self, t, req, x, deadline)
+  if not ok then return nil, err end   -- x is dropped: a failed answer may have grown it
+  local status, headers, rbody = x:answer()
+  give_exchange(self, x)
+  return status, headers, rbody, false
+end
+
+-- call(signer, url, op, body, timeout_ms[, plain]): a DynamoDB call signed, sent and parsed
+-- with the request built and the answer read in C, as the libcurl handle's call() does (and
+-- with its results): result, nil, status, request_id | nil, err, status, headers, false |
+-- nil, err.
+local function call(self, signer, url, op, body, timeout_ms, plain)
+  local t, terr = target_for(self, url)
+  if not t then return nil, terr end
+  local deadline = monotonic_ms() + timeout_ms
+  local x = take_exchange(self)
+  local ok, err = exchange(self, t, x:request(signer, op, body, t.path), x, deadline)
+  if not ok then return nil, err end
+  local result, rerr, status, extra = x:result(plain)
+  give_exchange(self, x)
+  return result, rerr, status, extra, false
 end
 
 local function sleep(_, ms)
@@ -461,7 +377,9 @@ function _M.new(opts)
     targets = {},
     -- per worker: new connections, pooled ones reused, stale pooled ones replaced
     stats = { connects = 0, reused = 0, stale_retries = 0 },
+    free = {},   -- exchanges between calls
     request = request,
+    call = call,
     sleep = sleep,
     close = function() end,   -- the connections belong to nginx's pool
   }
@@ -474,6 +392,8 @@ function _M.new(opts)
       break
     end
   end
+  -- Client:call signs, sends and parses through call() (the shape of the curl handle's)
+  self.signed_call = self
   local bundle = os_getenv("AWS_CA_BUNDLE")
   if bundle and bundle ~= "" then
     ngx.log(ngx.WARN, "ddb: AWS_CA_BUNDLE is set, but cosockets trust only ",
