@@ -14,6 +14,7 @@
 #   make bench-instructions       callgrind instructions per operation, compared with
 #                                 spec/bench/instructions.json (BENCH_RECORD=1 rewrites it)
 #   make bench-inflight           the multi-interface scheduler with 1/8/64/256 in flight
+#   make bench-bigitem            with_item on 10 KB and 100 KB items against boto3 and the JS SDK
 #   make bench-contention         8 processes on one hot item, moto and dynalite
 #   make bench-deps               the peers: boto3 (.venv) and the JS SDK (npm ci)
 # BENCH_SECONDS (3) and BENCH_REPEAT (7) set the length of a run and the number of rounds.
