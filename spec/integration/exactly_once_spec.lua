@@ -239,20 +239,23 @@ for _, server in ipairs(helper.servers()) do
     describe("hot items", function()
       it("settles almost every lost answer: 8 processes, 3% of nine fault kinds each (#14.8)",
         function()
-          local pk, procs, per = "hot", 8, 25
+          -- 480 calls: enough that the share of OutcomeUnknown is a measurement, not luck;
+          -- attempts time out at 1 s and the held answers come at 1.4 s, so a loaded machine
+          -- adds few timeouts of its own to the ones injected
+          local pk, procs, per = "hot", 8, 60
           local kinds = { "reset_before_forward", "drop_after_forward", "status_500",
             "status_503", "throttle", "delay_ms", "truncate_after_forward",
             "bad_crc_after_forward", "not_json_after_forward" }
           local faults = {}
           for i, kind in ipairs(kinds) do
-            faults[i] = { kind = kind, probability = 0.03, ms = kind == "delay_ms" and 700 or nil }
+            faults[i] = { kind = kind, probability = 0.03, ms = kind == "delay_ms" and 1400 or nil }
           end
           helper.control(server, { seed = 14 })
           helper.faults(server, faults)
           local cmds = {}
           for i = 1, procs do
             cmds[i] = io.popen(helper.lua_command("spec/support/workers/soak_counter.lua",
-              server.url, tbl, pk, per, 500, 4000) .. " 2>/dev/null")
+              server.url, tbl, pk, per, 1000, 6000) .. " 2>/dev/null")
           end
           local s, u, failures = 0, 0, 0
           for i = 1, procs do
@@ -266,13 +269,14 @@ for _, server in ipairs(helper.servers()) do
             assert.equal("0", line:match("overrun=(%d+)"), line)
           end
           helper.reset(server)
-          core.sleep_ms(1400)    -- a held copy may still land (or fail)
+          core.sleep_ms(2000)    -- a held copy may still land (or fail)
           local stored = tonumber(raw_item(client, tbl, pk).n.N)
           say("%s: %d calls, %d successes, %d OutcomeUnknown, %d other failures, stored %d",
             server.name, procs * per, s, u, failures, stored)
           assert.is_true(stored >= s and stored <= s + u)
-          -- 0.1.0 left 5% of such calls OutcomeUnknown (42 of 800)
-          assert.is_true(u <= 0.03 * procs * per, ("%d OutcomeUnknown"):format(u))
+          -- 0.1.0 left 5% of such calls OutcomeUnknown (42 of 800); now 0-0.6% even beside
+          -- two CPU-bound processes
+          assert.is_true(u <= 0.02 * procs * per, ("%d OutcomeUnknown"):format(u))
         end)
 
       it("starves no writer: 4 processes in tight loops, default settings (#14.9)", function()
