@@ -3,7 +3,6 @@
 
 #include <math.h>
 #include <stdint.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -403,115 +402,6 @@ static int has_escaped_nul(const char *s, size_t n)
     return 0;
 }
 
-/* cJSON allocates every node and every string with its own malloc, and a decode frees the
- * whole tree at once: for a DynamoDB answer those calls cost more than the parsing. While a
- * thread decodes, cJSON's allocations come from a bump arena instead (a stack block, then
- * heap blocks), dropped whole afterwards. The hooks are process-wide but only divert
- * allocations on a thread inside json_decode; every other use of cJSON gets malloc/free. */
-typedef struct arena_block {
-    struct arena_block *next;
-    size_t size, used;
-    /* max_align_t is C11; a union of the widest types aligns as well in C99 */
-    union { long double ld; void *p; long long ll; } data[1];
-} arena_block;
-
-typedef struct arena {
-    arena_block *head;   /* the block allocations come from; the first one is on the stack */
-    arena_block *heap;   /* heap blocks, freed when the decode ends */
-} arena;
-
-#if defined(__GNUC__)
-#define DDB_THREAD_LOCAL __thread
-#else
-#define DDB_THREAD_LOCAL _Thread_local
-#endif
-static DDB_THREAD_LOCAL arena *active_arena;
-
-#define ARENA_ALIGN sizeof(((arena_block *)0)->data[0])
-#define ARENA_STACK_BYTES 8192
-
-static void *arena_malloc(size_t n)
-{
-    arena *a = active_arena;
-    arena_block *b;
-    if (a == NULL)
-        return malloc(n);
-    n = (n + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
-    b = a->head;
-    if (b->size - b->used < n) {
-        size_t size = b->size * 2 > n ? b->size * 2 : n;
-        arena_block *nb = malloc(offsetof(arena_block, data) + size);
-        if (nb == NULL)
-            return NULL;
-        nb->size = size;
-        nb->used = 0;
-        nb->next = a->heap;
-        a->heap = nb;
-        a->head = b = nb;
-    }
-    b->used += n;
-    return (char *)b->data + b->used - n;
-}
-
-static void arena_free(void *p)
-{
-    /* on a decoding thread every cJSON allocation is in the arena, freed with it */
-    if (active_arena == NULL)
-        free(p);
-}
-
-static pthread_once_t hooks_once = PTHREAD_ONCE_INIT;
-
-static void install_hooks(void)
-{
-    cJSON_Hooks hooks = { arena_malloc, arena_free };
-    cJSON_InitHooks(&hooks);
-}
-
-#if defined(__GNUC__)
-/* Lua unloads C modules when a state closes: hand cJSON back its own allocator first, so
- * that nothing else in the process calls into this unmapped library. */
-__attribute__((destructor)) static void restore_hooks(void)
-{
-    cJSON_InitHooks(NULL);
-}
-#endif
-
-static int in_arena(const arena *a, const arena_block *first, const void *p)
-{
-    const arena_block *b;
-    const char *c = p;
-    if (c >= (const char *)first->data && c < (const char *)first->data + first->size)
-        return 1;
-    for (b = a->heap; b != NULL; b = b->next)
-        if (c >= (const char *)b->data && c < (const char *)b->data + b->size)
-            return 1;
-    return 0;
-}
-
-static void arena_release(arena *a)
-{
-    while (a->heap != NULL) {
-        arena_block *next = a->heap->next;
-        free(a->heap);
-        a->heap = next;
-    }
-}
-
-/* Parses with the arena; *owned says the tree is the arena's (else cJSON_Delete frees it:
- * another library in the process replaced the hooks). */
-static cJSON *parse_in_arena(arena *a, arena_block *first, const char *s, size_t n,
-                             const char **end, int *owned)
-{
-    cJSON *j;
-    pthread_once(&hooks_once, install_hooks);
-    active_arena = a;
-    j = cJSON_ParseWithLengthOpts(s, n, end, 0);
-    active_arena = NULL;
-    *owned = j != NULL && in_arena(a, first, j);
-    return j;
-}
-
 int json_decode(lua_State *L, const char *s, size_t n)
 {
     return json_decode_with(L, s, n, NULL, NULL);
@@ -523,10 +413,7 @@ int json_decode_with(lua_State *L, const char *s, size_t n, const char *key, jso
     push_job job;
     const char *end = NULL;
     const char *msg = NULL;
-    union { arena_block b; char bytes[ARENA_STACK_BYTES]; } stack_block;
-    arena_block *first = &stack_block.b;
-    arena a;
-    int owned, rc = 0;
+    int rc = 0;
     /* cJSON copies a raw NUL into a string and lua_pushstring would then cut it short. */
     if (memchr(s, '\0', n) != NULL) {
         lua_pushnil(L);
@@ -546,14 +433,10 @@ int json_decode_with(lua_State *L, const char *s, size_t n, const char *key, jso
                            "does not represent");
         return 0;
     }
-    first->size = sizeof stack_block - offsetof(arena_block, data);
-    first->used = 0;
-    first->next = NULL;
-    a.head = first;
-    a.heap = NULL;
-    j = parse_in_arena(&a, first, s, n, &end, &owned);
+    /* cJSON's allocator is process-wide state that belongs to the host (issue 16.2): parse
+     * with whatever it is and give the tree back through cJSON_Delete, which uses the same. */
+    j = cJSON_ParseWithLengthOpts(s, n, &end, 0);
     if (j == NULL) {
-        arena_release(&a);
         lua_pushnil(L);
         lua_pushliteral(L, "body is not valid JSON");
         return 0;
@@ -574,9 +457,7 @@ int json_decode_with(lua_State *L, const char *s, size_t n, const char *key, jso
         lua_pushlightuserdata(L, &job);
         rc = lua_pcall(L, 1, 1, 0);
     }
-    if (!owned)
-        cJSON_Delete(j);
-    arena_release(&a);
+    cJSON_Delete(j);
     if (msg != NULL) {
         lua_pushnil(L);
         lua_pushstring(L, msg);
