@@ -110,19 +110,217 @@ static void push_number_text(lua_State *L, const char *s, size_t n)
     lua_setmetatable(L, -2);
 }
 
-static void unmarshal_value(lua_State *L, int idx, int depth);
+/* An AttributeValue to read: a Lua table at stack index idx (core.unmarshal), or, when j is
+ * set, a node of an answer's cJSON tree, read without building the tables in between. One
+ * dispatch on the type (unmarshal_node) reads both; the accessors below are the only code
+ * that knows which it has. JSON nulls are skipped, as json_decode skips them. */
+typedef struct av_node {
+    int idx;
+    const cJSON *j;
+} av_node;
 
-static void unmarshal_set(lua_State *L, int list, const char *mt, char type)
+/* A walk over the elements of a list, set or map; elem is the current one. */
+typedef struct av_iter {
+    const av_node *parent;
+    av_node elem;
+    size_t i, n;        /* Lua lists: the index reached and the length */
+    const cJSON *next;  /* cJSON: the next child */
+} av_iter;
+
+static int json_type(const cJSON *j)
 {
-    size_t n, i, len;
-    const char *s;
-    if (lua_type(L, list) != LUA_TTABLE)
+    return j->type & 0xFF;
+}
+
+/* The text of a string value, or NULL. A Lua table's B, N and set elements may also be
+ * numbers (lua_tolstring converts them); its S must be a string, as every JSON one must. */
+static const char *node_text(lua_State *L, const av_node *n, int lenient, size_t *len)
+{
+    if (n->j != NULL) {
+        if (json_type(n->j) != cJSON_String)
+            return NULL;
+        *len = strlen(n->j->valuestring);
+        return n->j->valuestring;
+    }
+    if (!lenient && lua_type(L, n->idx) != LUA_TSTRING)
+        return NULL;
+    return lua_tolstring(L, n->idx, len);
+}
+
+/* Pushes the string value n (whose text is s). */
+static void push_text(lua_State *L, const av_node *n, const char *s, size_t len)
+{
+    if (n->j != NULL)
+        lua_pushlstring(L, s, len);
+    else
+        lua_pushvalue(L, n->idx);
+}
+
+static int node_truth(lua_State *L, const av_node *n)
+{
+    return n->j != NULL ? json_type(n->j) != cJSON_False : lua_toboolean(L, n->idx);
+}
+
+/* 1 when n is a container of the JSON type want (any table, for a Lua value). */
+static int node_is(lua_State *L, const av_node *n, int want)
+{
+    return n->j != NULL ? json_type(n->j) == want : lua_type(L, n->idx) == LUA_TTABLE;
+}
+
+/* How many elements n holds: a size hint for the table made of it. */
+static int node_count(lua_State *L, const av_node *n, int is_list)
+{
+    const cJSON *c;
+    int count = 0;
+    if (n->j == NULL)
+        return is_list ? (int)lua_rawlen(L, n->idx) : 0;
+    for (c = n->j->child; c != NULL; c = c->next)
+        count++;
+    return count;
+}
+
+/* The type name of the AttributeValue n and its value in *v; raises when n has none. For a
+ * Lua table the name and the value are pushed, and node_close drops them. */
+static const char *node_open(lua_State *L, const av_node *n, av_node *v)
+{
+    const cJSON *c;
+    if (n->j != NULL) {
+        if (json_type(n->j) != cJSON_Object)
+            av_bad(L, "not a table");
+        luaL_checkstack(L, 6, "AttributeValue nesting");
+        for (c = n->j->child; c != NULL && json_type(c) == cJSON_NULL; c = c->next)
+            ;
+        if (c == NULL)
+            av_bad(L, "no type");
+        v->idx = 0;
+        v->j = c;
+        return c->string;
+    }
+    if (lua_type(L, n->idx) != LUA_TTABLE)
+        av_bad(L, "not a table");
+    luaL_checkstack(L, 6, "AttributeValue nesting");
+    lua_pushnil(L);
+    if (lua_next(L, n->idx) == 0)
+        av_bad(L, "no type");
+    if (lua_type(L, -2) != LUA_TSTRING)
+        av_bad(L, "type is not a string");
+    v->idx = lua_gettop(L);
+    v->j = NULL;
+    return lua_tostring(L, -2);
+}
+
+/* Leaves only the result pushed above what node_open pushed. */
+static void node_close(lua_State *L, const av_node *v)
+{
+    if (v->j == NULL) {
+        lua_replace(L, v->idx - 1);
+        lua_settop(L, v->idx - 1);
+    }
+}
+
+static void iter_start(lua_State *L, av_iter *it, const av_node *parent, int is_list)
+{
+    it->parent = parent;
+    it->i = 0;
+    if (parent->j != NULL) {
+        it->next = parent->j->child;
+    } else if (is_list) {
+        it->n = lua_rawlen(L, parent->idx);
+    } else {
+        lua_pushnil(L);   /* the lua_next key */
+    }
+}
+
+/* Steps to the next element of a list or set (pushed, for a Lua table); 0 at the end. */
+static int list_next(lua_State *L, av_iter *it)
+{
+    if (it->parent->j != NULL) {
+        const cJSON *c = it->next;
+        while (c != NULL && json_type(c) == cJSON_NULL)
+            c = c->next;
+        if (c == NULL)
+            return 0;
+        it->next = c->next;
+        it->elem.idx = 0;
+        it->elem.j = c;
+        return 1;
+    }
+    if (it->i >= it->n)
+        return 0;
+    lua_rawgeti(L, it->parent->idx, (int)++it->i);
+    it->elem.idx = lua_gettop(L);
+    it->elem.j = NULL;
+    return 1;
+}
+
+/* Drops the element below the value made of it (a Lua element was pushed). */
+static void list_drop(lua_State *L, const av_iter *it)
+{
+    if (it->elem.j == NULL)
+        lua_remove(L, -2);
+}
+
+/* Steps to the next member of a map, pushing its name (and, for a Lua table, its value);
+ * 0 at the end. */
+static int map_next(lua_State *L, av_iter *it)
+{
+    if (it->parent->j != NULL) {
+        const cJSON *c = it->next;
+        while (c != NULL && (json_type(c) == cJSON_NULL || c->string == NULL))
+            c = c->next;
+        if (c == NULL)
+            return 0;
+        it->next = c->next;
+        lua_pushlstring(L, c->string, strlen(c->string));
+        it->elem.idx = 0;
+        it->elem.j = c;
+        return 1;
+    }
+    if (lua_next(L, it->parent->idx) == 0)
+        return 0;
+    it->elem.idx = lua_gettop(L);
+    it->elem.j = NULL;
+    return 1;
+}
+
+/* Stores the value made of the current member in out under its name. */
+static void map_store(lua_State *L, const av_iter *it, int out)
+{
+    if (it->elem.j == NULL) {
+        /* name, value, result -> name (for lua_next), after out[name] = result */
+        lua_remove(L, -2);
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+    }
+    lua_rawset(L, out);
+}
+
+static void unmarshal_node(lua_State *L, const av_node *n, int depth);
+
+static void push_map(lua_State *L, const av_node *m, int depth)
+{
+    av_iter it;
+    int out;
+    lua_createtable(L, 0, node_count(L, m, 0));
+    out = lua_gettop(L);
+    iter_start(L, &it, m, 0);
+    while (map_next(L, &it)) {
+        unmarshal_node(L, &it.elem, depth);
+        map_store(L, &it, out);
+    }
+}
+
+static void push_set(lua_State *L, const av_node *list, const char *mt, char type)
+{
+    av_iter it;
+    int i = 0;
+    if (!node_is(L, list, cJSON_Array))
         av_bad(L, "set is not a list");
-    n = lua_rawlen(L, list);
-    lua_createtable(L, (int)n, 0);
-    for (i = 1; i <= n; i++) {
-        lua_rawgeti(L, list, (int)i);
-        s = lua_tolstring(L, -1, &len);
+    lua_createtable(L, node_count(L, list, 1), 0);
+    iter_start(L, &it, list, 1);
+    while (list_next(L, &it)) {
+        size_t len;
+        const char *s = node_text(L, &it.elem, 1, &len);
         if (s == NULL)
             av_bad(L, "set element is not a string");
         if (type == 'N')
@@ -131,239 +329,96 @@ static void unmarshal_set(lua_State *L, int list, const char *mt, char type)
             if (push_unbase64(L, s, len) != 0)
                 av_bad(L, "binary set element is not base64");
         } else
-            lua_pushvalue(L, -1);
-        lua_remove(L, -2);
-        lua_rawseti(L, -2, (int)i);
-    }
-    luaL_getmetatable(L, mt);
-    lua_setmetatable(L, -2);
-}
-
-static void unmarshal_value(lua_State *L, int idx, int depth)
-{
-    const char *type;
-    size_t n;
-    const char *s;
-    int v;
-    if (depth > AV_MAX_DEPTH + 2)
-        av_bad(L, "nesting too deep");
-    if (lua_type(L, idx) != LUA_TTABLE)
-        av_bad(L, "not a table");
-    luaL_checkstack(L, 6, "AttributeValue nesting");
-    lua_pushnil(L);
-    if (lua_next(L, idx) == 0)
-        av_bad(L, "no type");
-    if (lua_type(L, -2) != LUA_TSTRING)
-        av_bad(L, "type is not a string");
-    type = lua_tostring(L, -2);
-    v = lua_gettop(L);
-    if (strcmp(type, "S") == 0) {
-        if (lua_type(L, v) != LUA_TSTRING)
-            av_bad(L, "S is not a string");
-        lua_pushvalue(L, v);
-    } else if (strcmp(type, "N") == 0) {
-        s = lua_tolstring(L, v, &n);
-        if (s == NULL || lua_type(L, v) != LUA_TSTRING)
-            av_bad(L, "N is not a string");
-        push_number_text(L, s, n);
-    } else if (strcmp(type, "BOOL") == 0) {
-        lua_pushboolean(L, lua_toboolean(L, v));
-    } else if (strcmp(type, "NULL") == 0) {
-        lua_getfield(L, LUA_REGISTRYINDEX, AV_NULL_KEY);
-    } else if (strcmp(type, "B") == 0) {
-        s = lua_tolstring(L, v, &n);
-        if (s == NULL)
-            av_bad(L, "B is not a string");
-        lua_createtable(L, 0, 1);
-        if (push_unbase64(L, s, n) != 0)
-            av_bad(L, "B is not base64");
-        lua_setfield(L, -2, "value");
-        luaL_getmetatable(L, AV_BINARY_MT);
-        lua_setmetatable(L, -2);
-    } else if (strcmp(type, "L") == 0) {
-        size_t i, len;
-        if (lua_type(L, v) != LUA_TTABLE)
-            av_bad(L, "L is not a list");
-        len = lua_rawlen(L, v);
-        lua_createtable(L, (int)len, 0);
-        for (i = 1; i <= len; i++) {
-            lua_rawgeti(L, v, (int)i);
-            unmarshal_value(L, lua_gettop(L), depth + 1);
-            lua_remove(L, -2);
-            lua_rawseti(L, -2, (int)i);
-        }
-        luaL_getmetatable(L, JSON_LIST_MT);
-        lua_setmetatable(L, -2);
-    } else if (strcmp(type, "M") == 0) {
-        int out;
-        if (lua_type(L, v) != LUA_TTABLE)
-            av_bad(L, "M is not a map");
-        lua_newtable(L);
-        out = lua_gettop(L);
-        lua_pushnil(L);
-        while (lua_next(L, v) != 0) {
-            unmarshal_value(L, lua_gettop(L), depth + 1);
-            lua_remove(L, -2);
-            lua_pushvalue(L, -2);
-            lua_insert(L, -2);
-            lua_rawset(L, out);
-        }
-    } else if (strcmp(type, "SS") == 0) {
-        unmarshal_set(L, v, AV_SS_MT, 'S');
-    } else if (strcmp(type, "NS") == 0) {
-        unmarshal_set(L, v, AV_NS_MT, 'N');
-    } else if (strcmp(type, "BS") == 0) {
-        unmarshal_set(L, v, AV_BS_MT, 'B');
-    } else {
-        av_bad(L, "unknown type");
-    }
-    /* leave only the result above the key/value pair, then drop those */
-    lua_replace(L, v - 1);
-    lua_settop(L, v - 1);
-}
-
-int av_lua_unmarshal(lua_State *L)
-{
-    lua_settop(L, 1);
-    unmarshal_value(L, 1, 0);
-    return 1;
-}
-
-int av_lua_unmarshal_item(lua_State *L)
-{
-    luaL_checktype(L, 1, LUA_TTABLE);
-    lua_settop(L, 1);
-    lua_newtable(L);
-    lua_pushnil(L);
-    while (lua_next(L, 1) != 0) {
-        unmarshal_value(L, lua_gettop(L), 1);
-        lua_remove(L, -2);
-        lua_pushvalue(L, -2);
-        lua_insert(L, -2);
-        lua_rawset(L, 2);
-    }
-    return 1;
-}
-
-/* ---- unmarshal straight from the JSON tree ---- */
-
-/* The same conversion as unmarshal_value, reading cJSON nodes instead of Lua tables: an
- * answer's item becomes plain values without the AttributeValue tables in between. JSON
- * nulls are skipped, as json_decode skips them. */
-static const cJSON *first_member(const cJSON *j)
-{
-    const cJSON *c = j->child;
-    while (c != NULL && (c->type & 0xFF) == cJSON_NULL)
-        c = c->next;
-    return c;
-}
-
-static void plain_set(lua_State *L, const cJSON *list, const char *mt, char type)
-{
-    const cJSON *c;
-    int i = 0;
-    if ((list->type & 0xFF) != cJSON_Array)
-        av_bad(L, "set is not a list");
-    lua_createtable(L, cJSON_GetArraySize(list), 0);
-    for (c = list->child; c != NULL; c = c->next) {
-        const char *s = c->valuestring;
-        if ((c->type & 0xFF) == cJSON_NULL)
-            continue;
-        if ((c->type & 0xFF) != cJSON_String)
-            av_bad(L, "set element is not a string");
-        if (type == 'N')
-            push_number_text(L, s, strlen(s));
-        else if (type == 'B') {
-            if (push_unbase64(L, s, strlen(s)) != 0)
-                av_bad(L, "binary set element is not base64");
-        } else
-            lua_pushlstring(L, s, strlen(s));
+            push_text(L, &it.elem, s, len);
+        list_drop(L, &it);
         lua_rawseti(L, -2, ++i);
     }
     luaL_getmetatable(L, mt);
     lua_setmetatable(L, -2);
 }
 
-static void plain_value(lua_State *L, const cJSON *j, int depth)
+static void unmarshal_node(lua_State *L, const av_node *n, int depth)
 {
-    const cJSON *v, *c;
-    const char *type;
-    int t;
+    const char *type, *s;
+    size_t len;
+    av_node v;
     if (depth > AV_MAX_DEPTH + 2)
         av_bad(L, "nesting too deep");
-    if ((j->type & 0xFF) != cJSON_Object)
-        av_bad(L, "not a table");
-    luaL_checkstack(L, 6, "AttributeValue nesting");
-    v = first_member(j);
-    if (v == NULL)
-        av_bad(L, "no type");
-    type = v->string;
-    t = v->type & 0xFF;
+    type = node_open(L, n, &v);
     if (strcmp(type, "S") == 0) {
-        if (t != cJSON_String)
+        if ((s = node_text(L, &v, 0, &len)) == NULL)
             av_bad(L, "S is not a string");
-        lua_pushlstring(L, v->valuestring, strlen(v->valuestring));
+        push_text(L, &v, s, len);
     } else if (strcmp(type, "N") == 0) {
-        if (t != cJSON_String)
+        if ((s = node_text(L, &v, 1, &len)) == NULL)
             av_bad(L, "N is not a string");
-        push_number_text(L, v->valuestring, strlen(v->valuestring));
+        push_number_text(L, s, len);
     } else if (strcmp(type, "BOOL") == 0) {
-        lua_pushboolean(L, t != cJSON_False);
+        lua_pushboolean(L, node_truth(L, &v));
     } else if (strcmp(type, "NULL") == 0) {
         lua_getfield(L, LUA_REGISTRYINDEX, AV_NULL_KEY);
     } else if (strcmp(type, "B") == 0) {
-        if (t != cJSON_String)
+        if ((s = node_text(L, &v, 1, &len)) == NULL)
             av_bad(L, "B is not a string");
         lua_createtable(L, 0, 1);
-        if (push_unbase64(L, v->valuestring, strlen(v->valuestring)) != 0)
+        if (push_unbase64(L, s, len) != 0)
             av_bad(L, "B is not base64");
         lua_setfield(L, -2, "value");
         luaL_getmetatable(L, AV_BINARY_MT);
         lua_setmetatable(L, -2);
     } else if (strcmp(type, "L") == 0) {
+        av_iter it;
         int i = 0;
-        if (t != cJSON_Array)
+        if (!node_is(L, &v, cJSON_Array))
             av_bad(L, "L is not a list");
-        lua_createtable(L, cJSON_GetArraySize(v), 0);
-        for (c = v->child; c != NULL; c = c->next) {
-            if ((c->type & 0xFF) == cJSON_NULL)
-                continue;
-            plain_value(L, c, depth + 1);
+        lua_createtable(L, node_count(L, &v, 1), 0);
+        iter_start(L, &it, &v, 1);
+        while (list_next(L, &it)) {
+            unmarshal_node(L, &it.elem, depth + 1);
+            list_drop(L, &it);
             lua_rawseti(L, -2, ++i);
         }
         luaL_getmetatable(L, JSON_LIST_MT);
         lua_setmetatable(L, -2);
     } else if (strcmp(type, "M") == 0) {
-        if (t != cJSON_Object)
+        if (!node_is(L, &v, cJSON_Object))
             av_bad(L, "M is not a map");
-        av_push_plain_item(L, v, depth + 1);
+        push_map(L, &v, depth + 1);
     } else if (strcmp(type, "SS") == 0) {
-        plain_set(L, v, AV_SS_MT, 'S');
+        push_set(L, &v, AV_SS_MT, 'S');
     } else if (strcmp(type, "NS") == 0) {
-        plain_set(L, v, AV_NS_MT, 'N');
+        push_set(L, &v, AV_NS_MT, 'N');
     } else if (strcmp(type, "BS") == 0) {
-        plain_set(L, v, AV_BS_MT, 'B');
+        push_set(L, &v, AV_BS_MT, 'B');
     } else {
         av_bad(L, "unknown type");
     }
+    node_close(L, &v);
+}
+
+int av_lua_unmarshal(lua_State *L)
+{
+    av_node n = { 1, NULL };
+    lua_settop(L, 1);
+    unmarshal_node(L, &n, 0);
+    return 1;
+}
+
+int av_lua_unmarshal_item(lua_State *L)
+{
+    av_node n = { 1, NULL };
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    push_map(L, &n, 1);
+    return 1;
 }
 
 void av_push_plain_item(lua_State *L, const void *node, int depth)
 {
-    const cJSON *j = node, *c;
-    int n = 0;
-    if ((j->type & 0xFF) != cJSON_Object)
+    av_node n = { 0, node };
+    if (json_type(n.j) != cJSON_Object)
         av_bad(L, "an item is not a map");
-    for (c = j->child; c != NULL; c = c->next)
-        n++;
-    lua_createtable(L, 0, n);
-    for (c = j->child; c != NULL; c = c->next) {
-        if ((c->type & 0xFF) == cJSON_NULL || c->string == NULL)
-            continue;
-        lua_pushlstring(L, c->string, strlen(c->string));
-        plain_value(L, c, depth);
-        lua_rawset(L, -3);
-    }
+    push_map(L, &n, depth);
 }
 
 void av_register(lua_State *L)
