@@ -13,7 +13,7 @@
  * (TransactItems); the bound also stops cyclic tables. */
 #define JSON_MAX_DEPTH 128
 
-int json_utf8_valid(const char *str, size_t n)
+int ddb_json_utf8_valid(const char *str, size_t n)
 {
     const unsigned char *s = (const unsigned char *)str;
     size_t i = 0;
@@ -61,11 +61,12 @@ int json_utf8_valid(const char *str, size_t n)
     return 1;
 }
 
-int json_add_string(buf *out, const char *s, size_t n)
+/* Appends the JSON string literal for s; fails (-1) on allocation failure only. */
+static int json_add_string(buf *out, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
     size_t i, start = 0;
-    if (buf_reserve(out, n + 2) || buf_addc(out, '"'))
+    if (ddb_buf_reserve(out, n + 2) || buf_addc(out, '"'))
         return -1;
     for (i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
@@ -89,7 +90,7 @@ int json_add_string(buf *out, const char *s, size_t n)
             if (buf_add(out, u, 6))
                 return -1;
         }
-        if (esc != NULL && buf_adds(out, esc))
+        if (esc != NULL && ddb_buf_adds(out, esc))
             return -1;
         start = i + 1;
     }
@@ -98,7 +99,7 @@ int json_add_string(buf *out, const char *s, size_t n)
     return 0;
 }
 
-int json_has_mt(lua_State *L, int idx, const char *name)
+int ddb_json_has_mt(lua_State *L, int idx, const char *name)
 {
     int r;
     if (!lua_getmetatable(L, idx))
@@ -109,12 +110,12 @@ int json_has_mt(lua_State *L, int idx, const char *name)
     return r;
 }
 
-int json_table_kind(lua_State *L, int idx, size_t *len, char *err, size_t errlen)
+int ddb_json_table_kind(lua_State *L, int idx, size_t *len, char *err, size_t errlen)
 {
     size_t n = 0, strings = 0, max = 0;
     /* A marked list is still scanned: a string key in it would otherwise vanish silently. */
-    int marked_list = json_has_mt(L, idx, JSON_LIST_MT);
-    if (!marked_list && json_has_mt(L, idx, JSON_MAP_MT))
+    int marked_list = ddb_json_has_mt(L, idx, JSON_LIST_MT);
+    if (!marked_list && ddb_json_has_mt(L, idx, JSON_MAP_MT))
         return 0;
     lua_pushnil(L);
     while (lua_next(L, idx) != 0) {
@@ -179,7 +180,7 @@ static int encode_table(lua_State *L, int idx, buf *out, int depth, char *err, s
             return -1;
         }
     }
-    kind = json_table_kind(L, idx, &len, err, errlen);
+    kind = ddb_json_table_kind(L, idx, &len, err, errlen);
     if (kind < 0)
         return -1;
     luaL_checkstack(L, 4, "JSON nesting");
@@ -204,7 +205,7 @@ static int encode_table(lua_State *L, int idx, buf *out, int depth, char *err, s
     while (lua_next(L, idx) != 0) {
         size_t klen;
         const char *k;
-        /* A map-marked table skips json_table_kind's key check; lua_tolstring would turn a
+        /* A map-marked table skips ddb_json_table_kind's key check; lua_tolstring would turn a
          * number key into a string under lua_next, and give NULL for any other type. */
         if (lua_type(L, -2) != LUA_TSTRING) {
             snprintf(err, errlen, "map key is a %s, not a string", luaL_typename(L, -2));
@@ -215,7 +216,7 @@ static int encode_table(lua_State *L, int idx, buf *out, int depth, char *err, s
         if (!first && buf_addc(out, ','))
             goto nomem_pop2;
         first = 0;
-        if (!json_utf8_valid(k, klen) || memchr(k, '\0', klen) != NULL) {
+        if (!ddb_json_utf8_valid(k, klen) || memchr(k, '\0', klen) != NULL) {
             lua_pop(L, 2);
             snprintf(err, errlen, "map key is not valid UTF-8 text");
             return -1;
@@ -243,14 +244,14 @@ static int encode_value(lua_State *L, int idx, buf *out, int depth, char *err, s
     const char *s;
     switch (lua_type(L, idx)) {
     case LUA_TNIL:
-        return buf_adds(out, "null");
+        return ddb_buf_adds(out, "null");
     case LUA_TBOOLEAN:
-        return buf_adds(out, lua_toboolean(L, idx) ? "true" : "false");
+        return ddb_buf_adds(out, lua_toboolean(L, idx) ? "true" : "false");
     case LUA_TNUMBER:
 #if DDB_HAS_INTEGERS
         if (lua_isinteger(L, idx)) {
             snprintf(num, sizeof num, LUA_INTEGER_FMT, lua_tointeger(L, idx));
-            return buf_adds(out, num);
+            return ddb_buf_adds(out, num);
         }
 #endif
         {
@@ -263,7 +264,7 @@ static int encode_value(lua_State *L, int idx, buf *out, int depth, char *err, s
                 snprintf(num, sizeof num, "%.0f", d);
             else
                 snprintf(num, sizeof num, "%.17g", d);
-            return buf_adds(out, num);
+            return ddb_buf_adds(out, num);
         }
     case LUA_TSTRING:
         s = lua_tolstring(L, idx, &n);
@@ -272,7 +273,7 @@ static int encode_value(lua_State *L, int idx, buf *out, int depth, char *err, s
                      "in text (use ddb.binary)");
             return -1;
         }
-        if (!json_utf8_valid(s, n)) {
+        if (!ddb_json_utf8_valid(s, n)) {
             snprintf(err, errlen, "string is not valid UTF-8 (use ddb.binary for bytes)");
             return -1;
         }
@@ -285,7 +286,7 @@ static int encode_value(lua_State *L, int idx, buf *out, int depth, char *err, s
     }
 }
 
-int json_encode(lua_State *L, int idx, buf *out, char *err, size_t errlen)
+int ddb_json_encode(lua_State *L, int idx, buf *out, char *err, size_t errlen)
 {
     int top = lua_gettop(L);
     int rc;
@@ -402,12 +403,12 @@ static int has_escaped_nul(const char *s, size_t n)
     return 0;
 }
 
-int json_decode(lua_State *L, const char *s, size_t n)
+int ddb_json_decode(lua_State *L, const char *s, size_t n)
 {
-    return json_decode_with(L, s, n, NULL, NULL);
+    return ddb_json_decode_with(L, s, n, NULL, NULL);
 }
 
-int json_decode_with(lua_State *L, const char *s, size_t n, const char *key, json_push_fn fn)
+int ddb_json_decode_with(lua_State *L, const char *s, size_t n, const char *key, json_push_fn fn)
 {
     cJSON *j;
     push_job job;
@@ -422,7 +423,7 @@ int json_decode_with(lua_State *L, const char *s, size_t n, const char *key, jso
     }
     /* JSON text is UTF-8 (RFC 8259); cJSON does not check, and what decodes here must
      * encode again. */
-    if (!json_utf8_valid(s, n)) {
+    if (!ddb_json_utf8_valid(s, n)) {
         lua_pushnil(L);
         lua_pushliteral(L, "JSON text is not valid UTF-8");
         return 0;

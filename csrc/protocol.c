@@ -99,7 +99,7 @@ static uint32_t crc32_update(uint32_t crc, const void *data, size_t len)
     return c ^ 0xFFFFFFFFu;
 }
 
-uint32_t proto_crc32(const void *data, size_t len)
+static uint32_t proto_crc32(const void *data, size_t len)
 {
     return crc32_update(0, data, len);
 }
@@ -129,7 +129,8 @@ static int in_list(const char *const *list, const char *code)
     return 0;
 }
 
-const char *proto_retry_class(const char *code, int status)
+/* Retry classes; "none" is final. */
+static const char *proto_retry_class(const char *code, int status)
 {
     if (in_list(throttle_codes, code) || status == 429)
         return "throttle";
@@ -138,7 +139,7 @@ const char *proto_retry_class(const char *code, int status)
     return "none";
 }
 
-void proto_push_error(lua_State *L, const char *code, const char *message, int status,
+void ddb_proto_push_error(lua_State *L, const char *code, const char *message, int status,
                       const char *applied, const char *retry_class)
 {
     lua_createtable(L, 0, 8);
@@ -158,18 +159,18 @@ void proto_push_error(lua_State *L, const char *code, const char *message, int s
     lua_setfield(L, -2, "retryable");
 }
 
-int proto_lua_error(lua_State *L)
+int ddb_proto_lua_error(lua_State *L)
 {
     const char *code = luaL_checkstring(L, 1);
     const char *message = luaL_optstring(L, 2, code);
     int status = (int)luaL_optinteger(L, 3, 0);
     const char *applied = luaL_optstring(L, 4, PROTO_APPLIED_NO);
     const char *rc = luaL_optstring(L, 5, proto_retry_class(code, status));
-    proto_push_error(L, code, message, status, applied, rc);
+    ddb_proto_push_error(L, code, message, status, applied, rc);
     return 1;
 }
 
-int proto_lua_crc32(lua_State *L)
+int ddb_proto_lua_crc32(lua_State *L)
 {
     size_t n;
     const char *s = luaL_checklstring(L, 1, &n);
@@ -218,7 +219,7 @@ static int is_list(lua_State *L, int idx)
 
 static void push_plain(lua_State *L, const void *node)
 {
-    av_push_plain_item(L, node, 1);
+    ddb_av_push_plain_item(L, node, 1);
 }
 
 /* An answer without DynamoDB's request id and without DynamoDB's JSON came from something
@@ -233,7 +234,7 @@ static void push_not_dynamodb(lua_State *L, int status, const char *reason)
                       (status >= 500 && status != 501) ? "transient" : "none";
     snprintf(message, sizeof message, "the endpoint answered HTTP %d with %s and no "
              "x-amzn-requestid: is it a DynamoDB endpoint?", status, reason);
-    proto_push_error(L, "NotDynamoDB", message, status,
+    ddb_proto_push_error(L, "NotDynamoDB", message, status,
                      refused ? PROTO_APPLIED_NO : PROTO_APPLIED_MAYBE, cls);
     lua_pushstring(L, reason);
     lua_setfield(L, -2, "reason");
@@ -248,7 +249,7 @@ static int fail(lua_State *L, const proto_answer *a)
     return 2;
 }
 
-int proto_parse(lua_State *L, const proto_answer *a, const char *plain)
+int ddb_proto_parse(lua_State *L, const proto_answer *a, const char *plain)
 {
     int status = a->status, err, base = lua_gettop(L);
     const char *body = a->body;
@@ -259,7 +260,7 @@ int proto_parse(lua_State *L, const proto_answer *a, const char *plain)
         char *end = NULL;
         unsigned long w = strtoul(a->crc, &end, 10);
         if (end == a->crc || *end != '\0' || w != proto_crc32(body, n)) {
-            proto_push_error(L, "CRC32Mismatch", "response body does not match its "
+            ddb_proto_push_error(L, "CRC32Mismatch", "response body does not match its "
                              "x-amz-crc32 checksum", status, PROTO_APPLIED_MAYBE, "transient");
             return fail(L, a);
         }
@@ -267,13 +268,13 @@ int proto_parse(lua_State *L, const proto_answer *a, const char *plain)
 
     if (status >= 200 && status < 300) {
         /* Every DynamoDB answer is an object; an array would pass for an empty result. */
-        if (!json_decode_with(L, body, n, plain, plain ? push_plain : NULL) ||
+        if (!ddb_json_decode_with(L, body, n, plain, plain ? push_plain : NULL) ||
             lua_type(L, -1) != LUA_TTABLE || is_list(L, -1)) {
             lua_settop(L, base);
             if (a->request_id == NULL)
                 push_not_dynamodb(L, status, "a body that is not a JSON object");
             else
-                proto_push_error(L, "InvalidResponse", "DynamoDB answered with a body that is "
+                ddb_proto_push_error(L, "InvalidResponse", "DynamoDB answered with a body that is "
                                  "not a JSON object (truncated or damaged)", status,
                                  PROTO_APPLIED_MAYBE, "transient");
             return fail(L, a);
@@ -282,7 +283,7 @@ int proto_parse(lua_State *L, const proto_answer *a, const char *plain)
     }
 
     /* An error: decode __type and message if the body is JSON, keep going if not. */
-    if (json_decode(L, body, n) && lua_type(L, -1) == LUA_TTABLE) {
+    if (ddb_json_decode(L, body, n) && lua_type(L, -1) == LUA_TTABLE) {
         int doc = lua_gettop(L);
         const char *type, *message, *code;
         lua_getfield(L, doc, "__type");
@@ -301,7 +302,7 @@ int proto_parse(lua_State *L, const proto_answer *a, const char *plain)
         }
         if (code == NULL)
             code = status >= 500 ? "InternalServerError" : "UnknownError";
-        proto_push_error(L, code, message, status,
+        ddb_proto_push_error(L, code, message, status,
                          status >= 500 ? PROTO_APPLIED_MAYBE : PROTO_APPLIED_NO,
                          proto_retry_class(code, status));
         err = lua_gettop(L);
@@ -324,7 +325,7 @@ int proto_parse(lua_State *L, const proto_answer *a, const char *plain)
         char code[32];
         lua_settop(L, base);
         snprintf(code, sizeof code, status >= 500 ? "InternalServerError" : "HTTP%d", status);
-        proto_push_error(L, code, "DynamoDB answered with an error and an unreadable body",
+        ddb_proto_push_error(L, code, "DynamoDB answered with an error and an unreadable body",
                          status, status >= 500 ? PROTO_APPLIED_MAYBE : PROTO_APPLIED_NO,
                          proto_retry_class(code, status));
         err = lua_gettop(L);
@@ -347,7 +348,7 @@ static const char *header(lua_State *L, int idx, const char *name, size_t *len)
     return lua_isstring(L, -1) ? lua_tolstring(L, -1, len) : NULL;
 }
 
-int proto_lua_parse_response(lua_State *L)
+int ddb_proto_lua_parse_response(lua_State *L)
 {
     proto_answer a;
     const char *plain;
@@ -362,5 +363,5 @@ int proto_lua_parse_response(lua_State *L)
     a.request_id = header(L, 3, "x-amzn-requestid", &a.request_id_len);
     if (a.request_id == NULL)
         a.request_id = header(L, 3, "x-amz-request-id", &a.request_id_len);
-    return proto_parse(L, &a, plain);
+    return ddb_proto_parse(L, &a, plain);
 }

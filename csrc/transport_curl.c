@@ -43,12 +43,12 @@ static void global_init(void)
     global_rc = curl_global_init(CURL_GLOBAL_ALL);
 }
 
-int curlt_body_fits(size_t have, size_t n, size_t max)
+int ddb_curlt_body_fits(size_t have, size_t n, size_t max)
 {
     return n > max || have > max - n ? CURLT_BODY_TOO_LARGE : CURLT_FITS;
 }
 
-int curlt_head_fits(size_t have, size_t n)
+int ddb_curlt_head_fits(size_t have, size_t n)
 {
     return n > HTTP1_MAX_HEAD || have > HTTP1_MAX_HEAD - n ? CURLT_HEAD_TOO_LARGE : CURLT_FITS;
 }
@@ -57,7 +57,7 @@ int curlt_head_fits(size_t have, size_t n)
 static size_t on_body(char *p, size_t size, size_t n, void *ud)
 {
     curlt *t = ud;
-    if ((t->too_large = curlt_body_fits(t->body.len, size * n, t->max_answer)) != CURLT_FITS)
+    if ((t->too_large = ddb_curlt_body_fits(t->body.len, size * n, t->max_answer)) != CURLT_FITS)
         return 0;
     return buf_add(&t->body, p, size * n) == 0 ? size * n : 0;
 }
@@ -87,7 +87,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
     /* a new status line (after 100 Continue or a proxy's CONNECT reply) starts over */
     if (len >= 5 && memcmp(p, "HTTP/", 5) == 0)
         t->head.len = 0;
-    if ((t->too_large = curlt_head_fits(t->head.len, len)) != CURLT_FITS)
+    if ((t->too_large = ddb_curlt_head_fits(t->head.len, len)) != CURLT_FITS)
         return 0;
     return buf_add(&t->head, p, len) == 0 ? len : 0;
 }
@@ -108,9 +108,9 @@ static int curlt_close(lua_State *L)
     t->easy = NULL;
     curl_slist_free_all(t->slist);
     t->slist = NULL;
-    buf_free(&t->body);
-    buf_free(&t->head);
-    wire_close(&t->wire);
+    ddb_buf_free(&t->body);
+    ddb_buf_free(&t->head);
+    ddb_wire_close(&t->wire);
     free(t->ca_bundle);
     t->ca_bundle = NULL;
     free(t->url);
@@ -118,7 +118,7 @@ static int curlt_close(lua_State *L)
     return 0;
 }
 
-void curlt_set_common(CURL *e, const curlt_hooks *h, char *errbuf, const char *ca_bundle)
+void ddb_curlt_set_common(CURL *e, const curlt_hooks *h, char *errbuf, const char *ca_bundle)
 {
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, h->on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, h->ud);
@@ -139,7 +139,7 @@ void curlt_set_common(CURL *e, const curlt_hooks *h, char *errbuf, const char *c
         curl_easy_setopt(e, CURLOPT_CAINFO, ca_bundle);
 }
 
-long curlt_opt_long(lua_State *L, int t, const char *name, long def, long lo, long hi)
+long ddb_curlt_opt_long(lua_State *L, int t, const char *name, long def, long lo, long hi)
 {
     lua_Number v;
     lua_getfield(L, t, name);
@@ -156,7 +156,7 @@ long curlt_opt_long(lua_State *L, int t, const char *name, long def, long lo, lo
 }
 
 /* core.curl_new{ ca_bundle = path, connect_timeout_ms = n, max_answer_bytes = n } */
-int curlt_lua_new(lua_State *L)
+int ddb_curlt_lua_new(lua_State *L)
 {
     curlt *t;
     pthread_once(&global_once, global_init);
@@ -164,9 +164,9 @@ int curlt_lua_new(lua_State *L)
         return luaL_error(L, "libcurl failed to initialise");
     t = lua_newuserdata(L, sizeof *t);
     memset(t, 0, sizeof *t);
-    buf_init(&t->body);
-    buf_init(&t->head);
-    wire_init(&t->wire);
+    ddb_buf_init(&t->body);
+    ddb_buf_init(&t->head);
+    ddb_wire_init(&t->wire);
     luaL_getmetatable(L, CURLT_MT);
     lua_setmetatable(L, -2);
     t->connect_timeout_ms = 1000;
@@ -181,8 +181,8 @@ int curlt_lua_new(lua_State *L)
             strcpy(t->ca_bundle, ca);
         }
         lua_pop(L, 1);
-        t->connect_timeout_ms = curlt_opt_long(L, 1, "connect_timeout_ms", 1000, 1, 600000);
-        t->max_answer = (size_t)curlt_opt_long(L, 1, "max_answer_bytes",
+        t->connect_timeout_ms = ddb_curlt_opt_long(L, 1, "connect_timeout_ms", 1000, 1, 600000);
+        t->max_answer = (size_t)ddb_curlt_opt_long(L, 1, "max_answer_bytes",
                                                CURLT_MAX_ANSWER_DEFAULT, CURLT_MAX_ANSWER_MIN,
                                                CURLT_MAX_ANSWER_MAX);
     }
@@ -196,7 +196,7 @@ int curlt_lua_new(lua_State *L)
         hooks.on_prereq = on_prereq;
 #endif
         hooks.ud = t;
-        curlt_set_common(t->easy, &hooks, t->errbuf, t->ca_bundle);
+        ddb_curlt_set_common(t->easy, &hooks, t->errbuf, t->ca_bundle);
         /* a Content-Length over the limit is refused before any of the body is read */
         curl_easy_setopt(t->easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)t->max_answer);
     }
@@ -233,7 +233,7 @@ static int next_header(const buf *head, size_t *pos, const char **name, size_t *
     return 0;
 }
 
-void curlt_push_headers(lua_State *L, const buf *head)
+void ddb_curlt_push_headers(lua_State *L, const buf *head)
 {
     size_t pos = 0, nlen, vlen, k;
     const char *n, *v;
@@ -254,12 +254,12 @@ void curlt_push_headers(lua_State *L, const buf *head)
 static void push_error_table(lua_State *L, const char *code, const char *message,
                              const char *applied, const char *cls, CURLcode rc)
 {
-    proto_push_error(L, code, message, 0, applied, cls);
+    ddb_proto_push_error(L, code, message, 0, applied, cls);
     lua_pushinteger(L, (lua_Integer)rc);
     lua_setfield(L, -2, "curl_code");
 }
 
-void curlt_push_error(lua_State *L, CURL *easy, CURLcode rc, int too_large, size_t max,
+void ddb_curlt_push_error(lua_State *L, CURL *easy, CURLcode rc, int too_large, size_t max,
                       char *errbuf, size_t errlen)
 {
     const char *code = "NetworkError";
@@ -326,17 +326,17 @@ void curlt_push_error(lua_State *L, CURL *easy, CURLcode rc, int too_large, size
 static void shrink_buffers(curlt *t)
 {
     if (t->body.cap > (1u << 20))
-        buf_free(&t->body);
+        ddb_buf_free(&t->body);
     if (t->wire.in.cap > (1u << 20))
-        buf_free(&t->wire.in);
+        ddb_buf_free(&t->wire.in);
     if (t->wire.body.cap > (1u << 20))
-        buf_free(&t->wire.body);
+        ddb_buf_free(&t->wire.body);
 }
 
 static int push_transport_error(lua_State *L, curlt *t, CURLcode rc)
 {
     lua_pushnil(L);
-    curlt_push_error(L, t->easy, rc, t->too_large, t->max_answer, t->errbuf, sizeof t->errbuf);
+    ddb_curlt_push_error(L, t->easy, rc, t->too_large, t->max_answer, t->errbuf, sizeof t->errbuf);
     shrink_buffers(t);
     return 2;
 }
@@ -347,7 +347,7 @@ static const char *const suppressed[] = {"Expect:", "Accept:"};
 /* call()'s signed lines and the suppressors fit the handle's nodes */
 typedef char curlt_lines_fit[SIGNER_MAX_LINES + 2 <= CURLT_NODES ? 1 : -1];
 
-void curlt_build_headers(lua_State *L, int idx, struct curl_slist **slist)
+void ddb_curlt_build_headers(lua_State *L, int idx, struct curl_slist **slist)
 {
     size_t i, nh = lua_rawlen(L, idx);
     curl_slist_free_all(*slist);
@@ -386,7 +386,7 @@ static struct curl_slist *point_lines(struct curl_slist *nodes, const char *cons
 
 /* The header list of a blocking transfer without copying a line: the nodes point at the Lua
  * strings of the list at idx, which stays on the stack for the whole transfer. NULL when the
- * lines do not fit or are not all strings (then the copying curlt_build_headers serves). */
+ * lines do not fit or are not all strings (then the copying ddb_curlt_build_headers serves). */
 static struct curl_slist *point_headers(lua_State *L, int idx, struct curl_slist *nodes)
 {
     const char *lines[CURLT_NODES];
@@ -506,7 +506,7 @@ static int curlt_request(lua_State *L)
     /* Build the header list first: a Lua error here leaves only t->slist, freed at close. */
     headers = point_headers(L, 3, t->nodes);
     if (headers == NULL) {
-        curlt_build_headers(L, 3, &t->slist);
+        ddb_curlt_build_headers(L, 3, &t->slist);
         headers = t->slist;
     }
     rc = curlt_perform(L, t, url, headers, method, body, body_len, timeout_ms, &resent);
@@ -514,7 +514,7 @@ static int curlt_request(lua_State *L)
         return push_transport_error(L, t, rc);
     curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
     lua_pushinteger(L, status);
-    curlt_push_headers(L, &t->head);
+    ddb_curlt_push_headers(L, &t->head);
     lua_pushlstring(L, t->body.data ? t->body.data : "", t->body.len);
     lua_pushboolean(L, resent);
     shrink_buffers(t);
@@ -555,7 +555,7 @@ static const char *find_header(const buf *head, const char *name, size_t name_le
 static int curlt_call(lua_State *L)
 {
     curlt *t = check_curlt(L);
-    signer *s = signer_check(L, 2);
+    signer *s = ddb_signer_check(L, 2);
     const char *url = luaL_checkstring(L, 3);
     size_t oplen, body_len, crc_len = 0;
     const char *op = luaL_checklstring(L, 4, &oplen);
@@ -570,21 +570,21 @@ static int curlt_call(lua_State *L)
     int resent = 0, nret;
 
     lua_settop(L, 7);
-    signer_sign(L, s, op, oplen, body, body_len, 0, &lines);
-    if (wire_serves(&t->wire, url)) {
+    ddb_signer_sign(L, s, op, oplen, body, body_len, 0, &lines);
+    if (ddb_wire_serves(&t->wire, url)) {
         wire_opts o;
         int r;
         o.errbuf = t->errbuf;
         o.ca_bundle = t->ca_bundle;
         o.connect_timeout_ms = t->connect_timeout_ms;
         o.max_answer = t->max_answer;
-        r = wire_exchange(&t->wire, &o, url, lines.line, (size_t)lines.n, body, body_len,
+        r = ddb_wire_exchange(&t->wire, &o, url, lines.line, (size_t)lines.n, body, body_len,
                           timeout_ms, &wa);
         if (r == WIRE_CONNECT_FAILED) {
             lua_pushnil(L);
-            curlt_push_error(L, t->wire.easy, t->wire.rc, CURLT_FITS, t->max_answer, t->errbuf,
+            ddb_curlt_push_error(L, t->wire.easy, t->wire.rc, CURLT_FITS, t->max_answer, t->errbuf,
                              sizeof t->errbuf);
-            wire_disconnect(&t->wire);
+            ddb_wire_disconnect(&t->wire);
             return 2;
         }
         if (r == WIRE_FAILED) {
@@ -622,7 +622,7 @@ static int curlt_call(lua_State *L)
     a.request_id = FIND_HEADER(head, "x-amzn-requestid", &a.request_id_len);
     if (a.request_id == NULL)
         a.request_id = FIND_HEADER(head, "x-amz-request-id", &a.request_id_len);
-    nret = proto_parse(L, &a, plain);
+    nret = ddb_proto_parse(L, &a, plain);
     if (nret == 1) {
         lua_pushnil(L);
         lua_pushinteger(L, a.status);
@@ -632,7 +632,7 @@ static int curlt_call(lua_State *L)
             lua_pushnil(L);
     } else {
         lua_pushinteger(L, a.status);
-        curlt_push_headers(L, head);
+        ddb_curlt_push_headers(L, head);
         lua_pushboolean(L, resent);
     }
     shrink_buffers(t);
@@ -661,7 +661,7 @@ static int curlt_tostring(lua_State *L)
     return 1;
 }
 
-void curlt_register(lua_State *L)
+void ddb_curlt_register(lua_State *L)
 {
     static const luaL_Reg methods[] = {
         {"request", curlt_request},
@@ -670,7 +670,7 @@ void curlt_register(lua_State *L)
         {"close", curlt_close},
         {NULL, NULL}
     };
-    if (compat_newmetatable(L, CURLT_MT)) {
+    if (ddb_compat_newmetatable(L, CURLT_MT)) {
         lua_newtable(L);
         luaL_setfuncs(L, methods, 0);
         /* tells Lua code this build from one whose request() can only POST */

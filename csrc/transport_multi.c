@@ -54,7 +54,7 @@ static void global_init(void)
 static size_t on_body(char *p, size_t size, size_t n, void *ud)
 {
     xfer *x = ud;
-    if ((x->too_large = curlt_body_fits(x->body.len, size * n, x->max_answer)) != CURLT_FITS)
+    if ((x->too_large = ddb_curlt_body_fits(x->body.len, size * n, x->max_answer)) != CURLT_FITS)
         return 0;
     return buf_add(&x->body, p, size * n) == 0 ? size * n : 0;
 }
@@ -65,7 +65,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
     size_t len = size * n;
     if (len >= 5 && memcmp(p, "HTTP/", 5) == 0)
         x->head.len = 0;
-    if ((x->too_large = curlt_head_fits(x->head.len, len)) != CURLT_FITS)
+    if ((x->too_large = ddb_curlt_head_fits(x->head.len, len)) != CURLT_FITS)
         return 0;
     return buf_add(&x->head, p, len) == 0 ? len : 0;
 }
@@ -101,9 +101,9 @@ static void xfer_reset(xfer *x)
     x->head.len = 0;
     /* a large answer should not pin its buffers */
     if (x->body.cap > (1u << 20))
-        buf_free(&x->body);
+        ddb_buf_free(&x->body);
     if (x->head.cap > (1u << 20))
-        buf_free(&x->head);
+        ddb_buf_free(&x->head);
     x->state = XFER_FREE;
 }
 
@@ -119,8 +119,8 @@ static int multi_close(lua_State *L)
             curl_easy_cleanup(x->easy);
         }
         curl_slist_free_all(x->slist);
-        buf_free(&x->body);
-        buf_free(&x->head);
+        ddb_buf_free(&x->body);
+        ddb_buf_free(&x->head);
         free(x);
     }
     free(mu->all);
@@ -161,9 +161,9 @@ static int multi_create(lua_State *L)
             strcpy(mu->ca_bundle, ca);
         }
         lua_pop(L, 1);
-        mu->connect_timeout_ms = curlt_opt_long(L, 1, "connect_timeout_ms", 1000, 1, 600000);
-        max_conn = curlt_opt_long(L, 1, "max_connections", 0, 0, 1000000);
-        mu->max_answer = (size_t)curlt_opt_long(L, 1, "max_answer_bytes",
+        mu->connect_timeout_ms = ddb_curlt_opt_long(L, 1, "connect_timeout_ms", 1000, 1, 600000);
+        max_conn = ddb_curlt_opt_long(L, 1, "max_connections", 0, 0, 1000000);
+        mu->max_answer = (size_t)ddb_curlt_opt_long(L, 1, "max_answer_bytes",
                                                 CURLT_MAX_ANSWER_DEFAULT, CURLT_MAX_ANSWER_MIN,
                                                 CURLT_MAX_ANSWER_MAX);
     }
@@ -199,8 +199,8 @@ static xfer *take_xfer(multi *mu)
         free(x);
         return NULL;
     }
-    buf_init(&x->body);
-    buf_init(&x->head);
+    ddb_buf_init(&x->body);
+    ddb_buf_init(&x->head);
     x->state = XFER_FREE;
     mu->all[mu->n++] = x;
     return x;
@@ -228,7 +228,7 @@ static int multi_add(lua_State *L)
         return luaL_error(L, "out of memory");
     /* The header list belongs to x from here; a Lua error below leaves it there, freed
      * when x is next reset or the multi is closed. */
-    curlt_build_headers(L, 3, &x->slist);
+    ddb_curlt_build_headers(L, 3, &x->slist);
     e = x->easy;
     x->body.len = 0;
     x->head.len = 0;
@@ -252,7 +252,7 @@ static int multi_add(lua_State *L)
         hooks.on_prereq = on_prereq;
 #endif
         hooks.ud = x;
-        curlt_set_common(e, &hooks, x->errbuf, mu->ca_bundle);
+        ddb_curlt_set_common(e, &hooks, x->errbuf, mu->ca_bundle);
     }
     /* a Content-Length over the limit is refused before any of the body is read */
     curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)x->max_answer);
@@ -260,7 +260,7 @@ static int multi_add(lua_State *L)
     if (mc != CURLM_OK) {
         xfer_reset(x);
         lua_pushnil(L);
-        proto_push_error(L, "NetworkError", curl_multi_strerror(mc), 0, PROTO_APPLIED_NO,
+        ddb_proto_push_error(L, "NetworkError", curl_multi_strerror(mc), 0, PROTO_APPLIED_NO,
                          "transient");
         return 2;
     }
@@ -274,7 +274,7 @@ static int multi_add(lua_State *L)
 /* The error of one failed transfer, classified as the easy transport does. */
 static void push_error(lua_State *L, xfer *x)
 {
-    curlt_push_error(L, x->easy, x->result, x->too_large, x->max_answer, x->errbuf,
+    ddb_curlt_push_error(L, x->easy, x->result, x->too_large, x->max_answer, x->errbuf,
                      sizeof x->errbuf);
 }
 
@@ -328,7 +328,7 @@ static int multi_poll(lua_State *L)
             curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
             lua_pushinteger(L, status);
             lua_setfield(L, -2, "status");
-            curlt_push_headers(L, &x->head);
+            ddb_curlt_push_headers(L, &x->head);
             lua_setfield(L, -2, "headers");
             lua_pushlstring(L, x->body.data ? x->body.data : "", x->body.len);
             lua_setfield(L, -2, "body");
@@ -378,7 +378,7 @@ static void multi_register(lua_State *L)
         {"close", multi_close},
         {NULL, NULL}
     };
-    if (compat_newmetatable(L, MULTI_MT)) {
+    if (ddb_compat_newmetatable(L, MULTI_MT)) {
         lua_newtable(L);
         luaL_setfuncs(L, methods, 0);
         lua_setfield(L, -2, "__index");
@@ -396,7 +396,7 @@ static void multi_register(lua_State *L)
 
 /* core.multi_new: registers the metatable on first use, so that ddb_core.c needs only one
  * luaL_Reg entry for this file. */
-int multi_lua_new(lua_State *L)
+int ddb_multi_lua_new(lua_State *L)
 {
     multi_register(L);
     return multi_create(L);

@@ -10,16 +10,16 @@
 #include <string.h>
 #include <time.h>
 
-void wire_init(wire *w)
+void ddb_wire_init(wire *w)
 {
     memset(w, 0, sizeof *w);
     w->fd = CURL_SOCKET_BAD;
-    buf_init(&w->out);
-    buf_init(&w->in);
-    buf_init(&w->body);
+    ddb_buf_init(&w->out);
+    ddb_buf_init(&w->in);
+    ddb_buf_init(&w->body);
 }
 
-void wire_disconnect(wire *w)
+void ddb_wire_disconnect(wire *w)
 {
     if (w->easy != NULL)
         curl_easy_cleanup(w->easy);
@@ -29,15 +29,17 @@ void wire_disconnect(wire *w)
     w->url = NULL;
 }
 
-void wire_close(wire *w)
+void ddb_wire_close(wire *w)
 {
-    wire_disconnect(w);
-    buf_free(&w->out);
-    buf_free(&w->in);
-    buf_free(&w->body);
+    ddb_wire_disconnect(w);
+    ddb_buf_free(&w->out);
+    ddb_buf_free(&w->in);
+    ddb_buf_free(&w->body);
 }
 
-int wire_accepts(const char *url)
+/* Whether url can go over the wire: http(s), no path beyond "/", no query, no user
+ * information, and no proxy in the environment (those keep to libcurl's own transfers). */
+static int wire_accepts(const char *url)
 {
     static const char *const proxies[] = {"http_proxy", "https_proxy", "HTTPS_PROXY",
                                           "all_proxy", "ALL_PROXY", NULL};
@@ -60,7 +62,7 @@ int wire_accepts(const char *url)
     return 1;
 }
 
-int wire_serves(const wire *w, const char *url)
+int ddb_wire_serves(const wire *w, const char *url)
 {
     /* a connection made for url was accepted already: no second look at the environment */
     return (w->easy != NULL && strcmp(w->url, url) == 0) || wire_accepts(url);
@@ -101,7 +103,7 @@ static int fail(wire *w, const char *code, const char *applied, const char *retr
     w->applied = applied;
     w->retry_class = retry_class;
     snprintf(w->message, sizeof w->message, "%s", message);
-    wire_disconnect(w);
+    ddb_wire_disconnect(w);
     return WIRE_FAILED;
 }
 
@@ -134,7 +136,7 @@ static int connect_to(wire *w, const wire_opts *o, const char *url, long long de
     char *copy;
     curl_socket_t fd = CURL_SOCKET_BAD;
 
-    wire_disconnect(w);
+    ddb_wire_disconnect(w);
     if (left < 1)
         left = 1;
     copy = malloc(strlen(url) + 1);
@@ -147,7 +149,7 @@ static int connect_to(wire *w, const wire_opts *o, const char *url, long long de
     strcpy(copy, url);
     w->url = copy;
     o->errbuf[0] = '\0';
-    curlt_set_common(w->easy, &hooks, o->errbuf, o->ca_bundle);
+    ddb_curlt_set_common(w->easy, &hooks, o->errbuf, o->ca_bundle);
     curl_easy_setopt(w->easy, CURLOPT_URL, url);
     curl_easy_setopt(w->easy, CURLOPT_CONNECT_ONLY, 1L);
     /* ALPN must offer HTTP/1.1 alone: a server that picks h2 for a CONNECT_ONLY connection
@@ -178,7 +180,7 @@ static int build_request(wire *w, const char *const *lines, size_t nlines, const
     if (buf_add(&w->out, "POST / HTTP/1.1\r\n", 17) != 0)
         return -1;
     for (i = 0; i < nlines; i++)
-        if (buf_adds(&w->out, lines[i]) != 0 || buf_add(&w->out, "\r\n", 2) != 0)
+        if (ddb_buf_adds(&w->out, lines[i]) != 0 || buf_add(&w->out, "\r\n", 2) != 0)
             return -1;
     return buf_add(&w->out, length, (size_t)n) || buf_add(&w->out, body, body_len) ? -1 : 0;
 }
@@ -252,7 +254,7 @@ static int receive(wire *w, long long deadline, size_t max, wire_answer *a)
         if (now_ms() >= deadline)
             return fail(w, "Timeout", MAYBE, "timeout",
                         "timed out reading the answer (the request was sent)");
-        if (w->in.cap - w->in.len < 4096 + 1 && buf_reserve(&w->in, 16384) != 0)
+        if (w->in.cap - w->in.len < 4096 + 1 && ddb_buf_reserve(&w->in, 16384) != 0)
             return fail(w, "NetworkError", MAYBE, "transient", "out of memory reading the answer");
         room = w->in.cap - w->in.len - 1;
         /* a body that runs to the close is read up to one byte past the limit, no further */
@@ -280,7 +282,7 @@ static int receive(wire *w, long long deadline, size_t max, wire_answer *a)
         }
         w->in.len += n;
         while (!have_head) {
-            r = http1_parse_head(w->in.data, w->in.len, &a->head);
+            r = ddb_http1_parse_head(w->in.data, w->in.len, &a->head);
             if (r == HTTP1_TOO_LARGE)
                 return fail(w, "AnswerTooLarge", MAYBE, "none",
                             "the answer's head is longer than 64 KiB; not read (the request "
@@ -302,11 +304,11 @@ static int receive(wire *w, long long deadline, size_t max, wire_answer *a)
                 if ((unsigned long long)a->head.content_length > max)
                     return too_large(w, "the answer's body (Content-Length)", max);
                 whole = a->head.head_len + (size_t)a->head.content_length;
-                if (whole > w->in.len && buf_reserve(&w->in, whole - w->in.len) != 0)
+                if (whole > w->in.len && ddb_buf_reserve(&w->in, whole - w->in.len) != 0)
                     return fail(w, "NetworkError", MAYBE, "transient",
                                 "out of memory reading the answer");
             }
-            http1_chunks_init(&chunks, max);
+            ddb_http1_chunks_init(&chunks, max);
             chunks.pos = a->head.head_len;
             w->body.len = 0;
         }
@@ -317,7 +319,7 @@ static int receive(wire *w, long long deadline, size_t max, wire_answer *a)
             break;
         }
         if (a->head.chunked) {
-            r = http1_dechunk(&chunks, w->in.data, w->in.len, &w->body);
+            r = ddb_http1_dechunk(&chunks, w->in.data, w->in.len, &w->body);
             if (r == HTTP1_TOO_LARGE)
                 return too_large(w, "the answer's chunked body (or its trailers)", max);
             if (r < 0)
@@ -361,7 +363,7 @@ static int receive(wire *w, long long deadline, size_t max, wire_answer *a)
     return WIRE_OK;
 }
 
-int wire_exchange(wire *w, const wire_opts *o, const char *url, const char *const *lines,
+int ddb_wire_exchange(wire *w, const wire_opts *o, const char *url, const char *const *lines,
                   size_t nlines, const char *body, size_t body_len, long timeout_ms,
                   wire_answer *a)
 {
@@ -378,6 +380,6 @@ int wire_exchange(wire *w, const wire_opts *o, const char *url, const char *cons
     if ((r = receive(w, deadline, o->max_answer, a)) != WIRE_OK)
         return r;
     if (a->head.close)
-        wire_disconnect(w);   /* the answer stays readable: its buffers are kept */
+        ddb_wire_disconnect(w);   /* the answer stays readable: its buffers are kept */
     return WIRE_OK;
 }

@@ -11,9 +11,9 @@ static int number_text_equal(lua_State *L, int a, int b)
     av_dec x, y;
     size_t na, nb;
     const char *sa = lua_tolstring(L, a, &na), *sb = lua_tolstring(L, b, &nb);
-    if (sa == NULL || sb == NULL || av_dec_parse(sa, na, &x) || av_dec_parse(sb, nb, &y))
+    if (sa == NULL || sb == NULL || ddb_av_dec_parse(sa, na, &x) || ddb_av_dec_parse(sb, nb, &y))
         return 0;
-    return av_dec_equal(&x, &y);
+    return ddb_av_dec_equal(&x, &y);
 }
 
 /* Sets compare as sets: every element of a has an equal element in b, and sizes match
@@ -53,7 +53,7 @@ static int map_equal(lua_State *L, int a, int b, int depth)
         na++;
         lua_pushvalue(L, -2);
         lua_rawget(L, b);
-        eq = !lua_isnil(L, -1) && av_equal(L, lua_gettop(L) - 1, lua_gettop(L), depth + 1);
+        eq = !lua_isnil(L, -1) && ddb_av_equal(L, lua_gettop(L) - 1, lua_gettop(L), depth + 1);
         lua_pop(L, 2);
     }
     if (!eq) {
@@ -68,7 +68,7 @@ static int map_equal(lua_State *L, int a, int b, int depth)
     return na == nb;
 }
 
-int av_equal(lua_State *L, int a, int b, int depth)
+int ddb_av_equal(lua_State *L, int a, int b, int depth)
 {
     const char *ta, *tb;
     int va, vb, eq = 0;
@@ -102,7 +102,7 @@ int av_equal(lua_State *L, int a, int b, int depth)
             for (i = 1; eq && i <= n; i++) {
                 lua_rawgeti(L, va, (int)i);
                 lua_rawgeti(L, vb, (int)i);
-                eq = av_equal(L, lua_gettop(L) - 1, lua_gettop(L), depth + 1);
+                eq = ddb_av_equal(L, lua_gettop(L) - 1, lua_gettop(L), depth + 1);
                 lua_pop(L, 2);
             }
         } else
@@ -112,10 +112,10 @@ int av_equal(lua_State *L, int a, int b, int depth)
     return eq;
 }
 
-int av_lua_equal(lua_State *L)
+int ddb_av_lua_equal(lua_State *L)
 {
     lua_settop(L, 2);
-    lua_pushboolean(L, av_equal(L, 1, 2, 0));
+    lua_pushboolean(L, ddb_av_equal(L, 1, 2, 0));
     return 1;
 }
 
@@ -124,13 +124,13 @@ static size_t number_size(lua_State *L, int idx)
     av_dec x;
     size_t n;
     const char *s = lua_tolstring(L, idx, &n);
-    if (s == NULL || av_dec_parse(s, n, &x) != 0)
+    if (s == NULL || ddb_av_dec_parse(s, n, &x) != 0)
         return 21;
     /* DynamoDB: about one byte per two significant digits, plus one */
     return (size_t)(x.nd + 1) / 2 + 1;
 }
 
-size_t av_size(lua_State *L, int idx, int depth)
+size_t ddb_av_size(lua_State *L, int idx, int depth)
 {
     size_t total = 0, n, i;
     const char *type;
@@ -162,7 +162,7 @@ size_t av_size(lua_State *L, int idx, int depth)
             lua_pushnil(L);
             while (lua_next(L, v) != 0) {
                 n = lua_type(L, -2) == LUA_TSTRING ? lua_rawlen(L, -2) : 0;
-                total += n + 1 + av_size(L, lua_gettop(L), depth + 1);
+                total += n + 1 + ddb_av_size(L, lua_gettop(L), depth + 1);
                 lua_pop(L, 1);
             }
         } else {
@@ -170,7 +170,7 @@ size_t av_size(lua_State *L, int idx, int depth)
             for (i = 1; i <= len; i++) {
                 lua_rawgeti(L, v, (int)i);
                 if (strcmp(type, "L") == 0)
-                    total += 1 + av_size(L, lua_gettop(L), depth + 1);
+                    total += 1 + ddb_av_size(L, lua_gettop(L), depth + 1);
                 else if (strcmp(type, "NS") == 0)
                     total += number_size(L, -1);
                 else {
@@ -185,7 +185,7 @@ size_t av_size(lua_State *L, int idx, int depth)
     return total;
 }
 
-int av_lua_item_size(lua_State *L)
+int ddb_av_lua_item_size(lua_State *L)
 {
     size_t total = 0, n;
     luaL_checktype(L, 1, LUA_TTABLE);
@@ -193,7 +193,7 @@ int av_lua_item_size(lua_State *L)
     lua_pushnil(L);
     while (lua_next(L, 1) != 0) {
         n = lua_type(L, -2) == LUA_TSTRING ? lua_rawlen(L, -2) : 0;
-        total += n + av_size(L, lua_gettop(L), 1);
+        total += n + ddb_av_size(L, lua_gettop(L), 1);
         lua_pop(L, 1);
     }
     lua_pushnumber(L, (lua_Number)total);

@@ -8,7 +8,7 @@
 
 /* ---- exact decimal numbers ---- */
 
-int av_dec_parse(const char *s, size_t n, av_dec *out)
+int ddb_av_dec_parse(const char *s, size_t n, av_dec *out)
 {
     size_t i = 0;
     int seen_digit = 0, started = 0;
@@ -72,7 +72,7 @@ int av_dec_parse(const char *s, size_t n, av_dec *out)
     return 0;
 }
 
-const char *av_dec_check(const av_dec *x)
+const char *ddb_av_dec_check(const av_dec *x)
 {
     if (x->overflow || x->nd > AV_MAX_DIGITS)
         return "number has more than 38 significant digits (DynamoDB's precision)";
@@ -83,7 +83,7 @@ const char *av_dec_check(const av_dec *x)
     return NULL;
 }
 
-size_t av_dec_format(const av_dec *x, char *out, size_t outlen)
+size_t ddb_av_dec_format(const av_dec *x, char *out, size_t outlen)
 {
     char tmp[AV_DIGIT_BUF + 200];
     size_t k = 0;
@@ -127,14 +127,14 @@ size_t av_dec_format(const av_dec *x, char *out, size_t outlen)
     return k;
 }
 
-int av_dec_equal(const av_dec *a, const av_dec *b)
+int ddb_av_dec_equal(const av_dec *a, const av_dec *b)
 {
     return a->neg == b->neg && a->nd == b->nd && a->exp == b->exp && a->overflow == b->overflow &&
            memcmp(a->d, b->d, a->nd) == 0;
 }
 
 /* Shortest text that reads back as exactly d (15, 16 or 17 significant digits). */
-void shortest_double(double d, char *out, size_t n)
+void ddb_shortest_double(double d, char *out, size_t n)
 {
     int p;
     for (p = 15; p <= 17; p++) {
@@ -144,14 +144,14 @@ void shortest_double(double d, char *out, size_t n)
     }
 }
 
-void push_dec(lua_State *L, const av_dec *x)
+void ddb_push_dec(lua_State *L, const av_dec *x)
 {
     char out[AV_DIGIT_BUF + 200];
-    size_t n = av_dec_format(x, out, sizeof out);
+    size_t n = ddb_av_dec_format(x, out, sizeof out);
     lua_pushlstring(L, out, n);
 }
 
-int av_lua_number_canonical(lua_State *L)
+int ddb_av_lua_number_canonical(lua_State *L)
 {
     av_dec x;
     av_path p;
@@ -161,12 +161,12 @@ int av_lua_number_canonical(lua_State *L)
     if (lua_type(L, 1) == LUA_TSTRING) {
         size_t n;
         const char *s = lua_tolstring(L, 1, &n);
-        if (av_dec_parse(s, n, &x) != 0) {
+        if (ddb_av_dec_parse(s, n, &x) != 0) {
             lua_pushnil(L);
             lua_pushliteral(L, "not a number");
             return 2;
         }
-        why = av_dec_check(&x);
+        why = ddb_av_dec_check(&x);
         if (why != NULL) {
             lua_pushnil(L);
             lua_pushstring(L, why);
@@ -174,8 +174,8 @@ int av_lua_number_canonical(lua_State *L)
         }
     } else {
         luaL_checkany(L, 1);
-        read_number(L, 1, &p, &x);
+        ddb_read_number(L, 1, &p, &x);
     }
-    push_dec(L, &x);
+    ddb_push_dec(L, &x);
     return 1;
 }

@@ -11,7 +11,7 @@
 
 /* Called for every attribute on the success path too, so plain copies, no formatting:
  * the same text as "%s%.*s" with a "." between keys and keys cut at 40 bytes. */
-size_t path_push_key(av_path *p, const char *k, size_t klen)
+size_t ddb_path_push_key(av_path *p, const char *k, size_t klen)
 {
     size_t old = p->len, room;
     if (klen > 40)
@@ -27,7 +27,7 @@ size_t path_push_key(av_path *p, const char *k, size_t klen)
     return old;
 }
 
-size_t path_push_index(av_path *p, size_t i)
+static size_t path_push_index(av_path *p, size_t i)
 {
     size_t old = p->len;
     int w = snprintf(p->s + p->len, sizeof p->s - p->len, "[%lu]", (unsigned long)i);
@@ -36,18 +36,18 @@ size_t path_push_index(av_path *p, size_t i)
     return old;
 }
 
-void path_pop(av_path *p, size_t old)
+void ddb_path_pop(av_path *p, size_t old)
 {
     p->len = old;
     p->s[old] = '\0';
 }
 
-int av_fail(lua_State *L, const av_path *p, const char *msg)
+int ddb_av_fail(lua_State *L, const av_path *p, const char *msg)
 {
     return luaL_error(L, "%s%s%s", p->len ? p->s : "", p->len ? ": " : "", msg);
 }
 
-void push_base64(lua_State *L, const char *s, size_t n)
+static void push_base64(lua_State *L, const char *s, size_t n)
 {
     size_t outlen = 4 * ((n + 2) / 3);
     unsigned char *tmp = lua_newuserdata(L, outlen + 1);
@@ -56,16 +56,16 @@ void push_base64(lua_State *L, const char *s, size_t n)
     lua_remove(L, -2);
 }
 
-void check_text(lua_State *L, const av_path *p, const char *s, size_t n)
+void ddb_check_text(lua_State *L, const av_path *p, const char *s, size_t n)
 {
     if (memchr(s, '\0', n) != NULL)
-        av_fail(L, p, "string contains a NUL byte; store bytes with ddb.binary");
-    if (!json_utf8_valid(s, n))
-        av_fail(L, p, "string is not valid UTF-8; store bytes with ddb.binary");
+        ddb_av_fail(L, p, "string contains a NUL byte; store bytes with ddb.binary");
+    if (!ddb_json_utf8_valid(s, n))
+        ddb_av_fail(L, p, "string is not valid UTF-8; store bytes with ddb.binary");
 }
 
 /* Reads a Lua number, number wrapper or numeric string at idx as a checked decimal. */
-void read_number(lua_State *L, int idx, const av_path *p, av_dec *x)
+void ddb_read_number(lua_State *L, int idx, const av_path *p, av_dec *x)
 {
     char text[64];
     const char *s;
@@ -75,16 +75,16 @@ void read_number(lua_State *L, int idx, const av_path *p, av_dec *x)
 #if DDB_HAS_INTEGERS
         if (lua_isinteger(L, idx)) {
             n = (size_t)snprintf(text, sizeof text, LUA_INTEGER_FMT, lua_tointeger(L, idx));
-            av_dec_parse(text, n, x);
+            ddb_av_dec_parse(text, n, x);
             return;
         }
 #endif
         {
             lua_Number d = lua_tonumber(L, idx);
             if (isnan(d) || isinf(d))
-                av_fail(L, p, "NaN and infinity cannot be stored in DynamoDB");
-            shortest_double(d, text, sizeof text);
-            av_dec_parse(text, strlen(text), x);
+                ddb_av_fail(L, p, "NaN and infinity cannot be stored in DynamoDB");
+            ddb_shortest_double(d, text, sizeof text);
+            ddb_av_dec_parse(text, strlen(text), x);
         }
     } else {
         int bad;
@@ -94,19 +94,19 @@ void read_number(lua_State *L, int idx, const av_path *p, av_dec *x)
             lua_pushvalue(L, idx);
         s = lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER
                 ? lua_tolstring(L, -1, &n) : NULL;
-        bad = s == NULL || av_dec_parse(s, n, x) != 0;
+        bad = s == NULL || ddb_av_dec_parse(s, n, x) != 0;
         lua_pop(L, 1);
         if (bad)
-            av_fail(L, p, "not a number");
+            ddb_av_fail(L, p, "not a number");
     }
-    why = av_dec_check(x);
+    why = ddb_av_dec_check(x);
     if (why != NULL)
-        av_fail(L, p, why);
+        ddb_av_fail(L, p, why);
 }
 
 /* ---- marshal ---- */
 
-void marshal_value(lua_State *L, int idx, av_path *p, int depth);
+void ddb_marshal_value(lua_State *L, int idx, av_path *p, int depth);
 
 static void set_av(lua_State *L, const char *type)
 {
@@ -121,7 +121,7 @@ static void marshal_set(lua_State *L, int idx, av_path *p, const char *type)
     size_t n = lua_rawlen(L, idx), i;
     int seen, out;
     if (n == 0)
-        av_fail(L, p, "DynamoDB cannot store an empty set; remove the attribute instead");
+        ddb_av_fail(L, p, "DynamoDB cannot store an empty set; remove the attribute instead");
     luaL_checkstack(L, 6, "set");
     lua_newtable(L);
     seen = lua_gettop(L);
@@ -134,22 +134,22 @@ static void marshal_set(lua_State *L, int idx, av_path *p, const char *type)
         lua_rawgeti(L, idx, (int)i);
         if (type[0] == 'N') {
             av_dec x;
-            read_number(L, -1, p, &x);
+            ddb_read_number(L, -1, p, &x);
             lua_pop(L, 1);
-            push_dec(L, &x);
+            ddb_push_dec(L, &x);
         } else {
             if (lua_type(L, -1) != LUA_TSTRING)
-                av_fail(L, p, type[0] == 'S' ? "string set element is not a string"
+                ddb_av_fail(L, p, type[0] == 'S' ? "string set element is not a string"
                                              : "binary set element is not a string of bytes");
             s = lua_tolstring(L, -1, &len);
             if (type[0] == 'S')
-                check_text(L, p, s, len);
+                ddb_check_text(L, p, s, len);
         }
         /* the canonical form (numbers) or the raw bytes decide duplicates */
         lua_pushvalue(L, -1);
         lua_rawget(L, seen);
         if (!lua_isnil(L, -1))
-            av_fail(L, p, "set holds the same value twice");
+            ddb_av_fail(L, p, "set holds the same value twice");
         lua_pop(L, 1);
         lua_pushvalue(L, -1);
         lua_pushboolean(L, 1);
@@ -160,7 +160,7 @@ static void marshal_set(lua_State *L, int idx, av_path *p, const char *type)
             lua_remove(L, -2);
         }
         lua_rawseti(L, out, (int)i);
-        path_pop(p, old);
+        ddb_path_pop(p, old);
     }
     lua_remove(L, seen);
     set_av(L, type);
@@ -172,43 +172,43 @@ static void marshal_table(lua_State *L, int idx, av_path *p, int depth)
     size_t len, i;
     int kind, out;
     if (depth >= AV_MAX_DEPTH)
-        av_fail(L, p, "nesting deeper than DynamoDB's 32 levels (or a cyclic table)");
+        ddb_av_fail(L, p, "nesting deeper than DynamoDB's 32 levels (or a cyclic table)");
     /* most tables are plain maps and lists: one look for a metatable, not seven */
     if (!lua_getmetatable(L, idx))
         goto plain;
     lua_pop(L, 1);
-    if (json_has_mt(L, idx, AV_NUMBER_MT)) {
+    if (ddb_json_has_mt(L, idx, AV_NUMBER_MT)) {
         av_dec x;
-        read_number(L, idx, p, &x);
-        push_dec(L, &x);
+        ddb_read_number(L, idx, p, &x);
+        ddb_push_dec(L, &x);
         set_av(L, "N");
         return;
     }
-    if (json_has_mt(L, idx, AV_BINARY_MT)) {
+    if (ddb_json_has_mt(L, idx, AV_BINARY_MT)) {
         const char *s;
         lua_getfield(L, idx, "value");
         if (lua_type(L, -1) != LUA_TSTRING)
-            av_fail(L, p, "ddb.binary value is not a string");
+            ddb_av_fail(L, p, "ddb.binary value is not a string");
         s = lua_tolstring(L, -1, &len);
         push_base64(L, s, len);
         lua_remove(L, -2);
         set_av(L, "B");
         return;
     }
-    if (json_has_mt(L, idx, AV_NULL_MT)) {
+    if (ddb_json_has_mt(L, idx, AV_NULL_MT)) {
         lua_pushboolean(L, 1);
         set_av(L, "NULL");
         return;
     }
-    if (json_has_mt(L, idx, AV_SS_MT)) {
+    if (ddb_json_has_mt(L, idx, AV_SS_MT)) {
         marshal_set(L, idx, p, "SS");
         return;
     }
-    if (json_has_mt(L, idx, AV_NS_MT)) {
+    if (ddb_json_has_mt(L, idx, AV_NS_MT)) {
         marshal_set(L, idx, p, "NS");
         return;
     }
-    if (json_has_mt(L, idx, AV_BS_MT)) {
+    if (ddb_json_has_mt(L, idx, AV_BS_MT)) {
         marshal_set(L, idx, p, "BS");
         return;
     }
@@ -221,12 +221,12 @@ static void marshal_table(lua_State *L, int idx, av_path *p, int depth)
         plain = plain || lua_rawequal(L, -1, -2);
         lua_pop(L, 2);
         if (!plain)
-            av_fail(L, p, "table with a foreign metatable cannot be stored");
+            ddb_av_fail(L, p, "table with a foreign metatable cannot be stored");
     }
 plain:
-    kind = json_table_kind(L, idx, &len, err, sizeof err);
+    kind = ddb_json_table_kind(L, idx, &len, err, sizeof err);
     if (kind < 0)
-        av_fail(L, p, err);
+        ddb_av_fail(L, p, err);
     luaL_checkstack(L, 6, "AttributeValue nesting");
     if (kind == 1) {
         lua_createtable(L, (int)len, 0);
@@ -234,10 +234,10 @@ plain:
         for (i = 1; i <= len; i++) {
             size_t old = path_push_index(p, i);
             lua_rawgeti(L, idx, (int)i);
-            marshal_value(L, lua_gettop(L), p, depth + 1);
+            ddb_marshal_value(L, lua_gettop(L), p, depth + 1);
             lua_remove(L, -2);
             lua_rawseti(L, out, (int)i);
-            path_pop(p, old);
+            ddb_path_pop(p, old);
         }
         luaL_getmetatable(L, JSON_LIST_MT);
         lua_setmetatable(L, out);
@@ -250,30 +250,30 @@ plain:
     while (lua_next(L, idx) != 0) {
         size_t klen, old;
         const char *k;
-        /* a ddb.map skips json_table_kind's key check: lua_tolstring would give NULL for a
+        /* a ddb.map skips ddb_json_table_kind's key check: lua_tolstring would give NULL for a
          * boolean key (then passed to snprintf and memchr) and turn a number key into a
          * string under lua_next */
         if (lua_type(L, -2) != LUA_TSTRING) {
             char msg[64];
             snprintf(msg, sizeof msg, "map key is a %s, not a string", luaL_typename(L, -2));
-            av_fail(L, p, msg);
+            ddb_av_fail(L, p, msg);
         }
         k = lua_tolstring(L, -2, &klen);
-        old = path_push_key(p, k, klen);
-        check_text(L, p, k, klen);
-        marshal_value(L, lua_gettop(L), p, depth + 1);
+        old = ddb_path_push_key(p, k, klen);
+        ddb_check_text(L, p, k, klen);
+        ddb_marshal_value(L, lua_gettop(L), p, depth + 1);
         lua_remove(L, -2);
         lua_pushvalue(L, -2);
         lua_insert(L, -2);
         lua_rawset(L, out);
-        path_pop(p, old);
+        ddb_path_pop(p, old);
     }
     luaL_getmetatable(L, JSON_MAP_MT);
     lua_setmetatable(L, out);
     set_av(L, "M");
 }
 
-void marshal_value(lua_State *L, int idx, av_path *p, int depth)
+void ddb_marshal_value(lua_State *L, int idx, av_path *p, int depth)
 {
     size_t n;
     const char *s;
@@ -281,7 +281,7 @@ void marshal_value(lua_State *L, int idx, av_path *p, int depth)
     switch (lua_type(L, idx)) {
     case LUA_TSTRING:
         s = lua_tolstring(L, idx, &n);
-        check_text(L, p, s, n);
+        ddb_check_text(L, p, s, n);
         lua_pushvalue(L, idx);
         set_av(L, "S");
         return;
@@ -296,8 +296,8 @@ void marshal_value(lua_State *L, int idx, av_path *p, int depth)
             return;
         }
 #endif
-        read_number(L, idx, p, &x);
-        push_dec(L, &x);
+        ddb_read_number(L, idx, p, &x);
+        ddb_push_dec(L, &x);
         set_av(L, "N");
         return;
     case LUA_TBOOLEAN:
@@ -308,27 +308,27 @@ void marshal_value(lua_State *L, int idx, av_path *p, int depth)
         marshal_table(L, idx, p, depth);
         return;
     case LUA_TNIL:
-        av_fail(L, p, "nil cannot be stored (use ddb.null for NULL)");
+        ddb_av_fail(L, p, "nil cannot be stored (use ddb.null for NULL)");
         return;
     default: {
         char msg[96];
         snprintf(msg, sizeof msg, "a %s cannot be stored in DynamoDB", luaL_typename(L, idx));
-        av_fail(L, p, msg);
+        ddb_av_fail(L, p, msg);
     }
     }
 }
 
-int av_lua_marshal(lua_State *L)
+int ddb_av_lua_marshal(lua_State *L)
 {
     av_path p;
     p.len = 0;
     p.s[0] = '\0';
     lua_settop(L, 1);
-    marshal_value(L, 1, &p, 0);
+    ddb_marshal_value(L, 1, &p, 0);
     return 1;
 }
 
-int av_lua_marshal_item(lua_State *L)
+int ddb_av_lua_marshal_item(lua_State *L)
 {
     av_path p;
     int out;
@@ -343,18 +343,18 @@ int av_lua_marshal_item(lua_State *L)
         size_t klen, old;
         const char *k;
         if (lua_type(L, -2) != LUA_TSTRING)
-            av_fail(L, &p, "item attribute names must be strings");
+            ddb_av_fail(L, &p, "item attribute names must be strings");
         k = lua_tolstring(L, -2, &klen);
-        old = path_push_key(&p, k, klen);
+        old = ddb_path_push_key(&p, k, klen);
         if (klen == 0)
-            av_fail(L, &p, "attribute name is empty");
-        check_text(L, &p, k, klen);
-        marshal_value(L, lua_gettop(L), &p, 1);
+            ddb_av_fail(L, &p, "attribute name is empty");
+        ddb_check_text(L, &p, k, klen);
+        ddb_marshal_value(L, lua_gettop(L), &p, 1);
         lua_remove(L, -2);
         lua_pushvalue(L, -2);
         lua_insert(L, -2);
         lua_rawset(L, out);
-        path_pop(&p, old);
+        ddb_path_pop(&p, old);
     }
     luaL_getmetatable(L, JSON_MAP_MT);
     lua_setmetatable(L, out);

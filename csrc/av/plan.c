@@ -93,7 +93,7 @@ static int same_scalar(lua_State *L, int v, int av)
         size_t n = 0, m;
         const char *stored = lua_tolstring(L, val, &m);
         av_dec x, y;
-        int parsed = av_dec_parse(stored, m, &y) == 0, ok = 1;
+        int parsed = ddb_av_dec_parse(stored, m, &y) == 0, ok = 1;
 #if DDB_HAS_INTEGERS
         if (lua_isinteger(L, v))
             n = (size_t)snprintf(text, sizeof text, LUA_INTEGER_FMT, lua_tointeger(L, v));
@@ -112,12 +112,12 @@ static int same_scalar(lua_State *L, int v, int av)
                 }
             }
             if (ok) {
-                shortest_double(d, text, sizeof text);
+                ddb_shortest_double(d, text, sizeof text);
                 n = strlen(text);
             }
         }
-        same = ok && parsed && av_dec_parse(text, n, &x) == 0 && av_dec_check(&x) == NULL &&
-               av_dec_equal(&x, &y);
+        same = ok && parsed && ddb_av_dec_parse(text, n, &x) == 0 && ddb_av_dec_check(&x) == NULL &&
+               ddb_av_dec_equal(&x, &y);
     }
     lua_settop(L, val - 1);
     return same;
@@ -126,7 +126,7 @@ static int same_scalar(lua_State *L, int v, int av)
 #define SAME_SET_MAX 32
 
 /* 1 when the plain value at v is provably the value of the AttributeValue at av, as marshal
- * would make it and av_equal compare it: scalars (same_scalar), ddb.null, string sets, and
+ * would make it and ddb_av_equal compare it: scalars (same_scalar), ddb.null, string sets, and
  * maps and lists of such, recursively. 0 means "not provably": marshal and compare. A value
  * that would not marshal is never "the same" (marshal then refuses it). */
 static int same_value(lua_State *L, int v, int av, int depth)
@@ -145,9 +145,9 @@ static int same_value(lua_State *L, int v, int av, int depth)
     mt = lua_getmetatable(L, v);
     if (mt)
         lua_pop(L, 1);
-    if (mt && json_has_mt(L, v, AV_NULL_MT)) {
+    if (mt && ddb_json_has_mt(L, v, AV_NULL_MT)) {
         same = strcmp(type, "NULL") == 0;
-    } else if (mt && json_has_mt(L, v, AV_SS_MT)) {
+    } else if (mt && ddb_json_has_mt(L, v, AV_SS_MT)) {
         /* equal sizes and each side within the other: the same set, duplicates impossible */
         size_t n = lua_rawlen(L, v), i, j;
         same = strcmp(type, "SS") == 0 && lua_type(L, val) == LUA_TTABLE &&
@@ -168,10 +168,10 @@ static int same_value(lua_State *L, int v, int av, int depth)
             lua_pop(L, 1);
             same = found;
         }
-    } else if (!mt || json_has_mt(L, v, JSON_LIST_MT) || json_has_mt(L, v, JSON_MAP_MT)) {
+    } else if (!mt || ddb_json_has_mt(L, v, JSON_LIST_MT) || ddb_json_has_mt(L, v, JSON_MAP_MT)) {
         char err[128];
         size_t len = 0, n = 0, i;
-        int kind = json_table_kind(L, v, &len, err, sizeof err);
+        int kind = ddb_json_table_kind(L, v, &len, err, sizeof err);
         if (kind == 1 && strcmp(type, "L") == 0 && lua_type(L, val) == LUA_TTABLE &&
             lua_rawlen(L, val) == len) {
             same = 1;
@@ -225,7 +225,7 @@ static int same_value(lua_State *L, int v, int av, int depth)
  * size: the stored item's size as DynamoDB counts it: item's attributes, old's that stay
  * when keep_old is true (an update), and the values of override (name -> AttributeValue) in
  * place of either. A value that cannot be stored raises, naming the attribute. */
-int av_lua_plan_diff(lua_State *L)
+int ddb_av_lua_plan_diff(lua_State *L)
 {
     int old, skip, over, keep, avs;
     size_t nnew = 0, nold = 0, nsets = 0, nremoves = 0, total = 0;
@@ -268,12 +268,12 @@ int av_lua_plan_diff(lua_State *L)
         size_t klen, depth_mark;
         const char *ks;
         if (lua_type(L, k) != LUA_TSTRING)
-            av_fail(L, &p, "item attribute names must be strings");
+            ddb_av_fail(L, &p, "item attribute names must be strings");
         ks = lua_tolstring(L, k, &klen);
-        depth_mark = path_push_key(&p, ks, klen);
+        depth_mark = ddb_path_push_key(&p, ks, klen);
         if (klen == 0)
-            av_fail(L, &p, "attribute name is empty");
-        check_text(L, &p, ks, klen);
+            ddb_av_fail(L, &p, "attribute name is empty");
+        ddb_check_text(L, &p, ks, klen);
         skipped = in_set(L, skip, k);
         lua_pushvalue(L, k);
         if (old)
@@ -284,24 +284,24 @@ int av_lua_plan_diff(lua_State *L)
         if (keep && !lua_isnil(L, o) && same_value(L, v, o, 1)) {
             /* unchanged: the stored value's size, no AttributeValue made */
             if (!in_set(L, over, k))
-                total += klen + av_size(L, o, 1);
+                total += klen + ddb_av_size(L, o, 1);
         } else {
-            marshal_value(L, v, &p, 1);                                 /* the AV at o + 1 */
-            changed = lua_isnil(L, o) || !av_equal(L, o, o + 1, 0);
+            ddb_marshal_value(L, v, &p, 1);                                 /* the AV at o + 1 */
+            changed = lua_isnil(L, o) || !ddb_av_equal(L, o, o + 1, 0);
             if (changed && !skipped) {
                 sets[nsets].s = ks;
                 sets[nsets].n = klen;
                 nsets++;
             }
             if (!in_set(L, over, k))
-                total += klen + av_size(L, o + 1, 1);
+                total += klen + ddb_av_size(L, o + 1, 1);
             if (changed || skipped || !keep) {
                 lua_pushvalue(L, k);
                 lua_pushvalue(L, o + 1);
                 lua_rawset(L, avs);
             }
         }
-        path_pop(&p, depth_mark);
+        ddb_path_pop(&p, depth_mark);
         lua_settop(L, k);
     }
     if (old) {
@@ -321,7 +321,7 @@ int av_lua_plan_diff(lua_State *L)
                 removes[nremoves].n = klen;
                 nremoves++;
             } else if (absent && keep && !in_set(L, over, k)) {
-                total += klen + av_size(L, lua_gettop(L), 1);
+                total += klen + ddb_av_size(L, lua_gettop(L), 1);
             }
             lua_pop(L, 1);
         }
@@ -330,7 +330,7 @@ int av_lua_plan_diff(lua_State *L)
         lua_pushnil(L);
         while (lua_next(L, over) != 0) {
             if (lua_type(L, -2) == LUA_TSTRING)
-                total += lua_rawlen(L, -2) + av_size(L, lua_gettop(L), 1);
+                total += lua_rawlen(L, -2) + ddb_av_size(L, lua_gettop(L), 1);
             lua_pop(L, 1);
         }
     }

@@ -11,7 +11,7 @@
 #include <cjson/cJSON.h>
 
 /* Pushes the decoded bytes, or returns -1 on bad base64. */
-int push_unbase64(lua_State *L, const char *s, size_t n)
+static int push_unbase64(lua_State *L, const char *s, size_t n)
 {
     unsigned char *tmp;
     int len, pad = 0;
@@ -48,7 +48,7 @@ static void push_number_text(lua_State *L, const char *s, size_t n)
 {
     av_dec x, y;
     char text[64];
-    if (av_dec_parse(s, n, &x) != 0)
+    if (ddb_av_dec_parse(s, n, &x) != 0)
         av_bad(L, "N is not a number");
     if (x.nd == 0) {
 #if DDB_HAS_INTEGERS
@@ -96,8 +96,8 @@ static void push_number_text(lua_State *L, const char *s, size_t n)
     if (!x.overflow && x.nd <= 17) {
         double d = strtod(s, NULL);
         if (!isinf(d) && d != 0) {
-            shortest_double(d, text, sizeof text);
-            if (av_dec_parse(text, strlen(text), &y) == 0 && av_dec_equal(&x, &y)) {
+            ddb_shortest_double(d, text, sizeof text);
+            if (ddb_av_dec_parse(text, strlen(text), &y) == 0 && ddb_av_dec_equal(&x, &y)) {
                 lua_pushnumber(L, d);
                 return;
             }
@@ -113,7 +113,7 @@ static void push_number_text(lua_State *L, const char *s, size_t n)
 /* An AttributeValue to read: a Lua table at stack index idx (core.unmarshal), or, when j is
  * set, a node of an answer's cJSON tree, read without building the tables in between. One
  * dispatch on the type (unmarshal_node) reads both; the accessors below are the only code
- * that knows which it has. JSON nulls are skipped, as json_decode skips them. */
+ * that knows which it has. JSON nulls are skipped, as ddb_json_decode skips them. */
 typedef struct av_node {
     int idx;
     const cJSON *j;
@@ -396,7 +396,7 @@ static void unmarshal_node(lua_State *L, const av_node *n, int depth)
     node_close(L, &v);
 }
 
-int av_lua_unmarshal(lua_State *L)
+int ddb_av_lua_unmarshal(lua_State *L)
 {
     av_node n = { 1, NULL };
     lua_settop(L, 1);
@@ -404,7 +404,7 @@ int av_lua_unmarshal(lua_State *L)
     return 1;
 }
 
-int av_lua_unmarshal_item(lua_State *L)
+int ddb_av_lua_unmarshal_item(lua_State *L)
 {
     av_node n = { 1, NULL };
     luaL_checktype(L, 1, LUA_TTABLE);
@@ -413,7 +413,7 @@ int av_lua_unmarshal_item(lua_State *L)
     return 1;
 }
 
-void av_push_plain_item(lua_State *L, const void *node, int depth)
+void ddb_av_push_plain_item(lua_State *L, const void *node, int depth)
 {
     av_node n = { 0, node };
     if (json_type(n.j) != cJSON_Object)
@@ -421,13 +421,13 @@ void av_push_plain_item(lua_State *L, const void *node, int depth)
     push_map(L, &n, depth);
 }
 
-void av_register(lua_State *L)
+void ddb_av_register(lua_State *L)
 {
     static const char *const names[] = {AV_NUMBER_MT, AV_BINARY_MT, AV_NULL_MT, AV_SS_MT,
                                         AV_NS_MT, AV_BS_MT, JSON_LIST_MT, JSON_MAP_MT, NULL};
     int i;
     for (i = 0; names[i] != NULL; i++) {
-        compat_newmetatable(L, names[i]);
+        ddb_compat_newmetatable(L, names[i]);
         lua_pop(L, 1);
     }
     lua_getfield(L, LUA_REGISTRYINDEX, AV_NULL_KEY);

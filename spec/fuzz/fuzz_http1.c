@@ -27,7 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     step = (size_t)data[0] % 17 + 1;   /* how many bytes arrive at a time */
     max = data[1] < 128 ? 0 : (size_t)(data[1] - 128) * 8;   /* 0: no limit */
     n = size - 2;
-    r = http1_parse_head(p, n, &h);
+    r = ddb_http1_parse_head(p, n, &h);
     CHECK(r >= HTTP1_TOO_LARGE && r <= 1 && r != HTTP1_NO_MEMORY, "parse_head gave %d", r);
     CHECK(r != HTTP1_TOO_LARGE || n >= HTTP1_MAX_HEAD, "too large at %zu bytes", n);
     if (r == 1) {
@@ -37,28 +37,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* a head found is found again in any longer input, the same */
         {
             http1_head again;
-            CHECK(http1_parse_head(p, h.head_len, &again) == 1 &&
+            CHECK(ddb_http1_parse_head(p, h.head_len, &again) == 1 &&
                   again.head_len == h.head_len && again.status == h.status, "head unstable");
         }
     }
 
     /* the bytes after the head (or all of them) as a chunked body */
     k = r == 1 ? h.head_len : 0;
-    buf_init(&a);
-    buf_init(&b);
-    buf_init(&window);
-    http1_chunks_init(&whole, max);
+    ddb_buf_init(&a);
+    ddb_buf_init(&b);
+    ddb_buf_init(&window);
+    ddb_http1_chunks_init(&whole, max);
     whole.pos = k;
-    ra = http1_dechunk(&whole, p, n, &a);
+    ra = ddb_http1_dechunk(&whole, p, n, &a);
     /* piecewise: only the bytes not yet decoded are kept, at the start of a window */
-    http1_chunks_init(&parts, max);
+    ddb_http1_chunks_init(&parts, max);
     {
         size_t fed = k, dropped = k;
         for (;;) {
             size_t upto = fed + step < n ? fed + step : n;
             CHECK(buf_add(&window, p + fed, upto - fed) == 0, "out of memory");
             fed = upto;
-            rb = http1_dechunk(&parts, window.data ? window.data : "", window.len, &b);
+            rb = ddb_http1_dechunk(&parts, window.data ? window.data : "", window.len, &b);
             if (rb != 0 || fed == n)
                 break;
             memmove(window.data, window.data + parts.pos, window.len - parts.pos);
@@ -77,8 +77,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(a.len <= n, "body of %zu from %zu bytes", a.len, n);
         CHECK(max == 0 || a.len <= max, "body of %zu over the limit %zu", a.len, max);
     }
-    buf_free(&a);
-    buf_free(&b);
-    buf_free(&window);
+    ddb_buf_free(&a);
+    ddb_buf_free(&b);
+    ddb_buf_free(&window);
     return 0;
 }
