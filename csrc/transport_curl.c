@@ -14,22 +14,22 @@
 #include <string.h>
 #include <curl/curl.h>
 
+/* CURLOPT_PREREQFUNCTION, which refuses libcurl's silent resends (on_prereq) */
+#if LIBCURL_VERSION_NUM < 0x075000
+#error "ddb-optimistic needs libcurl 7.80 or later"
+#endif
+
 #define CURLT_NODES 16
 
 typedef struct curlt {
     CURL *easy;
     struct curl_slist *slist;   /* headers of the transfer in progress; freed after it */
     struct curl_slist nodes[CURLT_NODES];   /* or the same list without an allocation */
-    buf body;
-    buf head;
+    curlt_sink sink;            /* the body and head of the transfer in progress */
     char *ca_bundle;
     long connect_timeout_ms;
-    size_t max_answer;          /* the longest answer body read */
-    int too_large;              /* CURLT_*: why the callbacks stopped the last transfer */
     char *url;                  /* the URL set on the handle (set again only when it differs) */
     long timeout_set;           /* the CURLOPT_TIMEOUT_MS set on the handle (0: none yet) */
-    int had_connection;         /* a previous transfer left a connection to reuse */
-    int sends;                  /* times libcurl was about to send the transfer in progress */
     long connects;              /* connections libcurl's own transfers made */
     wire wire;                  /* call()'s connection, where the URL allows it */
     char errbuf[CURL_ERROR_SIZE];
@@ -43,23 +43,24 @@ static void global_init(void)
     global_rc = curl_global_init(CURL_GLOBAL_ALL);
 }
 
-int ddb_curlt_body_fits(size_t have, size_t n, size_t max)
+static int body_fits(size_t have, size_t n, size_t max)
 {
     return n > max || have > max - n ? CURLT_BODY_TOO_LARGE : CURLT_FITS;
 }
 
-int ddb_curlt_head_fits(size_t have, size_t n)
+static int head_fits(size_t have, size_t n)
 {
     return n > HTTP1_MAX_HEAD || have > HTTP1_MAX_HEAD - n ? CURLT_HEAD_TOO_LARGE : CURLT_FITS;
 }
 
-/* Returning less than asked makes libcurl abort the transfer (CURLE_WRITE_ERROR). */
+/* The callbacks of both transports, given a curlt_sink. Returning less than asked makes
+ * libcurl abort the transfer (CURLE_WRITE_ERROR). */
 static size_t on_body(char *p, size_t size, size_t n, void *ud)
 {
-    curlt *t = ud;
-    if ((t->too_large = ddb_curlt_body_fits(t->body.len, size * n, t->max_answer)) != CURLT_FITS)
+    curlt_sink *s = ud;
+    if ((s->too_large = body_fits(s->body.len, size * n, s->max_answer)) != CURLT_FITS)
         return 0;
-    return buf_add(&t->body, p, size * n) == 0 ? size * n : 0;
+    return buf_add(&s->body, p, size * n) == 0 ? size * n : 0;
 }
 
 /* libcurl calls this each time it is about to send the request. A second call within one
@@ -67,29 +68,27 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
  * first copy may have reached DynamoDB and been applied, so sending another behind the
  * caller's back (and max_attempts) could apply the operation twice. Refused here, the
  * transfer fails (CURLE_ABORTED_BY_CALLBACK) and the caller's retry policy decides. */
-#if LIBCURL_VERSION_NUM >= 0x075000   /* CURLOPT_PREREQFUNCTION: libcurl 7.80 */
 static int on_prereq(void *ud, char *primary_ip, char *local_ip, int primary_port,
                      int local_port)
 {
-    curlt *t = ud;
+    curlt_sink *s = ud;
     (void)primary_ip;
     (void)local_ip;
     (void)primary_port;
     (void)local_port;
-    return ++t->sends > 1 ? CURL_PREREQFUNC_ABORT : CURL_PREREQFUNC_OK;
+    return ++s->sends > 1 ? CURL_PREREQFUNC_ABORT : CURL_PREREQFUNC_OK;
 }
-#endif
 
 static size_t on_header(char *p, size_t size, size_t n, void *ud)
 {
-    curlt *t = ud;
+    curlt_sink *s = ud;
     size_t len = size * n;
     /* a new status line (after 100 Continue or a proxy's CONNECT reply) starts over */
     if (len >= 5 && memcmp(p, "HTTP/", 5) == 0)
-        t->head.len = 0;
-    if ((t->too_large = ddb_curlt_head_fits(t->head.len, len)) != CURLT_FITS)
+        s->head.len = 0;
+    if ((s->too_large = head_fits(s->head.len, len)) != CURLT_FITS)
         return 0;
-    return buf_add(&t->head, p, len) == 0 ? len : 0;
+    return buf_add(&s->head, p, len) == 0 ? len : 0;
 }
 
 static curlt *check_curlt(lua_State *L)
@@ -108,8 +107,8 @@ static int curlt_close(lua_State *L)
     t->easy = NULL;
     curl_slist_free_all(t->slist);
     t->slist = NULL;
-    ddb_buf_free(&t->body);
-    ddb_buf_free(&t->head);
+    ddb_buf_free(&t->sink.body);
+    ddb_buf_free(&t->sink.head);
     ddb_wire_close(&t->wire);
     free(t->ca_bundle);
     t->ca_bundle = NULL;
@@ -118,17 +117,24 @@ static int curlt_close(lua_State *L)
     return 0;
 }
 
-void ddb_curlt_set_common(CURL *e, const curlt_hooks *h, char *errbuf, const char *ca_bundle)
+static size_t discard(char *p, size_t size, size_t n, void *ud)
 {
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, h->on_body);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, h->ud);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, h->on_header);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, h->ud);
+    (void)p;
+    (void)ud;
+    return size * n;
+}
+
+void ddb_curlt_set_common(CURL *e, curlt_sink *sink, char *errbuf, const char *ca_bundle)
+{
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, sink != NULL ? on_body : discard);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, sink);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, sink != NULL ? on_header : discard);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, sink);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
-#if LIBCURL_VERSION_NUM >= 0x075000
-    curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, h->on_prereq);
-    curl_easy_setopt(e, CURLOPT_PREREQDATA, h->ud);
-#endif
+    if (sink != NULL) {
+        curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
+        curl_easy_setopt(e, CURLOPT_PREREQDATA, sink);
+    }
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);       /* threads: no SIGALRM for timeouts */
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
@@ -164,13 +170,13 @@ int ddb_curlt_lua_new(lua_State *L)
         return luaL_error(L, "libcurl failed to initialise");
     t = lua_newuserdata(L, sizeof *t);
     memset(t, 0, sizeof *t);
-    ddb_buf_init(&t->body);
-    ddb_buf_init(&t->head);
+    ddb_buf_init(&t->sink.body);
+    ddb_buf_init(&t->sink.head);
     ddb_wire_init(&t->wire);
     luaL_getmetatable(L, CURLT_MT);
     lua_setmetatable(L, -2);
     t->connect_timeout_ms = 1000;
-    t->max_answer = (size_t)CURLT_MAX_ANSWER_DEFAULT;
+    t->sink.max_answer = (size_t)CURLT_MAX_ANSWER_DEFAULT;
     if (lua_istable(L, 1)) {
         lua_getfield(L, 1, "ca_bundle");
         if (!lua_isnil(L, -1)) {
@@ -182,24 +188,17 @@ int ddb_curlt_lua_new(lua_State *L)
         }
         lua_pop(L, 1);
         t->connect_timeout_ms = ddb_curlt_opt_long(L, 1, "connect_timeout_ms", 1000, 1, 600000);
-        t->max_answer = (size_t)ddb_curlt_opt_long(L, 1, "max_answer_bytes",
+        t->sink.max_answer = (size_t)ddb_curlt_opt_long(L, 1, "max_answer_bytes",
                                                CURLT_MAX_ANSWER_DEFAULT, CURLT_MAX_ANSWER_MIN,
                                                CURLT_MAX_ANSWER_MAX);
     }
     t->easy = curl_easy_init();
     if (t->easy == NULL)
         return luaL_error(L, "libcurl could not create a handle");
-    {
-        /* set once: per request they cost more than a with_item's JSON encoding */
-        curlt_hooks hooks = { on_body, on_header, NULL, NULL };
-#if LIBCURL_VERSION_NUM >= 0x075000
-        hooks.on_prereq = on_prereq;
-#endif
-        hooks.ud = t;
-        ddb_curlt_set_common(t->easy, &hooks, t->errbuf, t->ca_bundle);
-        /* a Content-Length over the limit is refused before any of the body is read */
-        curl_easy_setopt(t->easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)t->max_answer);
-    }
+    /* set once: per request they cost more than a with_item's JSON encoding */
+    ddb_curlt_set_common(t->easy, &t->sink, t->errbuf, t->ca_bundle);
+    /* a Content-Length over the limit is refused before any of the body is read */
+    curl_easy_setopt(t->easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)t->sink.max_answer);
     return 1;
 }
 
@@ -295,9 +294,6 @@ void ddb_curlt_push_error(lua_State *L, CURL *easy, CURLcode rc, int too_large, 
         cls = "timeout";
         break;
     case CURLE_PEER_FAILED_VERIFICATION:
-#if LIBCURL_VERSION_NUM < 0x073e00
-    case CURLE_SSL_CACERT:
-#endif
     case CURLE_SSL_CACERT_BADFILE:
     case CURLE_SSL_CERTPROBLEM:
         code = "TLSVerifyError";
@@ -325,8 +321,8 @@ void ddb_curlt_push_error(lua_State *L, CURL *easy, CURLcode rc, int too_large, 
 /* A large answer should not pin its buffers for the life of the client. */
 static void shrink_buffers(curlt *t)
 {
-    if (t->body.cap > (1u << 20))
-        ddb_buf_free(&t->body);
+    if (t->sink.body.cap > (1u << 20))
+        ddb_buf_free(&t->sink.body);
     if (t->wire.in.cap > (1u << 20))
         ddb_buf_free(&t->wire.in);
     if (t->wire.body.cap > (1u << 20))
@@ -336,7 +332,7 @@ static void shrink_buffers(curlt *t)
 static int push_transport_error(lua_State *L, curlt *t, CURLcode rc)
 {
     lua_pushnil(L);
-    ddb_curlt_push_error(L, t->easy, rc, t->too_large, t->max_answer, t->errbuf, sizeof t->errbuf);
+    ddb_curlt_push_error(L, t->easy, rc, t->sink.too_large, t->sink.max_answer, t->errbuf, sizeof t->errbuf);
     shrink_buffers(t);
     return 2;
 }
@@ -410,20 +406,20 @@ static const char *const http_methods[] = {"POST", "GET", "PUT", NULL};
 enum { METHOD_POST, METHOD_GET, METHOD_PUT };
 
 /* One transfer on the handle: the URL and timeouts set only when they change. Raises only
- * for lack of memory, before anything is sent. *resent tells that the answer may follow a
- * silent resend (libcurl before 7.80). */
+ * for lack of memory, before anything is sent. No answer follows a silent resend: on_prereq
+ * refuses them. */
 static CURLcode curlt_perform(lua_State *L, curlt *t, const char *url,
                               struct curl_slist *headers, int method, const char *body,
-                              size_t body_len, long timeout_ms, int *resent)
+                              size_t body_len, long timeout_ms)
 {
     CURL *e = t->easy;
     CURLcode rc;
     long new_connections = 0;
 
-    t->body.len = 0;
-    t->head.len = 0;
+    t->sink.body.len = 0;
+    t->sink.head.len = 0;
     t->errbuf[0] = '\0';
-    t->too_large = CURLT_FITS;
+    t->sink.too_large = CURLT_FITS;
     if (t->url == NULL || strcmp(t->url, url) != 0) {
         char *copy = malloc(strlen(url) + 1);
         if (copy == NULL) {
@@ -448,7 +444,7 @@ static CURLcode curlt_perform(lua_State *L, curlt *t, const char *url,
         curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method == METHOD_PUT ? "PUT" : NULL);
     }
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
-    t->sends = 0;
+    t->sink.sends = 0;
     if (t->timeout_set != timeout_ms) {
         curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
         curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
@@ -462,17 +458,6 @@ static CURLcode curlt_perform(lua_State *L, curlt *t, const char *url,
     t->slist = NULL;
     curl_easy_getinfo(e, CURLINFO_NUM_CONNECTS, &new_connections);
     t->connects += new_connections;
-    /* libcurl silently sends a request again on a fresh connection when a reused one dies
-     * without an answer, and the first copy may have reached the server. on_prereq stops
-     * that where libcurl allows it; elsewhere, and conservatively, a new connection where an
-     * old one existed is reported: the answer may follow a resend. */
-#if LIBCURL_VERSION_NUM >= 0x075000
-    *resent = 0;
-    (void)new_connections;
-#else
-    *resent = t->had_connection && new_connections > 0;
-#endif
-    t->had_connection = rc == CURLE_OK;
     return rc;
 }
 
@@ -494,7 +479,7 @@ static int curlt_request(lua_State *L)
     const char *body;
     long timeout_ms, status = 0;
     CURLcode rc;
-    int resent, method;
+    int method;
     struct curl_slist *headers;
 
     luaL_checktype(L, 3, LUA_TTABLE);
@@ -509,14 +494,14 @@ static int curlt_request(lua_State *L)
         ddb_curlt_build_headers(L, 3, &t->slist);
         headers = t->slist;
     }
-    rc = curlt_perform(L, t, url, headers, method, body, body_len, timeout_ms, &resent);
+    rc = curlt_perform(L, t, url, headers, method, body, body_len, timeout_ms);
     if (rc != CURLE_OK)
         return push_transport_error(L, t, rc);
     curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
     lua_pushinteger(L, status);
-    ddb_curlt_push_headers(L, &t->head);
-    lua_pushlstring(L, t->body.data ? t->body.data : "", t->body.len);
-    lua_pushboolean(L, resent);
+    ddb_curlt_push_headers(L, &t->sink.head);
+    lua_pushlstring(L, t->sink.body.data ? t->sink.body.data : "", t->sink.body.len);
+    lua_pushboolean(L, 0);   /* maybe_resent: on_prereq refuses every silent resend */
     shrink_buffers(t);
     return 4;
 }
@@ -567,7 +552,7 @@ static int curlt_call(lua_State *L)
     wire_answer wa;   /* head may point into it: it lives as long as the call */
     const buf *head;
     char crc[16];
-    int resent = 0, nret;
+    int nret;
 
     lua_settop(L, 7);
     ddb_signer_sign(L, s, op, oplen, body, body_len, 0, &lines);
@@ -577,12 +562,12 @@ static int curlt_call(lua_State *L)
         o.errbuf = t->errbuf;
         o.ca_bundle = t->ca_bundle;
         o.connect_timeout_ms = t->connect_timeout_ms;
-        o.max_answer = t->max_answer;
+        o.max_answer = t->sink.max_answer;
         r = ddb_wire_exchange(&t->wire, &o, url, lines.line, (size_t)lines.n, body, body_len,
                           timeout_ms, &wa);
         if (r == WIRE_CONNECT_FAILED) {
             lua_pushnil(L);
-            ddb_curlt_push_error(L, t->wire.easy, t->wire.rc, CURLT_FITS, t->max_answer, t->errbuf,
+            ddb_curlt_push_error(L, t->wire.easy, t->wire.rc, CURLT_FITS, t->sink.max_answer, t->errbuf,
                              sizeof t->errbuf);
             ddb_wire_disconnect(&t->wire);
             return 2;
@@ -602,14 +587,14 @@ static int curlt_call(lua_State *L)
         long status = 0;
         CURLcode rc = curlt_perform(L, t, url, point_lines(t->nodes, lines.line,
                                                            (size_t)lines.n),
-                                    METHOD_POST, body, body_len, timeout_ms, &resent);
+                                    METHOD_POST, body, body_len, timeout_ms);
         if (rc != CURLE_OK)
             return push_transport_error(L, t, rc);
         curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
         a.status = (int)status;
-        a.body = t->body.data ? t->body.data : "";
-        a.body_len = t->body.len;
-        head = &t->head;
+        a.body = t->sink.body.data ? t->sink.body.data : "";
+        a.body_len = t->sink.body.len;
+        head = &t->sink.head;
     }
     a.crc = FIND_HEADER(head, "x-amz-crc32", &crc_len);
     if (a.crc != NULL) {
@@ -633,7 +618,7 @@ static int curlt_call(lua_State *L)
     } else {
         lua_pushinteger(L, a.status);
         ddb_curlt_push_headers(L, head);
-        lua_pushboolean(L, resent);
+        lua_pushboolean(L, 0);   /* resent: never (on_prereq) */
     }
     shrink_buffers(t);
     return nret == 1 ? 4 : 5;

@@ -28,21 +28,20 @@ int ddb_curlt_lua_new(lua_State *L);
 /* The option name of the table at t as a whole number (a fraction is dropped), def when
  * absent; raises naming it when it is not a number from lo to hi (NaN included). */
 long ddb_curlt_opt_long(lua_State *L, int t, const char *name, long def, long lo, long hi);
-/* What the body and header callbacks of both transports do with n more bytes: 0 to take
- * them, else the CURLT_*_TOO_LARGE that says why not (the transfer is then aborted). */
-int ddb_curlt_body_fits(size_t have, size_t n, size_t max);
-int ddb_curlt_head_fits(size_t have, size_t n);
-/* The callbacks of a transfer and the pointer they are given. */
-typedef struct curlt_hooks {
-    curl_write_callback on_body, on_header;
-    int (*on_prereq)(void *ud, char *primary_ip, char *local_ip, int primary_port,
-                     int local_port);   /* refuses silent resends; NULL before 7.80 */
-    void *ud;
-} curlt_hooks;
-/* Sets what every transfer of both transports shares: the hooks, the error buffer, no
- * signals, TCP_NODELAY and keep-alive, TLS verified (with ca_bundle when not NULL), http and
- * https only. */
-void ddb_curlt_set_common(CURL *e, const curlt_hooks *h, char *errbuf, const char *ca_bundle);
+/* What one transfer's callbacks fill, in either transport: the answer's body and head
+ * under max_answer and HTTP1_MAX_HEAD, too_large (CURLT_*) saying which limit stopped it,
+ * and sends counting libcurl's attempts to send it (a second is refused). */
+typedef struct curlt_sink {
+    buf body;
+    buf head;
+    size_t max_answer;
+    int too_large;
+    int sends;
+} curlt_sink;
+/* Sets what every transfer of both transports shares: the callbacks filling sink (NULL:
+ * discard what arrives, for wire.c's CONNECT_ONLY handle), the error buffer, no signals, TCP_NODELAY and keep-alive, TLS verified (with ca_bundle when not
+ * NULL), http and https only. Needs libcurl 7.80 (CURLOPT_PREREQFUNCTION). */
+void ddb_curlt_set_common(CURL *e, curlt_sink *sink, char *errbuf, const char *ca_bundle);
 /* Replaces *slist with the "Name: value" lines of the list at idx plus "Expect:" and
  * "Accept:" (no 100-continue, no Accept surprises); raises on a bad line or no memory,
  * leaving whatever was built in *slist for its owner to free. */

@@ -19,13 +19,9 @@ enum { XFER_FREE, XFER_ACTIVE, XFER_DONE };
 typedef struct xfer {
     CURL *easy;
     struct curl_slist *slist;
-    buf body;
-    buf head;
+    curlt_sink sink;    /* filled by transport_curl.c's callbacks */
     lua_Integer id;
     int state;
-    int sends;          /* times libcurl was about to send this request */
-    int too_large;      /* CURLT_*: why the callbacks stopped this transfer */
-    size_t max_answer;  /* the longest answer body read */
     CURLcode result;
     char errbuf[CURL_ERROR_SIZE];
 } xfer;
@@ -50,41 +46,6 @@ static void global_init(void)
     global_rc = curl_global_init(CURL_GLOBAL_ALL);
 }
 
-/* The same limits as the easy transport's: returning less than asked aborts the transfer. */
-static size_t on_body(char *p, size_t size, size_t n, void *ud)
-{
-    xfer *x = ud;
-    if ((x->too_large = ddb_curlt_body_fits(x->body.len, size * n, x->max_answer)) != CURLT_FITS)
-        return 0;
-    return buf_add(&x->body, p, size * n) == 0 ? size * n : 0;
-}
-
-static size_t on_header(char *p, size_t size, size_t n, void *ud)
-{
-    xfer *x = ud;
-    size_t len = size * n;
-    if (len >= 5 && memcmp(p, "HTTP/", 5) == 0)
-        x->head.len = 0;
-    if ((x->too_large = ddb_curlt_head_fits(x->head.len, len)) != CURLT_FITS)
-        return 0;
-    return buf_add(&x->head, p, len) == 0 ? len : 0;
-}
-
-/* A second send within one transfer is libcurl's silent retry on a fresh connection after
- * a reused one died; the first copy may have been applied (see transport_curl.c). */
-#if LIBCURL_VERSION_NUM >= 0x075000
-static int on_prereq(void *ud, char *primary_ip, char *local_ip, int primary_port,
-                     int local_port)
-{
-    xfer *x = ud;
-    (void)primary_ip;
-    (void)local_ip;
-    (void)primary_port;
-    (void)local_port;
-    return ++x->sends > 1 ? CURL_PREREQFUNC_ABORT : CURL_PREREQFUNC_OK;
-}
-#endif
-
 static multi *check_multi(lua_State *L)
 {
     multi *mu = (multi *)luaL_checkudata(L, 1, MULTI_MT);
@@ -97,13 +58,13 @@ static void xfer_reset(xfer *x)
 {
     curl_slist_free_all(x->slist);
     x->slist = NULL;
-    x->body.len = 0;
-    x->head.len = 0;
+    x->sink.body.len = 0;
+    x->sink.head.len = 0;
     /* a large answer should not pin its buffers */
-    if (x->body.cap > (1u << 20))
-        ddb_buf_free(&x->body);
-    if (x->head.cap > (1u << 20))
-        ddb_buf_free(&x->head);
+    if (x->sink.body.cap > (1u << 20))
+        ddb_buf_free(&x->sink.body);
+    if (x->sink.head.cap > (1u << 20))
+        ddb_buf_free(&x->sink.head);
     x->state = XFER_FREE;
 }
 
@@ -119,8 +80,8 @@ static int multi_close(lua_State *L)
             curl_easy_cleanup(x->easy);
         }
         curl_slist_free_all(x->slist);
-        ddb_buf_free(&x->body);
-        ddb_buf_free(&x->head);
+        ddb_buf_free(&x->sink.body);
+        ddb_buf_free(&x->sink.head);
         free(x);
     }
     free(mu->all);
@@ -199,8 +160,8 @@ static xfer *take_xfer(multi *mu)
         free(x);
         return NULL;
     }
-    ddb_buf_init(&x->body);
-    ddb_buf_init(&x->head);
+    ddb_buf_init(&x->sink.body);
+    ddb_buf_init(&x->sink.head);
     x->state = XFER_FREE;
     mu->all[mu->n++] = x;
     return x;
@@ -230,12 +191,12 @@ static int multi_add(lua_State *L)
      * when x is next reset or the multi is closed. */
     ddb_curlt_build_headers(L, 3, &x->slist);
     e = x->easy;
-    x->body.len = 0;
-    x->head.len = 0;
+    x->sink.body.len = 0;
+    x->sink.head.len = 0;
     x->errbuf[0] = '\0';
-    x->sends = 0;
-    x->too_large = CURLT_FITS;
-    x->max_answer = mu->max_answer;
+    x->sink.sends = 0;
+    x->sink.too_large = CURLT_FITS;
+    x->sink.max_answer = mu->max_answer;
     x->result = CURLE_OK;
     curl_easy_setopt(e, CURLOPT_URL, url);
     curl_easy_setopt(e, CURLOPT_POST, 1L);
@@ -246,16 +207,9 @@ static int multi_add(lua_State *L)
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
                      mu->connect_timeout_ms < timeout_ms ? mu->connect_timeout_ms : timeout_ms);
-    {
-        curlt_hooks hooks = { on_body, on_header, NULL, NULL };
-#if LIBCURL_VERSION_NUM >= 0x075000
-        hooks.on_prereq = on_prereq;
-#endif
-        hooks.ud = x;
-        ddb_curlt_set_common(e, &hooks, x->errbuf, mu->ca_bundle);
-    }
+    ddb_curlt_set_common(e, &x->sink, x->errbuf, mu->ca_bundle);
     /* a Content-Length over the limit is refused before any of the body is read */
-    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)x->max_answer);
+    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)x->sink.max_answer);
     mc = curl_multi_add_handle(mu->m, e);
     if (mc != CURLM_OK) {
         xfer_reset(x);
@@ -274,7 +228,7 @@ static int multi_add(lua_State *L)
 /* The error of one failed transfer, classified as the easy transport does. */
 static void push_error(lua_State *L, xfer *x)
 {
-    ddb_curlt_push_error(L, x->easy, x->result, x->too_large, x->max_answer, x->errbuf,
+    ddb_curlt_push_error(L, x->easy, x->result, x->sink.too_large, x->sink.max_answer, x->errbuf,
                      sizeof x->errbuf);
 }
 
@@ -328,19 +282,11 @@ static int multi_poll(lua_State *L)
             curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
             lua_pushinteger(L, status);
             lua_setfield(L, -2, "status");
-            ddb_curlt_push_headers(L, &x->head);
+            ddb_curlt_push_headers(L, &x->sink.head);
             lua_setfield(L, -2, "headers");
-            lua_pushlstring(L, x->body.data ? x->body.data : "", x->body.len);
+            lua_pushlstring(L, x->sink.body.data ? x->sink.body.data : "", x->sink.body.len);
             lua_setfield(L, -2, "body");
-#if LIBCURL_VERSION_NUM >= 0x075000
             lua_pushboolean(L, 0);     /* on_prereq refuses every silent resend */
-#else
-            {
-                long fresh = 0;
-                curl_easy_getinfo(x->easy, CURLINFO_NUM_CONNECTS, &fresh);
-                lua_pushboolean(L, fresh > 0);
-            }
-#endif
             lua_setfield(L, -2, "maybe_resent");
         } else {
             push_error(L, x);

@@ -122,16 +122,8 @@ static int still_open(wire *w)
     return curl_easy_recv(w->easy, &c, 1, &n) == CURLE_AGAIN;
 }
 
-static size_t discard(char *p, size_t size, size_t n, void *ud)
-{
-    (void)p;
-    (void)ud;
-    return size * n;
-}
-
 static int connect_to(wire *w, const wire_opts *o, const char *url, long long deadline)
 {
-    curlt_hooks hooks = { discard, discard, NULL, NULL };
     long left = (long)(deadline - now_ms());
     char *copy;
     curl_socket_t fd = CURL_SOCKET_BAD;
@@ -149,7 +141,7 @@ static int connect_to(wire *w, const wire_opts *o, const char *url, long long de
     strcpy(copy, url);
     w->url = copy;
     o->errbuf[0] = '\0';
-    ddb_curlt_set_common(w->easy, &hooks, o->errbuf, o->ca_bundle);
+    ddb_curlt_set_common(w->easy, NULL, o->errbuf, o->ca_bundle);
     curl_easy_setopt(w->easy, CURLOPT_URL, url);
     curl_easy_setopt(w->easy, CURLOPT_CONNECT_ONLY, 1L);
     /* ALPN must offer HTTP/1.1 alone: a server that picks h2 for a CONNECT_ONLY connection

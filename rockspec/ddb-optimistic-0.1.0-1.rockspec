@@ -23,7 +23,8 @@ dependencies = {
   "lua >= 5.1, < 5.5",
 }
 external_dependencies = {
-  -- Debian keeps curl/curl.h under the multiarch include directory: check the library only
+  -- Debian keeps curl/curl.h under the multiarch include directory: check the library only.
+  -- libcurl 7.80 or later (README, Install): the build stops with an #error on older headers.
   CURL = { library = "curl" },
   OPENSSL = { header = "openssl/evp.h", library = "crypto" },
   CJSON = { header = "cjson/cJSON.h", library = "cjson" },
