@@ -10,12 +10,44 @@
 #include <openssl/evp.h>
 #include <cjson/cJSON.h>
 
-/* Pushes the decoded bytes, or returns -1 on bad base64. */
+/* The 6-bit value of a base64 digit (RFC 4648, section 4), or -1. */
+static int base64_digit(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+/* 1 when s is the one canonical base64 text of some bytes: whole quanta, alphabet digits,
+ * '=' only as the last one or two characters, padding bits zero. EVP_DecodeBlock alone
+ * skips whitespace, takes '=' anywhere and decodes padding as zero bits. */
+static int base64_canonical(const unsigned char *s, size_t n)
+{
+    size_t i, pad = 0;
+    if (n % 4 != 0)
+        return 0;
+    if (n > 0 && s[n - 1] == '=')
+        pad = n > 1 && s[n - 2] == '=' ? 2 : 1;
+    for (i = 0; i < n - pad; i++)
+        if (base64_digit(s[i]) < 0)
+            return 0;
+    if (pad == 1 && (base64_digit(s[n - 2]) & 0x3) != 0)
+        return 0;
+    if (pad == 2 && (base64_digit(s[n - 3]) & 0xF) != 0)
+        return 0;
+    return 1;
+}
+
+/* Pushes the decoded bytes, or returns -1 when s is not canonical base64. */
 static int push_unbase64(lua_State *L, const char *s, size_t n)
 {
     unsigned char *tmp;
-    int len, pad = 0;
-    if (n % 4 != 0)
+    int len;
+    if (!base64_canonical((const unsigned char *)s, n) || n > INT_MAX)
         return -1;
     if (n == 0) {
         lua_pushliteral(L, "");
@@ -27,11 +59,9 @@ static int push_unbase64(lua_State *L, const char *s, size_t n)
         lua_pop(L, 1);
         return -1;
     }
-    if (s[n - 1] == '=')
-        pad++;
-    if (s[n - 2] == '=')
-        pad++;
-    lua_pushlstring(L, (const char *)tmp, (size_t)len - pad);
+    /* EVP_DecodeBlock counts the padding as decoded zero bytes */
+    len -= s[n - 1] == '=' ? (s[n - 2] == '=' ? 2 : 1) : 0;
+    lua_pushlstring(L, (const char *)tmp, (size_t)len);
     lua_remove(L, -2);
     return 0;
 }
