@@ -1,6 +1,7 @@
 /* libcurl transport: moves bytes for the plain-Lua path. It never calls back into Lua, so a
  * Lua error can only happen before or after a transfer, never across libcurl frames. */
 #include "transport_curl.h"
+#include "curl_handle.h"
 #include "protocol.h"
 #include "signer.h"
 #include "wire.h"
@@ -8,16 +9,10 @@
 #include "buf.h"
 
 #include <ctype.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <curl/curl.h>
-
-/* CURLOPT_PREREQFUNCTION, which refuses libcurl's silent resends (on_prereq) */
-#if LIBCURL_VERSION_NUM < 0x075000
-#error "ddb-optimistic needs libcurl 7.80 or later"
-#endif
 
 #define CURLT_NODES 16
 
@@ -25,7 +20,7 @@ typedef struct curlt {
     CURL *easy;
     struct curl_slist *slist;   /* headers of the transfer in progress; freed after it */
     struct curl_slist nodes[CURLT_NODES];   /* or the same list without an allocation */
-    curlt_sink sink;            /* the body and head of the transfer in progress */
+    curl_sink sink;            /* the body and head of the transfer in progress */
     char *ca_bundle;
     long connect_timeout_ms;
     char *url;                  /* the URL set on the handle (set again only when it differs) */
@@ -34,62 +29,6 @@ typedef struct curlt {
     wire wire;                  /* call()'s connection, where the URL allows it */
     char errbuf[CURL_ERROR_SIZE];
 } curlt;
-
-static pthread_once_t global_once = PTHREAD_ONCE_INIT;
-static CURLcode global_rc = CURLE_FAILED_INIT;
-
-static void global_init(void)
-{
-    global_rc = curl_global_init(CURL_GLOBAL_ALL);
-}
-
-static int body_fits(size_t have, size_t n, size_t max)
-{
-    return n > max || have > max - n ? CURLT_BODY_TOO_LARGE : CURLT_FITS;
-}
-
-static int head_fits(size_t have, size_t n)
-{
-    return n > HTTP1_MAX_HEAD || have > HTTP1_MAX_HEAD - n ? CURLT_HEAD_TOO_LARGE : CURLT_FITS;
-}
-
-/* The callbacks of both transports, given a curlt_sink. Returning less than asked makes
- * libcurl abort the transfer (CURLE_WRITE_ERROR). */
-static size_t on_body(char *p, size_t size, size_t n, void *ud)
-{
-    curlt_sink *s = ud;
-    if ((s->too_large = body_fits(s->body.len, size * n, s->max_answer)) != CURLT_FITS)
-        return 0;
-    return buf_add(&s->body, p, size * n) == 0 ? size * n : 0;
-}
-
-/* libcurl calls this each time it is about to send the request. A second call within one
- * transfer is libcurl's silent retry after a reused connection died without an answer; the
- * first copy may have reached DynamoDB and been applied, so sending another behind the
- * caller's back (and max_attempts) could apply the operation twice. Refused here, the
- * transfer fails (CURLE_ABORTED_BY_CALLBACK) and the caller's retry policy decides. */
-static int on_prereq(void *ud, char *primary_ip, char *local_ip, int primary_port,
-                     int local_port)
-{
-    curlt_sink *s = ud;
-    (void)primary_ip;
-    (void)local_ip;
-    (void)primary_port;
-    (void)local_port;
-    return ++s->sends > 1 ? CURL_PREREQFUNC_ABORT : CURL_PREREQFUNC_OK;
-}
-
-static size_t on_header(char *p, size_t size, size_t n, void *ud)
-{
-    curlt_sink *s = ud;
-    size_t len = size * n;
-    /* a new status line (after 100 Continue or a proxy's CONNECT reply) starts over */
-    if (len >= 5 && memcmp(p, "HTTP/", 5) == 0)
-        s->head.len = 0;
-    if ((s->too_large = head_fits(s->head.len, len)) != CURLT_FITS)
-        return 0;
-    return buf_add(&s->head, p, len) == 0 ? len : 0;
-}
 
 static curlt *check_curlt(lua_State *L)
 {
@@ -117,34 +56,6 @@ static int curlt_close(lua_State *L)
     return 0;
 }
 
-static size_t discard(char *p, size_t size, size_t n, void *ud)
-{
-    (void)p;
-    (void)ud;
-    return size * n;
-}
-
-void ddb_curlt_set_common(CURL *e, curlt_sink *sink, char *errbuf, const char *ca_bundle)
-{
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, sink != NULL ? on_body : discard);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, sink);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, sink != NULL ? on_header : discard);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, sink);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
-    if (sink != NULL) {
-        curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
-        curl_easy_setopt(e, CURLOPT_PREREQDATA, sink);
-    }
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);       /* threads: no SIGALRM for timeouts */
-    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
-    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    if (ca_bundle != NULL)
-        curl_easy_setopt(e, CURLOPT_CAINFO, ca_bundle);
-}
-
 long ddb_curlt_opt_long(lua_State *L, int t, const char *name, long def, long lo, long hi)
 {
     lua_Number v;
@@ -165,8 +76,7 @@ long ddb_curlt_opt_long(lua_State *L, int t, const char *name, long def, long lo
 int ddb_curlt_lua_new(lua_State *L)
 {
     curlt *t;
-    pthread_once(&global_once, global_init);
-    if (global_rc != CURLE_OK)
+    if (ddb_curl_handle_global_init() != CURLE_OK)
         return luaL_error(L, "libcurl failed to initialise");
     t = lua_newuserdata(L, sizeof *t);
     memset(t, 0, sizeof *t);
@@ -196,7 +106,7 @@ int ddb_curlt_lua_new(lua_State *L)
     if (t->easy == NULL)
         return luaL_error(L, "libcurl could not create a handle");
     /* set once: per request they cost more than a with_item's JSON encoding */
-    ddb_curlt_set_common(t->easy, &t->sink, t->errbuf, t->ca_bundle);
+    ddb_curl_handle_setup(t->easy, &t->sink, t->errbuf, t->ca_bundle);
     /* a Content-Length over the limit is refused before any of the body is read */
     curl_easy_setopt(t->easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)t->sink.max_answer);
     return 1;
@@ -266,17 +176,17 @@ void ddb_curlt_push_error(lua_State *L, CURL *easy, CURLcode rc, int too_large, 
     const char *applied = PROTO_APPLIED_MAYBE;
     curl_off_t pretransfer = 0;
 
-    if (too_large != CURLT_FITS || rc == CURLE_FILESIZE_EXCEEDED) {
+    if (too_large != SINK_FITS || rc == CURLE_FILESIZE_EXCEEDED) {
         /* An answer came, so the request reached the server and may have run; what the
          * answer says about that is in the part not read: "maybe". Not retried: the same
          * request would very likely bring the same answer, at the same cost. */
-        if (too_large == CURLT_HEAD_TOO_LARGE)
+        if (too_large == SINK_HEAD_TOO_LARGE)
             snprintf(errbuf, errlen, "the answer's head is longer than 64 KiB; not read (the "
                      "request was sent)");
         else
             snprintf(errbuf, errlen, "the answer's body%s is longer than max_answer_bytes "
                      "(%zu); not read (the request was sent)",
-                     too_large == CURLT_FITS ? " (Content-Length)" : "", max);
+                     too_large == SINK_FITS ? " (Content-Length)" : "", max);
         push_error_table(L, "AnswerTooLarge", errbuf, PROTO_APPLIED_MAYBE, "none", rc);
         return;
     }
@@ -419,7 +329,7 @@ static CURLcode curlt_perform(lua_State *L, curlt *t, const char *url,
     t->sink.body.len = 0;
     t->sink.head.len = 0;
     t->errbuf[0] = '\0';
-    t->sink.too_large = CURLT_FITS;
+    t->sink.too_large = SINK_FITS;
     if (t->url == NULL || strcmp(t->url, url) != 0) {
         char *copy = malloc(strlen(url) + 1);
         if (copy == NULL) {
@@ -567,7 +477,7 @@ static int curlt_call(lua_State *L)
                           timeout_ms, &wa);
         if (r == WIRE_CONNECT_FAILED) {
             lua_pushnil(L);
-            ddb_curlt_push_error(L, t->wire.easy, t->wire.rc, CURLT_FITS, t->sink.max_answer, t->errbuf,
+            ddb_curlt_push_error(L, t->wire.easy, t->wire.rc, SINK_FITS, t->sink.max_answer, t->errbuf,
                              sizeof t->errbuf);
             ddb_wire_disconnect(&t->wire);
             return 2;

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <curl/curl.h>
 #include "buf.h"
+#include "curl_handle.h"
 #include "visibility.h"
 
 DDB_HIDDEN_BEGIN
@@ -21,27 +22,10 @@ DDB_HIDDEN_BEGIN
 #define CURLT_MAX_ANSWER_MIN 1024L
 #define CURLT_MAX_ANSWER_MAX 1073741824L
 
-/* Where an answer went past a limit, as the transfer callbacks saw it. */
-enum { CURLT_FITS = 0, CURLT_BODY_TOO_LARGE, CURLT_HEAD_TOO_LARGE };
-
 int ddb_curlt_lua_new(lua_State *L);
 /* The option name of the table at t as a whole number (a fraction is dropped), def when
  * absent; raises naming it when it is not a number from lo to hi (NaN included). */
 long ddb_curlt_opt_long(lua_State *L, int t, const char *name, long def, long lo, long hi);
-/* What one transfer's callbacks fill, in either transport: the answer's body and head
- * under max_answer and HTTP1_MAX_HEAD, too_large (CURLT_*) saying which limit stopped it,
- * and sends counting libcurl's attempts to send it (a second is refused). */
-typedef struct curlt_sink {
-    buf body;
-    buf head;
-    size_t max_answer;
-    int too_large;
-    int sends;
-} curlt_sink;
-/* Sets what every transfer of both transports shares: the callbacks filling sink (NULL:
- * discard what arrives, for wire.c's CONNECT_ONLY handle), the error buffer, no signals, TCP_NODELAY and keep-alive, TLS verified (with ca_bundle when not
- * NULL), http and https only. Needs libcurl 7.80 (CURLOPT_PREREQFUNCTION). */
-void ddb_curlt_set_common(CURL *e, curlt_sink *sink, char *errbuf, const char *ca_bundle);
 /* Replaces *slist with the "Name: value" lines of the list at idx plus "Expect:" and
  * "Accept:" (no 100-continue, no Accept surprises); raises on a bad line or no memory,
  * leaving whatever was built in *slist for its owner to free. */
@@ -50,7 +34,7 @@ void ddb_curlt_build_headers(lua_State *L, int idx, struct curl_slist **slist);
 void ddb_curlt_push_headers(lua_State *L, const buf *head);
 /* Pushes the error table for a failed transfer: code, message, applied ("no" when nothing
  * can have left), retry_class, retryable, curl_code. errbuf is libcurl's error buffer.
- * too_large (CURLT_*) says a callback stopped the transfer for a limit: AnswerTooLarge, as
+ * too_large (SINK_*) says a callback stopped the transfer for a limit: AnswerTooLarge, as
  * for libcurl's own refusal of a Content-Length over CURLOPT_MAXFILESIZE. */
 void ddb_curlt_push_error(lua_State *L, CURL *easy, CURLcode rc, int too_large, size_t max,
                       char *errbuf, size_t errlen);

@@ -5,10 +5,10 @@
  * the same way (applied "no" only when nothing can have left). */
 #include "transport_multi.h"
 #include "transport_curl.h"
+#include "curl_handle.h"
 #include "protocol.h"
 #include "buf.h"
 
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +19,7 @@ enum { XFER_FREE, XFER_ACTIVE, XFER_DONE };
 typedef struct xfer {
     CURL *easy;
     struct curl_slist *slist;
-    curlt_sink sink;    /* filled by transport_curl.c's callbacks */
+    curl_sink sink;    /* filled by curl_handle.c's callbacks */
     lua_Integer id;
     int state;
     CURLcode result;
@@ -37,14 +37,6 @@ typedef struct multi {
     char *ca_bundle;
     int closed;
 } multi;
-
-static pthread_once_t global_once = PTHREAD_ONCE_INIT;
-static CURLcode global_rc = CURLE_FAILED_INIT;
-
-static void global_init(void)
-{
-    global_rc = curl_global_init(CURL_GLOBAL_ALL);
-}
 
 static multi *check_multi(lua_State *L)
 {
@@ -102,8 +94,7 @@ static int multi_create(lua_State *L)
 {
     multi *mu;
     long max_conn = 0;
-    pthread_once(&global_once, global_init);
-    if (global_rc != CURLE_OK)
+    if (ddb_curl_handle_global_init() != CURLE_OK)
         return luaL_error(L, "libcurl failed to initialise");
     mu = lua_newuserdata(L, sizeof *mu);
     memset(mu, 0, sizeof *mu);
@@ -195,7 +186,7 @@ static int multi_add(lua_State *L)
     x->sink.head.len = 0;
     x->errbuf[0] = '\0';
     x->sink.sends = 0;
-    x->sink.too_large = CURLT_FITS;
+    x->sink.too_large = SINK_FITS;
     x->sink.max_answer = mu->max_answer;
     x->result = CURLE_OK;
     curl_easy_setopt(e, CURLOPT_URL, url);
@@ -207,7 +198,7 @@ static int multi_add(lua_State *L)
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
                      mu->connect_timeout_ms < timeout_ms ? mu->connect_timeout_ms : timeout_ms);
-    ddb_curlt_set_common(e, &x->sink, x->errbuf, mu->ca_bundle);
+    ddb_curl_handle_setup(e, &x->sink, x->errbuf, mu->ca_bundle);
     /* a Content-Length over the limit is refused before any of the body is read */
     curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)x->sink.max_answer);
     mc = curl_multi_add_handle(mu->m, e);

@@ -1,6 +1,6 @@
 /* The one-call path's own HTTP/1.1 on a libcurl connection (see wire.h). */
 #include "wire.h"
-#include "transport_curl.h"
+#include "curl_handle.h"
 #include "protocol.h"
 
 #include <errno.h>
@@ -141,7 +141,7 @@ static int connect_to(wire *w, const wire_opts *o, const char *url, long long de
     strcpy(copy, url);
     w->url = copy;
     o->errbuf[0] = '\0';
-    ddb_curlt_set_common(w->easy, NULL, o->errbuf, o->ca_bundle);
+    ddb_curl_handle_setup(w->easy, NULL, o->errbuf, o->ca_bundle);
     curl_easy_setopt(w->easy, CURLOPT_URL, url);
     curl_easy_setopt(w->easy, CURLOPT_CONNECT_ONLY, 1L);
     /* ALPN must offer HTTP/1.1 alone: a server that picks h2 for a CONNECT_ONLY connection

@@ -36,10 +36,10 @@ build = {
     ["ddb.core"] = {
       sources = {
         "csrc/av/compare.c", "csrc/av/decimal.c", "csrc/av/marshal.c", "csrc/av/plan.c",
-        "csrc/av/unmarshal.c", "csrc/buf.c", "csrc/compat.c", "csrc/ddb_core.c", "csrc/http1.c",
-        "csrc/json.c", "csrc/protocol.c", "csrc/retry.c", "csrc/sigv4.c", "csrc/signer.c",
-        "csrc/tokens.c", "csrc/transport_curl.c", "csrc/transport_multi.c", "csrc/version.c",
-        "csrc/wire.c",
+        "csrc/av/unmarshal.c", "csrc/buf.c", "csrc/compat.c", "csrc/curl_handle.c",
+        "csrc/ddb_core.c", "csrc/http1.c", "csrc/json.c", "csrc/protocol.c", "csrc/retry.c",
+        "csrc/sigv4.c", "csrc/signer.c", "csrc/tokens.c", "csrc/transport_curl.c",
+        "csrc/transport_multi.c", "csrc/version.c", "csrc/wire.c",
       },
       defines = { "_POSIX_C_SOURCE=200809L" },
       libraries = { "curl", "crypto", "cjson", "z", "pthread" },
