@@ -41,14 +41,16 @@ int ddb_av_dec_equal(const av_dec *a, const av_dec *b);
 void ddb_av_register(lua_State *L);
 
 /* Lua functions. */
-int ddb_av_lua_marshal(lua_State *L);       /* (value) -> AttributeValue table; raises on bad input */
+/* (value) -> AttributeValue table; raises on bad input */
+int ddb_av_lua_marshal(lua_State *L);
 int ddb_av_lua_marshal_item(lua_State *L);  /* (map) -> { attr = AV } */
 int ddb_av_lua_unmarshal(lua_State *L);     /* (AV) -> value */
 int ddb_av_lua_unmarshal_item(lua_State *L);
 /* Pushes the plain item for a cJSON object of AttributeValues (what unmarshal_item makes of
  * it, without the tables in between); raises on a malformed value. depth: 1 for an item. */
 void ddb_av_push_plain_item(lua_State *L, const void *cjson_object, int depth);
-int ddb_av_lua_equal(lua_State *L);         /* (AV, AV) -> boolean, numbers by value, sets unordered */
+/* (AV, AV) -> boolean, numbers by value, sets unordered */
+int ddb_av_lua_equal(lua_State *L);
 int ddb_av_lua_item_size(lua_State *L);     /* ({attr = AV}) -> bytes as DynamoDB counts them */
 int ddb_av_lua_plan_diff(lua_State *L);     /* (old, item, skip, override, keep_old) -> sets,
                                            avs, removes, size: what a write sends */

@@ -17,7 +17,6 @@ DDB_HIDDEN_BEGIN
 /* Returns 1 when s[0..n) is valid UTF-8 without surrogates or overlong forms. */
 int ddb_json_utf8_valid(const char *s, size_t n);
 
-
 /* Encodes the value at idx. On a bad value returns -1 with a message in err. */
 int ddb_json_encode(lua_State *L, int idx, buf *out, char *err, size_t errlen);
 

@@ -56,7 +56,7 @@ static const char *proto_retry_class(const char *code, int status)
 }
 
 void ddb_proto_push_error(lua_State *L, const char *code, const char *message, int status,
-                      const char *applied, const char *retry_class)
+                          const char *applied, const char *retry_class)
 {
     lua_createtable(L, 0, 8);
     lua_pushstring(L, code);
@@ -151,7 +151,7 @@ static void push_not_dynamodb(lua_State *L, int status, const char *reason)
     snprintf(message, sizeof message, "the endpoint answered HTTP %d with %s and no "
              "x-amzn-requestid: is it a DynamoDB endpoint?", status, reason);
     ddb_proto_push_error(L, "NotDynamoDB", message, status,
-                     refused ? PROTO_APPLIED_NO : PROTO_APPLIED_MAYBE, cls);
+                         refused ? PROTO_APPLIED_NO : PROTO_APPLIED_MAYBE, cls);
     lua_pushstring(L, reason);
     lua_setfield(L, -2, "reason");
 }
@@ -177,7 +177,7 @@ int ddb_proto_parse(lua_State *L, const proto_answer *a, const char *plain)
         unsigned long w = strtoul(a->crc, &end, 10);
         if (end == a->crc || *end != '\0' || w != proto_crc32(body, n)) {
             ddb_proto_push_error(L, "CRC32Mismatch", "response body does not match its "
-                             "x-amz-crc32 checksum", status, PROTO_APPLIED_MAYBE, "transient");
+                                 "x-amz-crc32 checksum", status, PROTO_APPLIED_MAYBE, "transient");
             return fail(L, a);
         }
     }
@@ -191,8 +191,8 @@ int ddb_proto_parse(lua_State *L, const proto_answer *a, const char *plain)
                 push_not_dynamodb(L, status, "a body that is not a JSON object");
             else
                 ddb_proto_push_error(L, "InvalidResponse", "DynamoDB answered with a body that is "
-                                 "not a JSON object (truncated or damaged)", status,
-                                 PROTO_APPLIED_MAYBE, "transient");
+                                     "not a JSON object (truncated or damaged)", status,
+                                     PROTO_APPLIED_MAYBE, "transient");
             return fail(L, a);
         }
         return 1;
@@ -219,8 +219,8 @@ int ddb_proto_parse(lua_State *L, const proto_answer *a, const char *plain)
         if (code == NULL)
             code = status >= 500 ? "InternalServerError" : "UnknownError";
         ddb_proto_push_error(L, code, message, status,
-                         status >= 500 ? PROTO_APPLIED_MAYBE : PROTO_APPLIED_NO,
-                         proto_retry_class(code, status));
+                             status >= 500 ? PROTO_APPLIED_MAYBE : PROTO_APPLIED_NO,
+                             proto_retry_class(code, status));
         err = lua_gettop(L);
         lua_getfield(L, doc, "CancellationReasons");
         if (lua_type(L, -1) == LUA_TTABLE)
@@ -242,8 +242,8 @@ int ddb_proto_parse(lua_State *L, const proto_answer *a, const char *plain)
         lua_settop(L, base);
         snprintf(code, sizeof code, status >= 500 ? "InternalServerError" : "HTTP%d", status);
         ddb_proto_push_error(L, code, "DynamoDB answered with an error and an unreadable body",
-                         status, status >= 500 ? PROTO_APPLIED_MAYBE : PROTO_APPLIED_NO,
-                         proto_retry_class(code, status));
+                             status, status >= 500 ? PROTO_APPLIED_MAYBE : PROTO_APPLIED_NO,
+                             proto_retry_class(code, status));
         err = lua_gettop(L);
     }
     add_request_id(L, a, err);

@@ -9,11 +9,9 @@
 
 DDB_HIDDEN_BEGIN
 
-
 /* Where an error leaves the request: never reached DynamoDB, or may have been applied. */
 #define PROTO_APPLIED_NO "no"
 #define PROTO_APPLIED_MAYBE "maybe"
-
 
 /* An HTTP answer as the parser needs it. */
 typedef struct proto_answer {
@@ -35,7 +33,7 @@ int ddb_proto_lua_parse_response(lua_State *L);
 /* Pushes an error table: code, message (code when NULL), status (when > 0), applied,
  * retry_class, retryable (the class is not "none"). */
 void ddb_proto_push_error(lua_State *L, const char *code, const char *message, int status,
-                      const char *applied, const char *retry_class);
+                          const char *applied, const char *retry_class);
 /* Lua: (code, message, status, applied, retry_class) -> err table */
 int ddb_proto_lua_error(lua_State *L);
 /* Lua: (string[, crc]) -> crc32 */

@@ -22,7 +22,6 @@ typedef struct retry_policy {
     uint64_t rng;
 } retry_policy;
 
-
 int ddb_retry_lua_new(lua_State *L);
 void ddb_retry_register(lua_State *L);
 

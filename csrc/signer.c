@@ -273,13 +273,13 @@ static int run_stages(signer *s, const sigv4_request *req, const char *amz_date,
     if (ddb_sigv4_canonical_request(s->md, req, &st->creq, &st->signed_headers) ||
         ddb_sigv4_scope(&st->scope, amz_date, s->region, s->service) ||
         ddb_sigv4_string_to_sign(s->md, &st->sts, amz_date, st->scope.data, st->creq.data,
-                             st->creq.len) ||
+                                 st->creq.len) ||
         ddb_sigv4_signing_key(&s->cache, s->access_key, s->secret_key, amz_date, s->region,
-                          s->service, key) ||
+                              s->service, key) ||
         ddb_sigv4_signature(&s->mac, key, st->sts.data, st->sts.len, st->signature))
         return -1;
-    return ddb_sigv4_authorization(&st->auth, s->access_key, st->scope.data, st->signed_headers.data,
-                               st->signature);
+    return ddb_sigv4_authorization(&st->auth, s->access_key, st->scope.data,
+                                   st->signed_headers.data, st->signature);
 }
 
 /* signer:stages(method, path, query, headers, body, amz_date) -> table of every stage.
@@ -392,7 +392,7 @@ static void put_line(signer_lines *out, const char *line, int which)
 }
 
 int ddb_signer_sign(lua_State *L, signer *s, const char *op, size_t oplen, const char *body,
-                size_t body_len, int epoch_idx, signer_lines *out)
+                    size_t body_len, int epoch_idx, signer_lines *out)
 {
     long long epoch = epoch_idx ? now_epoch(L, s, epoch_idx) : (long long)time(NULL) + s->skew;
     char target[160];

@@ -30,7 +30,7 @@ signer *ddb_signer_check(lua_State *L, int idx);
  * signer's skew. Raises on a bad operation name, a closed signer or no memory. Returns the
  * number of lines. */
 int ddb_signer_sign(lua_State *L, signer *s, const char *op, size_t oplen, const char *body,
-                size_t body_len, int epoch_idx, signer_lines *out);
+                    size_t body_len, int epoch_idx, signer_lines *out);
 
 DDB_HIDDEN_END
 

@@ -245,7 +245,7 @@ cleanup:
 }
 
 int ddb_sigv4_canonical_request(EVP_MD_CTX *ctx, const sigv4_request *req, buf *out,
-                            buf *signed_headers)
+                                buf *signed_headers)
 {
     canon_header *hs = NULL;
     char *names;
@@ -304,7 +304,8 @@ int ddb_sigv4_canonical_request(EVP_MD_CTX *ctx, const sigv4_request *req, buf *
         buf_addc(out, '\n'))
         goto cleanup;
     if (sigv4_sha256_hex(ctx, req->body ? req->body : "", req->body_len, payload_hash) ||
-        buf_add(out, payload_hash, SIGV4_HEX_LEN) || ddb_buf_cstr(out) || ddb_buf_cstr(signed_headers))
+        buf_add(out, payload_hash, SIGV4_HEX_LEN) || ddb_buf_cstr(out) ||
+        ddb_buf_cstr(signed_headers))
         goto cleanup;
     rc = 0;
 cleanup:
@@ -324,11 +325,12 @@ int ddb_sigv4_scope(buf *out, const char *amz_date, const char *region, const ch
 }
 
 int ddb_sigv4_string_to_sign(EVP_MD_CTX *ctx, buf *out, const char *amz_date, const char *scope,
-                         const char *canonical_request, size_t creq_len)
+                             const char *canonical_request, size_t creq_len)
 {
     char hash[SIGV4_HEX_LEN + 1];
     if (sigv4_sha256_hex(ctx, canonical_request, creq_len, hash) ||
-        ddb_buf_adds(out, "AWS4-HMAC-SHA256\n") || ddb_buf_adds(out, amz_date) || buf_addc(out, '\n') ||
+        ddb_buf_adds(out, "AWS4-HMAC-SHA256\n") || ddb_buf_adds(out, amz_date) ||
+        buf_addc(out, '\n') ||
         ddb_buf_adds(out, scope) || buf_addc(out, '\n') || buf_add(out, hash, SIGV4_HEX_LEN) ||
         ddb_buf_cstr(out))
         return -1;
@@ -336,8 +338,8 @@ int ddb_sigv4_string_to_sign(EVP_MD_CTX *ctx, buf *out, const char *amz_date, co
 }
 
 int ddb_sigv4_signing_key(sigv4_key_cache *cache, const char *access_key, const char *secret_key,
-                      const char *amz_date, const char *region, const char *service,
-                      unsigned char key[SIGV4_KEY_LEN])
+                          const char *amz_date, const char *region, const char *service,
+                          unsigned char key[SIGV4_KEY_LEN])
 {
     unsigned char k[SIGV4_KEY_LEN];
     size_t slen = strlen(secret_key);
@@ -373,7 +375,7 @@ int ddb_sigv4_signing_key(sigv4_key_cache *cache, const char *access_key, const 
 }
 
 int ddb_sigv4_signature(sigv4_hmac *m, const unsigned char key[SIGV4_KEY_LEN], const char *sts,
-                    size_t sts_len, char out[SIGV4_HEX_LEN + 1])
+                        size_t sts_len, char out[SIGV4_HEX_LEN + 1])
 {
     unsigned char mac[SIGV4_KEY_LEN];
     if (m != NULL) {
@@ -387,7 +389,7 @@ int ddb_sigv4_signature(sigv4_hmac *m, const unsigned char key[SIGV4_KEY_LEN], c
 }
 
 int ddb_sigv4_authorization(buf *out, const char *access_key, const char *scope,
-                        const char *signed_headers, const char *signature)
+                            const char *signed_headers, const char *signature)
 {
     if (ddb_buf_adds(out, "AWS4-HMAC-SHA256 Credential=") || ddb_buf_adds(out, access_key) ||
         buf_addc(out, '/') || ddb_buf_adds(out, scope) || ddb_buf_adds(out, ", SignedHeaders=") ||

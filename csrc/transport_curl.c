@@ -169,7 +169,7 @@ static void push_error_table(lua_State *L, const char *code, const char *message
 }
 
 void ddb_curlt_push_error(lua_State *L, CURL *easy, CURLcode rc, int too_large, size_t max,
-                      char *errbuf, size_t errlen)
+                          char *errbuf, size_t errlen)
 {
     const char *code = "NetworkError";
     const char *cls = "transient";
@@ -242,7 +242,8 @@ static void shrink_buffers(curlt *t)
 static int push_transport_error(lua_State *L, curlt *t, CURLcode rc)
 {
     lua_pushnil(L);
-    ddb_curlt_push_error(L, t->easy, rc, t->sink.too_large, t->sink.max_answer, t->errbuf, sizeof t->errbuf);
+    ddb_curlt_push_error(L, t->easy, rc, t->sink.too_large, t->sink.max_answer, t->errbuf,
+                         sizeof t->errbuf);
     shrink_buffers(t);
     return 2;
 }
@@ -474,11 +475,11 @@ static int curlt_call(lua_State *L)
         o.connect_timeout_ms = t->connect_timeout_ms;
         o.max_answer = t->sink.max_answer;
         r = ddb_wire_exchange(&t->wire, &o, url, lines.line, (size_t)lines.n, body, body_len,
-                          timeout_ms, &wa);
+                              timeout_ms, &wa);
         if (r == WIRE_CONNECT_FAILED) {
             lua_pushnil(L);
-            ddb_curlt_push_error(L, t->wire.easy, t->wire.rc, SINK_FITS, t->sink.max_answer, t->errbuf,
-                             sizeof t->errbuf);
+            ddb_curlt_push_error(L, t->wire.easy, t->wire.rc, SINK_FITS, t->sink.max_answer,
+                                 t->errbuf, sizeof t->errbuf);
             ddb_wire_disconnect(&t->wire);
             return 2;
         }

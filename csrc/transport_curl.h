@@ -37,7 +37,7 @@ void ddb_curlt_push_headers(lua_State *L, const buf *head);
  * too_large (SINK_*) says a callback stopped the transfer for a limit: AnswerTooLarge, as
  * for libcurl's own refusal of a Content-Length over CURLOPT_MAXFILESIZE. */
 void ddb_curlt_push_error(lua_State *L, CURL *easy, CURLcode rc, int too_large, size_t max,
-                      char *errbuf, size_t errlen);
+                          char *errbuf, size_t errlen);
 void ddb_curlt_register(lua_State *L);
 
 DDB_HIDDEN_END

@@ -116,8 +116,8 @@ static int multi_create(lua_State *L)
         mu->connect_timeout_ms = ddb_curlt_opt_long(L, 1, "connect_timeout_ms", 1000, 1, 600000);
         max_conn = ddb_curlt_opt_long(L, 1, "max_connections", 0, 0, 1000000);
         mu->max_answer = (size_t)ddb_curlt_opt_long(L, 1, "max_answer_bytes",
-                                                CURLT_MAX_ANSWER_DEFAULT, CURLT_MAX_ANSWER_MIN,
-                                                CURLT_MAX_ANSWER_MAX);
+                                                    CURLT_MAX_ANSWER_DEFAULT, CURLT_MAX_ANSWER_MIN,
+                                                    CURLT_MAX_ANSWER_MAX);
     }
     mu->m = curl_multi_init();
     if (mu->m == NULL)
@@ -206,7 +206,7 @@ static int multi_add(lua_State *L)
         xfer_reset(x);
         lua_pushnil(L);
         ddb_proto_push_error(L, "NetworkError", curl_multi_strerror(mc), 0, PROTO_APPLIED_NO,
-                         "transient");
+                             "transient");
         return 2;
     }
     x->state = XFER_ACTIVE;
@@ -220,7 +220,7 @@ static int multi_add(lua_State *L)
 static void push_error(lua_State *L, xfer *x)
 {
     ddb_curlt_push_error(L, x->easy, x->result, x->sink.too_large, x->sink.max_answer, x->errbuf,
-                     sizeof x->errbuf);
+                         sizeof x->errbuf);
 }
 
 /* Moves every finished transfer out of the multi handle (state DONE). */

@@ -11,7 +11,6 @@ DDB_HIDDEN_BEGIN
 
 #define VERSION_TEXT_MAX 48   /* a sign, 38 digits and room to spare */
 
-
 int ddb_version_lua_parse(lua_State *L);   /* (text) -> canonical | nil, reason */
 int ddb_version_lua_add(lua_State *L);     /* (text, step) -> canonical | nil, reason */
 

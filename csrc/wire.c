@@ -356,8 +356,8 @@ static int receive(wire *w, long long deadline, size_t max, wire_answer *a)
 }
 
 int ddb_wire_exchange(wire *w, const wire_opts *o, const char *url, const char *const *lines,
-                  size_t nlines, const char *body, size_t body_len, long timeout_ms,
-                  wire_answer *a)
+                      size_t nlines, const char *body, size_t body_len, long timeout_ms,
+                      wire_answer *a)
 {
     long long deadline = now_ms() + timeout_ms;
     int reused = w->easy != NULL && strcmp(w->url, url) == 0 && still_open(w), r;

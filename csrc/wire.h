@@ -61,8 +61,8 @@ int ddb_wire_serves(const wire *w, const char *url);
  * (nothing was sent); WIRE_FAILED fills w->code, message, applied and retry_class and closes
  * the connection. */
 int ddb_wire_exchange(wire *w, const wire_opts *o, const char *url, const char *const *lines,
-                  size_t nlines, const char *body, size_t body_len, long timeout_ms,
-                  wire_answer *a);
+                      size_t nlines, const char *body, size_t body_len, long timeout_ms,
+                      wire_answer *a);
 
 DDB_HIDDEN_END
 
