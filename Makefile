@@ -12,9 +12,11 @@ CC ?= cc
 OPT ?= -O2 -g
 CFLAGS_ALL = -std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -fPIC -fvisibility=hidden \
              $(OPT) $(LUA_INC) $(CFLAGS)
-LIBS = -lcurl -lcrypto -lcjson -lpthread
+# libcurl 7.80 or later (README, Install; csrc/transport_curl.c refuses older headers)
+LIBS = -lcurl -lcrypto -lcjson -lz -lpthread
 BUILD = build/$(LUA_VERSION)
-SRCS = $(wildcard csrc/*.c)
+SRCS = $(wildcard csrc/*.c csrc/av/*.c)
+HDRS = $(wildcard csrc/*.h csrc/av/*.h)
 OBJS = $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(SRCS))
 CORE = $(BUILD)/ddb/core.so
 
@@ -27,7 +29,8 @@ export DDB_TEST_LUA := $(LUA_BIN)
 all: build
 build: $(CORE)
 
-$(BUILD)/obj/%.o: csrc/%.c $(wildcard csrc/*.h) | $(BUILD)/obj
+$(BUILD)/obj/%.o: csrc/%.c $(HDRS) | $(BUILD)/obj
+	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
 $(CORE): $(OBJS) | $(BUILD)/ddb

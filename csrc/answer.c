@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
-void answer_start(answer *a, buf *in, buf *body, size_t max)
+void ddb_answer_start(answer *a, buf *in, buf *body, size_t max)
 {
     memset(a, 0, sizeof *a);
     a->in = in;
@@ -20,11 +20,11 @@ static int to_close(const answer *a)
     return a->have_head && !a->head.no_body && !a->head.chunked && a->head.content_length < 0;
 }
 
-char *answer_space(answer *a, size_t *room)
+char *ddb_answer_space(answer *a, size_t *room)
 {
     buf *in = a->in;
     size_t r;
-    if (in->cap - in->len < 4096 + 1 && buf_reserve(in, 16384) != 0)
+    if (in->cap - in->len < 4096 + 1 && ddb_buf_reserve(in, 16384) != 0)
         return NULL;
     r = in->cap - in->len - 1;
     if (to_close(a)) {
@@ -42,7 +42,7 @@ static int take_head(answer *a)
 {
     buf *in = a->in;
     for (;;) {
-        int r = http1_parse_head(in->data, in->len, &a->head);
+        int r = ddb_http1_parse_head(in->data, in->len, &a->head);
         if (r == HTTP1_TOO_LARGE)
             return ANSWER_HEAD_TOO_LARGE;
         if (r < 0)
@@ -62,16 +62,16 @@ static int take_head(answer *a)
         if ((unsigned long long)a->head.content_length > a->max)
             return ANSWER_LENGTH_TOO_LARGE;
         whole = a->head.head_len + (size_t)a->head.content_length;
-        if (whole > in->len && buf_reserve(in, whole - in->len) != 0)
+        if (whole > in->len && ddb_buf_reserve(in, whole - in->len) != 0)
             return ANSWER_NO_MEMORY;
     }
-    http1_chunks_init(&a->chunks, a->max);
+    ddb_http1_chunks_init(&a->chunks, a->max);
     a->chunks.pos = a->head.head_len;
     a->body->len = 0;
     return ANSWER_MORE;
 }
 
-int answer_received(answer *a, size_t n)
+int ddb_answer_received(answer *a, size_t n)
 {
     buf *in = a->in;
     const http1_head *h = &a->head;
@@ -85,7 +85,7 @@ int answer_received(answer *a, size_t n)
         return ANSWER_DONE;
     }
     if (h->chunked) {
-        r = http1_dechunk(&a->chunks, in->data, in->len, a->body);
+        r = ddb_http1_dechunk(&a->chunks, in->data, in->len, a->body);
         if (r == HTTP1_TOO_LARGE)
             return ANSWER_CHUNKS_TOO_LARGE;
         if (r == HTTP1_NO_MEMORY)
@@ -115,12 +115,12 @@ int answer_received(answer *a, size_t n)
     return in->len - h->head_len > a->max ? ANSWER_CLOSE_TOO_LARGE : ANSWER_MORE;
 }
 
-int answer_feed(answer *a, const char *p, size_t n)
+int ddb_answer_feed(answer *a, const char *p, size_t n)
 {
     int r = ANSWER_MORE;
     while (n > 0) {
         size_t room;
-        char *at = answer_space(a, &room);
+        char *at = ddb_answer_space(a, &room);
         if (at == NULL)
             return ANSWER_NO_MEMORY;
         if (room > n)
@@ -128,9 +128,9 @@ int answer_feed(answer *a, const char *p, size_t n)
         memcpy(at, p, room);
         p += room;
         n -= room;
-        r = answer_received(a, room);
+        r = ddb_answer_received(a, room);
         if (r != ANSWER_MORE) {
-            /* bytes left over after the answer: see answer_keep */
+            /* bytes left over after the answer: see ddb_answer_keep */
             if (r == ANSWER_DONE && n > 0)
                 a->overrun = 1;
             return r;
@@ -139,7 +139,7 @@ int answer_feed(answer *a, const char *p, size_t n)
     return r;
 }
 
-int answer_closed(answer *a)
+int ddb_answer_closed(answer *a)
 {
     if (to_close(a)) {
         a->end = a->in->len;
@@ -148,7 +148,7 @@ int answer_closed(answer *a)
     return a->in->len == 0 ? ANSWER_CLOSED_EMPTY : ANSWER_CLOSED_SHORT;
 }
 
-void answer_failure(const answer *a, int r, const char **code, const char **retry_class,
+void ddb_answer_failure(const answer *a, int r, const char **code, const char **retry_class,
                     char *message, size_t size)
 {
     const char *what = NULL, *text = "the answer is not a well-formed HTTP/1.1 answer";
@@ -192,7 +192,7 @@ void answer_failure(const answer *a, int r, const char **code, const char **retr
         snprintf(message, size, "%s", text);
 }
 
-const char *answer_body(const answer *a, size_t *len)
+const char *ddb_answer_body(const answer *a, size_t *len)
 {
     if (a->head.chunked) {
         *len = a->body->len;
@@ -202,7 +202,7 @@ const char *answer_body(const answer *a, size_t *len)
     return a->in->data + a->head.head_len;
 }
 
-int answer_keep(const answer *a)
+int ddb_answer_keep(const answer *a)
 {
     return !a->head.close && !a->overrun && a->in->len == a->end;
 }

@@ -8,6 +8,9 @@
 #include <stddef.h>
 #include "buf.h"
 #include "http1.h"
+#include "visibility.h"
+
+DDB_HIDDEN_BEGIN
 
 typedef struct answer {
     buf *in;                 /* the answer as received: the head, then the raw body */
@@ -17,11 +20,11 @@ typedef struct answer {
     http1_chunks chunks;
     int have_head;
     size_t end;              /* where the answer ends in in, once complete */
-    int overrun;             /* answer_feed was given bytes past the answer's end */
+    int overrun;             /* ddb_answer_feed was given bytes past the answer's end */
 } answer;
 
-/* What answer_received and answer_closed return besides these: one of the ANSWER_* failures
- * below (negative), which answer_failure describes. */
+/* What ddb_answer_received and ddb_answer_closed return besides these: one of the ANSWER_* failures
+ * below (negative), which ddb_answer_failure describes. */
 enum { ANSWER_MORE = 0, ANSWER_DONE = 1 };
 enum {
     ANSWER_NO_MEMORY = -1,
@@ -36,25 +39,27 @@ enum {
 };
 
 /* Starts reading an answer into in and body (emptied; their memory is kept). */
-void answer_start(answer *a, buf *in, buf *body, size_t max);
+void ddb_answer_start(answer *a, buf *in, buf *body, size_t max);
 /* Where the next bytes received go and how many may go there (*room, at least 1): NULL when
  * memory runs out. A body that runs to the close is read one byte past max, no further. */
-char *answer_space(answer *a, size_t *room);
-/* n (> 0) bytes were written at answer_space: ANSWER_MORE, ANSWER_DONE or a failure. */
-int answer_received(answer *a, size_t n);
+char *ddb_answer_space(answer *a, size_t *room);
+/* n (> 0) bytes were written at ddb_answer_space: ANSWER_MORE, ANSWER_DONE or a failure. */
+int ddb_answer_received(answer *a, size_t n);
 /* The same for n bytes at p, copied in (for a reader that receives into its own memory). */
-int answer_feed(answer *a, const char *p, size_t n);
+int ddb_answer_feed(answer *a, const char *p, size_t n);
 /* The server closed the connection: ANSWER_DONE for a body that runs to the close, else a
  * failure. */
-int answer_closed(answer *a);
+int ddb_answer_closed(answer *a);
 /* Describes failure r (the request has left, so every failure is applied = "maybe"): the
  * error code ("NetworkError" or "AnswerTooLarge"), the retry class and a message. */
-void answer_failure(const answer *a, int r, const char **code, const char **retry_class,
+void ddb_answer_failure(const answer *a, int r, const char **code, const char **retry_class,
                     char *message, size_t size);
-/* A complete answer's body (valid until the next answer_start on the same buffers). */
-const char *answer_body(const answer *a, size_t *len);
+/* A complete answer's body (valid until the next ddb_answer_start on the same buffers). */
+const char *ddb_answer_body(const answer *a, size_t *len);
 /* Whether the connection can carry another request: the head does not close it and no byte
  * came after the answer (bytes that belong to no request put the connection out of step). */
-int answer_keep(const answer *a);
+int ddb_answer_keep(const answer *a);
+
+DDB_HIDDEN_END
 
 #endif

@@ -5,6 +5,9 @@
 
 #include <stddef.h>
 #include "compat.h"
+#include "visibility.h"
+
+DDB_HIDDEN_BEGIN
 
 #define AV_NUMBER_MT "ddb{number}"
 #define AV_BINARY_MT "ddb{binary}"
@@ -27,28 +30,32 @@ typedef struct av_dec {
 } av_dec;
 
 /* Parses decimal text ("-1.50e3"); returns 0, or -1 when it is not a number. */
-int av_dec_parse(const char *s, size_t n, av_dec *out);
+int ddb_av_dec_parse(const char *s, size_t n, av_dec *out);
 /* NULL when valid for DynamoDB, else the reason. */
-const char *av_dec_check(const av_dec *x);
+const char *ddb_av_dec_check(const av_dec *x);
 /* Writes the canonical text DynamoDB would store; returns its length. out needs 200 bytes. */
-size_t av_dec_format(const av_dec *x, char *out, size_t outlen);
-int av_dec_equal(const av_dec *a, const av_dec *b);
+size_t ddb_av_dec_format(const av_dec *x, char *out, size_t outlen);
+int ddb_av_dec_equal(const av_dec *a, const av_dec *b);
 
 /* Creates the metatables and the null sentinel; call once per state. */
-void av_register(lua_State *L);
+void ddb_av_register(lua_State *L);
 
 /* Lua functions. */
-int av_lua_marshal(lua_State *L);       /* (value) -> AttributeValue table; raises on bad input */
-int av_lua_marshal_item(lua_State *L);  /* (map) -> { attr = AV } */
-int av_lua_unmarshal(lua_State *L);     /* (AV) -> value */
-int av_lua_unmarshal_item(lua_State *L);
+/* (value) -> AttributeValue table; raises on bad input */
+int ddb_av_lua_marshal(lua_State *L);
+int ddb_av_lua_marshal_item(lua_State *L);  /* (map) -> { attr = AV } */
+int ddb_av_lua_unmarshal(lua_State *L);     /* (AV) -> value */
+int ddb_av_lua_unmarshal_item(lua_State *L);
 /* Pushes the plain item for a cJSON object of AttributeValues (what unmarshal_item makes of
  * it, without the tables in between); raises on a malformed value. depth: 1 for an item. */
-void av_push_plain_item(lua_State *L, const void *cjson_object, int depth);
-int av_lua_equal(lua_State *L);         /* (AV, AV) -> boolean, numbers by value, sets unordered */
-int av_lua_item_size(lua_State *L);     /* ({attr = AV}) -> bytes as DynamoDB counts them */
-int av_lua_plan_diff(lua_State *L);     /* (old, item, skip, override, keep_old) -> sets,
+void ddb_av_push_plain_item(lua_State *L, const void *cjson_object, int depth);
+/* (AV, AV) -> boolean, numbers by value, sets unordered */
+int ddb_av_lua_equal(lua_State *L);
+int ddb_av_lua_item_size(lua_State *L);     /* ({attr = AV}) -> bytes as DynamoDB counts them */
+int ddb_av_lua_plan_diff(lua_State *L);     /* (old, item, skip, override, keep_old) -> sets,
                                            avs, removes, size: what a write sends */
-int av_lua_number_canonical(lua_State *L); /* (text|number) -> canonical text or nil, reason */
+int ddb_av_lua_number_canonical(lua_State *L); /* (text|number) -> canonical text or nil, reason */
+
+DDB_HIDDEN_END
 
 #endif

@@ -5,27 +5,27 @@
 #include <string.h>
 #include <openssl/crypto.h>
 
-void buf_init(buf *b)
+void ddb_buf_init(buf *b)
 {
     b->data = NULL;
     b->len = 0;
     b->cap = 0;
 }
 
-void buf_free(buf *b)
+void ddb_buf_free(buf *b)
 {
     free(b->data);
-    buf_init(b);
+    ddb_buf_init(b);
 }
 
-void buf_wipe(buf *b)
+void ddb_buf_wipe(buf *b)
 {
     if (b->data != NULL)
         OPENSSL_cleanse(b->data, b->cap);
-    buf_free(b);
+    ddb_buf_free(b);
 }
 
-int buf_reserve(buf *b, size_t extra)
+int ddb_buf_reserve(buf *b, size_t extra)
 {
     size_t need, cap;
     char *p;
@@ -45,9 +45,9 @@ int buf_reserve(buf *b, size_t extra)
     return 0;
 }
 
-int buf_add_slow(buf *b, const void *p, size_t n)
+int ddb_buf_add_slow(buf *b, const void *p, size_t n)
 {
-    if (buf_reserve(b, n) != 0)
+    if (ddb_buf_reserve(b, n) != 0)
         return -1;
     if (n)
         memcpy(b->data + b->len, p, n);
@@ -55,17 +55,17 @@ int buf_add_slow(buf *b, const void *p, size_t n)
     return 0;
 }
 
-int buf_adds(buf *b, const char *s)
+int ddb_buf_adds(buf *b, const char *s)
 {
     return buf_add(b, s, strlen(s));
 }
 
 
-int buf_addhex(buf *b, const unsigned char *p, size_t n)
+int ddb_buf_addhex(buf *b, const unsigned char *p, size_t n)
 {
     static const char digits[] = "0123456789abcdef";
     size_t i;
-    if (buf_reserve(b, n * 2) != 0)
+    if (ddb_buf_reserve(b, n * 2) != 0)
         return -1;
     for (i = 0; i < n; i++) {
         b->data[b->len++] = digits[p[i] >> 4];
@@ -74,9 +74,9 @@ int buf_addhex(buf *b, const unsigned char *p, size_t n)
     return 0;
 }
 
-int buf_cstr(buf *b)
+int ddb_buf_cstr(buf *b)
 {
-    if (buf_reserve(b, 0) != 0)
+    if (ddb_buf_reserve(b, 0) != 0)
         return -1;
     b->data[b->len] = '\0';
     return 0;

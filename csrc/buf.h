@@ -4,6 +4,9 @@
 
 #include <stddef.h>
 #include <string.h>
+#include "visibility.h"
+
+DDB_HIDDEN_BEGIN
 
 typedef struct buf {
     char *data;
@@ -11,24 +14,24 @@ typedef struct buf {
     size_t cap;
 } buf;
 
-void buf_init(buf *b);
-void buf_free(buf *b);
+void ddb_buf_init(buf *b);
+void ddb_buf_free(buf *b);
 /* Clears the contents with zeros before freeing: for anything derived from a secret. */
-void buf_wipe(buf *b);
+void ddb_buf_wipe(buf *b);
 /* All appenders return 0 on success, -1 when memory runs out (the buffer is left valid). */
-int buf_reserve(buf *b, size_t extra);
-int buf_add_slow(buf *b, const void *p, size_t n);
-int buf_adds(buf *b, const char *s);
+int ddb_buf_reserve(buf *b, size_t extra);
+int ddb_buf_add_slow(buf *b, const void *p, size_t n);
+int ddb_buf_adds(buf *b, const char *s);
 
 /* The appenders the encoders call per value and per character: inline while there is room. */
 static inline int buf_add(buf *b, const void *p, size_t n)
 {
-    if (n < b->cap - b->len) {   /* leaves room for buf_cstr's terminator */
+    if (n < b->cap - b->len) {   /* leaves room for ddb_buf_cstr's terminator */
         memcpy(b->data + b->len, p, n);
         b->len += n;
         return 0;
     }
-    return buf_add_slow(b, p, n);
+    return ddb_buf_add_slow(b, p, n);
 }
 
 static inline int buf_addc(buf *b, char c)
@@ -37,10 +40,12 @@ static inline int buf_addc(buf *b, char c)
         b->data[b->len++] = c;
         return 0;
     }
-    return buf_add_slow(b, &c, 1);
+    return ddb_buf_add_slow(b, &c, 1);
 }
-int buf_addhex(buf *b, const unsigned char *p, size_t n);
+int ddb_buf_addhex(buf *b, const unsigned char *p, size_t n);
 /* NUL-terminates without counting the terminator in len. */
-int buf_cstr(buf *b);
+int ddb_buf_cstr(buf *b);
+
+DDB_HIDDEN_END
 
 #endif

@@ -2,7 +2,7 @@
 #include "compat.h"
 
 #if LUA_VERSION_NUM < 502
-void compat_setfuncs(lua_State *L, const luaL_Reg *l, int nup)
+void ddb_compat_setfuncs(lua_State *L, const luaL_Reg *l, int nup)
 {
     luaL_checkstack(L, nup + 1, "too many upvalues");
     for (; l->name != NULL; l++) {
@@ -15,7 +15,7 @@ void compat_setfuncs(lua_State *L, const luaL_Reg *l, int nup)
     lua_pop(L, nup);
 }
 
-void *compat_testudata(lua_State *L, int idx, const char *tname)
+void *ddb_compat_testudata(lua_State *L, int idx, const char *tname)
 {
     void *p = lua_touserdata(L, idx);
     if (p == NULL || !lua_getmetatable(L, idx))
@@ -28,7 +28,7 @@ void *compat_testudata(lua_State *L, int idx, const char *tname)
 }
 #endif
 
-int compat_newmetatable(lua_State *L, const char *name)
+int ddb_compat_newmetatable(lua_State *L, const char *name)
 {
     int created = luaL_newmetatable(L, name);
     if (created) {

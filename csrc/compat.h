@@ -4,6 +4,9 @@
 
 #include <lua.h>
 #include <lauxlib.h>
+#include "visibility.h"
+
+DDB_HIDDEN_BEGIN
 
 #if LUA_VERSION_NUM < 502
 #define lua_rawlen(L, i) lua_objlen((L), (i))
@@ -13,10 +16,10 @@
 #ifndef luaL_newlib
 #define luaL_newlib(L, l) (luaL_newlibtable((L), (l)), luaL_setfuncs((L), (l), 0))
 #endif
-void compat_setfuncs(lua_State *L, const luaL_Reg *l, int nup);
-#define luaL_setfuncs(L, l, n) compat_setfuncs((L), (l), (n))
-void *compat_testudata(lua_State *L, int idx, const char *tname);
-#define luaL_testudata(L, i, t) compat_testudata((L), (i), (t))
+void ddb_compat_setfuncs(lua_State *L, const luaL_Reg *l, int nup);
+#define luaL_setfuncs(L, l, n) ddb_compat_setfuncs((L), (l), (n))
+void *ddb_compat_testudata(lua_State *L, int idx, const char *tname);
+#define luaL_testudata(L, i, t) ddb_compat_testudata((L), (i), (t))
 #endif
 
 #if LUA_VERSION_NUM < 503
@@ -26,6 +29,8 @@ void *compat_testudata(lua_State *L, int idx, const char *tname);
 #endif
 
 /* Pushes the metatable registered under name, creating it when absent; returns 1 when created. */
-int compat_newmetatable(lua_State *L, const char *name);
+int ddb_compat_newmetatable(lua_State *L, const char *name);
+
+DDB_HIDDEN_END
 
 #endif

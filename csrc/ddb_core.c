@@ -1,6 +1,7 @@
 /* Entry point of ddb.core: wires the C pieces into one Lua module and nothing else. */
 #include "compat.h"
 #include "av.h"
+#include "exchange.h"
 #include "json.h"
 #include "http1.h"
 #include "protocol.h"
@@ -11,21 +12,12 @@
 #include "transport_curl.h"
 #include "transport_multi.h"
 #include "buf.h"
-#include "exchange.h"
 
 #include <errno.h>
 #include <openssl/rand.h>
 #include <time.h>
 
-/* The module's one version: every Lua module's _VERSION is core._VERSION; only the
- * rockspec's file name and version field repeat it. */
 #define DDB_CORE_VERSION "0.1.0"
-
-#if defined(__GNUC__)
-#define DDB_EXPORT __attribute__((visibility("default")))
-#else
-#define DDB_EXPORT
-#endif
 
 /* core.encode(value) -> json | nil, reason */
 static int core_encode(lua_State *L)
@@ -34,19 +26,19 @@ static int core_encode(lua_State *L)
     char err[160];
     int rc;
     luaL_checkany(L, 1);
-    buf_init(&out);
+    ddb_buf_init(&out);
     /* one allocation for a typical request rather than a doubling series */
-    if (buf_reserve(&out, 1024) != 0)
+    if (ddb_buf_reserve(&out, 1024) != 0)
         return luaL_error(L, "out of memory");
-    rc = json_encode(L, 1, &out, err, sizeof err);
+    rc = ddb_json_encode(L, 1, &out, err, sizeof err);
     if (rc != 0) {
-        buf_free(&out);
+        ddb_buf_free(&out);
         lua_pushnil(L);
         lua_pushstring(L, err);
         return 2;
     }
     lua_pushlstring(L, out.data ? out.data : "", out.len);
-    buf_free(&out);
+    ddb_buf_free(&out);
     return 1;
 }
 
@@ -55,7 +47,7 @@ static int core_decode(lua_State *L)
 {
     size_t n;
     const char *s = luaL_checklstring(L, 1, &n);
-    return json_decode(L, s, n) ? 1 : 2;
+    return ddb_json_decode(L, s, n) ? 1 : 2;
 }
 
 static int core_now(lua_State *L)
@@ -114,7 +106,7 @@ static int core_http1_head(lua_State *L)
     size_t n;
     const char *p = luaL_checklstring(L, 1, &n);
     http1_head h;
-    int r = http1_parse_head(p, n, &h);
+    int r = ddb_http1_parse_head(p, n, &h);
     if (r <= 0) {
         if (r == 0) {
             lua_pushboolean(L, 0);
@@ -157,11 +149,11 @@ static int core_http1_dechunk(lua_State *L)
     luaL_argcheck(L, from >= 1 && (size_t)from <= n + 1, 2, "out of range");
     luaL_argcheck(L, step >= 1, 3, "at least 1");
     luaL_argcheck(L, max >= 0, 4, "not negative");
-    http1_chunks_init(&c, (size_t)max);
+    ddb_http1_chunks_init(&c, (size_t)max);
     c.pos = (size_t)from - 1;
-    buf_init(&out);
+    ddb_buf_init(&out);
     for (k = c.pos;; k = k + (size_t)step < n ? k + (size_t)step : n) {
-        r = http1_dechunk(&c, p, k, &out);
+        r = ddb_http1_dechunk(&c, p, k, &out);
         if (r != 0 || k == n)
             break;
     }
@@ -175,7 +167,7 @@ static int core_http1_dechunk(lua_State *L)
         lua_pushnil(L);
         lua_pushstring(L, http1_failure(r));
     }
-    buf_free(&out);
+    ddb_buf_free(&out);
     return 2;
 }
 
@@ -190,40 +182,40 @@ DDB_EXPORT int luaopen_ddb_core(lua_State *L)
     static const luaL_Reg funcs[] = {
         {"encode", core_encode},
         {"decode", core_decode},
-        {"marshal", av_lua_marshal},
-        {"marshal_item", av_lua_marshal_item},
-        {"unmarshal", av_lua_unmarshal},
-        {"unmarshal_item", av_lua_unmarshal_item},
-        {"av_equal", av_lua_equal},
-        {"item_size", av_lua_item_size},
-        {"plan_diff", av_lua_plan_diff},
-        {"number_canonical", av_lua_number_canonical},
-        {"signer_new", signer_lua_new},
-        {"retry_new", retry_lua_new},
-        {"curl_new", curlt_lua_new},
-        {"multi_new", multi_lua_new},
-        {"parse_response", proto_lua_parse_response},
-        {"error", proto_lua_error},
-        {"crc32", proto_lua_crc32},
+        {"marshal", ddb_av_lua_marshal},
+        {"marshal_item", ddb_av_lua_marshal_item},
+        {"unmarshal", ddb_av_lua_unmarshal},
+        {"unmarshal_item", ddb_av_lua_unmarshal_item},
+        {"av_equal", ddb_av_lua_equal},
+        {"item_size", ddb_av_lua_item_size},
+        {"plan_diff", ddb_av_lua_plan_diff},
+        {"number_canonical", ddb_av_lua_number_canonical},
+        {"signer_new", ddb_signer_lua_new},
+        {"retry_new", ddb_retry_lua_new},
+        {"curl_new", ddb_curlt_lua_new},
+        {"multi_new", ddb_multi_lua_new},
+        {"parse_response", ddb_proto_lua_parse_response},
+        {"error", ddb_proto_lua_error},
+        {"crc32", ddb_proto_lua_crc32},
         {"http1_head", core_http1_head},
         {"http1_dechunk", core_http1_dechunk},
-        {"exchange_new", exchange_lua_new},
+        {"exchange_new", ddb_exchange_lua_new},
         {"now", core_now},
         {"monotonic_ms", core_monotonic_ms},
         {"sleep_ms", core_sleep_ms},
         {"random_bytes", core_random_bytes},
-        {"random_token", tokens_lua_random},
-        {"history_push", tokens_lua_history_push},
-        {"history_tokens", tokens_lua_history_tokens},
-        {"version_parse", version_lua_parse},
-        {"version_add", version_lua_add},
+        {"random_token", ddb_tokens_lua_random},
+        {"history_push", ddb_tokens_lua_history_push},
+        {"history_tokens", ddb_tokens_lua_history_tokens},
+        {"version_parse", ddb_version_lua_parse},
+        {"version_add", ddb_version_lua_add},
         {NULL, NULL}
     };
-    av_register(L);
-    signer_register(L);
-    retry_register(L);
-    curlt_register(L);
-    exchange_register(L);
+    ddb_av_register(L);
+    ddb_signer_register(L);
+    ddb_retry_register(L);
+    ddb_curlt_register(L);
+    ddb_exchange_register(L);
     luaL_newlib(L, funcs);
     lua_newtable(L);
     set_mt_field(L, "list", JSON_LIST_MT);

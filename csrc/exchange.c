@@ -29,16 +29,16 @@ static exchange *check_exchange(lua_State *L)
 }
 
 /* core.exchange_new(max_answer_bytes) -> exchange */
-int exchange_lua_new(lua_State *L)
+int ddb_exchange_lua_new(lua_State *L)
 {
     lua_Integer max = luaL_checkinteger(L, 1);
     exchange *x;
     luaL_argcheck(L, max >= 1, 1, "at least 1");
     x = (exchange *)lua_newuserdata(L, sizeof *x);
     memset(x, 0, sizeof *x);
-    buf_init(&x->out);
-    buf_init(&x->in);
-    buf_init(&x->body);
+    ddb_buf_init(&x->out);
+    ddb_buf_init(&x->in);
+    ddb_buf_init(&x->body);
     x->max = (size_t)max;
     luaL_getmetatable(L, EXCHANGE_MT);
     lua_setmetatable(L, -2);
@@ -48,9 +48,9 @@ int exchange_lua_new(lua_State *L)
 static int exchange_gc(lua_State *L)
 {
     exchange *x = check_exchange(L);
-    buf_free(&x->out);
-    buf_free(&x->in);
-    buf_free(&x->body);
+    ddb_buf_free(&x->out);
+    ddb_buf_free(&x->in);
+    ddb_buf_free(&x->body);
     x->state = X_IDLE;
     return 0;
 }
@@ -61,15 +61,15 @@ static void shrink(exchange *x)
 {
     if (x->in.cap <= (1u << 20) && x->body.cap <= (1u << 20))
         return;
-    buf_free(&x->in);
-    buf_free(&x->body);
+    ddb_buf_free(&x->in);
+    ddb_buf_free(&x->body);
     x->state = X_IDLE;
 }
 
 static void start(exchange *x)
 {
     shrink(x);
-    answer_start(&x->ans, &x->in, &x->body, x->max);
+    ddb_answer_start(&x->ans, &x->in, &x->body, x->max);
     x->state = X_READING;
 }
 
@@ -86,7 +86,7 @@ static int exchange_start(lua_State *L)
 static int exchange_request(lua_State *L)
 {
     exchange *x = check_exchange(L);
-    signer *s = signer_check(L, 2);
+    signer *s = ddb_signer_check(L, 2);
     size_t oplen, body_len, path_len, i;
     const char *op = luaL_checklstring(L, 3, &oplen);
     const char *body = luaL_checklstring(L, 4, &body_len);
@@ -95,19 +95,19 @@ static int exchange_request(lua_State *L)
     char length[48];
     int n, failed;
 
-    signer_sign(L, s, op, oplen, body, body_len, 0, &lines);
+    ddb_signer_sign(L, s, op, oplen, body, body_len, 0, &lines);
     n = snprintf(length, sizeof length, "Content-Length: %zu\r\n\r\n", body_len);
     x->out.len = 0;
-    failed = buf_reserve(&x->out, 512 + body_len) || buf_add(&x->out, "POST ", 5) ||
+    failed = ddb_buf_reserve(&x->out, 512 + body_len) || buf_add(&x->out, "POST ", 5) ||
              buf_add(&x->out, path, path_len) || buf_add(&x->out, " HTTP/1.1\r\n", 11);
     for (i = 0; !failed && i < (size_t)lines.n; i++)
-        failed = buf_adds(&x->out, lines.line[i]) || buf_add(&x->out, "\r\n", 2);
+        failed = ddb_buf_adds(&x->out, lines.line[i]) || buf_add(&x->out, "\r\n", 2);
     if (failed || buf_add(&x->out, length, (size_t)n) || buf_add(&x->out, body, body_len))
         return luaL_error(L, "out of memory building the request");
     start(x);
     lua_pushlstring(L, x->out.data, x->out.len);
     if (x->out.cap > (1u << 20))
-        buf_free(&x->out);
+        ddb_buf_free(&x->out);
     return 1;
 }
 
@@ -127,9 +127,9 @@ static int push_outcome(lua_State *L, exchange *x, int r)
         return 1;
     }
     x->state = X_FAILED;
-    answer_failure(&x->ans, r, &code, &cls, message, sizeof message);
+    ddb_answer_failure(&x->ans, r, &code, &cls, message, sizeof message);
     lua_pushnil(L);
-    proto_push_error(L, code, message, 0, PROTO_APPLIED_MAYBE, cls);
+    ddb_proto_push_error(L, code, message, 0, PROTO_APPLIED_MAYBE, cls);
     return 2;
 }
 
@@ -146,7 +146,7 @@ static int exchange_feed(lua_State *L)
     size_t n;
     const char *p = luaL_checklstring(L, 2, &n);
     check_reading(L, x);
-    return push_outcome(L, x, answer_feed(&x->ans, p, n));
+    return push_outcome(L, x, ddb_answer_feed(&x->ans, p, n));
 }
 
 /* x:closed() -> true | nil, err: the server closed the connection. */
@@ -154,7 +154,7 @@ static int exchange_closed(lua_State *L)
 {
     exchange *x = check_exchange(L);
     check_reading(L, x);
-    return push_outcome(L, x, answer_closed(&x->ans));
+    return push_outcome(L, x, ddb_answer_closed(&x->ans));
 }
 
 static void check_done(lua_State *L, exchange *x)
@@ -168,7 +168,7 @@ static int exchange_keep(lua_State *L)
 {
     exchange *x = check_exchange(L);
     check_done(L, x);
-    lua_pushboolean(L, answer_keep(&x->ans));
+    lua_pushboolean(L, ddb_answer_keep(&x->ans));
     return 1;
 }
 
@@ -191,9 +191,9 @@ static int exchange_answer(lua_State *L)
     size_t len;
     check_done(L, x);
     head = head_of(x);
-    body = answer_body(&x->ans, &len);
+    body = ddb_answer_body(&x->ans, &len);
     lua_pushinteger(L, x->ans.head.status);
-    curlt_push_headers(L, &head);
+    ddb_curlt_push_headers(L, &head);
     lua_pushlstring(L, body, len);
     shrink(x);   /* what was pushed is Lua's copy */
     return 3;
@@ -211,8 +211,8 @@ static int exchange_result(lua_State *L)
     int n;
     check_done(L, x);
     head = head_of(x);
-    body = answer_body(&x->ans, &len);
-    n = curlt_push_answer(L, x->ans.head.status, &head, body, len, plain, 0);
+    body = ddb_answer_body(&x->ans, &len);
+    n = ddb_curlt_push_answer(L, x->ans.head.status, &head, body, len, plain, 0);
     shrink(x);   /* what was pushed is Lua's */
     return n;
 }
@@ -225,7 +225,7 @@ static int exchange_tostring(lua_State *L)
     return 1;
 }
 
-void exchange_register(lua_State *L)
+void ddb_exchange_register(lua_State *L)
 {
     static const luaL_Reg methods[] = {
         {"start", exchange_start},
@@ -237,7 +237,7 @@ void exchange_register(lua_State *L)
         {"result", exchange_result},
         {NULL, NULL}
     };
-    if (compat_newmetatable(L, EXCHANGE_MT)) {
+    if (ddb_compat_newmetatable(L, EXCHANGE_MT)) {
         lua_newtable(L);
         luaL_setfuncs(L, methods, 0);
         lua_setfield(L, -2, "__index");

@@ -4,10 +4,13 @@
 #define DDB_EXCHANGE_H
 
 #include "compat.h"
+#include "visibility.h"
 
 #define EXCHANGE_MT "ddb{exchange}"
 
-int exchange_lua_new(lua_State *L);
-void exchange_register(lua_State *L);
+DDB_HIDDEN_BEGIN
+int ddb_exchange_lua_new(lua_State *L);
+void ddb_exchange_register(lua_State *L);
+DDB_HIDDEN_END
 
 #endif

@@ -50,7 +50,7 @@ static const char *line_end(const char *p, const char *end)
     return memchr(p, '\n', (size_t)(end - p));
 }
 
-int http1_parse_head(const char *p, size_t len, http1_head *h)
+int ddb_http1_parse_head(const char *p, size_t len, http1_head *h)
 {
     const char *end = p + (len > HTTP1_MAX_HEAD ? HTTP1_MAX_HEAD : len);
     const char *line = p, *nl;
@@ -123,7 +123,7 @@ int http1_parse_head(const char *p, size_t len, http1_head *h)
 
 enum { CH_SIZE, CH_DATA, CH_DATA_END, CH_TRAILER, CH_DONE };
 
-void http1_chunks_init(http1_chunks *c, size_t max)
+void ddb_http1_chunks_init(http1_chunks *c, size_t max)
 {
     c->pos = 0;
     c->state = CH_SIZE;
@@ -132,7 +132,7 @@ void http1_chunks_init(http1_chunks *c, size_t max)
     c->trailer_len = 0;
 }
 
-int http1_dechunk(http1_chunks *c, const char *p, size_t len, buf *out)
+int ddb_http1_dechunk(http1_chunks *c, const char *p, size_t len, buf *out)
 {
     const char *end = p + len;
     while (c->state != CH_DONE) {

@@ -5,6 +5,9 @@
 
 #include <stddef.h>
 #include "buf.h"
+#include "visibility.h"
+
+DDB_HIDDEN_BEGIN
 
 /* The longest head accepted, and the longest trailer section of a chunked body: DynamoDB's
  * heads are a few hundred bytes and it sends no trailers. */
@@ -28,7 +31,7 @@ typedef struct http1_head {
  * bytes are needed, HTTP1_MALFORMED when it is not an HTTP/1.x answer or is malformed (a
  * Content-Length that is not a number or two that differ), HTTP1_TOO_LARGE when it has not
  * ended within HTTP1_MAX_HEAD bytes. */
-int http1_parse_head(const char *p, size_t len, http1_head *h);
+int ddb_http1_parse_head(const char *p, size_t len, http1_head *h);
 
 /* Where a chunked body's decoding stands, so that it resumes as bytes arrive. */
 typedef struct http1_chunks {
@@ -40,13 +43,15 @@ typedef struct http1_chunks {
 } http1_chunks;
 
 /* max: the longest decoded body accepted, 0 for no limit. */
-void http1_chunks_init(http1_chunks *c, size_t max);
+void ddb_http1_chunks_init(http1_chunks *c, size_t max);
 /* Decodes the chunked body p[0..len) from c->pos on, appending the data to out: 1 when the
  * last chunk and the trailers are complete (c->pos is then the end of the body), 0 when more
  * bytes are needed, HTTP1_MALFORMED, HTTP1_NO_MEMORY, or HTTP1_TOO_LARGE when a chunk would
  * take the body past c->max or the trailers past HTTP1_MAX_HEAD (decided on the chunk's size
  * line, before its data arrives). The caller may drop the bytes before c->pos between calls
  * (moving the rest down and c->pos with it): the decoder keeps no pointer into p. */
-int http1_dechunk(http1_chunks *c, const char *p, size_t len, buf *out);
+int ddb_http1_dechunk(http1_chunks *c, const char *p, size_t len, buf *out);
+
+DDB_HIDDEN_END
 
 #endif

@@ -3,7 +3,6 @@
 
 #include <math.h>
 #include <stdint.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +13,7 @@
  * (TransactItems); the bound also stops cyclic tables. */
 #define JSON_MAX_DEPTH 128
 
-int json_utf8_valid(const char *str, size_t n)
+int ddb_json_utf8_valid(const char *str, size_t n)
 {
     const unsigned char *s = (const unsigned char *)str;
     size_t i = 0;
@@ -62,11 +61,12 @@ int json_utf8_valid(const char *str, size_t n)
     return 1;
 }
 
-int json_add_string(buf *out, const char *s, size_t n)
+/* Appends the JSON string literal for s; fails (-1) on allocation failure only. */
+static int json_add_string(buf *out, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
     size_t i, start = 0;
-    if (buf_reserve(out, n + 2) || buf_addc(out, '"'))
+    if (ddb_buf_reserve(out, n + 2) || buf_addc(out, '"'))
         return -1;
     for (i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
@@ -90,7 +90,7 @@ int json_add_string(buf *out, const char *s, size_t n)
             if (buf_add(out, u, 6))
                 return -1;
         }
-        if (esc != NULL && buf_adds(out, esc))
+        if (esc != NULL && ddb_buf_adds(out, esc))
             return -1;
         start = i + 1;
     }
@@ -99,7 +99,7 @@ int json_add_string(buf *out, const char *s, size_t n)
     return 0;
 }
 
-int json_has_mt(lua_State *L, int idx, const char *name)
+int ddb_json_has_mt(lua_State *L, int idx, const char *name)
 {
     int r;
     if (!lua_getmetatable(L, idx))
@@ -110,12 +110,12 @@ int json_has_mt(lua_State *L, int idx, const char *name)
     return r;
 }
 
-int json_table_kind(lua_State *L, int idx, size_t *len, char *err, size_t errlen)
+int ddb_json_table_kind(lua_State *L, int idx, size_t *len, char *err, size_t errlen)
 {
     size_t n = 0, strings = 0, max = 0;
     /* A marked list is still scanned: a string key in it would otherwise vanish silently. */
-    int marked_list = json_has_mt(L, idx, JSON_LIST_MT);
-    if (!marked_list && json_has_mt(L, idx, JSON_MAP_MT))
+    int marked_list = ddb_json_has_mt(L, idx, JSON_LIST_MT);
+    if (!marked_list && ddb_json_has_mt(L, idx, JSON_MAP_MT))
         return 0;
     lua_pushnil(L);
     while (lua_next(L, idx) != 0) {
@@ -180,7 +180,7 @@ static int encode_table(lua_State *L, int idx, buf *out, int depth, char *err, s
             return -1;
         }
     }
-    kind = json_table_kind(L, idx, &len, err, errlen);
+    kind = ddb_json_table_kind(L, idx, &len, err, errlen);
     if (kind < 0)
         return -1;
     luaL_checkstack(L, 4, "JSON nesting");
@@ -205,7 +205,7 @@ static int encode_table(lua_State *L, int idx, buf *out, int depth, char *err, s
     while (lua_next(L, idx) != 0) {
         size_t klen;
         const char *k;
-        /* A map-marked table skips json_table_kind's key check; lua_tolstring would turn a
+        /* A map-marked table skips ddb_json_table_kind's key check; lua_tolstring would turn a
          * number key into a string under lua_next, and give NULL for any other type. */
         if (lua_type(L, -2) != LUA_TSTRING) {
             snprintf(err, errlen, "map key is a %s, not a string", luaL_typename(L, -2));
@@ -216,7 +216,7 @@ static int encode_table(lua_State *L, int idx, buf *out, int depth, char *err, s
         if (!first && buf_addc(out, ','))
             goto nomem_pop2;
         first = 0;
-        if (!json_utf8_valid(k, klen) || memchr(k, '\0', klen) != NULL) {
+        if (!ddb_json_utf8_valid(k, klen) || memchr(k, '\0', klen) != NULL) {
             lua_pop(L, 2);
             snprintf(err, errlen, "map key is not valid UTF-8 text");
             return -1;
@@ -244,14 +244,14 @@ static int encode_value(lua_State *L, int idx, buf *out, int depth, char *err, s
     const char *s;
     switch (lua_type(L, idx)) {
     case LUA_TNIL:
-        return buf_adds(out, "null");
+        return ddb_buf_adds(out, "null");
     case LUA_TBOOLEAN:
-        return buf_adds(out, lua_toboolean(L, idx) ? "true" : "false");
+        return ddb_buf_adds(out, lua_toboolean(L, idx) ? "true" : "false");
     case LUA_TNUMBER:
 #if DDB_HAS_INTEGERS
         if (lua_isinteger(L, idx)) {
             snprintf(num, sizeof num, LUA_INTEGER_FMT, lua_tointeger(L, idx));
-            return buf_adds(out, num);
+            return ddb_buf_adds(out, num);
         }
 #endif
         {
@@ -264,7 +264,7 @@ static int encode_value(lua_State *L, int idx, buf *out, int depth, char *err, s
                 snprintf(num, sizeof num, "%.0f", d);
             else
                 snprintf(num, sizeof num, "%.17g", d);
-            return buf_adds(out, num);
+            return ddb_buf_adds(out, num);
         }
     case LUA_TSTRING:
         s = lua_tolstring(L, idx, &n);
@@ -273,7 +273,7 @@ static int encode_value(lua_State *L, int idx, buf *out, int depth, char *err, s
                      "in text (use ddb.binary)");
             return -1;
         }
-        if (!json_utf8_valid(s, n)) {
+        if (!ddb_json_utf8_valid(s, n)) {
             snprintf(err, errlen, "string is not valid UTF-8 (use ddb.binary for bytes)");
             return -1;
         }
@@ -286,7 +286,7 @@ static int encode_value(lua_State *L, int idx, buf *out, int depth, char *err, s
     }
 }
 
-int json_encode(lua_State *L, int idx, buf *out, char *err, size_t errlen)
+int ddb_json_encode(lua_State *L, int idx, buf *out, char *err, size_t errlen)
 {
     int top = lua_gettop(L);
     int rc;
@@ -403,130 +403,18 @@ static int has_escaped_nul(const char *s, size_t n)
     return 0;
 }
 
-/* cJSON allocates every node and every string with its own malloc, and a decode frees the
- * whole tree at once: for a DynamoDB answer those calls cost more than the parsing. While a
- * thread decodes, cJSON's allocations come from a bump arena instead (a stack block, then
- * heap blocks), dropped whole afterwards. The hooks are process-wide but only divert
- * allocations on a thread inside json_decode; every other use of cJSON gets malloc/free. */
-typedef struct arena_block {
-    struct arena_block *next;
-    size_t size, used;
-    /* max_align_t is C11; a union of the widest types aligns as well in C99 */
-    union { long double ld; void *p; long long ll; } data[1];
-} arena_block;
-
-typedef struct arena {
-    arena_block *head;   /* the block allocations come from; the first one is on the stack */
-    arena_block *heap;   /* heap blocks, freed when the decode ends */
-} arena;
-
-#if defined(__GNUC__)
-#define DDB_THREAD_LOCAL __thread
-#else
-#define DDB_THREAD_LOCAL _Thread_local
-#endif
-static DDB_THREAD_LOCAL arena *active_arena;
-
-#define ARENA_ALIGN sizeof(((arena_block *)0)->data[0])
-#define ARENA_STACK_BYTES 8192
-
-static void *arena_malloc(size_t n)
+int ddb_json_decode(lua_State *L, const char *s, size_t n)
 {
-    arena *a = active_arena;
-    arena_block *b;
-    if (a == NULL)
-        return malloc(n);
-    n = (n + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
-    b = a->head;
-    if (b->size - b->used < n) {
-        size_t size = b->size * 2 > n ? b->size * 2 : n;
-        arena_block *nb = malloc(offsetof(arena_block, data) + size);
-        if (nb == NULL)
-            return NULL;
-        nb->size = size;
-        nb->used = 0;
-        nb->next = a->heap;
-        a->heap = nb;
-        a->head = b = nb;
-    }
-    b->used += n;
-    return (char *)b->data + b->used - n;
+    return ddb_json_decode_with(L, s, n, NULL, NULL);
 }
 
-static void arena_free(void *p)
-{
-    /* on a decoding thread every cJSON allocation is in the arena, freed with it */
-    if (active_arena == NULL)
-        free(p);
-}
-
-static pthread_once_t hooks_once = PTHREAD_ONCE_INIT;
-
-static void install_hooks(void)
-{
-    cJSON_Hooks hooks = { arena_malloc, arena_free };
-    cJSON_InitHooks(&hooks);
-}
-
-#if defined(__GNUC__)
-/* Lua unloads C modules when a state closes: hand cJSON back its own allocator first, so
- * that nothing else in the process calls into this unmapped library. */
-__attribute__((destructor)) static void restore_hooks(void)
-{
-    cJSON_InitHooks(NULL);
-}
-#endif
-
-static int in_arena(const arena *a, const arena_block *first, const void *p)
-{
-    const arena_block *b;
-    const char *c = p;
-    if (c >= (const char *)first->data && c < (const char *)first->data + first->size)
-        return 1;
-    for (b = a->heap; b != NULL; b = b->next)
-        if (c >= (const char *)b->data && c < (const char *)b->data + b->size)
-            return 1;
-    return 0;
-}
-
-static void arena_release(arena *a)
-{
-    while (a->heap != NULL) {
-        arena_block *next = a->heap->next;
-        free(a->heap);
-        a->heap = next;
-    }
-}
-
-/* Parses with the arena; *owned says the tree is the arena's (else cJSON_Delete frees it:
- * another library in the process replaced the hooks). */
-static cJSON *parse_in_arena(arena *a, arena_block *first, const char *s, size_t n,
-                             const char **end, int *owned)
-{
-    cJSON *j;
-    pthread_once(&hooks_once, install_hooks);
-    active_arena = a;
-    j = cJSON_ParseWithLengthOpts(s, n, end, 0);
-    active_arena = NULL;
-    *owned = j != NULL && in_arena(a, first, j);
-    return j;
-}
-
-int json_decode(lua_State *L, const char *s, size_t n)
-{
-    return json_decode_with(L, s, n, NULL, NULL);
-}
-
-int json_decode_with(lua_State *L, const char *s, size_t n, const char *key, json_push_fn fn)
+int ddb_json_decode_with(lua_State *L, const char *s, size_t n, const char *key, json_push_fn fn)
 {
     cJSON *j;
     push_job job;
     const char *end = NULL;
     const char *msg = NULL;
-    union { arena_block b; char bytes[ARENA_STACK_BYTES]; } stack_block;
-    arena_block *first = &stack_block.b;
-    arena a;
-    int owned, rc = 0;
+    int rc = 0;
     /* cJSON copies a raw NUL into a string and lua_pushstring would then cut it short. */
     if (memchr(s, '\0', n) != NULL) {
         lua_pushnil(L);
@@ -535,7 +423,7 @@ int json_decode_with(lua_State *L, const char *s, size_t n, const char *key, jso
     }
     /* JSON text is UTF-8 (RFC 8259); cJSON does not check, and what decodes here must
      * encode again. */
-    if (!json_utf8_valid(s, n)) {
+    if (!ddb_json_utf8_valid(s, n)) {
         lua_pushnil(L);
         lua_pushliteral(L, "JSON text is not valid UTF-8");
         return 0;
@@ -546,14 +434,10 @@ int json_decode_with(lua_State *L, const char *s, size_t n, const char *key, jso
                            "does not represent");
         return 0;
     }
-    first->size = sizeof stack_block - offsetof(arena_block, data);
-    first->used = 0;
-    first->next = NULL;
-    a.head = first;
-    a.heap = NULL;
-    j = parse_in_arena(&a, first, s, n, &end, &owned);
+    /* cJSON's allocator is process-wide state that belongs to the host (issue 16.2): parse
+     * with whatever it is and give the tree back through cJSON_Delete, which uses the same. */
+    j = cJSON_ParseWithLengthOpts(s, n, &end, 0);
     if (j == NULL) {
-        arena_release(&a);
         lua_pushnil(L);
         lua_pushliteral(L, "body is not valid JSON");
         return 0;
@@ -574,9 +458,7 @@ int json_decode_with(lua_State *L, const char *s, size_t n, const char *key, jso
         lua_pushlightuserdata(L, &job);
         rc = lua_pcall(L, 1, 1, 0);
     }
-    if (!owned)
-        cJSON_Delete(j);
-    arena_release(&a);
+    cJSON_Delete(j);
     if (msg != NULL) {
         lua_pushnil(L);
         lua_pushstring(L, msg);

@@ -5,15 +5,13 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "compat.h"
+#include "visibility.h"
 
-uint32_t proto_crc32(const void *data, size_t len);
+DDB_HIDDEN_BEGIN
 
 /* Where an error leaves the request: never reached DynamoDB, or may have been applied. */
 #define PROTO_APPLIED_NO "no"
 #define PROTO_APPLIED_MAYBE "maybe"
-
-/* Retry classes; "none" is final. */
-const char *proto_retry_class(const char *code, int status);
 
 /* An HTTP answer as the parser needs it. */
 typedef struct proto_answer {
@@ -28,17 +26,19 @@ typedef struct proto_answer {
 /* Pushes the result table, or nil and the error table (code, message, status, applied,
  * retry_class, request_id, item, cancellation_reasons): what parse_response returns.
  * plain: a top-level member holding an item ("Attributes"), pushed as plain values. */
-int proto_parse(lua_State *L, const proto_answer *a, const char *plain);
+int ddb_proto_parse(lua_State *L, const proto_answer *a, const char *plain);
 /* Lua: (status, body, headers[, plain]) -> result | nil, err
  * plain: a top-level member holding an item ("Attributes"), returned as plain values. */
-int proto_lua_parse_response(lua_State *L);
+int ddb_proto_lua_parse_response(lua_State *L);
 /* Pushes an error table: code, message (code when NULL), status (when > 0), applied,
  * retry_class, retryable (the class is not "none"). */
-void proto_push_error(lua_State *L, const char *code, const char *message, int status,
-                      const char *applied, const char *retry_class);
+void ddb_proto_push_error(lua_State *L, const char *code, const char *message, int status,
+                          const char *applied, const char *retry_class);
 /* Lua: (code, message, status, applied, retry_class) -> err table */
-int proto_lua_error(lua_State *L);
+int ddb_proto_lua_error(lua_State *L);
 /* Lua: (string[, crc]) -> crc32 */
-int proto_lua_crc32(lua_State *L);
+int ddb_proto_lua_crc32(lua_State *L);
+
+DDB_HIDDEN_END
 
 #endif

@@ -13,7 +13,7 @@
  *   SDKs' throttled base; we use 100 ms so a request path is not parked for seconds.
  * - 1 s cap: request paths; the SDKs' 20 s cap suits batch jobs and can be set per client.
  * - quota 500 tokens, 5 per retry, 10 per timeout retry, 1 back per success: standard mode. */
-void retry_init(retry_policy *r, uint64_t seed)
+static void retry_init(retry_policy *r, uint64_t seed)
 {
     r->max_attempts = 10;
     r->base_ms = 25;
@@ -26,7 +26,7 @@ void retry_init(retry_policy *r, uint64_t seed)
     r->rng = seed ? seed : 0x9E3779B97F4A7C15ull;
 }
 
-uint64_t retry_seed(void)
+static uint64_t retry_seed(void)
 {
     struct timespec ts;
     uint64_t s;
@@ -36,7 +36,8 @@ uint64_t retry_seed(void)
     return s ? s : 1;
 }
 
-double retry_random(retry_policy *r)
+/* Uniform in [0, 1). */
+static double retry_random(retry_policy *r)
 {
     /* xorshift64*: per-policy state, so threads with their own clients never share it */
     uint64_t x = r->rng;
@@ -47,7 +48,8 @@ double retry_random(retry_policy *r)
     return (double)((x * 0x2545F4914F6CDD1Dull) >> 11) / 9007199254740992.0;
 }
 
-double retry_backoff(retry_policy *r, double base_ms, double cap_ms, int attempt)
+/* Full jitter: uniform in [0, min(cap, base * 2^(attempt-1))]. */
+static double retry_backoff(retry_policy *r, double base_ms, double cap_ms, int attempt)
 {
     double window;
     if (attempt < 1)
@@ -81,7 +83,7 @@ static double opt_field(lua_State *L, int t, const char *name, double def, doubl
 }
 
 /* core.retry_new{ max_attempts=, base_ms=, throttle_base_ms=, cap_ms=, quota=, seed= } */
-int retry_lua_new(lua_State *L)
+int ddb_retry_lua_new(lua_State *L)
 {
     retry_policy *r;
     int t = lua_istable(L, 1) ? 1 : 0;
@@ -193,7 +195,7 @@ static int retry_random_lua(lua_State *L)
     return 1;
 }
 
-void retry_register(lua_State *L)
+void ddb_retry_register(lua_State *L)
 {
     static const luaL_Reg methods[] = {
         {"next", retry_next},
@@ -203,7 +205,7 @@ void retry_register(lua_State *L)
         {"random", retry_random_lua},
         {NULL, NULL}
     };
-    if (compat_newmetatable(L, RETRY_MT)) {
+    if (ddb_compat_newmetatable(L, RETRY_MT)) {
         lua_newtable(L);
         luaL_setfuncs(L, methods, 0);
         lua_setfield(L, -2, "__index");

@@ -4,6 +4,9 @@
 
 #include <stdint.h>
 #include "compat.h"
+#include "visibility.h"
+
+DDB_HIDDEN_BEGIN
 
 #define RETRY_MT "ddb{retry}"
 
@@ -19,14 +22,9 @@ typedef struct retry_policy {
     uint64_t rng;
 } retry_policy;
 
-void retry_init(retry_policy *r, uint64_t seed);
-/* Uniform in [0, 1). */
-double retry_random(retry_policy *r);
-/* Full jitter: uniform in [0, min(cap, base * 2^(attempt-1))]. */
-double retry_backoff(retry_policy *r, double base_ms, double cap_ms, int attempt);
-uint64_t retry_seed(void);
+int ddb_retry_lua_new(lua_State *L);
+void ddb_retry_register(lua_State *L);
 
-int retry_lua_new(lua_State *L);
-void retry_register(lua_State *L);
+DDB_HIDDEN_END
 
 #endif

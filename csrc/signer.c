@@ -1,6 +1,6 @@
 /* The signer object: credentials, scope and the cached signing key behind one userdata.
  * A generic SigV4 request signer (sign_generic, signer:sign_request) and its DynamoDB
- * wrapper (signer_sign, signer:prepare); the signing key never leaves C. */
+ * wrapper (ddb_signer_sign, signer:prepare); the signing key never leaves C. */
 #include "signer.h"
 #include "sigv4.h"
 #include "buf.h"
@@ -41,8 +41,8 @@ struct signer {
     /* registry references to the header lines that never change (Host, Content-Type,
      * User-Agent), made on the first prepare: no string built for them per request */
     int line_refs[3];
-    char *fixed[3];          /* the same lines as C strings, for signer_sign's callers */
-    buf lines;               /* signer_sign's other lines, NUL-separated */
+    char *fixed[3];          /* the same lines as C strings, for ddb_signer_sign's callers */
+    buf lines;               /* ddb_signer_sign's other lines, NUL-separated */
 };
 
 #define LINE_HOST 0
@@ -64,10 +64,10 @@ static void signer_clear_credentials(signer *s)
     wipe_str(&s->secret_key);
     wipe_str(&s->session_token);
     OPENSSL_cleanse(&s->cache, sizeof s->cache);
-    sigv4_hmac_free(&s->mac);
+    ddb_sigv4_hmac_free(&s->mac);
 }
 
-signer *signer_check(lua_State *L, int idx)
+signer *ddb_signer_check(lua_State *L, int idx)
 {
     return (signer *)luaL_checkudata(L, idx, SIGNER_MT);
 }
@@ -151,15 +151,15 @@ static void set_credentials(lua_State *L, signer *s, int t)
 }
 
 /* core.signer_new{ access_key, secret_key, session_token, region, host, service, user_agent } */
-int signer_lua_new(lua_State *L)
+int ddb_signer_lua_new(lua_State *L)
 {
     signer *s;
     luaL_checktype(L, 1, LUA_TTABLE);
     s = lua_newuserdata(L, sizeof *s);
     memset(s, 0, sizeof *s);
     s->line_refs[LINE_HOST] = s->line_refs[LINE_TYPE] = s->line_refs[LINE_AGENT] = LUA_NOREF;
-    sigv4_hmac_init(&s->mac);
-    buf_init(&s->lines);
+    ddb_sigv4_hmac_init(&s->mac);
+    ddb_buf_init(&s->lines);
     luaL_getmetatable(L, SIGNER_MT);
     lua_setmetatable(L, -2);
     s->region = dup_field(L, 1, "region", 1);
@@ -191,7 +191,7 @@ static int signer_gc(lua_State *L)
         free(s->fixed[i]);
         s->fixed[i] = NULL;
     }
-    buf_wipe(&s->lines);   /* held the session token */
+    ddb_buf_wipe(&s->lines);   /* held the session token */
     free(s->region);
     free(s->host);
     free(s->service);
@@ -203,7 +203,7 @@ static int signer_gc(lua_State *L)
 
 static int signer_set_credentials(lua_State *L)
 {
-    signer *s = signer_check(L, 1);
+    signer *s = ddb_signer_check(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
     set_credentials(L, s, 2);
     return 0;
@@ -211,7 +211,7 @@ static int signer_set_credentials(lua_State *L)
 
 static int signer_tostring(lua_State *L)
 {
-    signer *s = signer_check(L, 1);
+    signer *s = ddb_signer_check(L, 1);
     char shown[16] = "none";
     /* Only the first four characters of the access key id: enough to tell keys apart in logs. */
     if (s->access_key != NULL)
@@ -223,7 +223,7 @@ static int signer_tostring(lua_State *L)
 
 static int signer_skew(lua_State *L)
 {
-    signer *s = signer_check(L, 1);
+    signer *s = ddb_signer_check(L, 1);
     if (!lua_isnoneornil(L, 2))
         s->skew = (long long)luaL_checknumber(L, 2);
     lua_pushnumber(L, (lua_Number)s->skew);
@@ -239,11 +239,11 @@ static long long now_epoch(lua_State *L, signer *s, int idx)
 
 static void stages_init(stages *st)
 {
-    buf_init(&st->creq);
-    buf_init(&st->signed_headers);
-    buf_init(&st->scope);
-    buf_init(&st->sts);
-    buf_init(&st->auth);
+    ddb_buf_init(&st->creq);
+    ddb_buf_init(&st->signed_headers);
+    ddb_buf_init(&st->scope);
+    ddb_buf_init(&st->sts);
+    ddb_buf_init(&st->auth);
     st->signature[0] = '\0';
 }
 
@@ -260,11 +260,11 @@ static void stages_reset(stages *st)
 
 static void stages_free(stages *st)
 {
-    buf_free(&st->creq);
-    buf_free(&st->signed_headers);
-    buf_free(&st->scope);
-    buf_free(&st->sts);
-    buf_free(&st->auth);
+    ddb_buf_free(&st->creq);
+    ddb_buf_free(&st->signed_headers);
+    ddb_buf_free(&st->scope);
+    ddb_buf_free(&st->sts);
+    ddb_buf_free(&st->auth);
 }
 
 static int run_stages(signer *s, const sigv4_request *req, const char *amz_date, stages *st,
@@ -272,16 +272,16 @@ static int run_stages(signer *s, const sigv4_request *req, const char *amz_date,
 {
     if (s->md == NULL && (s->md = EVP_MD_CTX_new()) == NULL)
         return -1;
-    if (sigv4_canonical_request(s->md, req, &st->creq, &st->signed_headers) ||
-        sigv4_scope(&st->scope, amz_date, s->region, s->service) ||
-        sigv4_string_to_sign(s->md, &st->sts, amz_date, st->scope.data, st->creq.data,
-                             st->creq.len) ||
-        sigv4_signing_key(&s->cache, s->access_key, s->secret_key, amz_date, s->region,
-                          s->service, key) ||
-        sigv4_signature(&s->mac, key, st->sts.data, st->sts.len, st->signature))
+    if (ddb_sigv4_canonical_request(s->md, req, &st->creq, &st->signed_headers) ||
+        ddb_sigv4_scope(&st->scope, amz_date, s->region, s->service) ||
+        ddb_sigv4_string_to_sign(s->md, &st->sts, amz_date, st->scope.data, st->creq.data,
+                                 st->creq.len) ||
+        ddb_sigv4_signing_key(&s->cache, s->access_key, s->secret_key, amz_date, s->region,
+                              s->service, key) ||
+        ddb_sigv4_signature(&s->mac, key, st->sts.data, st->sts.len, st->signature))
         return -1;
-    return sigv4_authorization(&st->auth, s->access_key, st->scope.data, st->signed_headers.data,
-                               st->signature);
+    return ddb_sigv4_authorization(&st->auth, s->access_key, st->scope.data, st->signed_headers.data,
+                                   st->signature);
 }
 
 /* Reads a list of {name, value} pairs at stack index idx into a new userdata array with
@@ -326,7 +326,7 @@ static sigv4_header *check_headers(lua_State *L, int idx, size_t extra, int own,
  * (order and repeats kept). The signing key stays in C. */
 static int signer_stages(lua_State *L)
 {
-    signer *s = signer_check(L, 1);
+    signer *s = ddb_signer_check(L, 1);
     const char *method = luaL_checkstring(L, 2);
     const char *path = luaL_checkstring(L, 3);
     const char *query = luaL_optstring(L, 4, NULL);
@@ -400,7 +400,7 @@ static int add_line(buf *b, size_t *start, const char *name, size_t name_len,
                     const char *value)
 {
     *start = b->len;
-    return buf_add(b, name, name_len) || buf_adds(b, value) || buf_addc(b, '\0');
+    return buf_add(b, name, name_len) || ddb_buf_adds(b, value) || buf_addc(b, '\0');
 }
 #define ADD_LINE(b, start, name, value) add_line(b, start, name, sizeof(name) - 1, value)
 
@@ -416,7 +416,7 @@ static void put_line(signer_lines *out, const char *line, int which)
 static int set_amz_date(signer *s, long long epoch)
 {
     if (s->amz_date[0] == '\0' || s->date_epoch != epoch) {
-        if (sigv4_amz_date(epoch, s->amz_date) != 0) {
+        if (ddb_sigv4_amz_date(epoch, s->amz_date) != 0) {
             s->amz_date[0] = '\0';
             return -1;
         }
@@ -463,8 +463,8 @@ static int sign_generic(signer *s, const char *method, const char *path, const c
 }
 
 /* The DynamoDB wrapper of sign_generic: POST / with the JSON protocol's headers. */
-int signer_sign(lua_State *L, signer *s, const char *op, size_t oplen, const char *body,
-                size_t body_len, int epoch_idx, signer_lines *out)
+int ddb_signer_sign(lua_State *L, signer *s, const char *op, size_t oplen, const char *body,
+                    size_t body_len, int epoch_idx, signer_lines *out)
 {
     long long epoch = epoch_idx ? now_epoch(L, s, epoch_idx) : (long long)time(NULL) + s->skew;
     char target[160];
@@ -526,7 +526,7 @@ int signer_sign(lua_State *L, signer *s, const char *op, size_t oplen, const cha
  * Authorization. path is already URI-encoded; query is "a=1&b=2" or nil. */
 static int signer_sign_request(lua_State *L)
 {
-    signer *s = signer_check(L, 1);
+    signer *s = ddb_signer_check(L, 1);
     const char *method = luaL_checkstring(L, 2);
     const char *path = luaL_checkstring(L, 3);
     const char *query = luaL_optstring(L, 4, NULL);
@@ -562,7 +562,7 @@ static int signer_sign_request(lua_State *L)
  * The lines are what goes on the wire (Content-Length is the transport's). */
 static int signer_prepare(lua_State *L)
 {
-    signer *s = signer_check(L, 1);
+    signer *s = ddb_signer_check(L, 1);
     size_t oplen, body_len;
     const char *op = luaL_checklstring(L, 2, &oplen);
     const char *body = luaL_checklstring(L, 3, &body_len);
@@ -571,7 +571,7 @@ static int signer_prepare(lua_State *L)
 
     if (!valid_op(op, oplen))
         return luaL_argerror(L, 2, "operation must be a DynamoDB operation name");
-    signer_sign(L, s, op, oplen, body, body_len, 4, &lines);
+    ddb_signer_sign(L, s, op, oplen, body, body_len, 4, &lines);
     lua_createtable(L, lines.n, 0);
     list = lua_gettop(L);
     for (i = 0; i < lines.n; i++) {
@@ -594,7 +594,7 @@ static int signer_prepare(lua_State *L)
 
 static int signer_get(lua_State *L)
 {
-    signer *s = signer_check(L, 1);
+    signer *s = ddb_signer_check(L, 1);
     const char *what = luaL_checkstring(L, 2);
     if (strcmp(what, "region") == 0)
         lua_pushstring(L, s->region);
@@ -609,7 +609,7 @@ static int signer_get(lua_State *L)
     return 1;
 }
 
-void signer_register(lua_State *L)
+void ddb_signer_register(lua_State *L)
 {
     static const luaL_Reg methods[] = {
         {"prepare", signer_prepare},
@@ -621,7 +621,7 @@ void signer_register(lua_State *L)
         {"close", signer_gc},
         {NULL, NULL}
     };
-    if (compat_newmetatable(L, SIGNER_MT)) {
+    if (ddb_compat_newmetatable(L, SIGNER_MT)) {
         lua_newtable(L);
         luaL_setfuncs(L, methods, 0);
         lua_setfield(L, -2, "__index");

@@ -4,6 +4,9 @@
 
 #include <stddef.h>
 #include "compat.h"
+#include "visibility.h"
+
+DDB_HIDDEN_BEGIN
 
 #define SIGNER_MT "ddb{signer}"
 
@@ -18,15 +21,17 @@ typedef struct signer_lines {
     int n;
 } signer_lines;
 
-int signer_lua_new(lua_State *L);
-void signer_register(lua_State *L);
+int ddb_signer_lua_new(lua_State *L);
+void ddb_signer_register(lua_State *L);
 /* The signer at stack index idx (raises if it is not one). */
-signer *signer_check(lua_State *L, int idx);
+signer *ddb_signer_check(lua_State *L, int idx);
 /* Signs a DynamoDB request (operation name, JSON body) and fills out; the time is the
  * number at stack index epoch_idx when that is not 0 and not nil, else the clock plus the
  * signer's skew. Raises on a bad operation name, a closed signer or no memory. Returns the
  * number of lines. */
-int signer_sign(lua_State *L, signer *s, const char *op, size_t oplen, const char *body,
-                size_t body_len, int epoch_idx, signer_lines *out);
+int ddb_signer_sign(lua_State *L, signer *s, const char *op, size_t oplen, const char *body,
+                    size_t body_len, int epoch_idx, signer_lines *out);
+
+DDB_HIDDEN_END
 
 #endif

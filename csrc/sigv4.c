@@ -44,7 +44,8 @@ static int sha256(EVP_MD_CTX *ctx, const void *data, size_t len,
     return ok ? 0 : -1;
 }
 
-int sigv4_sha256_hex(EVP_MD_CTX *ctx, const void *data, size_t len,
+/* The hashing functions take an EVP_MD_CTX to reuse, or NULL for one of their own. */
+static int sigv4_sha256_hex(EVP_MD_CTX *ctx, const void *data, size_t len,
                      char out[SIGV4_HEX_LEN + 1])
 {
     unsigned char md[SHA256_DIGEST_LENGTH];
@@ -63,23 +64,23 @@ static void hmac256(const unsigned char *key, size_t key_len, const void *msg, s
 
 /* HMAC-SHA256 with a key that signs many messages: the hash states after the key's inner
  * and outer pad blocks are kept, so one MAC costs two state copies and the message. */
-void sigv4_hmac_init(sigv4_hmac *m)
+void ddb_sigv4_hmac_init(sigv4_hmac *m)
 {
     m->inner = m->outer = m->work = NULL;
     m->keyed = 0;
 }
 
-void sigv4_hmac_free(sigv4_hmac *m)
+void ddb_sigv4_hmac_free(sigv4_hmac *m)
 {
     /* EVP_MD_CTX_free cleanses the hash state, which is derived from the key */
     EVP_MD_CTX_free(m->inner);
     EVP_MD_CTX_free(m->outer);
     EVP_MD_CTX_free(m->work);
     OPENSSL_cleanse(m->key, sizeof m->key);
-    sigv4_hmac_init(m);
+    ddb_sigv4_hmac_init(m);
 }
 
-int sigv4_hmac_set_key(sigv4_hmac *m, const unsigned char key[SIGV4_KEY_LEN])
+static int sigv4_hmac_set_key(sigv4_hmac *m, const unsigned char key[SIGV4_KEY_LEN])
 {
     unsigned char pad[64];
     int i, ok;
@@ -106,7 +107,7 @@ int sigv4_hmac_set_key(sigv4_hmac *m, const unsigned char key[SIGV4_KEY_LEN])
     return 0;
 }
 
-int sigv4_hmac_sign(sigv4_hmac *m, const void *msg, size_t len,
+static int sigv4_hmac_sign(sigv4_hmac *m, const void *msg, size_t len,
                     unsigned char out[SIGV4_KEY_LEN])
 {
     unsigned char inner[SHA256_DIGEST_LENGTH];
@@ -243,8 +244,8 @@ cleanup:
     return rc;
 }
 
-int sigv4_canonical_request(EVP_MD_CTX *ctx, const sigv4_request *req, buf *out,
-                            buf *signed_headers)
+int ddb_sigv4_canonical_request(EVP_MD_CTX *ctx, const sigv4_request *req, buf *out,
+                                buf *signed_headers)
 {
     canon_header *hs = NULL;
     char *names;
@@ -278,7 +279,7 @@ int sigv4_canonical_request(EVP_MD_CTX *ctx, const sigv4_request *req, buf *out,
     if (n > 0)
         qsort(hs, n, sizeof *hs, canon_cmp);
 
-    if (buf_adds(out, req->method) || buf_addc(out, '\n') || buf_adds(out, req->path) ||
+    if (ddb_buf_adds(out, req->method) || buf_addc(out, '\n') || ddb_buf_adds(out, req->path) ||
         buf_addc(out, '\n') || canonical_query(out, req->query) || buf_addc(out, '\n'))
         goto cleanup;
     for (i = 0; i < n; i = j) {
@@ -303,7 +304,8 @@ int sigv4_canonical_request(EVP_MD_CTX *ctx, const sigv4_request *req, buf *out,
         buf_addc(out, '\n'))
         goto cleanup;
     if (sigv4_sha256_hex(ctx, req->body ? req->body : "", req->body_len, payload_hash) ||
-        buf_add(out, payload_hash, SIGV4_HEX_LEN) || buf_cstr(out) || buf_cstr(signed_headers))
+        buf_add(out, payload_hash, SIGV4_HEX_LEN) || ddb_buf_cstr(out) ||
+        ddb_buf_cstr(signed_headers))
         goto cleanup;
     rc = 0;
 cleanup:
@@ -311,32 +313,33 @@ cleanup:
     return rc;
 }
 
-int sigv4_scope(buf *out, const char *amz_date, const char *region, const char *service)
+int ddb_sigv4_scope(buf *out, const char *amz_date, const char *region, const char *service)
 {
     if (strlen(amz_date) < 8)
         return -1;
-    if (buf_add(out, amz_date, 8) || buf_addc(out, '/') || buf_adds(out, region) ||
-        buf_addc(out, '/') || buf_adds(out, service) || buf_adds(out, "/aws4_request") ||
-        buf_cstr(out))
+    if (buf_add(out, amz_date, 8) || buf_addc(out, '/') || ddb_buf_adds(out, region) ||
+        buf_addc(out, '/') || ddb_buf_adds(out, service) || ddb_buf_adds(out, "/aws4_request") ||
+        ddb_buf_cstr(out))
         return -1;
     return 0;
 }
 
-int sigv4_string_to_sign(EVP_MD_CTX *ctx, buf *out, const char *amz_date, const char *scope,
-                         const char *canonical_request, size_t creq_len)
+int ddb_sigv4_string_to_sign(EVP_MD_CTX *ctx, buf *out, const char *amz_date, const char *scope,
+                             const char *canonical_request, size_t creq_len)
 {
     char hash[SIGV4_HEX_LEN + 1];
     if (sigv4_sha256_hex(ctx, canonical_request, creq_len, hash) ||
-        buf_adds(out, "AWS4-HMAC-SHA256\n") || buf_adds(out, amz_date) || buf_addc(out, '\n') ||
-        buf_adds(out, scope) || buf_addc(out, '\n') || buf_add(out, hash, SIGV4_HEX_LEN) ||
-        buf_cstr(out))
+        ddb_buf_adds(out, "AWS4-HMAC-SHA256\n") || ddb_buf_adds(out, amz_date) ||
+        buf_addc(out, '\n') ||
+        ddb_buf_adds(out, scope) || buf_addc(out, '\n') || buf_add(out, hash, SIGV4_HEX_LEN) ||
+        ddb_buf_cstr(out))
         return -1;
     return 0;
 }
 
-int sigv4_signing_key(sigv4_key_cache *cache, const char *access_key, const char *secret_key,
-                      const char *amz_date, const char *region, const char *service,
-                      unsigned char key[SIGV4_KEY_LEN])
+int ddb_sigv4_signing_key(sigv4_key_cache *cache, const char *access_key, const char *secret_key,
+                          const char *amz_date, const char *region, const char *service,
+                          unsigned char key[SIGV4_KEY_LEN])
 {
     unsigned char k[SIGV4_KEY_LEN];
     size_t slen = strlen(secret_key);
@@ -371,8 +374,8 @@ int sigv4_signing_key(sigv4_key_cache *cache, const char *access_key, const char
     return 0;
 }
 
-int sigv4_signature(sigv4_hmac *m, const unsigned char key[SIGV4_KEY_LEN], const char *sts,
-                    size_t sts_len, char out[SIGV4_HEX_LEN + 1])
+int ddb_sigv4_signature(sigv4_hmac *m, const unsigned char key[SIGV4_KEY_LEN], const char *sts,
+                        size_t sts_len, char out[SIGV4_HEX_LEN + 1])
 {
     unsigned char mac[SIGV4_KEY_LEN];
     if (m != NULL) {
@@ -385,18 +388,18 @@ int sigv4_signature(sigv4_hmac *m, const unsigned char key[SIGV4_KEY_LEN], const
     return 0;
 }
 
-int sigv4_authorization(buf *out, const char *access_key, const char *scope,
-                        const char *signed_headers, const char *signature)
+int ddb_sigv4_authorization(buf *out, const char *access_key, const char *scope,
+                            const char *signed_headers, const char *signature)
 {
-    if (buf_adds(out, "AWS4-HMAC-SHA256 Credential=") || buf_adds(out, access_key) ||
-        buf_addc(out, '/') || buf_adds(out, scope) || buf_adds(out, ", SignedHeaders=") ||
-        buf_adds(out, signed_headers) || buf_adds(out, ", Signature=") ||
-        buf_adds(out, signature) || buf_cstr(out))
+    if (ddb_buf_adds(out, "AWS4-HMAC-SHA256 Credential=") || ddb_buf_adds(out, access_key) ||
+        buf_addc(out, '/') || ddb_buf_adds(out, scope) || ddb_buf_adds(out, ", SignedHeaders=") ||
+        ddb_buf_adds(out, signed_headers) || ddb_buf_adds(out, ", Signature=") ||
+        ddb_buf_adds(out, signature) || ddb_buf_cstr(out))
         return -1;
     return 0;
 }
 
-int sigv4_amz_date(long long epoch, char out[17])
+int ddb_sigv4_amz_date(long long epoch, char out[17])
 {
     time_t t = (time_t)epoch;
     struct tm tm;

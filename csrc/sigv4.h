@@ -5,6 +5,9 @@
 #include <stddef.h>
 #include "buf.h"
 #include <openssl/evp.h>
+#include "visibility.h"
+
+DDB_HIDDEN_BEGIN
 
 #define SIGV4_KEY_LEN 32
 #define SIGV4_HEX_LEN 64
@@ -35,10 +38,6 @@ typedef struct sigv4_key_cache {
     int valid;
 } sigv4_key_cache;
 
-/* The hashing functions take an EVP_MD_CTX to reuse, or NULL for one of their own. */
-int sigv4_sha256_hex(EVP_MD_CTX *ctx, const void *data, size_t len,
-                     char out[SIGV4_HEX_LEN + 1]);
-
 /* HMAC-SHA256 under one signing key, reused across signatures (see sigv4.c). */
 typedef struct sigv4_hmac {
     EVP_MD_CTX *inner, *outer, *work;
@@ -46,35 +45,34 @@ typedef struct sigv4_hmac {
     int keyed;
 } sigv4_hmac;
 
-void sigv4_hmac_init(sigv4_hmac *m);
-void sigv4_hmac_free(sigv4_hmac *m);
-int sigv4_hmac_set_key(sigv4_hmac *m, const unsigned char key[SIGV4_KEY_LEN]);
-int sigv4_hmac_sign(sigv4_hmac *m, const void *msg, size_t len,
-                    unsigned char out[SIGV4_KEY_LEN]);
+void ddb_sigv4_hmac_init(sigv4_hmac *m);
+void ddb_sigv4_hmac_free(sigv4_hmac *m);
 
 /* Canonical request; signed_headers receives "a;b;c". Headers AWS must not sign
  * (hop-by-hop, user-agent, expect) are left out. Returns 0, or -1 on allocation failure. */
-int sigv4_canonical_request(EVP_MD_CTX *ctx, const sigv4_request *req, buf *out,
-                            buf *signed_headers);
+int ddb_sigv4_canonical_request(EVP_MD_CTX *ctx, const sigv4_request *req, buf *out,
+                                buf *signed_headers);
 
 /* amz_date is "YYYYMMDDTHHMMSSZ"; scope is "YYYYMMDD/region/service/aws4_request". */
-int sigv4_scope(buf *out, const char *amz_date, const char *region, const char *service);
-int sigv4_string_to_sign(EVP_MD_CTX *ctx, buf *out, const char *amz_date, const char *scope,
-                         const char *canonical_request, size_t creq_len);
+int ddb_sigv4_scope(buf *out, const char *amz_date, const char *region, const char *service);
+int ddb_sigv4_string_to_sign(EVP_MD_CTX *ctx, buf *out, const char *amz_date, const char *scope,
+                             const char *canonical_request, size_t creq_len);
 
 /* Derives (or reuses from cache) the signing key for the date in amz_date. */
-int sigv4_signing_key(sigv4_key_cache *cache, const char *access_key, const char *secret_key,
-                      const char *amz_date, const char *region, const char *service,
-                      unsigned char key[SIGV4_KEY_LEN]);
+int ddb_sigv4_signing_key(sigv4_key_cache *cache, const char *access_key, const char *secret_key,
+                          const char *amz_date, const char *region, const char *service,
+                          unsigned char key[SIGV4_KEY_LEN]);
 
 /* m: the reusable MAC (keyed here when the key changed), or NULL for a one-off */
-int sigv4_signature(sigv4_hmac *m, const unsigned char key[SIGV4_KEY_LEN], const char *sts,
-                    size_t sts_len, char out[SIGV4_HEX_LEN + 1]);
+int ddb_sigv4_signature(sigv4_hmac *m, const unsigned char key[SIGV4_KEY_LEN], const char *sts,
+                        size_t sts_len, char out[SIGV4_HEX_LEN + 1]);
 
-int sigv4_authorization(buf *out, const char *access_key, const char *scope,
-                        const char *signed_headers, const char *signature);
+int ddb_sigv4_authorization(buf *out, const char *access_key, const char *scope,
+                            const char *signed_headers, const char *signature);
 
 /* Formats a Unix time as "YYYYMMDDTHHMMSSZ"; returns -1 for an unrepresentable time. */
-int sigv4_amz_date(long long epoch, char out[17]);
+int ddb_sigv4_amz_date(long long epoch, char out[17]);
+
+DDB_HIDDEN_END
 
 #endif

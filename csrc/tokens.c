@@ -10,7 +10,7 @@
 #include <openssl/rand.h>
 
 /* core.random_token(n) -> n random bytes (a multiple of 3) as unpadded base64url text */
-int tokens_lua_random(lua_State *L)
+int ddb_tokens_lua_random(lua_State *L)
 {
     static const char alphabet[] =
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -121,7 +121,7 @@ static void add_to_list(const char *tok, size_t n, void *ud)
 
 /* core.history_tokens(text) -> { token, ... } newest first | nil when absent or not a
  * history this module wrote */
-int tokens_lua_history_tokens(lua_State *L)
+int ddb_tokens_lua_history_tokens(lua_State *L)
 {
     size_t n;
     const char *s = lua_type(L, 1) == LUA_TSTRING ? lua_tolstring(L, 1, &n) : NULL;
@@ -155,7 +155,7 @@ static void add_to_buffer(const char *tok, size_t n, void *ud)
  * The history after a write with token: "2 <token> <older tokens>", keeping at most keep
  * entries in all. An old history that is absent or not one this module wrote is dropped,
  * as if the item had none; one written by 0.1.0 (format 1) keeps its tokens. */
-int tokens_lua_history_push(lua_State *L)
+int ddb_tokens_lua_history_push(lua_State *L)
 {
     size_t n = 0, tlen;
     const char *old = lua_type(L, 1) == LUA_TSTRING ? lua_tolstring(L, 1, &n) : NULL;

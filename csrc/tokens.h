@@ -4,13 +4,18 @@
 #define DDB_TOKENS_H
 
 #include "compat.h"
+#include "visibility.h"
+
+DDB_HIDDEN_BEGIN
 
 #define TOKENS_MAX_KEEP 1000
 #define DDB_STR_(x) #x
 #define DDB_STR(x) DDB_STR_(x)
 
-int tokens_lua_random(lua_State *L);          /* (n) -> n random bytes as base64url text */
-int tokens_lua_history_push(lua_State *L);    /* (old, token, keep) -> history */
-int tokens_lua_history_tokens(lua_State *L);  /* (history) -> { token, ... } | nil */
+int ddb_tokens_lua_random(lua_State *L);          /* (n) -> n random bytes as base64url text */
+int ddb_tokens_lua_history_push(lua_State *L);    /* (old, token, keep) -> history */
+int ddb_tokens_lua_history_tokens(lua_State *L);  /* (history) -> { token, ... } | nil */
+
+DDB_HIDDEN_END
 
 #endif

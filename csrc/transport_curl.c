@@ -1,6 +1,7 @@
 /* libcurl transport: moves bytes for the plain-Lua path. It never calls back into Lua, so a
  * Lua error can only happen before or after a transfer, never across libcurl frames. */
 #include "transport_curl.h"
+#include "curl_handle.h"
 #include "protocol.h"
 #include "signer.h"
 #include "wire.h"
@@ -8,7 +9,6 @@
 #include "buf.h"
 
 #include <ctype.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,77 +20,15 @@ typedef struct curlt {
     CURL *easy;
     struct curl_slist *slist;   /* headers of the transfer in progress; freed after it */
     struct curl_slist nodes[CURLT_NODES];   /* or the same list without an allocation */
-    buf body;
-    buf head;
+    curl_sink sink;            /* the body and head of the transfer in progress */
     char *ca_bundle;
     long connect_timeout_ms;
-    size_t max_answer;          /* the longest answer body read */
-    int too_large;              /* CURLT_*: why the callbacks stopped the last transfer */
     char *url;                  /* the URL set on the handle (set again only when it differs) */
     long timeout_set;           /* the CURLOPT_TIMEOUT_MS set on the handle (0: none yet) */
-    int had_connection;         /* a previous transfer left a connection to reuse */
-    int sends;                  /* times libcurl was about to send the transfer in progress */
     long connects;              /* connections libcurl's own transfers made */
     wire wire;                  /* call()'s connection, where the URL allows it */
     char errbuf[CURL_ERROR_SIZE];
 } curlt;
-
-static pthread_once_t global_once = PTHREAD_ONCE_INIT;
-static CURLcode global_rc = CURLE_FAILED_INIT;
-
-static void global_init(void)
-{
-    global_rc = curl_global_init(CURL_GLOBAL_ALL);
-}
-
-int curlt_body_fits(size_t have, size_t n, size_t max)
-{
-    return n > max || have > max - n ? CURLT_BODY_TOO_LARGE : CURLT_FITS;
-}
-
-int curlt_head_fits(size_t have, size_t n)
-{
-    return n > HTTP1_MAX_HEAD || have > HTTP1_MAX_HEAD - n ? CURLT_HEAD_TOO_LARGE : CURLT_FITS;
-}
-
-/* Returning less than asked makes libcurl abort the transfer (CURLE_WRITE_ERROR). */
-static size_t on_body(char *p, size_t size, size_t n, void *ud)
-{
-    curlt *t = ud;
-    if ((t->too_large = curlt_body_fits(t->body.len, size * n, t->max_answer)) != CURLT_FITS)
-        return 0;
-    return buf_add(&t->body, p, size * n) == 0 ? size * n : 0;
-}
-
-/* libcurl calls this each time it is about to send the request. A second call within one
- * transfer is libcurl's silent retry after a reused connection died without an answer; the
- * first copy may have reached DynamoDB and been applied, so sending another behind the
- * caller's back (and max_attempts) could apply the operation twice. Refused here, the
- * transfer fails (CURLE_ABORTED_BY_CALLBACK) and the caller's retry policy decides. */
-#if LIBCURL_VERSION_NUM >= 0x075000   /* CURLOPT_PREREQFUNCTION: libcurl 7.80 */
-static int on_prereq(void *ud, char *primary_ip, char *local_ip, int primary_port,
-                     int local_port)
-{
-    curlt *t = ud;
-    (void)primary_ip;
-    (void)local_ip;
-    (void)primary_port;
-    (void)local_port;
-    return ++t->sends > 1 ? CURL_PREREQFUNC_ABORT : CURL_PREREQFUNC_OK;
-}
-#endif
-
-static size_t on_header(char *p, size_t size, size_t n, void *ud)
-{
-    curlt *t = ud;
-    size_t len = size * n;
-    /* a new status line (after 100 Continue or a proxy's CONNECT reply) starts over */
-    if (len >= 5 && memcmp(p, "HTTP/", 5) == 0)
-        t->head.len = 0;
-    if ((t->too_large = curlt_head_fits(t->head.len, len)) != CURLT_FITS)
-        return 0;
-    return buf_add(&t->head, p, len) == 0 ? len : 0;
-}
 
 static curlt *check_curlt(lua_State *L)
 {
@@ -108,9 +46,9 @@ static int curlt_close(lua_State *L)
     t->easy = NULL;
     curl_slist_free_all(t->slist);
     t->slist = NULL;
-    buf_free(&t->body);
-    buf_free(&t->head);
-    wire_close(&t->wire);
+    ddb_buf_free(&t->sink.body);
+    ddb_buf_free(&t->sink.head);
+    ddb_wire_close(&t->wire);
     free(t->ca_bundle);
     t->ca_bundle = NULL;
     free(t->url);
@@ -118,28 +56,7 @@ static int curlt_close(lua_State *L)
     return 0;
 }
 
-void curlt_set_common(CURL *e, const curlt_hooks *h, char *errbuf, const char *ca_bundle)
-{
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, h->on_body);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, h->ud);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, h->on_header);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, h->ud);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
-#if LIBCURL_VERSION_NUM >= 0x075000
-    curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, h->on_prereq);
-    curl_easy_setopt(e, CURLOPT_PREREQDATA, h->ud);
-#endif
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);       /* threads: no SIGALRM for timeouts */
-    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
-    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    if (ca_bundle != NULL)
-        curl_easy_setopt(e, CURLOPT_CAINFO, ca_bundle);
-}
-
-long curlt_opt_long(lua_State *L, int t, const char *name, long def, long lo, long hi)
+long ddb_curlt_opt_long(lua_State *L, int t, const char *name, long def, long lo, long hi)
 {
     lua_Number v;
     lua_getfield(L, t, name);
@@ -156,21 +73,20 @@ long curlt_opt_long(lua_State *L, int t, const char *name, long def, long lo, lo
 }
 
 /* core.curl_new{ ca_bundle = path, connect_timeout_ms = n, max_answer_bytes = n } */
-int curlt_lua_new(lua_State *L)
+int ddb_curlt_lua_new(lua_State *L)
 {
     curlt *t;
-    pthread_once(&global_once, global_init);
-    if (global_rc != CURLE_OK)
+    if (ddb_curl_handle_global_init() != CURLE_OK)
         return luaL_error(L, "libcurl failed to initialise");
     t = lua_newuserdata(L, sizeof *t);
     memset(t, 0, sizeof *t);
-    buf_init(&t->body);
-    buf_init(&t->head);
-    wire_init(&t->wire);
+    ddb_buf_init(&t->sink.body);
+    ddb_buf_init(&t->sink.head);
+    ddb_wire_init(&t->wire);
     luaL_getmetatable(L, CURLT_MT);
     lua_setmetatable(L, -2);
     t->connect_timeout_ms = 1000;
-    t->max_answer = (size_t)CURLT_MAX_ANSWER_DEFAULT;
+    t->sink.max_answer = (size_t)CURLT_MAX_ANSWER_DEFAULT;
     if (lua_istable(L, 1)) {
         lua_getfield(L, 1, "ca_bundle");
         if (!lua_isnil(L, -1)) {
@@ -181,25 +97,18 @@ int curlt_lua_new(lua_State *L)
             strcpy(t->ca_bundle, ca);
         }
         lua_pop(L, 1);
-        t->connect_timeout_ms = curlt_opt_long(L, 1, "connect_timeout_ms", 1000, 1, 600000);
-        t->max_answer = (size_t)curlt_opt_long(L, 1, "max_answer_bytes",
+        t->connect_timeout_ms = ddb_curlt_opt_long(L, 1, "connect_timeout_ms", 1000, 1, 600000);
+        t->sink.max_answer = (size_t)ddb_curlt_opt_long(L, 1, "max_answer_bytes",
                                                CURLT_MAX_ANSWER_DEFAULT, CURLT_MAX_ANSWER_MIN,
                                                CURLT_MAX_ANSWER_MAX);
     }
     t->easy = curl_easy_init();
     if (t->easy == NULL)
         return luaL_error(L, "libcurl could not create a handle");
-    {
-        /* set once: per request they cost more than a with_item's JSON encoding */
-        curlt_hooks hooks = { on_body, on_header, NULL, NULL };
-#if LIBCURL_VERSION_NUM >= 0x075000
-        hooks.on_prereq = on_prereq;
-#endif
-        hooks.ud = t;
-        curlt_set_common(t->easy, &hooks, t->errbuf, t->ca_bundle);
-        /* a Content-Length over the limit is refused before any of the body is read */
-        curl_easy_setopt(t->easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)t->max_answer);
-    }
+    /* set once: per request they cost more than a with_item's JSON encoding */
+    ddb_curl_handle_setup(t->easy, &t->sink, t->errbuf, t->ca_bundle);
+    /* a Content-Length over the limit is refused before any of the body is read */
+    curl_easy_setopt(t->easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)t->sink.max_answer);
     return 1;
 }
 
@@ -233,7 +142,7 @@ static int next_header(const buf *head, size_t *pos, const char **name, size_t *
     return 0;
 }
 
-void curlt_push_headers(lua_State *L, const buf *head)
+void ddb_curlt_push_headers(lua_State *L, const buf *head)
 {
     size_t pos = 0, nlen, vlen, k;
     const char *n, *v;
@@ -254,30 +163,30 @@ void curlt_push_headers(lua_State *L, const buf *head)
 static void push_error_table(lua_State *L, const char *code, const char *message,
                              const char *applied, const char *cls, CURLcode rc)
 {
-    proto_push_error(L, code, message, 0, applied, cls);
+    ddb_proto_push_error(L, code, message, 0, applied, cls);
     lua_pushinteger(L, (lua_Integer)rc);
     lua_setfield(L, -2, "curl_code");
 }
 
-void curlt_push_error(lua_State *L, CURL *easy, CURLcode rc, int too_large, size_t max,
-                      char *errbuf, size_t errlen)
+void ddb_curlt_push_error(lua_State *L, CURL *easy, CURLcode rc, int too_large, size_t max,
+                          char *errbuf, size_t errlen)
 {
     const char *code = "NetworkError";
     const char *cls = "transient";
     const char *applied = PROTO_APPLIED_MAYBE;
     curl_off_t pretransfer = 0;
 
-    if (too_large != CURLT_FITS || rc == CURLE_FILESIZE_EXCEEDED) {
+    if (too_large != SINK_FITS || rc == CURLE_FILESIZE_EXCEEDED) {
         /* An answer came, so the request reached the server and may have run; what the
          * answer says about that is in the part not read: "maybe". Not retried: the same
          * request would very likely bring the same answer, at the same cost. */
-        if (too_large == CURLT_HEAD_TOO_LARGE)
+        if (too_large == SINK_HEAD_TOO_LARGE)
             snprintf(errbuf, errlen, "the answer's head is longer than 64 KiB; not read (the "
                      "request was sent)");
         else
             snprintf(errbuf, errlen, "the answer's body%s is longer than max_answer_bytes "
                      "(%zu); not read (the request was sent)",
-                     too_large == CURLT_FITS ? " (Content-Length)" : "", max);
+                     too_large == SINK_FITS ? " (Content-Length)" : "", max);
         push_error_table(L, "AnswerTooLarge", errbuf, PROTO_APPLIED_MAYBE, "none", rc);
         return;
     }
@@ -295,9 +204,6 @@ void curlt_push_error(lua_State *L, CURL *easy, CURLcode rc, int too_large, size
         cls = "timeout";
         break;
     case CURLE_PEER_FAILED_VERIFICATION:
-#if LIBCURL_VERSION_NUM < 0x073e00
-    case CURLE_SSL_CACERT:
-#endif
     case CURLE_SSL_CACERT_BADFILE:
     case CURLE_SSL_CERTPROBLEM:
         code = "TLSVerifyError";
@@ -325,18 +231,19 @@ void curlt_push_error(lua_State *L, CURL *easy, CURLcode rc, int too_large, size
 /* A large answer should not pin its buffers for the life of the client. */
 static void shrink_buffers(curlt *t)
 {
-    if (t->body.cap > (1u << 20))
-        buf_free(&t->body);
+    if (t->sink.body.cap > (1u << 20))
+        ddb_buf_free(&t->sink.body);
     if (t->wire.in.cap > (1u << 20))
-        buf_free(&t->wire.in);
+        ddb_buf_free(&t->wire.in);
     if (t->wire.body.cap > (1u << 20))
-        buf_free(&t->wire.body);
+        ddb_buf_free(&t->wire.body);
 }
 
 static int push_transport_error(lua_State *L, curlt *t, CURLcode rc)
 {
     lua_pushnil(L);
-    curlt_push_error(L, t->easy, rc, t->too_large, t->max_answer, t->errbuf, sizeof t->errbuf);
+    ddb_curlt_push_error(L, t->easy, rc, t->sink.too_large, t->sink.max_answer, t->errbuf,
+                         sizeof t->errbuf);
     shrink_buffers(t);
     return 2;
 }
@@ -347,7 +254,7 @@ static const char *const suppressed[] = {"Expect:", "Accept:"};
 /* call()'s signed lines and the suppressors fit the handle's nodes */
 typedef char curlt_lines_fit[SIGNER_MAX_LINES + 2 <= CURLT_NODES ? 1 : -1];
 
-void curlt_build_headers(lua_State *L, int idx, struct curl_slist **slist)
+void ddb_curlt_build_headers(lua_State *L, int idx, struct curl_slist **slist)
 {
     size_t i, nh = lua_rawlen(L, idx);
     curl_slist_free_all(*slist);
@@ -386,7 +293,7 @@ static struct curl_slist *point_lines(struct curl_slist *nodes, const char *cons
 
 /* The header list of a blocking transfer without copying a line: the nodes point at the Lua
  * strings of the list at idx, which stays on the stack for the whole transfer. NULL when the
- * lines do not fit or are not all strings (then the copying curlt_build_headers serves). */
+ * lines do not fit or are not all strings (then the copying ddb_curlt_build_headers serves). */
 static struct curl_slist *point_headers(lua_State *L, int idx, struct curl_slist *nodes)
 {
     const char *lines[CURLT_NODES];
@@ -410,20 +317,20 @@ static const char *const http_methods[] = {"POST", "GET", "PUT", NULL};
 enum { METHOD_POST, METHOD_GET, METHOD_PUT };
 
 /* One transfer on the handle: the URL and timeouts set only when they change. Raises only
- * for lack of memory, before anything is sent. *resent tells that the answer may follow a
- * silent resend (libcurl before 7.80). */
+ * for lack of memory, before anything is sent. No answer follows a silent resend: on_prereq
+ * refuses them. */
 static CURLcode curlt_perform(lua_State *L, curlt *t, const char *url,
                               struct curl_slist *headers, int method, const char *body,
-                              size_t body_len, long timeout_ms, int *resent)
+                              size_t body_len, long timeout_ms)
 {
     CURL *e = t->easy;
     CURLcode rc;
     long new_connections = 0;
 
-    t->body.len = 0;
-    t->head.len = 0;
+    t->sink.body.len = 0;
+    t->sink.head.len = 0;
     t->errbuf[0] = '\0';
-    t->too_large = CURLT_FITS;
+    t->sink.too_large = SINK_FITS;
     if (t->url == NULL || strcmp(t->url, url) != 0) {
         char *copy = malloc(strlen(url) + 1);
         if (copy == NULL) {
@@ -448,7 +355,7 @@ static CURLcode curlt_perform(lua_State *L, curlt *t, const char *url,
         curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method == METHOD_PUT ? "PUT" : NULL);
     }
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
-    t->sends = 0;
+    t->sink.sends = 0;
     if (t->timeout_set != timeout_ms) {
         curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
         curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
@@ -462,17 +369,6 @@ static CURLcode curlt_perform(lua_State *L, curlt *t, const char *url,
     t->slist = NULL;
     curl_easy_getinfo(e, CURLINFO_NUM_CONNECTS, &new_connections);
     t->connects += new_connections;
-    /* libcurl silently sends a request again on a fresh connection when a reused one dies
-     * without an answer, and the first copy may have reached the server. on_prereq stops
-     * that where libcurl allows it; elsewhere, and conservatively, a new connection where an
-     * old one existed is reported: the answer may follow a resend. */
-#if LIBCURL_VERSION_NUM >= 0x075000
-    *resent = 0;
-    (void)new_connections;
-#else
-    *resent = t->had_connection && new_connections > 0;
-#endif
-    t->had_connection = rc == CURLE_OK;
     return rc;
 }
 
@@ -494,7 +390,7 @@ static int curlt_request(lua_State *L)
     const char *body;
     long timeout_ms, status = 0;
     CURLcode rc;
-    int resent, method;
+    int method;
     struct curl_slist *headers;
 
     luaL_checktype(L, 3, LUA_TTABLE);
@@ -506,17 +402,17 @@ static int curlt_request(lua_State *L)
     /* Build the header list first: a Lua error here leaves only t->slist, freed at close. */
     headers = point_headers(L, 3, t->nodes);
     if (headers == NULL) {
-        curlt_build_headers(L, 3, &t->slist);
+        ddb_curlt_build_headers(L, 3, &t->slist);
         headers = t->slist;
     }
-    rc = curlt_perform(L, t, url, headers, method, body, body_len, timeout_ms, &resent);
+    rc = curlt_perform(L, t, url, headers, method, body, body_len, timeout_ms);
     if (rc != CURLE_OK)
         return push_transport_error(L, t, rc);
     curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
     lua_pushinteger(L, status);
-    curlt_push_headers(L, &t->head);
-    lua_pushlstring(L, t->body.data ? t->body.data : "", t->body.len);
-    lua_pushboolean(L, resent);
+    ddb_curlt_push_headers(L, &t->sink.head);
+    lua_pushlstring(L, t->sink.body.data ? t->sink.body.data : "", t->sink.body.len);
+    lua_pushboolean(L, 0);   /* maybe_resent: on_prereq refuses every silent resend */
     shrink_buffers(t);
     return 4;
 }
@@ -542,8 +438,8 @@ static const char *find_header(const buf *head, const char *name, size_t name_le
 }
 #define FIND_HEADER(head, name, len) find_header(head, name, sizeof(name) - 1, len)
 
-int curlt_push_answer(lua_State *L, int status, const buf *head, const char *body,
-                      size_t body_len, const char *plain, int resent)
+int ddb_curlt_push_answer(lua_State *L, int status, const buf *head, const char *body,
+                          size_t body_len, const char *plain, int resent)
 {
     proto_answer a;
     size_t crc_len = 0;
@@ -564,7 +460,7 @@ int curlt_push_answer(lua_State *L, int status, const buf *head, const char *bod
     a.request_id = FIND_HEADER(head, "x-amzn-requestid", &a.request_id_len);
     if (a.request_id == NULL)
         a.request_id = FIND_HEADER(head, "x-amz-request-id", &a.request_id_len);
-    nret = proto_parse(L, &a, plain);
+    nret = ddb_proto_parse(L, &a, plain);
     if (nret == 1) {
         lua_pushnil(L);
         lua_pushinteger(L, a.status);
@@ -574,7 +470,7 @@ int curlt_push_answer(lua_State *L, int status, const buf *head, const char *bod
             lua_pushnil(L);
     } else {
         lua_pushinteger(L, a.status);
-        curlt_push_headers(L, head);
+        ddb_curlt_push_headers(L, head);
         lua_pushboolean(L, resent);
     }
     return nret == 1 ? 4 : 5;
@@ -593,7 +489,7 @@ int curlt_push_answer(lua_State *L, int status, const buf *head, const char *bod
 static int curlt_call(lua_State *L)
 {
     curlt *t = check_curlt(L);
-    signer *s = signer_check(L, 2);
+    signer *s = ddb_signer_check(L, 2);
     const char *url = luaL_checkstring(L, 3);
     size_t oplen, body_len;
     const char *op = luaL_checklstring(L, 4, &oplen);
@@ -604,24 +500,24 @@ static int curlt_call(lua_State *L)
     proto_answer a;
     wire_answer wa;   /* head may point into it: it lives as long as the call */
     const buf *head;
-    int resent = 0, nret;
+    int nret;
 
     lua_settop(L, 7);
-    signer_sign(L, s, op, oplen, body, body_len, 0, &lines);
-    if (wire_serves(&t->wire, url)) {
+    ddb_signer_sign(L, s, op, oplen, body, body_len, 0, &lines);
+    if (ddb_wire_serves(&t->wire, url)) {
         wire_opts o;
         int r;
         o.errbuf = t->errbuf;
         o.ca_bundle = t->ca_bundle;
         o.connect_timeout_ms = t->connect_timeout_ms;
-        o.max_answer = t->max_answer;
-        r = wire_exchange(&t->wire, &o, url, lines.line, (size_t)lines.n, body, body_len,
-                          timeout_ms, &wa);
+        o.max_answer = t->sink.max_answer;
+        r = ddb_wire_exchange(&t->wire, &o, url, lines.line, (size_t)lines.n, body, body_len,
+                              timeout_ms, &wa);
         if (r == WIRE_CONNECT_FAILED) {
             lua_pushnil(L);
-            curlt_push_error(L, t->wire.easy, t->wire.rc, CURLT_FITS, t->max_answer, t->errbuf,
-                             sizeof t->errbuf);
-            wire_disconnect(&t->wire);
+            ddb_curlt_push_error(L, t->wire.easy, t->wire.rc, SINK_FITS, t->sink.max_answer,
+                                 t->errbuf, sizeof t->errbuf);
+            ddb_wire_disconnect(&t->wire);
             return 2;
         }
         if (r == WIRE_FAILED) {
@@ -639,16 +535,17 @@ static int curlt_call(lua_State *L)
         long status = 0;
         CURLcode rc = curlt_perform(L, t, url, point_lines(t->nodes, lines.line,
                                                            (size_t)lines.n),
-                                    METHOD_POST, body, body_len, timeout_ms, &resent);
+                                    METHOD_POST, body, body_len, timeout_ms);
         if (rc != CURLE_OK)
             return push_transport_error(L, t, rc);
         curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
         a.status = (int)status;
-        a.body = t->body.data ? t->body.data : "";
-        a.body_len = t->body.len;
-        head = &t->head;
+        a.body = t->sink.body.data ? t->sink.body.data : "";
+        a.body_len = t->sink.body.len;
+        head = &t->sink.head;
     }
-    nret = curlt_push_answer(L, a.status, head, a.body, a.body_len, plain, resent);
+    /* resent: never (on_prereq) */
+    nret = ddb_curlt_push_answer(L, a.status, head, a.body, a.body_len, plain, 0);
     shrink_buffers(t);
     return nret;
 }
@@ -675,7 +572,7 @@ static int curlt_tostring(lua_State *L)
     return 1;
 }
 
-void curlt_register(lua_State *L)
+void ddb_curlt_register(lua_State *L)
 {
     static const luaL_Reg methods[] = {
         {"request", curlt_request},
@@ -684,7 +581,7 @@ void curlt_register(lua_State *L)
         {"close", curlt_close},
         {NULL, NULL}
     };
-    if (compat_newmetatable(L, CURLT_MT)) {
+    if (ddb_compat_newmetatable(L, CURLT_MT)) {
         lua_newtable(L);
         luaL_setfuncs(L, methods, 0);
         /* tells Lua code this build from one whose request() can only POST */

@@ -5,10 +5,10 @@
  * the same way (applied "no" only when nothing can have left). */
 #include "transport_multi.h"
 #include "transport_curl.h"
+#include "curl_handle.h"
 #include "protocol.h"
 #include "buf.h"
 
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,13 +19,9 @@ enum { XFER_FREE, XFER_ACTIVE, XFER_DONE };
 typedef struct xfer {
     CURL *easy;
     struct curl_slist *slist;
-    buf body;
-    buf head;
+    curl_sink sink;    /* filled by curl_handle.c's callbacks */
     lua_Integer id;
     int state;
-    int sends;          /* times libcurl was about to send this request */
-    int too_large;      /* CURLT_*: why the callbacks stopped this transfer */
-    size_t max_answer;  /* the longest answer body read */
     CURLcode result;
     char errbuf[CURL_ERROR_SIZE];
 } xfer;
@@ -42,49 +38,6 @@ typedef struct multi {
     int closed;
 } multi;
 
-static pthread_once_t global_once = PTHREAD_ONCE_INIT;
-static CURLcode global_rc = CURLE_FAILED_INIT;
-
-static void global_init(void)
-{
-    global_rc = curl_global_init(CURL_GLOBAL_ALL);
-}
-
-/* The same limits as the easy transport's: returning less than asked aborts the transfer. */
-static size_t on_body(char *p, size_t size, size_t n, void *ud)
-{
-    xfer *x = ud;
-    if ((x->too_large = curlt_body_fits(x->body.len, size * n, x->max_answer)) != CURLT_FITS)
-        return 0;
-    return buf_add(&x->body, p, size * n) == 0 ? size * n : 0;
-}
-
-static size_t on_header(char *p, size_t size, size_t n, void *ud)
-{
-    xfer *x = ud;
-    size_t len = size * n;
-    if (len >= 5 && memcmp(p, "HTTP/", 5) == 0)
-        x->head.len = 0;
-    if ((x->too_large = curlt_head_fits(x->head.len, len)) != CURLT_FITS)
-        return 0;
-    return buf_add(&x->head, p, len) == 0 ? len : 0;
-}
-
-/* A second send within one transfer is libcurl's silent retry on a fresh connection after
- * a reused one died; the first copy may have been applied (see transport_curl.c). */
-#if LIBCURL_VERSION_NUM >= 0x075000
-static int on_prereq(void *ud, char *primary_ip, char *local_ip, int primary_port,
-                     int local_port)
-{
-    xfer *x = ud;
-    (void)primary_ip;
-    (void)local_ip;
-    (void)primary_port;
-    (void)local_port;
-    return ++x->sends > 1 ? CURL_PREREQFUNC_ABORT : CURL_PREREQFUNC_OK;
-}
-#endif
-
 static multi *check_multi(lua_State *L)
 {
     multi *mu = (multi *)luaL_checkudata(L, 1, MULTI_MT);
@@ -97,13 +50,13 @@ static void xfer_reset(xfer *x)
 {
     curl_slist_free_all(x->slist);
     x->slist = NULL;
-    x->body.len = 0;
-    x->head.len = 0;
+    x->sink.body.len = 0;
+    x->sink.head.len = 0;
     /* a large answer should not pin its buffers */
-    if (x->body.cap > (1u << 20))
-        buf_free(&x->body);
-    if (x->head.cap > (1u << 20))
-        buf_free(&x->head);
+    if (x->sink.body.cap > (1u << 20))
+        ddb_buf_free(&x->sink.body);
+    if (x->sink.head.cap > (1u << 20))
+        ddb_buf_free(&x->sink.head);
     x->state = XFER_FREE;
 }
 
@@ -119,8 +72,8 @@ static int multi_close(lua_State *L)
             curl_easy_cleanup(x->easy);
         }
         curl_slist_free_all(x->slist);
-        buf_free(&x->body);
-        buf_free(&x->head);
+        ddb_buf_free(&x->sink.body);
+        ddb_buf_free(&x->sink.head);
         free(x);
     }
     free(mu->all);
@@ -141,8 +94,7 @@ static int multi_create(lua_State *L)
 {
     multi *mu;
     long max_conn = 0;
-    pthread_once(&global_once, global_init);
-    if (global_rc != CURLE_OK)
+    if (ddb_curl_handle_global_init() != CURLE_OK)
         return luaL_error(L, "libcurl failed to initialise");
     mu = lua_newuserdata(L, sizeof *mu);
     memset(mu, 0, sizeof *mu);
@@ -161,11 +113,11 @@ static int multi_create(lua_State *L)
             strcpy(mu->ca_bundle, ca);
         }
         lua_pop(L, 1);
-        mu->connect_timeout_ms = curlt_opt_long(L, 1, "connect_timeout_ms", 1000, 1, 600000);
-        max_conn = curlt_opt_long(L, 1, "max_connections", 0, 0, 1000000);
-        mu->max_answer = (size_t)curlt_opt_long(L, 1, "max_answer_bytes",
-                                                CURLT_MAX_ANSWER_DEFAULT, CURLT_MAX_ANSWER_MIN,
-                                                CURLT_MAX_ANSWER_MAX);
+        mu->connect_timeout_ms = ddb_curlt_opt_long(L, 1, "connect_timeout_ms", 1000, 1, 600000);
+        max_conn = ddb_curlt_opt_long(L, 1, "max_connections", 0, 0, 1000000);
+        mu->max_answer = (size_t)ddb_curlt_opt_long(L, 1, "max_answer_bytes",
+                                                    CURLT_MAX_ANSWER_DEFAULT, CURLT_MAX_ANSWER_MIN,
+                                                    CURLT_MAX_ANSWER_MAX);
     }
     mu->m = curl_multi_init();
     if (mu->m == NULL)
@@ -199,8 +151,8 @@ static xfer *take_xfer(multi *mu)
         free(x);
         return NULL;
     }
-    buf_init(&x->body);
-    buf_init(&x->head);
+    ddb_buf_init(&x->sink.body);
+    ddb_buf_init(&x->sink.head);
     x->state = XFER_FREE;
     mu->all[mu->n++] = x;
     return x;
@@ -228,14 +180,14 @@ static int multi_add(lua_State *L)
         return luaL_error(L, "out of memory");
     /* The header list belongs to x from here; a Lua error below leaves it there, freed
      * when x is next reset or the multi is closed. */
-    curlt_build_headers(L, 3, &x->slist);
+    ddb_curlt_build_headers(L, 3, &x->slist);
     e = x->easy;
-    x->body.len = 0;
-    x->head.len = 0;
+    x->sink.body.len = 0;
+    x->sink.head.len = 0;
     x->errbuf[0] = '\0';
-    x->sends = 0;
-    x->too_large = CURLT_FITS;
-    x->max_answer = mu->max_answer;
+    x->sink.sends = 0;
+    x->sink.too_large = SINK_FITS;
+    x->sink.max_answer = mu->max_answer;
     x->result = CURLE_OK;
     curl_easy_setopt(e, CURLOPT_URL, url);
     curl_easy_setopt(e, CURLOPT_POST, 1L);
@@ -246,22 +198,15 @@ static int multi_add(lua_State *L)
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
                      mu->connect_timeout_ms < timeout_ms ? mu->connect_timeout_ms : timeout_ms);
-    {
-        curlt_hooks hooks = { on_body, on_header, NULL, NULL };
-#if LIBCURL_VERSION_NUM >= 0x075000
-        hooks.on_prereq = on_prereq;
-#endif
-        hooks.ud = x;
-        curlt_set_common(e, &hooks, x->errbuf, mu->ca_bundle);
-    }
+    ddb_curl_handle_setup(e, &x->sink, x->errbuf, mu->ca_bundle);
     /* a Content-Length over the limit is refused before any of the body is read */
-    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)x->max_answer);
+    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)x->sink.max_answer);
     mc = curl_multi_add_handle(mu->m, e);
     if (mc != CURLM_OK) {
         xfer_reset(x);
         lua_pushnil(L);
-        proto_push_error(L, "NetworkError", curl_multi_strerror(mc), 0, PROTO_APPLIED_NO,
-                         "transient");
+        ddb_proto_push_error(L, "NetworkError", curl_multi_strerror(mc), 0, PROTO_APPLIED_NO,
+                             "transient");
         return 2;
     }
     x->state = XFER_ACTIVE;
@@ -274,8 +219,8 @@ static int multi_add(lua_State *L)
 /* The error of one failed transfer, classified as the easy transport does. */
 static void push_error(lua_State *L, xfer *x)
 {
-    curlt_push_error(L, x->easy, x->result, x->too_large, x->max_answer, x->errbuf,
-                     sizeof x->errbuf);
+    ddb_curlt_push_error(L, x->easy, x->result, x->sink.too_large, x->sink.max_answer, x->errbuf,
+                         sizeof x->errbuf);
 }
 
 /* Moves every finished transfer out of the multi handle (state DONE). */
@@ -328,19 +273,11 @@ static int multi_poll(lua_State *L)
             curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
             lua_pushinteger(L, status);
             lua_setfield(L, -2, "status");
-            curlt_push_headers(L, &x->head);
+            ddb_curlt_push_headers(L, &x->sink.head);
             lua_setfield(L, -2, "headers");
-            lua_pushlstring(L, x->body.data ? x->body.data : "", x->body.len);
+            lua_pushlstring(L, x->sink.body.data ? x->sink.body.data : "", x->sink.body.len);
             lua_setfield(L, -2, "body");
-#if LIBCURL_VERSION_NUM >= 0x075000
             lua_pushboolean(L, 0);     /* on_prereq refuses every silent resend */
-#else
-            {
-                long fresh = 0;
-                curl_easy_getinfo(x->easy, CURLINFO_NUM_CONNECTS, &fresh);
-                lua_pushboolean(L, fresh > 0);
-            }
-#endif
             lua_setfield(L, -2, "maybe_resent");
         } else {
             push_error(L, x);
@@ -378,7 +315,7 @@ static void multi_register(lua_State *L)
         {"close", multi_close},
         {NULL, NULL}
     };
-    if (compat_newmetatable(L, MULTI_MT)) {
+    if (ddb_compat_newmetatable(L, MULTI_MT)) {
         lua_newtable(L);
         luaL_setfuncs(L, methods, 0);
         lua_setfield(L, -2, "__index");
@@ -396,7 +333,7 @@ static void multi_register(lua_State *L)
 
 /* core.multi_new: registers the metatable on first use, so that ddb_core.c needs only one
  * luaL_Reg entry for this file. */
-int multi_lua_new(lua_State *L)
+int ddb_multi_lua_new(lua_State *L)
 {
     multi_register(L);
     return multi_create(L);

@@ -4,9 +4,14 @@
 #define DDB_TRANSPORT_MULTI_H
 
 #include "compat.h"
+#include "visibility.h"
+
+DDB_HIDDEN_BEGIN
 
 #define MULTI_MT "ddb{multi}"
 
-int multi_lua_new(lua_State *L);
+int ddb_multi_lua_new(lua_State *L);
+
+DDB_HIDDEN_END
 
 #endif

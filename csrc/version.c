@@ -8,19 +8,21 @@
 
 #define VERSION_DIGITS 38
 
-const char *version_canonical(const char *s, size_t n, char *out)
+/* Canonical text of an integer number into out (VERSION_TEXT_MAX bytes); NULL on success,
+ * else why it is not a version. */
+static const char *version_canonical(const char *s, size_t n, char *out)
 {
     av_dec x;
     const char *why;
-    if (av_dec_parse(s, n, &x) != 0)
+    if (ddb_av_dec_parse(s, n, &x) != 0)
         return "not a number";
-    if ((why = av_dec_check(&x)) != NULL)
+    if ((why = ddb_av_dec_check(&x)) != NULL)
         return why;
     if (x.nd > 0 && x.exp < x.nd)
         return "not a whole number";
     if (x.nd > 0 && x.exp > VERSION_DIGITS)
         return "beyond 38 digits, where DynamoDB cannot store the next version exactly";
-    av_dec_format(&x, out, VERSION_TEXT_MAX);
+    ddb_av_dec_format(&x, out, VERSION_TEXT_MAX);
     return NULL;
 }
 
@@ -48,7 +50,8 @@ static int cmp_mag(const unsigned char *a, int na, const unsigned char *b, int n
     return 0;
 }
 
-const char *version_add(const char *a, const char *b, char *out)
+/* a + b for canonical integer texts within 38 digits; NULL on success, else why not. */
+static const char *version_add(const char *a, const char *b, char *out)
 {
     unsigned char x[VERSION_DIGITS + 2] = {0}, y[VERSION_DIGITS + 2] = {0},
                   r[VERSION_DIGITS + 3] = {0};
@@ -129,7 +132,7 @@ static const char *arg_text(lua_State *L, int idx, char *out)
     return version_canonical(s, n, out);
 }
 
-int version_lua_parse(lua_State *L)
+int ddb_version_lua_parse(lua_State *L)
 {
     char out[VERSION_TEXT_MAX];
     const char *why = arg_text(L, 1, out);
@@ -142,7 +145,7 @@ int version_lua_parse(lua_State *L)
     return 1;
 }
 
-int version_lua_add(lua_State *L)
+int ddb_version_lua_add(lua_State *L)
 {
     char a[VERSION_TEXT_MAX], b[VERSION_TEXT_MAX], out[VERSION_TEXT_MAX];
     const char *why = arg_text(L, 1, a);

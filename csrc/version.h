@@ -5,16 +5,15 @@
 
 #include <stddef.h>
 #include "compat.h"
+#include "visibility.h"
+
+DDB_HIDDEN_BEGIN
 
 #define VERSION_TEXT_MAX 48   /* a sign, 38 digits and room to spare */
 
-/* Canonical text of an integer number into out (VERSION_TEXT_MAX bytes); NULL on success,
- * else why it is not a version. */
-const char *version_canonical(const char *s, size_t n, char *out);
-/* a + b for canonical integer texts within 38 digits; NULL on success, else why not. */
-const char *version_add(const char *a, const char *b, char *out);
+int ddb_version_lua_parse(lua_State *L);   /* (text) -> canonical | nil, reason */
+int ddb_version_lua_add(lua_State *L);     /* (text, step) -> canonical | nil, reason */
 
-int version_lua_parse(lua_State *L);   /* (text) -> canonical | nil, reason */
-int version_lua_add(lua_State *L);     /* (text, step) -> canonical | nil, reason */
+DDB_HIDDEN_END
 
 #endif

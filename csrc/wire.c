@@ -1,7 +1,7 @@
 /* The one-call path's own HTTP/1.1 on a libcurl connection (see wire.h). */
 #include "wire.h"
 #include "answer.h"
-#include "transport_curl.h"
+#include "curl_handle.h"
 #include "protocol.h"
 
 #include <errno.h>
@@ -11,16 +11,16 @@
 #include <string.h>
 #include <time.h>
 
-void wire_init(wire *w)
+void ddb_wire_init(wire *w)
 {
     memset(w, 0, sizeof *w);
     w->fd = CURL_SOCKET_BAD;
-    buf_init(&w->out);
-    buf_init(&w->in);
-    buf_init(&w->body);
+    ddb_buf_init(&w->out);
+    ddb_buf_init(&w->in);
+    ddb_buf_init(&w->body);
 }
 
-void wire_disconnect(wire *w)
+void ddb_wire_disconnect(wire *w)
 {
     if (w->easy != NULL)
         curl_easy_cleanup(w->easy);
@@ -30,15 +30,17 @@ void wire_disconnect(wire *w)
     w->url = NULL;
 }
 
-void wire_close(wire *w)
+void ddb_wire_close(wire *w)
 {
-    wire_disconnect(w);
-    buf_free(&w->out);
-    buf_free(&w->in);
-    buf_free(&w->body);
+    ddb_wire_disconnect(w);
+    ddb_buf_free(&w->out);
+    ddb_buf_free(&w->in);
+    ddb_buf_free(&w->body);
 }
 
-int wire_accepts(const char *url)
+/* Whether url can go over the wire: http(s), no path beyond "/", no query, no user
+ * information, and no proxy in the environment (those keep to libcurl's own transfers). */
+static int wire_accepts(const char *url)
 {
     static const char *const proxies[] = {"http_proxy", "https_proxy", "HTTPS_PROXY",
                                           "all_proxy", "ALL_PROXY", NULL};
@@ -61,7 +63,7 @@ int wire_accepts(const char *url)
     return 1;
 }
 
-int wire_serves(const wire *w, const char *url)
+int ddb_wire_serves(const wire *w, const char *url)
 {
     /* a connection made for url was accepted already: no second look at the environment */
     return (w->easy != NULL && strcmp(w->url, url) == 0) || wire_accepts(url);
@@ -102,7 +104,7 @@ static int fail(wire *w, const char *code, const char *applied, const char *retr
     w->applied = applied;
     w->retry_class = retry_class;
     snprintf(w->message, sizeof w->message, "%s", message);
-    wire_disconnect(w);
+    ddb_wire_disconnect(w);
     return WIRE_FAILED;
 }
 
@@ -121,21 +123,13 @@ static int still_open(wire *w)
     return curl_easy_recv(w->easy, &c, 1, &n) == CURLE_AGAIN;
 }
 
-static size_t discard(char *p, size_t size, size_t n, void *ud)
-{
-    (void)p;
-    (void)ud;
-    return size * n;
-}
-
 static int connect_to(wire *w, const wire_opts *o, const char *url, long long deadline)
 {
-    curlt_hooks hooks = { discard, discard, NULL, NULL };
     long left = (long)(deadline - now_ms());
     char *copy;
     curl_socket_t fd = CURL_SOCKET_BAD;
 
-    wire_disconnect(w);
+    ddb_wire_disconnect(w);
     if (left < 1)
         left = 1;
     copy = malloc(strlen(url) + 1);
@@ -148,7 +142,7 @@ static int connect_to(wire *w, const wire_opts *o, const char *url, long long de
     strcpy(copy, url);
     w->url = copy;
     o->errbuf[0] = '\0';
-    curlt_set_common(w->easy, &hooks, o->errbuf, o->ca_bundle);
+    ddb_curl_handle_setup(w->easy, NULL, o->errbuf, o->ca_bundle);
     curl_easy_setopt(w->easy, CURLOPT_URL, url);
     curl_easy_setopt(w->easy, CURLOPT_CONNECT_ONLY, 1L);
     /* ALPN must offer HTTP/1.1 alone: a server that picks h2 for a CONNECT_ONLY connection
@@ -179,7 +173,7 @@ static int build_request(wire *w, const char *const *lines, size_t nlines, const
     if (buf_add(&w->out, "POST / HTTP/1.1\r\n", 17) != 0)
         return -1;
     for (i = 0; i < nlines; i++)
-        if (buf_adds(&w->out, lines[i]) != 0 || buf_add(&w->out, "\r\n", 2) != 0)
+        if (ddb_buf_adds(&w->out, lines[i]) != 0 || buf_add(&w->out, "\r\n", 2) != 0)
             return -1;
     return buf_add(&w->out, length, (size_t)n) || buf_add(&w->out, body, body_len) ? -1 : 0;
 }
@@ -231,7 +225,7 @@ static int receive(wire *w, long long deadline, size_t max, wire_answer *a)
     static const char *const MAYBE = PROTO_APPLIED_MAYBE;
     int r;
 
-    answer_start(&ans, &w->in, &w->body, max);
+    ddb_answer_start(&ans, &w->in, &w->body, max);
     for (;;) {
         size_t n = 0, room;
         char *at;
@@ -241,7 +235,7 @@ static int receive(wire *w, long long deadline, size_t max, wire_answer *a)
         if (now_ms() >= deadline)
             return fail(w, "Timeout", MAYBE, "timeout",
                         "timed out reading the answer (the request was sent)");
-        if ((at = answer_space(&ans, &room)) == NULL)
+        if ((at = ddb_answer_space(&ans, &room)) == NULL)
             return fail(w, "NetworkError", MAYBE, "transient", "out of memory reading the answer");
         rc = curl_easy_recv(w->easy, at, room, &n);
         if (rc == CURLE_AGAIN) {
@@ -252,29 +246,29 @@ static int receive(wire *w, long long deadline, size_t max, wire_answer *a)
         }
         if (rc != CURLE_OK)
             return fail(w, "NetworkError", MAYBE, "transient", curl_easy_strerror(rc));
-        r = n == 0 ? answer_closed(&ans) : answer_received(&ans, n);
+        r = n == 0 ? ddb_answer_closed(&ans) : ddb_answer_received(&ans, n);
         if (r == ANSWER_DONE)
             break;
         if (r != ANSWER_MORE) {
             const char *code, *cls;
             char message[160];
-            answer_failure(&ans, r, &code, &cls, message, sizeof message);
+            ddb_answer_failure(&ans, r, &code, &cls, message, sizeof message);
             return fail(w, code, MAYBE, cls, message);
         }
     }
     a->head = ans.head;
-    if (!answer_keep(&ans))
+    if (!ddb_answer_keep(&ans))
         a->head.close = 1;
     a->head_view.data = w->in.data;
     a->head_view.len = a->head.head_len;
     a->head_view.cap = a->head.head_len;
-    a->body = answer_body(&ans, &a->body_len);
+    a->body = ddb_answer_body(&ans, &a->body_len);
     return WIRE_OK;
 }
 
-int wire_exchange(wire *w, const wire_opts *o, const char *url, const char *const *lines,
-                  size_t nlines, const char *body, size_t body_len, long timeout_ms,
-                  wire_answer *a)
+int ddb_wire_exchange(wire *w, const wire_opts *o, const char *url, const char *const *lines,
+                      size_t nlines, const char *body, size_t body_len, long timeout_ms,
+                      wire_answer *a)
 {
     long long deadline = now_ms() + timeout_ms;
     int reused = w->easy != NULL && strcmp(w->url, url) == 0 && still_open(w), r;
@@ -289,6 +283,6 @@ int wire_exchange(wire *w, const wire_opts *o, const char *url, const char *cons
     if ((r = receive(w, deadline, o->max_answer, a)) != WIRE_OK)
         return r;
     if (a->head.close)
-        wire_disconnect(w);   /* the answer stays readable: its buffers are kept */
+        ddb_wire_disconnect(w);   /* the answer stays readable: its buffers are kept */
     return WIRE_OK;
 }

@@ -10,6 +10,9 @@
 #include <curl/curl.h>
 #include "buf.h"
 #include "http1.h"
+#include "visibility.h"
+
+DDB_HIDDEN_BEGIN
 
 typedef struct wire {
     CURL *easy;              /* the CONNECT_ONLY handle holding the connection; NULL: none */
@@ -19,7 +22,7 @@ typedef struct wire {
     buf in;                  /* the answer as received */
     buf body;                /* a chunked answer's body, decoded */
     long connects;           /* connections made, for stats() */
-    /* set when wire_exchange fails */
+    /* set when ddb_wire_exchange fails */
     CURLcode rc;             /* libcurl's code, CURLE_OK for an HTTP-level failure */
     const char *code, *applied, *retry_class;
     char message[160];
@@ -42,26 +45,25 @@ typedef struct wire_opts {
 
 enum { WIRE_OK = 0, WIRE_CONNECT_FAILED, WIRE_FAILED };
 
-void wire_init(wire *w);
+void ddb_wire_init(wire *w);
 /* Closes the connection, keeping the buffers (and so the last answer). */
-void wire_disconnect(wire *w);
+void ddb_wire_disconnect(wire *w);
 /* Closes the connection and frees the buffers. */
-void wire_close(wire *w);
-/* Whether url can go over the wire: http(s), no path beyond "/", no query, no user
- * information, and no proxy in the environment (those keep to libcurl's own transfers). */
-int wire_accepts(const char *url);
+void ddb_wire_close(wire *w);
 /* Whether call() should take the wire for url: the kept connection was made for it, or
  * wire_accepts(url). */
-int wire_serves(const wire *w, const char *url);
+int ddb_wire_serves(const wire *w, const char *url);
 /* Sends "POST / HTTP/1.1", the lines, Content-Length and the body to url, on the kept
  * connection when it is alive and for the same URL, else on a new one, and reads the whole
  * answer, all within timeout_ms (checked before every read and write, so that a server that
  * keeps sending cannot hold the call past it) and o->max_answer. WIRE_OK fills a;
- * WIRE_CONNECT_FAILED leaves w->easy and w->rc for the caller to describe before wire_close
+ * WIRE_CONNECT_FAILED leaves w->easy and w->rc for the caller to describe before ddb_wire_close
  * (nothing was sent); WIRE_FAILED fills w->code, message, applied and retry_class and closes
  * the connection. */
-int wire_exchange(wire *w, const wire_opts *o, const char *url, const char *const *lines,
-                  size_t nlines, const char *body, size_t body_len, long timeout_ms,
-                  wire_answer *a);
+int ddb_wire_exchange(wire *w, const wire_opts *o, const char *url, const char *const *lines,
+                      size_t nlines, const char *body, size_t body_len, long timeout_ms,
+                      wire_answer *a);
+
+DDB_HIDDEN_END
 
 #endif

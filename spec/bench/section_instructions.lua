@@ -16,10 +16,10 @@ local RECORDED = lib.dir .. "/instructions.json"
 local ENTRY = {
   sign = "signer_prepare",
   encode = "core_encode",
-  parse = "proto_lua_parse_response",
+  parse = "ddb_proto_lua_parse_response",
   decode = "core_decode",
-  marshal = "av_lua_marshal_item",
-  unmarshal = "av_lua_unmarshal_item",
+  marshal = "ddb_av_lua_marshal_item",
+  unmarshal = "ddb_av_lua_unmarshal_item",
 }
 local OPS = { "sign", "encode", "parse", "decode", "marshal", "unmarshal" }
 local SIZES = { { "1KB", 1024, 200 }, { "100KB", 102400, 10 } }

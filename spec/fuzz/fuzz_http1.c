@@ -29,7 +29,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     step = (size_t)data[0] % 17 + 1;   /* how many bytes arrive at a time */
     max = data[1] < 128 ? 0 : (size_t)(data[1] - 128) * 8;   /* 0: no limit */
     n = size - 2;
-    r = http1_parse_head(p, n, &h);
+    r = ddb_http1_parse_head(p, n, &h);
     CHECK(r >= HTTP1_TOO_LARGE && r <= 1 && r != HTTP1_NO_MEMORY, "parse_head gave %d", r);
     CHECK(r != HTTP1_TOO_LARGE || n >= HTTP1_MAX_HEAD, "too large at %zu bytes", n);
     if (r == 1) {
@@ -39,28 +39,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* a head found is found again in any longer input, the same */
         {
             http1_head again;
-            CHECK(http1_parse_head(p, h.head_len, &again) == 1 &&
+            CHECK(ddb_http1_parse_head(p, h.head_len, &again) == 1 &&
                   again.head_len == h.head_len && again.status == h.status, "head unstable");
         }
     }
 
     /* the bytes after the head (or all of them) as a chunked body */
     k = r == 1 ? h.head_len : 0;
-    buf_init(&a);
-    buf_init(&b);
-    buf_init(&window);
-    http1_chunks_init(&whole, max);
+    ddb_buf_init(&a);
+    ddb_buf_init(&b);
+    ddb_buf_init(&window);
+    ddb_http1_chunks_init(&whole, max);
     whole.pos = k;
-    ra = http1_dechunk(&whole, p, n, &a);
+    ra = ddb_http1_dechunk(&whole, p, n, &a);
     /* piecewise: only the bytes not yet decoded are kept, at the start of a window */
-    http1_chunks_init(&parts, max);
+    ddb_http1_chunks_init(&parts, max);
     {
         size_t fed = k, dropped = k;
         for (;;) {
             size_t upto = fed + step < n ? fed + step : n;
             CHECK(buf_add(&window, p + fed, upto - fed) == 0, "out of memory");
             fed = upto;
-            rb = http1_dechunk(&parts, window.data ? window.data : "", window.len, &b);
+            rb = ddb_http1_dechunk(&parts, window.data ? window.data : "", window.len, &b);
             if (rb != 0 || fed == n)
                 break;
             memmove(window.data, window.data + parts.pos, window.len - parts.pos);
@@ -79,9 +79,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(a.len <= n, "body of %zu from %zu bytes", a.len, n);
         CHECK(max == 0 || a.len <= max, "body of %zu over the limit %zu", a.len, max);
     }
-    buf_free(&a);
-    buf_free(&b);
-    buf_free(&window);
+    ddb_buf_free(&a);
+    ddb_buf_free(&b);
+    ddb_buf_free(&window);
 
     {
         buf in1, body1, in2, body2;
@@ -89,37 +89,37 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t fed = 0, len1 = 0, len2 = 0;
         const char *b1, *b2;
         int r1, r2 = ANSWER_MORE;
-        buf_init(&in1);
-        buf_init(&body1);
-        buf_init(&in2);
-        buf_init(&body2);
-        answer_start(&x1, &in1, &body1, max ? max : 1024);
-        answer_start(&x2, &in2, &body2, max ? max : 1024);
-        r1 = answer_feed(&x1, p, n);
+        ddb_buf_init(&in1);
+        ddb_buf_init(&body1);
+        ddb_buf_init(&in2);
+        ddb_buf_init(&body2);
+        ddb_answer_start(&x1, &in1, &body1, max ? max : 1024);
+        ddb_answer_start(&x2, &in2, &body2, max ? max : 1024);
+        r1 = ddb_answer_feed(&x1, p, n);
         if (r1 == ANSWER_MORE)
-            r1 = answer_closed(&x1);
+            r1 = ddb_answer_closed(&x1);
         while (fed < n && r2 == ANSWER_MORE) {
             size_t k2 = n - fed < step ? n - fed : step;
-            r2 = answer_feed(&x2, p + fed, k2);
+            r2 = ddb_answer_feed(&x2, p + fed, k2);
             fed += k2;
         }
         if (r2 == ANSWER_MORE)
-            r2 = answer_closed(&x2);
+            r2 = ddb_answer_closed(&x2);
         CHECK(r1 != ANSWER_NO_MEMORY && r2 != ANSWER_NO_MEMORY, "out of memory");
         CHECK(r1 == r2, "answer: pieces gave %d where one pass gave %d", r2, r1);
         if (r1 == ANSWER_DONE) {
-            b1 = answer_body(&x1, &len1);
-            b2 = answer_body(&x2, &len2);
+            b1 = ddb_answer_body(&x1, &len1);
+            b2 = ddb_answer_body(&x2, &len2);
             CHECK(len1 == len2 && (len1 == 0 || memcmp(b1, b2, len1) == 0), "answer bodies differ");
             CHECK(len1 <= (max ? max : 1024), "answer body of %zu over the limit", len1);
             /* bytes past the answer count only where they were fed */
-            CHECK(fed < n || answer_keep(&x1) == answer_keep(&x2), "keep-alive verdicts differ");
+            CHECK(fed < n || ddb_answer_keep(&x1) == ddb_answer_keep(&x2), "keep-alive verdicts differ");
             CHECK(x1.head.status == x2.head.status, "statuses differ");
         }
-        buf_free(&in1);
-        buf_free(&body1);
-        buf_free(&in2);
-        buf_free(&body2);
+        ddb_buf_free(&in1);
+        ddb_buf_free(&body1);
+        ddb_buf_free(&in2);
+        ddb_buf_free(&body2);
     }
     return 0;
 }

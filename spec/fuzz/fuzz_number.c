@@ -1,5 +1,5 @@
-/* libFuzzer target: av_dec_parse, the exact decimal reader behind every N value, with
- * av_dec_check and av_dec_format. Whatever parses formats within the documented 200 bytes,
+/* libFuzzer target: ddb_av_dec_parse, the exact decimal reader behind every N value, with
+ * ddb_av_dec_check and ddb_av_dec_format. Whatever parses formats within the documented 200 bytes,
  * and the canonical text parses back to the same number. Plain C, no Lua. */
 #include "fuzz_lua.h"
 #include "av.h"
@@ -10,22 +10,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char out[200];
     size_t len;
     const char *why;
-    if (av_dec_parse((const char *)data, size, &x) != 0)
+    if (ddb_av_dec_parse((const char *)data, size, &x) != 0)
         return 0;
     FUZZ_CHECK(x.nd >= 0 && x.nd <= AV_DIGIT_BUF, "nd %d", x.nd);
     FUZZ_CHECK(x.nd == 0 || (x.d[0] != '0' && x.d[x.nd - 1] != '0'), "digits not trimmed");
-    why = av_dec_check(&x);
-    len = av_dec_format(&x, out, sizeof out);
+    why = ddb_av_dec_check(&x);
+    len = ddb_av_dec_format(&x, out, sizeof out);
     FUZZ_CHECK(len < sizeof out, "formatted %zu bytes", len);
     FUZZ_CHECK(strlen(out) == len, "length %zu, text %zu", len, strlen(out));
-    FUZZ_CHECK(av_dec_parse(out, len, &y) == 0, "canonical text '%s' does not parse", out);
+    FUZZ_CHECK(ddb_av_dec_parse(out, len, &y) == 0, "canonical text '%s' does not parse", out);
     /* exact unless digits overflowed the buffer or the exponent hit the parser's clamp
      * (past 100000, far outside DynamoDB's range, where only the refusal matters) */
     if (!x.overflow && x.exp > -90000 && x.exp < 90000)
-        FUZZ_CHECK(av_dec_equal(&x, &y), "'%.*s' -> '%s' changed the value", (int)size,
+        FUZZ_CHECK(ddb_av_dec_equal(&x, &y), "'%.*s' -> '%s' changed the value", (int)size,
                    (const char *)data, out);
     if (why == NULL) {
-        FUZZ_CHECK(av_dec_check(&y) == NULL, "canonical '%s' of a valid number is invalid", out);
+        FUZZ_CHECK(ddb_av_dec_check(&y) == NULL, "canonical '%s' of a valid number is invalid", out);
         FUZZ_CHECK(x.nd <= AV_MAX_DIGITS, "valid with %d digits", x.nd);
     }
     return 0;

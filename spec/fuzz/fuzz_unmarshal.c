@@ -1,5 +1,5 @@
 /* libFuzzer target: AttributeValues to Lua (core.unmarshal_item / core.unmarshal) on
- * whatever JSON decodes to, with item_size and av_equal on the same data. A raise must be
+ * whatever JSON decodes to, with item_size and ddb_av_equal on the same data. A raise must be
  * the reader's "malformed AttributeValue"; an item that reads and marshals back must read
  * and marshal back once more to equal AttributeValues (conversion is stable after one
  * normalisation). */

@@ -102,14 +102,15 @@ FUZZ_ENV = ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 UBSAN_OPTIONS=print_stack
 $(FUZZ_DIR)/obj:
 	mkdir -p $@
 
-$(FUZZ_DIR)/obj/%.o: csrc/%.c $(wildcard csrc/*.h) | $(FUZZ_DIR)/obj
+$(FUZZ_DIR)/obj/%.o: csrc/%.c $(HDRS) | $(FUZZ_DIR)/obj
+	@mkdir -p $(dir $@)
 	$(FUZZ_CC) -std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra $(FUZZ_FLAGS) \
 	  -fsanitize=fuzzer-no-link -I/usr/include/lua5.4 -c $< -o $@
 
 $(FUZZ_DIR)/fuzz_%: spec/fuzz/fuzz_%.c spec/fuzz/fuzz_lua.h $(FUZZ_OBJS)
 	$(FUZZ_CC) -std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra $(FUZZ_FLAGS) -fsanitize=fuzzer \
 	  -I/usr/include/lua5.4 -Icsrc -DDDB_LUA_DIR='"$(CURDIR)/lua"' $< $(FUZZ_OBJS) \
-	  -o $@ $(SAN_LUA_LIB_5.4) -lcurl -lcrypto -lcjson -lpthread -lm -ldl
+	  -o $@ $(SAN_LUA_LIB_5.4) -lcurl -lcrypto -lcjson -lz -lpthread -lm -ldl
 
 fuzz-build: $(FUZZ_BINS)
 

@@ -147,6 +147,60 @@ describe("unmarshal", function()
   end)
 end)
 
+describe("binary values (B, BS) as base64 text", function()
+  local core = ddb.core
+
+  -- the value a B reads as, or nil and the error
+  local function read(text)
+    local ok, v = pcall(unmarshal, { B = text })
+    if ok then return v.value end
+    return nil, tostring(v)
+  end
+
+  it("reads canonical base64, padded, of every length", function()
+    assert.equal("", read(""))
+    assert.equal("\0", read("AA=="))
+    assert.equal("\0\1", read("AAE="))
+    assert.equal("\0\1\255", read("AAH/"))
+    assert.equal("\251\255", read("+/8="))
+    for n = 0, 9 do
+      local bytes = ("\7\200\255"):rep(4):sub(1, n)
+      assert.equal(bytes, read(marshal(ddb.binary(bytes)).B), n)
+    end
+  end)
+
+  it("refuses padding out of place, too much of it, or missing", function()
+    for _, text in ipairs{ "A===", "====", "AA=A", "=AAA", "AA==AA==", "AAAA====", "AA", "AAE" } do
+      local v, err = read(text)
+      assert.is_nil(v, text)
+      assert.matches("B is not base64", err, 1, true)
+    end
+  end)
+
+  it("refuses whitespace anywhere, which OpenSSL's decoder would skip", function()
+    for _, text in ipairs{ " AAH/", "AAH/ ", "AAH/    ", "    AAH/", "AA==    ", "AAH/\n", "AA\nA",
+                           "A\tA=" } do
+      assert.is_nil(read(text), text)
+    end
+  end)
+
+  it("refuses characters outside the alphabet (base64url, NUL) and stray bits in the padding",
+     function()
+    for _, text in ipairs{ "AA-_", "AA.=", "\0AAA", "AB==", "AAF=" } do
+      assert.is_nil(read(text), text)
+    end
+  end)
+
+  it("holds binary sets and answers decoded by cJSON to the same rules", function()
+    assert.has_error(function() unmarshal{ BS = { "AA==", "A===" } } end)
+    local item = assert(core.decode('{"b":{"B":"AQI="},"s":{"BS":["AA=="]}}'))
+    assert.equal("\1\2", core.unmarshal_item(item).b.value)
+    local res = core.parse_response(200, '{"Item":{"b":{"B":"AA=="}}}', {}, "Item")
+    assert.equal("\0", res.Item.b.value)
+    assert.is_nil(core.parse_response(200, '{"Item":{"b":{"B":"AA==    "}}}', {}, "Item"))
+  end)
+end)
+
 describe("AttributeValue equality", function()
   local eq = ddb.core.av_equal
   it("compares numbers by value, as DynamoDB normalises their text", function()

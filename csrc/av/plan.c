@@ -1,0 +1,342 @@
+/* with_item's write planner: what a write sends to turn the stored item into the new one
+ * (changed and removed attributes, the AttributeValues to send, the stored size). */
+#include "internal.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct name_ref {
+    const char *s;
+    size_t n;
+} name_ref;
+
+static int name_ref_cmp(const void *a, const void *b)
+{
+    const name_ref *x = a, *y = b;
+    int c = memcmp(x->s, y->s, x->n < y->n ? x->n : y->n);
+    if (c != 0)
+        return c;
+    return x->n < y->n ? -1 : (x->n > y->n);
+}
+
+static int in_set(lua_State *L, int set, int key)
+{
+    int r;
+    if (set == 0)
+        return 0;
+    lua_pushvalue(L, key);
+    lua_rawget(L, set);
+    r = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return r;
+}
+
+/* Pushes the names as a sorted list (the order of the expression a write sends). */
+static void push_sorted(lua_State *L, name_ref *names, size_t n)
+{
+    size_t i;
+    if (n > 1)
+        qsort(names, n, sizeof *names, name_ref_cmp);
+    lua_createtable(L, (int)n, 0);
+    for (i = 0; i < n; i++) {
+        lua_pushlstring(L, names[i].s, names[i].n);
+        lua_rawseti(L, -2, (int)i + 1);
+    }
+}
+
+/* 1 when the plain scalar at v is provably the value of the AttributeValue at av (a string
+ * equal to S, a number equal by value to N, a boolean equal to BOOL): such an attribute is
+ * unchanged without being marshalled. 0 means "not provably": marshal and compare. */
+/* The type name of the AttributeValue at av and its value pushed on the stack, or NULL
+ * (nothing pushed) when av is not a one-member table. */
+static const char *av_open(lua_State *L, int av)
+{
+    const char *type;
+    if (lua_type(L, av) != LUA_TTABLE)
+        return NULL;
+    lua_pushnil(L);
+    if (lua_next(L, av) == 0)
+        return NULL;
+    if (lua_type(L, -2) != LUA_TSTRING) {
+        lua_pop(L, 2);
+        return NULL;
+    }
+    type = lua_tostring(L, -2);
+    lua_pushvalue(L, -2);
+    if (lua_next(L, av) != 0) {      /* a second member: not a value this module reads */
+        lua_pop(L, 4);
+        return NULL;
+    }
+    lua_remove(L, -2);               /* leaves the value; the key string stays in av */
+    return type;
+}
+
+static int same_scalar(lua_State *L, int v, int av)
+{
+    const char *type;
+    int t = lua_type(L, v), same = 0, val;
+    if (t != LUA_TSTRING && t != LUA_TNUMBER && t != LUA_TBOOLEAN)
+        return 0;
+    type = av_open(L, av);
+    if (type == NULL)
+        return 0;
+    val = lua_gettop(L);
+    if (t == LUA_TSTRING && strcmp(type, "S") == 0) {
+        same = lua_rawequal(L, v, val);
+    } else if (t == LUA_TBOOLEAN && strcmp(type, "BOOL") == 0) {
+        same = lua_type(L, val) == LUA_TBOOLEAN && lua_toboolean(L, v) == lua_toboolean(L, val);
+    } else if (t == LUA_TNUMBER && strcmp(type, "N") == 0 && lua_type(L, val) == LUA_TSTRING) {
+        char text[64];
+        size_t n = 0, m;
+        const char *stored = lua_tolstring(L, val, &m);
+        av_dec x, y;
+        int parsed = ddb_av_dec_parse(stored, m, &y) == 0, ok = 1;
+#if DDB_HAS_INTEGERS
+        if (lua_isinteger(L, v))
+            n = (size_t)snprintf(text, sizeof text, LUA_INTEGER_FMT, lua_tointeger(L, v));
+        else
+#endif
+        {
+            lua_Number d = lua_tonumber(L, v);
+            ok = !isnan(d) && !isinf(d);
+            if (ok && parsed && !y.overflow && y.nd <= 15 && y.exp < 300 && y.exp > -300) {
+                /* a stored value of 15 significant digits or fewer is exactly one double
+                 * (DBL_DIG), as is the shortest text of d: equal doubles, equal values */
+                double sd = strtod(stored, NULL);
+                if (sd == 0 || fabs(sd) >= DBL_MIN) {
+                    lua_settop(L, val - 1);
+                    return sd == d;
+                }
+            }
+            if (ok) {
+                ddb_shortest_double(d, text, sizeof text);
+                n = strlen(text);
+            }
+        }
+        same = ok && parsed && ddb_av_dec_parse(text, n, &x) == 0 && ddb_av_dec_check(&x) == NULL &&
+               ddb_av_dec_equal(&x, &y);
+    }
+    lua_settop(L, val - 1);
+    return same;
+}
+
+#define SAME_SET_MAX 32
+
+/* 1 when the plain value at v is provably the value of the AttributeValue at av, as marshal
+ * would make it and ddb_av_equal compare it: scalars (same_scalar), ddb.null, string sets, and
+ * maps and lists of such, recursively. 0 means "not provably": marshal and compare. A value
+ * that would not marshal is never "the same" (marshal then refuses it). */
+static int same_value(lua_State *L, int v, int av, int depth)
+{
+    const char *type;
+    int val, same = 0, mt;
+    if (lua_type(L, v) != LUA_TTABLE)
+        return same_scalar(L, v, av);
+    if (depth >= AV_MAX_DEPTH)
+        return 0;
+    luaL_checkstack(L, 8, "AttributeValue nesting");
+    type = av_open(L, av);
+    if (type == NULL)
+        return 0;
+    val = lua_gettop(L);
+    mt = lua_getmetatable(L, v);
+    if (mt)
+        lua_pop(L, 1);
+    if (mt && ddb_json_has_mt(L, v, AV_NULL_MT)) {
+        same = strcmp(type, "NULL") == 0;
+    } else if (mt && ddb_json_has_mt(L, v, AV_SS_MT)) {
+        /* equal sizes and each side within the other: the same set, duplicates impossible */
+        size_t n = lua_rawlen(L, v), i, j;
+        same = strcmp(type, "SS") == 0 && lua_type(L, val) == LUA_TTABLE &&
+               lua_rawlen(L, val) == n && n > 0 && n <= SAME_SET_MAX;
+        for (i = 1; same && i <= 2 * n; i++) {
+            int from = i <= n ? v : val, to = i <= n ? val : v, found = 0;
+            lua_rawgeti(L, from, (int)(i <= n ? i : i - n));
+            if (lua_type(L, -1) != LUA_TSTRING) {
+                lua_pop(L, 1);
+                same = 0;
+                break;
+            }
+            for (j = 1; j <= n && !found; j++) {
+                lua_rawgeti(L, to, (int)j);
+                found = lua_rawequal(L, -1, -2);
+                lua_pop(L, 1);
+            }
+            lua_pop(L, 1);
+            same = found;
+        }
+    } else if (!mt || ddb_json_has_mt(L, v, JSON_LIST_MT) || ddb_json_has_mt(L, v, JSON_MAP_MT)) {
+        char err[128];
+        size_t len = 0, n = 0, i;
+        int kind = ddb_json_table_kind(L, v, &len, err, sizeof err);
+        if (kind == 1 && strcmp(type, "L") == 0 && lua_type(L, val) == LUA_TTABLE &&
+            lua_rawlen(L, val) == len) {
+            same = 1;
+            for (i = 1; same && i <= len; i++) {
+                lua_rawgeti(L, v, (int)i);
+                lua_rawgeti(L, val, (int)i);
+                same = same_value(L, lua_gettop(L) - 1, lua_gettop(L), depth + 1);
+                lua_pop(L, 2);
+            }
+        } else if (kind == 0 && strcmp(type, "M") == 0 && lua_type(L, val) == LUA_TTABLE) {
+            same = 1;
+            lua_pushnil(L);
+            while (lua_next(L, v) != 0) {
+                int k = lua_gettop(L) - 1;
+                n++;
+                if (same && lua_type(L, k) == LUA_TSTRING) {
+                    lua_pushvalue(L, k);
+                    lua_rawget(L, val);
+                    same = !lua_isnil(L, -1) &&
+                           same_value(L, lua_gettop(L) - 1, lua_gettop(L), depth + 1);
+                    lua_pop(L, 1);
+                } else {
+                    same = 0;
+                }
+                lua_pop(L, 1);
+            }
+            if (same) {
+                size_t m = 0;
+                lua_pushnil(L);
+                while (lua_next(L, val) != 0) {
+                    m++;
+                    lua_pop(L, 1);
+                }
+                same = m == n;
+            }
+        }
+    }
+    lua_settop(L, val - 1);
+    return same;
+}
+
+/* core.plan_diff(old, item, skip, override, keep_old) -> sets, avs, removes, size
+ * What a write has to send to turn the stored item old (AttributeValues, or nil when none
+ * is stored) into item (plain values, as the caller's function returned them).
+ * sets: the attributes of item whose values differ from old's (numbers by value, sets
+ * unordered), sorted; removes: those of old that item lacks, sorted; neither lists the
+ * names in the set skip (key, version, tokens: the caller writes those). avs: name ->
+ * AttributeValue for every attribute in sets and every skipped one that item holds and
+ * that is not provably the stored value (same_value); with keep_old false (a put, which
+ * sends the whole item) for every attribute of item.
+ * size: the stored item's size as DynamoDB counts it: item's attributes, old's that stay
+ * when keep_old is true (an update), and the values of override (name -> AttributeValue) in
+ * place of either. A value that cannot be stored raises, naming the attribute. */
+int ddb_av_lua_plan_diff(lua_State *L)
+{
+    int old, skip, over, keep, avs;
+    size_t nnew = 0, nold = 0, nsets = 0, nremoves = 0, total = 0;
+    name_ref small[64], *sets, *removes;
+    av_path p;
+
+    lua_settop(L, 5);
+    old = lua_istable(L, 1) ? 1 : 0;
+    luaL_checktype(L, 2, LUA_TTABLE);
+    skip = lua_istable(L, 3) ? 3 : 0;
+    over = lua_istable(L, 4) ? 4 : 0;
+    keep = lua_toboolean(L, 5);
+    p.len = 0;
+    p.s[0] = '\0';
+    lua_pushnil(L);
+    while (lua_next(L, 2) != 0) {
+        nnew++;
+        lua_pop(L, 1);
+    }
+    if (old) {
+        lua_pushnil(L);
+        while (lua_next(L, old) != 0) {
+            nold++;
+            lua_pop(L, 1);
+        }
+    }
+    /* scratch on the stack for a usual item, else in userdata (collected should anything
+     * below raise) */
+    if (nnew + nold <= sizeof small / sizeof small[0])
+        sets = small;
+    else
+        sets = lua_newuserdata(L, (nnew + nold) * sizeof *sets);
+    removes = sets + nnew;
+    lua_createtable(L, 0, 4);
+    avs = lua_gettop(L);
+
+    lua_pushnil(L);
+    while (lua_next(L, 2) != 0) {
+        int k = lua_gettop(L) - 1, v = lua_gettop(L), o, changed, skipped;
+        size_t klen, depth_mark;
+        const char *ks;
+        if (lua_type(L, k) != LUA_TSTRING)
+            ddb_av_fail(L, &p, "item attribute names must be strings");
+        ks = lua_tolstring(L, k, &klen);
+        depth_mark = ddb_path_push_key(&p, ks, klen);
+        if (klen == 0)
+            ddb_av_fail(L, &p, "attribute name is empty");
+        ddb_check_text(L, &p, ks, klen);
+        skipped = in_set(L, skip, k);
+        lua_pushvalue(L, k);
+        if (old)
+            lua_rawget(L, old);
+        else
+            lua_pushnil(L);
+        o = lua_gettop(L);
+        if (keep && !lua_isnil(L, o) && same_value(L, v, o, 1)) {
+            /* unchanged: the stored value's size, no AttributeValue made */
+            if (!in_set(L, over, k))
+                total += klen + ddb_av_size(L, o, 1);
+        } else {
+            ddb_marshal_value(L, v, &p, 1);                                 /* the AV at o + 1 */
+            changed = lua_isnil(L, o) || !ddb_av_equal(L, o, o + 1, 0);
+            if (changed && !skipped) {
+                sets[nsets].s = ks;
+                sets[nsets].n = klen;
+                nsets++;
+            }
+            if (!in_set(L, over, k))
+                total += klen + ddb_av_size(L, o + 1, 1);
+            if (changed || skipped || !keep) {
+                lua_pushvalue(L, k);
+                lua_pushvalue(L, o + 1);
+                lua_rawset(L, avs);
+            }
+        }
+        ddb_path_pop(&p, depth_mark);
+        lua_settop(L, k);
+    }
+    if (old) {
+        lua_pushnil(L);
+        while (lua_next(L, old) != 0) {
+            int k = lua_gettop(L) - 1, absent;
+            size_t klen = 0;
+            const char *ks = lua_type(L, k) == LUA_TSTRING ? lua_tolstring(L, k, &klen) : NULL;
+            if (ks == NULL)
+                return luaL_error(L, "plan_diff: stored attribute names must be strings");
+            lua_pushvalue(L, k);
+            lua_rawget(L, 2);
+            absent = lua_isnil(L, -1);
+            lua_pop(L, 1);
+            if (absent && !in_set(L, skip, k)) {
+                removes[nremoves].s = ks;
+                removes[nremoves].n = klen;
+                nremoves++;
+            } else if (absent && keep && !in_set(L, over, k)) {
+                total += klen + ddb_av_size(L, lua_gettop(L), 1);
+            }
+            lua_pop(L, 1);
+        }
+    }
+    if (over) {
+        lua_pushnil(L);
+        while (lua_next(L, over) != 0) {
+            if (lua_type(L, -2) == LUA_TSTRING)
+                total += lua_rawlen(L, -2) + ddb_av_size(L, lua_gettop(L), 1);
+            lua_pop(L, 1);
+        }
+    }
+    push_sorted(L, sets, nsets);
+    lua_pushvalue(L, avs);
+    push_sorted(L, removes, nremoves);
+    lua_pushnumber(L, (lua_Number)total);
+    return 4;
+}
