@@ -1,4 +1,5 @@
-/* Lua binding for SigV4 signing of DynamoDB requests. */
+/* Lua binding for SigV4 signing: a generic request signer (any service) and its DynamoDB
+ * wrapper, the signing key kept in C. */
 #ifndef DDB_SIGNER_H
 #define DDB_SIGNER_H
 
