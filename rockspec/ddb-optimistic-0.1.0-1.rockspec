@@ -80,6 +80,7 @@ build = {
     ["ddb.sandbox"] = "lua/ddb/sandbox.lua",
     ["ddb.scheduler"] = "lua/ddb/scheduler.lua",
     ["ddb.time"] = "lua/ddb/time.lua",
+    ["ddb.utf8"] = "lua/ddb/utf8.lua",
     ["ddb.transact"] = "lua/ddb/transact.lua",
     ["ddb.transport.curl"] = "lua/ddb/transport/curl.lua",
     ["ddb.transport.ngx"] = "lua/ddb/transport/ngx.lua",

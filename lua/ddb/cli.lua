@@ -25,7 +25,7 @@ local core = ddb.core
 local type, pairs, ipairs, next, tostring, tonumber, pcall, getmetatable, setmetatable =
   type, pairs, ipairs, next, tostring, tonumber, pcall, getmetatable, setmetatable
 local concat, sort = table.concat, table.sort
-local char, floor = string.char, math.floor
+local floor = math.floor
 local monotonic_ms = core.monotonic_ms
 
 local _M = { _VERSION = ddb._VERSION }
@@ -312,15 +312,7 @@ local MAX_DEPTH = 32
 local ESCAPES = { ['"'] = '"', ["\\"] = "\\", ["/"] = "/", b = "\b", f = "\f", n = "\n",
   r = "\r", t = "\t" }
 
-local function utf8_char(cp)
-  if cp < 0x80 then return char(cp) end
-  if cp < 0x800 then return char(0xC0 + floor(cp / 0x40), 0x80 + cp % 0x40) end
-  if cp < 0x10000 then
-    return char(0xE0 + floor(cp / 0x1000), 0x80 + floor(cp / 0x40) % 0x40, 0x80 + cp % 0x40)
-  end
-  return char(0xF0 + floor(cp / 0x40000), 0x80 + floor(cp / 0x1000) % 0x40,
-    0x80 + floor(cp / 0x40) % 0x40, 0x80 + cp % 0x40)
-end
+local utf8_char = require("ddb.utf8").char
 
 -- A reader over one text: each function takes a byte position and returns the value and
 -- the position after it, or nil and a message naming the position and what was expected.

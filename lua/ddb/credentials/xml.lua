@@ -6,23 +6,13 @@
 -- @module ddb.credentials.xml
 
 local type, tonumber = type, tonumber
-local floor = math.floor
 local concat = table.concat
-local schar = string.char
 
 local _M = {}
 
 local ENTITIES = { lt = "<", gt = ">", amp = "&", quot = '"', apos = "'" }
 
-local function utf8_char(cp)
-  if cp < 0x80 then return schar(cp) end
-  if cp < 0x800 then return schar(0xC0 + floor(cp / 0x40), 0x80 + cp % 0x40) end
-  if cp < 0x10000 then
-    return schar(0xE0 + floor(cp / 0x1000), 0x80 + floor(cp / 0x40) % 0x40, 0x80 + cp % 0x40)
-  end
-  return schar(0xF0 + floor(cp / 0x40000), 0x80 + floor(cp / 0x1000) % 0x40,
-    0x80 + floor(cp / 0x40) % 0x40, 0x80 + cp % 0x40)
-end
+local utf8_char = require("ddb.utf8").char
 
 local function decode_text(s)
   if not s:find("&", 1, true) then return s end
