@@ -87,22 +87,14 @@ static int exchange_request(lua_State *L)
 {
     exchange *x = check_exchange(L);
     signer *s = ddb_signer_check(L, 2);
-    size_t oplen, body_len, path_len, i;
+    size_t oplen, body_len, path_len;
     const char *op = luaL_checklstring(L, 3, &oplen);
     const char *body = luaL_checklstring(L, 4, &body_len);
     const char *path = luaL_optlstring(L, 5, "/", &path_len);
     signer_lines lines;
-    char length[48];
-    int n, failed;
 
     ddb_signer_sign(L, s, op, oplen, body, body_len, 0, &lines);
-    n = snprintf(length, sizeof length, "Content-Length: %zu\r\n\r\n", body_len);
-    x->out.len = 0;
-    failed = ddb_buf_reserve(&x->out, 512 + body_len) || buf_add(&x->out, "POST ", 5) ||
-             buf_add(&x->out, path, path_len) || buf_add(&x->out, " HTTP/1.1\r\n", 11);
-    for (i = 0; !failed && i < (size_t)lines.n; i++)
-        failed = ddb_buf_adds(&x->out, lines.line[i]) || buf_add(&x->out, "\r\n", 2);
-    if (failed || buf_add(&x->out, length, (size_t)n) || buf_add(&x->out, body, body_len))
+    if (ddb_http1_post(&x->out, path, path_len, lines.line, (size_t)lines.n, body, body_len))
         return luaL_error(L, "out of memory building the request");
     start(x);
     lua_pushlstring(L, x->out.data, x->out.len);

@@ -1,6 +1,7 @@
 /* HTTP/1.1 answer heads and chunked bodies (RFC 9112), for the one-call path. */
 #include "http1.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static int lower(int c)
@@ -196,4 +197,20 @@ int ddb_http1_dechunk(http1_chunks *c, const char *p, size_t len, buf *out)
         c->pos = (size_t)(nl + 1 - p);
     }
     return 1;
+}
+
+int ddb_http1_post(buf *out, const char *path, size_t path_len, const char *const *lines,
+                   size_t nlines, const char *body, size_t body_len)
+{
+    char length[48];
+    size_t i;
+    int n = snprintf(length, sizeof length, "Content-Length: %zu\r\n\r\n", body_len);
+    out->len = 0;
+    if (ddb_buf_reserve(out, 512 + body_len) != 0 || buf_add(out, "POST ", 5) != 0 ||
+        buf_add(out, path, path_len) != 0 || buf_add(out, " HTTP/1.1\r\n", 11) != 0)
+        return -1;
+    for (i = 0; i < nlines; i++)
+        if (ddb_buf_adds(out, lines[i]) != 0 || buf_add(out, "\r\n", 2) != 0)
+            return -1;
+    return buf_add(out, length, (size_t)n) || buf_add(out, body, body_len) ? -1 : 0;
 }

@@ -52,6 +52,11 @@ void ddb_http1_chunks_init(http1_chunks *c, size_t max);
  * (moving the rest down and c->pos with it): the decoder keeps no pointer into p. */
 int ddb_http1_dechunk(http1_chunks *c, const char *p, size_t len, buf *out);
 
+/* Writes a whole POST request into out (emptied first): the request line for path, the
+ * header lines (without their CRLF), Content-Length and the body. 0, or -1 on no memory. */
+int ddb_http1_post(buf *out, const char *path, size_t path_len, const char *const *lines,
+                   size_t nlines, const char *body, size_t body_len);
+
 DDB_HIDDEN_END
 
 #endif

@@ -163,21 +163,6 @@ static int connect_to(wire *w, const wire_opts *o, const char *url, long long de
     return WIRE_OK;
 }
 
-static int build_request(wire *w, const char *const *lines, size_t nlines, const char *body,
-                         size_t body_len)
-{
-    char length[48];
-    size_t i;
-    int n = snprintf(length, sizeof length, "Content-Length: %zu\r\n\r\n", body_len);
-    w->out.len = 0;
-    if (buf_add(&w->out, "POST / HTTP/1.1\r\n", 17) != 0)
-        return -1;
-    for (i = 0; i < nlines; i++)
-        if (ddb_buf_adds(&w->out, lines[i]) != 0 || buf_add(&w->out, "\r\n", 2) != 0)
-            return -1;
-    return buf_add(&w->out, length, (size_t)n) || buf_add(&w->out, body, body_len) ? -1 : 0;
-}
-
 /* Sends the whole request. On a connection kept from an earlier answer that turns out to be
  * closed before a byte of this request went out, connects again once: nothing was sent. */
 static int send_all(wire *w, const wire_opts *o, const char *url, long long deadline,
@@ -273,7 +258,7 @@ int ddb_wire_exchange(wire *w, const wire_opts *o, const char *url, const char *
     long long deadline = now_ms() + timeout_ms;
     int reused = w->easy != NULL && strcmp(w->url, url) == 0 && still_open(w), r;
 
-    if (build_request(w, lines, nlines, body, body_len) != 0)
+    if (ddb_http1_post(&w->out, "/", 1, lines, nlines, body, body_len) != 0)
         return fail(w, "NetworkError", PROTO_APPLIED_NO, "transient",
                     "out of memory building the request");
     if (!reused && (r = connect_to(w, o, url, deadline)) != WIRE_OK)
