@@ -25,11 +25,13 @@ local function in_ngx_thread_phase()
     phase == "ssl_cert" or phase == "ssl_session_fetch"
 end
 
--- A runner: spawn(fn) -> handle; join(handle) waits for it (and raises what it raised).
+-- A runner: spawn(fn) -> handle; wait(handle) waits for it and returns true, or false and
+-- what it raised. wait raises nothing itself: on Lua 5.1 a pcall around a wait that yields
+-- (a sub-task of the scheduler) would be "attempt to yield across a C-call boundary".
 local function ngx_runner()
   return "ngx.thread", function(fn) return ngx.thread.spawn(fn) end, function(h)
     local ok, err = ngx.thread.wait(h)
-    if not ok then error(err, 0) end
+    return ok, err
   end
 end
 
@@ -39,7 +41,7 @@ local function scheduler_runner(sched, transport)
     -- inside a task of that scheduler: sub-tasks, waited for by sleeping on its transport
     return "ddb.scheduler", function(fn) return sched:spawn(fn) end, function(task)
       while not task.done do transport:sleep(1) end
-      if not task.ok then error(task.error, 0) end
+      return task.ok, task.error
     end
   end
   -- outside: the tasks run (all of them) when the first join drives the scheduler
@@ -49,12 +51,17 @@ local function scheduler_runner(sched, transport)
       ran = true
       sched:run()
     end
-    if not task.ok then error(task.error, 0) end
+    return task.ok, task.error
   end
 end
 
 local function sequential_runner()
-  return "sequential", function(fn) return { fn = fn } end, function(h) h.fn() end
+  -- no pcall: the calls may yield in the caller's transport (a raise goes straight out,
+  -- as it would from with_item)
+  return "sequential", function(fn) return { fn = fn } end, function(h)
+    h.fn()
+    return true
+  end
 end
 
 local function pick_runner(store, opts)
@@ -62,7 +69,8 @@ local function pick_runner(store, opts)
     if not (opts.spawn and opts.join) then
       error("with_each: options 'spawn' and 'join' go together", 3)
     end
-    return "spawn/join", opts.spawn, opts.join
+    local join = opts.join
+    return "spawn/join", opts.spawn, function(h) return pcall(join, h) end
   end
   if in_ngx_thread_phase() then return ngx_runner() end
   local t = store.client.transport
@@ -86,7 +94,7 @@ function _M.run(store, keys, fn, opts)
   local clock = store.client.clock or core.monotonic_ms
   local started = clock()
   local deadline = started + (opts.deadline_ms or store.deadline_ms)
-  local name, spawn, join = pick_runner(store, opts)
+  local name, spawn, wait = pick_runner(store, opts)
   local width = math_min(opts.concurrency or DEFAULT_CONCURRENCY, #keys)
   if name == "sequential" then width = math_min(width, 1) end
 
@@ -120,7 +128,7 @@ function _M.run(store, keys, fn, opts)
   for w = 1, width do handles[w] = spawn(worker) end
   local first_err
   for _, h in ipairs(handles) do
-    local ok, e = pcall(join, h)
+    local ok, e = wait(h)
     if not ok and first_err == nil then first_err = e end
   end
   if first_err ~= nil then error(first_err, 0) end   -- the function raised: as with_item
