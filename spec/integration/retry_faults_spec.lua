@@ -378,8 +378,14 @@ for _, server in ipairs(helper.servers()) do
         local elapsed = monotonic_ms() - t0
         assert.is_nil(res)
         assert.equal("DeadlineExceeded", err.code)
-        assert.equal("ProvisionedThroughputExceededException", err.cause.code)
-        assert.equal("no", err.applied)
+        -- the last attempt was throttled, or (on a loaded machine) cut by the deadline while
+        -- its answer was on the way: either way the call ends at 400 ms, not at 60 s
+        if err.cause.code == "Timeout" then
+          assert.equal("maybe", err.applied)
+        else
+          assert.equal("ProvisionedThroughputExceededException", err.cause.code)
+          assert.equal("no", err.applied)
+        end
         assert.is_true(elapsed <= 400 + SLACK_MS, ("took %.0f ms"):format(elapsed))
         c:close()
       end)
