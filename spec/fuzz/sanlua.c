@@ -1,4 +1,5 @@
-/* A minimal `lua SCRIPT ARGS...` for `make asan`: the sanitizer runtime lives in this
+/* A minimal `lua SCRIPT ARGS...` (or `lua -e CHUNK`, as ddb.sandbox starts its child) for
+ * `make asan`: the sanitizer runtime lives in this
  * executable, so only this process is instrumented. Preloading libasan into the stock lua5.4
  * would instrument every child the specs start too (the botocore vector generator, the
  * servers), and LeakSanitizer stalls in Python at exit. Built by spec/support/full.mk
@@ -44,7 +45,7 @@ int main(int argc, char **argv)
     lua_State *L;
     int i, status, base;
     if (argc < 2) {
-        fprintf(stderr, "usage: %s SCRIPT [ARGS...]\n", argv[0]);
+        fprintf(stderr, "usage: %s SCRIPT [ARGS...] | -e CHUNK\n", argv[0]);
         return 2;
     }
     /* a leak report ends the process before stdio is flushed: write as we go */
@@ -62,8 +63,14 @@ int main(int argc, char **argv)
     lua_setglobal(L, "arg");
     lua_pushcfunction(L, traceback);
     base = lua_gettop(L);
-    status = luaL_loadfile(L, argv[1]);
-    if (status == 0) {
+    if (strcmp(argv[1], "-e") == 0) {
+        /* the CLI's sandbox child: one chunk, no script */
+        status = argc == 3 ? luaL_loadstring(L, argv[2]) : LUA_ERRSYNTAX;
+        if (argc != 3)
+            lua_pushliteral(L, "-e takes one chunk and nothing after it");
+        if (status == 0)
+            status = lua_pcall(L, 0, 0, base);
+    } else if ((status = luaL_loadfile(L, argv[1])) == 0) {
         for (i = 2; i < argc; i++)
             lua_pushstring(L, argv[i]);
         status = lua_pcall(L, argc - 2, 0, base);
