@@ -5,13 +5,7 @@ local core_path = assert(package.searchpath("ddb.core", package.cpath), "ddb.cor
 -- the sanitized builds (make asan) need a host with the same runtime
 local sanitized = core_path:find("/asan%-") ~= nil
 
-local function sh(cmd)
-  local p = io.popen(cmd .. " 2>&1")
-  local out = p:read("*a")
-  local ok = p:close()
-  if type(ok) == "number" then ok = ok == 0 end   -- LuaJIT gives the status
-  return ok == true, out
-end
+local sh = require("support.shell").sh   -- ok, output (stdout and stderr)
 
 local function build_host(tmp)
   local inc, lib

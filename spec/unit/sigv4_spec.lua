@@ -81,6 +81,14 @@ local function signed_with(st, key_hex)
   return hmac_hex(key_hex, st.string_to_sign) == st.signature
 end
 
+-- The value of header line name ("Name: value") in a list of lines, or nil.
+local function header(lines, name)
+  for _, l in ipairs(lines) do
+    local n, v = l:match("^([^:]+): (.*)$")
+    if n == name then return v end
+  end
+end
+
 -- Calls fn(...) and checks that it raises an error whose text contains `text`.
 local function assert_raises(text, fn, ...)
   local ok, err = pcall(fn, ...)
@@ -261,13 +269,6 @@ describe("the signing key cache", function()
 end)
 
 describe("the session token", function()
-  local function header(lines, name)
-    for _, l in ipairs(lines) do
-      local n, v = l:match("^([^:]+): (.*)$")
-      if n == name then return v end
-    end
-  end
-
   it("goes out as X-Amz-Security-Token and is signed", function()
     local s = suite_signer{ session_token = STS_TOKEN }
     local lines = s:prepare("GetItem", "{}", 1440938160)
@@ -470,19 +471,12 @@ local function assert_all_agree(field_of_got, field_of_expected)
     #doc.cases, doc.seed, doc.botocore, table.concat(bad, "\n", 1, math.min(#bad, 3))))
 end
 
-local function line_value(lines, name)
-  for _, l in ipairs(lines) do
-    local n, v = l:match("^([^:]+): (.*)$")
-    if n == name then return v end
-  end
-end
-
 describe("the generic request signer (signer:sign_request)", function()
   it("agrees with botocore on requests to other services (sts, iam, sqs, execute-api)", function()
     local services = {}
     for _, case in ipairs(botocore_vectors().cases) do services[case.generic.service] = true end
     assert.same({ sts = true, iam = true, sqs = true, ["execute-api"] = true }, services)
-    assert_all_agree(function(case) return line_value(case.generic_lines, "Authorization") end,
+    assert_all_agree(function(case) return header(case.generic_lines, "Authorization") end,
       function(case) return case.generic.authorization end)
   end)
 
@@ -496,8 +490,8 @@ describe("the generic request signer (signer:sign_request)", function()
     assert.same({ "X-Amz-Date", "X-Amz-Security-Token", "Authorization" },
       { lines[1]:match("^[^:]+"), lines[2]:match("^[^:]+"), lines[3]:match("^[^:]+") })
     assert.equal(3, #lines)
-    assert.equal("TOKEN/abc=", line_value(lines, "X-Amz-Security-Token"))
-    assert.truthy(line_value(lines, "Authorization"):find(
+    assert.equal("TOKEN/abc=", header(lines, "X-Amz-Security-Token"))
+    assert.truthy(header(lines, "Authorization"):find(
       "Credential=AKIDEXAMPLE/20150830/us-east-1/sts/aws4_request, " ..
       "SignedHeaders=content-type;host;x-amz-date;x-amz-security-token, Signature=", 1, true))
     for _, l in ipairs(lines) do assert.is_nil(l:find(secret, 1, true)) end
@@ -510,7 +504,7 @@ describe("the generic request signer (signer:sign_request)", function()
     local lines = s:sign_request("POST", "/", nil, {
       { "Content-Type", "application/x-amz-json-1.0" },
       { "X-Amz-Target", "DynamoDB_20120810.DescribeTable" } }, body, 1440938160)
-    assert.equal(line_value(prepared, "Authorization"), line_value(lines, "Authorization"))
+    assert.equal(header(prepared, "Authorization"), header(lines, "Authorization"))
   end)
 
   it("refuses the headers it owns and line breaks", function()

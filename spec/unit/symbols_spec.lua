@@ -3,13 +3,7 @@
 -- without -fvisibility=hidden (LuaRocks' builtin backend) clashes with nothing (issue 16.7).
 local core_path = assert(package.searchpath("ddb.core", package.cpath), "ddb.core not built")
 
-local function sh(cmd)
-  local p = io.popen(cmd .. " 2>&1")
-  local out = p:read("*a")
-  local ok = p:close()
-  if type(ok) == "number" then ok = ok == 0 end   -- LuaJIT gives the status
-  return ok == true, out
-end
+local sh = require("support.shell").sh   -- ok, output (stdout and stderr)
 
 -- name -> true for the defined external symbols nm lists
 local function defined(args)
