@@ -90,6 +90,10 @@ local function sts_call(ctx, action, params, signing, what, secrets, deadline)
   local body = form_encode(params)
   local content_type = "application/x-www-form-urlencoded; charset=utf-8"
   secrets = secrets or {}
+  if signing then
+    secrets[#secrets + 1] = signing.secret_key
+    secrets[#secrets + 1] = signing.session_token
+  end
   local attempt, last = 0, nil
   while attempt < ctx.sts_attempts do
     attempt = attempt + 1
@@ -104,8 +108,6 @@ local function sts_call(ctx, action, params, signing, what, secrets, deadline)
         body, floor(ctx.now()))
       signer:close()
       for _, line in ipairs(signed) do lines[#lines + 1] = line end
-      secrets[#secrets + 1] = signing.secret_key
-      secrets[#secrets + 1] = signing.session_token
     end
     lines[#lines + 1] = "User-Agent: " .. USER_AGENT
     local status, headers, rbody = http(ctx, "POST", ep.url, lines, body, ctx.sts_timeout_ms,
