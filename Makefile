@@ -13,7 +13,7 @@ OPT ?= -O2 -g
 CFLAGS_ALL = -std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -fPIC -fvisibility=hidden \
              $(OPT) $(LUA_INC) $(CFLAGS)
 # libcurl 7.80 or later (README, Install; csrc/transport_curl.c refuses older headers)
-LIBS = -lcurl -lcrypto -lcjson -lz -lpthread
+LIBS = -lcurl -lcrypto -lz -lpthread
 BUILD = build/$(LUA_VERSION)
 SRCS = $(wildcard csrc/*.c csrc/av/*.c)
 HDRS = $(wildcard csrc/*.h csrc/av/*.h)

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include "compat.h"
 #include "visibility.h"
+#include "jsonread.h"
 
 DDB_HIDDEN_BEGIN
 
@@ -37,6 +38,10 @@ const char *ddb_av_dec_check(const av_dec *x);
 size_t ddb_av_dec_format(const av_dec *x, char *out, size_t outlen);
 int ddb_av_dec_equal(const av_dec *a, const av_dec *b);
 
+/* Shortest text that reads back as exactly d (15, 16 or 17 significant digits), with '.' for
+ * the decimal point whatever the locale. n: at least 32. */
+void ddb_shortest_double(double d, char *out, size_t n);
+
 /* Creates the metatables and the null sentinel; call once per state. */
 void ddb_av_register(lua_State *L);
 
@@ -46,9 +51,14 @@ int ddb_av_lua_marshal(lua_State *L);
 int ddb_av_lua_marshal_item(lua_State *L);  /* (map) -> { attr = AV } */
 int ddb_av_lua_unmarshal(lua_State *L);     /* (AV) -> value */
 int ddb_av_lua_unmarshal_item(lua_State *L);
-/* Pushes the plain item for a cJSON object of AttributeValues (what unmarshal_item makes of
- * it, without the tables in between); raises on a malformed value. depth: 1 for an item. */
-void ddb_av_push_plain_item(lua_State *L, const void *cjson_object, int depth);
+/* Pushes the plain item for an object of AttributeValues read by jsonread.c (what
+ * unmarshal_item makes of it, without the tables in between); raises on a malformed value.
+ * depth: 1 for an item. */
+void ddb_av_push_plain_item(lua_State *L, const ddb_jnode *object, int depth);
+
+/* Pushes the number text s[0..n): a Lua number when it holds the exact value, else a
+ * ddb.number keeping the text; raises when it is not a number. */
+void ddb_av_push_number_text(lua_State *L, const char *s, size_t n);
 /* (AV, AV) -> boolean, numbers by value, sets unordered */
 int ddb_av_lua_equal(lua_State *L);
 int ddb_av_lua_item_size(lua_State *L);     /* ({attr = AV}) -> bytes as DynamoDB counts them */

@@ -42,12 +42,24 @@ static int core_encode(lua_State *L)
     return 1;
 }
 
-/* core.decode(json) -> value | nil, reason */
+/* core.decode(json [, { exact = bool, max_depth = n }]) -> value | nil, reason. exact reads
+ * JSON a person wrote (numbers exact, null as ddb.null, a member given twice refused). */
 static int core_decode(lua_State *L)
 {
     size_t n;
     const char *s = luaL_checklstring(L, 1, &n);
-    return ddb_json_decode(L, s, n) ? 1 : 2;
+    json_decode_opts o = { NULL, NULL, 0, 0 };
+    if (!lua_isnoneornil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        lua_getfield(L, 2, "exact");
+        o.exact = lua_toboolean(L, -1);
+        lua_getfield(L, 2, "max_depth");
+        o.max_depth = (int)luaL_optinteger(L, -1, 0);
+        if (o.max_depth < 0 || o.max_depth > DDB_JSON_MAX_DEPTH)
+            return luaL_argerror(L, 2, "max_depth out of range");
+        lua_pop(L, 2);
+    }
+    return ddb_json_decode_opts(L, s, n, &o) ? 1 : 2;
 }
 
 static int core_now(lua_State *L)

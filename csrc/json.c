@@ -1,65 +1,20 @@
-/* JSON for the DynamoDB protocol: a direct encoder from Lua values and a cJSON-based decoder. */
+/* JSON for the DynamoDB protocol: a direct encoder from Lua values, and the decoder that
+ * turns what jsonread.c read into Lua values. */
 #include "json.h"
+#include "utf8.h"
 
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <cjson/cJSON.h>
+#include <locale.h>
+#include "av.h"
 
 /* Levels of arrays and objects, counting the outermost. DynamoDB nests attributes 32 deep and
  * each level costs two here ({"M": {...}}), inside requests that wrap items 5 levels deep
  * (TransactItems); the bound also stops cyclic tables. */
 #define JSON_MAX_DEPTH 128
-
-int ddb_json_utf8_valid(const char *str, size_t n)
-{
-    const unsigned char *s = (const unsigned char *)str;
-    size_t i = 0;
-    while (i < n) {
-        unsigned c;
-        size_t need, k;
-        unsigned cp;
-        if (i + 8 <= n) {
-            /* most text is ASCII: step over 8 such bytes at a time */
-            uint64_t w;
-            memcpy(&w, s + i, 8);
-            if ((w & 0x8080808080808080ull) == 0) {
-                i += 8;
-                continue;
-            }
-        }
-        c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if (c >= 0xC2 && c <= 0xDF) {
-            need = 1;
-            cp = c & 0x1F;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            need = 2;
-            cp = c & 0x0F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            need = 3;
-            cp = c & 0x07;
-        } else {
-            return 0;
-        }
-        if (n - i <= need)
-            return 0;
-        for (k = 1; k <= need; k++) {
-            if ((s[i + k] & 0xC0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (s[i + k] & 0x3F);
-        }
-        if ((need == 2 && cp < 0x800) || (need == 3 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-            (cp >= 0xD800 && cp <= 0xDFFF))
-            return 0;
-        i += need + 1;
-    }
-    return 1;
-}
 
 /* Appends the JSON string literal for s; fails (-1) on allocation failure only. */
 static int json_add_string(buf *out, const char *s, size_t n)
@@ -216,7 +171,7 @@ static int encode_table(lua_State *L, int idx, buf *out, int depth, char *err, s
         if (!first && buf_addc(out, ','))
             goto nomem_pop2;
         first = 0;
-        if (!ddb_json_utf8_valid(k, klen) || memchr(k, '\0', klen) != NULL) {
+        if (!ddb_utf8_valid(k, klen) || memchr(k, '\0', klen) != NULL) {
             lua_pop(L, 2);
             snprintf(err, errlen, "map key is not valid UTF-8 text");
             return -1;
@@ -263,7 +218,7 @@ static int encode_value(lua_State *L, int idx, buf *out, int depth, char *err, s
             if (d == floor(d) && fabs(d) < 1e15)
                 snprintf(num, sizeof num, "%.0f", d);
             else
-                snprintf(num, sizeof num, "%.17g", d);
+                ddb_shortest_double(d, num, sizeof num);
             return ddb_buf_adds(out, num);
         }
     case LUA_TSTRING:
@@ -273,7 +228,7 @@ static int encode_value(lua_State *L, int idx, buf *out, int depth, char *err, s
                      "in text (use ddb.binary)");
             return -1;
         }
-        if (!ddb_json_utf8_valid(s, n)) {
+        if (!ddb_utf8_valid(s, n)) {
             snprintf(err, errlen, "string is not valid UTF-8 (use ddb.binary for bytes)");
             return -1;
         }
@@ -300,170 +255,191 @@ int ddb_json_encode(lua_State *L, int idx, buf *out, char *err, size_t errlen)
     return rc;
 }
 
-/* Pushes the Lua value of j; a member of j named key (an object's, not deeper) is pushed by
- * fn instead (key NULL: none). */
-static void push_json(lua_State *L, const cJSON *j, const char *key, json_push_fn fn)
+/* The number text s[0..n) as the nearest double, whatever the host's locale says a decimal
+ * point is (strtod follows LC_NUMERIC). */
+double ddb_json_number(const char *s, size_t n)
 {
-    const cJSON *c;
-    int i;
-    luaL_checkstack(L, 3, "JSON nesting");
-    switch (j->type & 0xFF) {
-    case cJSON_False:
-        lua_pushboolean(L, 0);
-        break;
-    case cJSON_True:
-        lua_pushboolean(L, 1);
-        break;
-    case cJSON_Number: {
-        double d = j->valuedouble;
-#if DDB_HAS_INTEGERS
-        if (d == floor(d) && fabs(d) < 9007199254740992.0) {
-            lua_pushinteger(L, (lua_Integer)d);
-            break;
-        }
-#endif
-        lua_pushnumber(L, d);
-        break;
+    char small[64], *copy = small;
+    const char *point = localeconv()->decimal_point;
+    size_t i = n > 0 && s[0] == '-', pl = strlen(point), k, o;
+    double d;
+    if (n - i <= 18 && n > i) {
+        /* whole numbers of up to 18 digits: exact in 64 bits, rounded once to a double */
+        long long v = 0;
+        for (; i < n && s[i] >= '0' && s[i] <= '9'; i++)
+            v = v * 10 + (s[i] - '0');
+        if (i == n)
+            return s[0] == '-' ? -(double)v : (double)v;
     }
-    case cJSON_String:
-        /* pushlstring: Lua 5.4's lua_pushstring first searches a cache keyed by the
-         * pointer with strcmp, a miss every time for a fresh tree */
-        lua_pushlstring(L, j->valuestring, strlen(j->valuestring));
+    if (n + pl >= sizeof small && (copy = malloc(n + pl + 1)) == NULL)
+        return strtod(s, NULL);   /* out of memory: s ends at a delimiter in every caller */
+    for (k = o = 0; k < n; k++) {
+        if (s[k] == '.' && pl > 0) {
+            memcpy(copy + o, point, pl);
+            o += pl;
+        } else {
+            copy[o++] = s[k];
+        }
+    }
+    copy[o] = '\0';
+    d = strtod(copy, NULL);
+    if (copy != small)
+        free(copy);
+    return d;
+}
+
+typedef struct push_job {
+    const ddb_jdoc *doc;
+    const json_decode_opts *o;
+} push_job;
+
+static void push_json(lua_State *L, const push_job *job, const ddb_jnode *j, int depth);
+
+static void push_number(lua_State *L, const push_job *job, const ddb_jnode *j)
+{
+    double d;
+    if (job->o->exact) {
+        av_dec x;
+        const char *why = ddb_av_dec_parse(j->s, j->len, &x) != 0 ? "not a number"
+                                                                    : ddb_av_dec_check(&x);
+        if (why != NULL) {
+            lua_pushlstring(L, j->s, j->len);
+            luaL_error(L, "at byte %d: %s is not a number DynamoDB can store (%s)",
+                       (int)j->at + 1, lua_tostring(L, -1), why);
+        }
+        ddb_av_push_number_text(L, j->s, j->len);
+        return;
+    }
+    d = ddb_json_number(j->s, j->len);
+    if (isinf(d) || isnan(d))
+        luaL_error(L, "at byte %d: JSON holds a number beyond the range of a double",
+                   (int)j->at + 1);
+#if DDB_HAS_INTEGERS
+    if (d == floor(d) && fabs(d) < 9007199254740992.0) {
+        lua_pushinteger(L, (lua_Integer)d);
+        return;
+    }
+#endif
+    lua_pushnumber(L, d);
+}
+
+/* Pushes the members of the object j; with exact, a name given twice is refused. */
+static void push_object(lua_State *L, const push_job *job, const ddb_jnode *j, int depth)
+{
+    const ddb_jnode *c = j + 1;
+    const json_decode_opts *o = job->o;
+    uint32_t i;
+    lua_createtable(L, 0, (int)j->len);
+    for (i = 0; i < j->len; i++, c += c->skip) {
+        if (c->type == DDB_J_NULL && !o->exact)
+            continue;
+        lua_pushlstring(L, c->key, c->keylen);
+        if (o->exact) {
+            lua_pushvalue(L, -1);
+            lua_rawget(L, -3);
+            if (!lua_isnil(L, -1)) {
+                char name[48];
+                size_t k, n = c->keylen > 40 ? 37 : c->keylen;
+                for (k = 0; k < n; k++)
+                    name[k] = (unsigned char)c->key[k] < 0x20 ? '?' : c->key[k];
+                memcpy(name + n, "...", c->keylen > 40 ? 4 : 1);
+                if (c->keylen <= 40)
+                    name[n] = '\0';
+                luaL_error(L, "at byte %d: member '%s' given twice", (int)c->key_at + 1, name);
+            }
+            lua_pop(L, 1);
+        }
+        if (depth == 0 && o->fn != NULL && c->keylen == strlen(o->key) &&
+            memcmp(c->key, o->key, c->keylen) == 0)
+            o->fn(L, c);
+        else
+            push_json(L, job, c, depth + 1);
+        lua_rawset(L, -3);
+    }
+}
+
+static void push_json(lua_State *L, const push_job *job, const ddb_jnode *j, int depth)
+{
+    const ddb_jnode *c;
+    uint32_t i;
+    int k;
+    luaL_checkstack(L, 4, "JSON nesting");
+    switch (j->type) {
+    case DDB_J_FALSE:
+    case DDB_J_TRUE:
+        lua_pushboolean(L, j->type == DDB_J_TRUE);
         break;
-    case cJSON_Array:
-        lua_createtable(L, cJSON_GetArraySize(j), 0);
-        for (c = j->child, i = 1; c != NULL; c = c->next) {
-            if ((c->type & 0xFF) == cJSON_NULL)
+    case DDB_J_NULL:
+        if (job->o->exact)
+            lua_getfield(L, LUA_REGISTRYINDEX, AV_NULL_KEY);
+        else
+            lua_pushnil(L);
+        break;
+    case DDB_J_NUMBER:
+        push_number(L, job, j);
+        break;
+    case DDB_J_STRING:
+        lua_pushlstring(L, j->s, j->len);
+        break;
+    case DDB_J_ARRAY:
+        lua_createtable(L, (int)j->len, 0);
+        for (i = 0, k = 1, c = j + 1; i < j->len; i++, c += c->skip) {
+            if (c->type == DDB_J_NULL && !job->o->exact)
                 continue;
-            push_json(L, c, NULL, NULL);
-            lua_rawseti(L, -2, i++);
+            push_json(L, job, c, depth + 1);
+            lua_rawseti(L, -2, k++);
         }
         luaL_getmetatable(L, JSON_LIST_MT);
         lua_setmetatable(L, -2);
         break;
-    case cJSON_Object:
-        for (c = j->child, i = 0; c != NULL; c = c->next)
-            i++;
-        lua_createtable(L, 0, i);
-        for (c = j->child; c != NULL; c = c->next) {
-            if ((c->type & 0xFF) == cJSON_NULL || c->string == NULL)
-                continue;
-            lua_pushlstring(L, c->string, strlen(c->string));
-            if (key != NULL && strcmp(c->string, key) == 0)
-                fn(L, c);
-            else
-                push_json(L, c, NULL, NULL);
-            lua_rawset(L, -3);
-        }
-        break;
     default:
-        lua_pushnil(L);
+        push_object(L, job, j, depth);
     }
 }
-
-/* A number beyond a double's range reads as infinity: no Lua number holds it and nothing
- * encodes it back, so such a document is refused. */
-static int has_infinite_number(const cJSON *j, int depth)
-{
-    const cJSON *c;
-    if (depth > 200)
-        return 1;
-    if ((j->type & 0xFF) == cJSON_Number)
-        return isinf(j->valuedouble) || isnan(j->valuedouble);
-    for (c = j->child; c != NULL; c = c->next)
-        if (has_infinite_number(c, depth + 1))
-            return 1;
-    return 0;
-}
-
-typedef struct push_job {
-    const cJSON *root;
-    const char *key;     /* the top-level member handed to fn, or NULL */
-    json_push_fn fn;
-} push_job;
 
 static int push_json_protected(lua_State *L)
 {
     const push_job *job = lua_touserdata(L, 1);
-    push_json(L, job->root, job->key, job->fn);
+    push_json(L, job, job->doc->nodes, 0);
     return 1;
-}
-
-/* cJSON turns \u0000 into a terminator and would cut the string silently: refuse instead. */
-static int has_escaped_nul(const char *s, size_t n)
-{
-    const char *p = s, *end = s + n;
-    while ((p = memchr(p, '\\', (size_t)(end - p))) != NULL) {
-        if (end - p > 5 && memcmp(p + 1, "u0000", 5) == 0)
-            return 1;
-        p += 2;   /* skip the escaped character so "\\u0000" is not misread */
-        if (p >= end)
-            break;
-    }
-    return 0;
 }
 
 int ddb_json_decode(lua_State *L, const char *s, size_t n)
 {
-    return ddb_json_decode_with(L, s, n, NULL, NULL);
+    json_decode_opts o = { NULL, NULL, 0, 0 };
+    return ddb_json_decode_opts(L, s, n, &o);
 }
 
 int ddb_json_decode_with(lua_State *L, const char *s, size_t n, const char *key, json_push_fn fn)
 {
-    cJSON *j;
+    json_decode_opts o = { NULL, NULL, 0, 0 };
+    o.key = key;
+    o.fn = key != NULL ? fn : NULL;
+    return ddb_json_decode_opts(L, s, n, &o);
+}
+
+int ddb_json_decode_opts(lua_State *L, const char *s, size_t n, const json_decode_opts *o)
+{
+    ddb_jdoc doc;
     push_job job;
-    const char *end = NULL;
-    const char *msg = NULL;
-    int rc = 0;
-    /* cJSON copies a raw NUL into a string and lua_pushstring would then cut it short. */
-    if (memchr(s, '\0', n) != NULL) {
-        lua_pushnil(L);
-        lua_pushliteral(L, "JSON text holds a NUL byte");
-        return 0;
-    }
-    /* JSON text is UTF-8 (RFC 8259); cJSON does not check, and what decodes here must
-     * encode again. */
-    if (!ddb_json_utf8_valid(s, n)) {
-        lua_pushnil(L);
-        lua_pushliteral(L, "JSON text is not valid UTF-8");
-        return 0;
-    }
-    if (has_escaped_nul(s, n)) {
-        lua_pushnil(L);
-        lua_pushliteral(L, "JSON holds a string with a NUL character, which this module "
-                           "does not represent");
-        return 0;
-    }
-    /* cJSON's allocator is process-wide state that belongs to the host (issue 16.2): parse
-     * with whatever it is and give the tree back through cJSON_Delete, which uses the same. */
-    j = cJSON_ParseWithLengthOpts(s, n, &end, 0);
-    if (j == NULL) {
-        lua_pushnil(L);
-        lua_pushliteral(L, "body is not valid JSON");
-        return 0;
-    }
-    while (end != NULL && end < s + n && (*end == ' ' || *end == '\n' || *end == '\r' ||
-                                          *end == '\t'))
-        end++;
-    if (end != NULL && end < s + n)
-        msg = "body has data after the JSON value";
-    else if (has_infinite_number(j, 0))
-        msg = "JSON holds a number beyond the range of a double";
-    if (msg == NULL) {
-        /* Push in a protected call so a memory error in Lua cannot leak the tree. */
-        job.root = j;
-        job.key = fn != NULL ? key : NULL;
-        job.fn = fn;
-        lua_pushcfunction(L, push_json_protected);
-        lua_pushlightuserdata(L, &job);
-        rc = lua_pcall(L, 1, 1, 0);
-    }
-    cJSON_Delete(j);
-    if (msg != NULL) {
+    int rc = ddb_jdoc_read(&doc, s, n, o->max_depth);
+    if (rc != 0) {
+        char msg[256];
+        ddb_jdoc_free(&doc);
+        if (rc == -2)
+            return luaL_error(L, "out of memory");
+        ddb_jdoc_message(&doc, msg, sizeof msg);
         lua_pushnil(L);
         lua_pushstring(L, msg);
         return 0;
     }
+    /* push in a protected call: a memory error or a refused value must not leak the nodes */
+    job.doc = &doc;
+    job.o = o;
+    lua_pushcfunction(L, push_json_protected);
+    lua_pushlightuserdata(L, &job);
+    rc = lua_pcall(L, 1, 1, 0);
+    ddb_jdoc_free(&doc);
     if (rc != 0) {
         lua_pushnil(L);
         lua_insert(L, -2);

@@ -133,7 +133,7 @@ static int is_list(lua_State *L, int idx)
     return r;
 }
 
-static void push_plain(lua_State *L, const void *node)
+static void push_plain(lua_State *L, const ddb_jnode *node)
 {
     ddb_av_push_plain_item(L, node, 1);
 }

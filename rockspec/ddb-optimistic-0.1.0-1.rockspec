@@ -27,7 +27,6 @@ external_dependencies = {
   -- libcurl 7.80 or later (README, Install): the build stops with an #error on older headers.
   CURL = { library = "curl" },
   OPENSSL = { header = "openssl/evp.h", library = "crypto" },
-  CJSON = { header = "cjson/cJSON.h", library = "cjson" },
   ZLIB = { header = "zlib.h", library = "z" },
 }
 build = {
@@ -37,15 +36,15 @@ build = {
       sources = {
         "csrc/answer.c", "csrc/av/compare.c", "csrc/av/decimal.c", "csrc/av/marshal.c",
         "csrc/av/plan.c", "csrc/av/unmarshal.c", "csrc/buf.c", "csrc/compat.c",
-        "csrc/curl_handle.c", "csrc/ddb_core.c", "csrc/exchange.c", "csrc/http1.c", "csrc/json.c",
-        "csrc/protocol.c", "csrc/retry.c",
-        "csrc/sigv4.c", "csrc/signer.c", "csrc/tokens.c", "csrc/transport_curl.c",
-        "csrc/transport_multi.c", "csrc/version.c", "csrc/wire.c",
+        "csrc/curl_handle.c", "csrc/ddb_core.c", "csrc/exchange.c", "csrc/http1.c",
+        "csrc/json.c", "csrc/jsonread.c", "csrc/protocol.c", "csrc/retry.c", "csrc/signer.c",
+        "csrc/sigv4.c", "csrc/tokens.c", "csrc/transport_curl.c", "csrc/transport_multi.c",
+        "csrc/utf8.c", "csrc/version.c", "csrc/wire.c",
       },
       defines = { "_POSIX_C_SOURCE=200809L" },
-      libraries = { "curl", "crypto", "cjson", "z", "pthread" },
-      incdirs = { "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)", "$(CJSON_INCDIR)", "$(ZLIB_INCDIR)" },
-      libdirs = { "$(CURL_LIBDIR)", "$(OPENSSL_LIBDIR)", "$(CJSON_LIBDIR)", "$(ZLIB_LIBDIR)" },
+      libraries = { "curl", "crypto", "z", "pthread" },
+      incdirs = { "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)", "$(ZLIB_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)", "$(OPENSSL_LIBDIR)", "$(ZLIB_LIBDIR)" },
     },
     ["ddb"] = "lua/ddb/init.lua",
     ["ddb.client"] = "lua/ddb/client.lua",

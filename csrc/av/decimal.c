@@ -2,6 +2,7 @@
  * checking, canonical text and comparison, without ever rounding a digit. */
 #include "internal.h"
 
+#include <locale.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,13 +134,28 @@ int ddb_av_dec_equal(const av_dec *a, const av_dec *b)
            memcmp(a->d, b->d, a->nd) == 0;
 }
 
-/* Shortest text that reads back as exactly d (15, 16 or 17 significant digits). */
+/* snprintf's %g writes LC_NUMERIC's decimal point ("1,5" under de_DE): put back the '.' that
+ * JSON and DynamoDB read. */
+static void c_decimal_point(char *s)
+{
+    const char *point = localeconv()->decimal_point;
+    size_t pl = strlen(point);
+    char *at;
+    if ((pl == 1 && point[0] == '.') || pl == 0 || (at = strstr(s, point)) == NULL)
+        return;
+    *at = '.';
+    memmove(at + 1, at + pl, strlen(at + pl) + 1);
+}
+
+/* Shortest text that reads back as exactly d (15, 16 or 17 significant digits), in any
+ * locale. */
 void ddb_shortest_double(double d, char *out, size_t n)
 {
     int p;
     for (p = 15; p <= 17; p++) {
         snprintf(out, n, "%.*g", p, d);
-        if (strtod(out, NULL) == d)
+        c_decimal_point(out);
+        if (ddb_json_number(out, strlen(out)) == d)
             return;
     }
 }

@@ -19,8 +19,6 @@ typedef struct av_path {
 } av_path;
 
 /* decimal.c */
-/* Shortest text that reads back as exactly d (15, 16 or 17 significant digits). */
-void ddb_shortest_double(double d, char *out, size_t n);
 void ddb_push_dec(lua_State *L, const av_dec *x);
 
 /* marshal.c */

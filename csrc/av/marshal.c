@@ -1,6 +1,7 @@
 /* Plain Lua values -> DynamoDB AttributeValues (the typed form a request sends), with the
  * attribute path named in every refusal. */
 #include "internal.h"
+#include "../utf8.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -60,7 +61,7 @@ void ddb_check_text(lua_State *L, const av_path *p, const char *s, size_t n)
 {
     if (memchr(s, '\0', n) != NULL)
         ddb_av_fail(L, p, "string contains a NUL byte; store bytes with ddb.binary");
-    if (!ddb_json_utf8_valid(s, n))
+    if (!ddb_utf8_valid(s, n))
         ddb_av_fail(L, p, "string is not valid UTF-8; store bytes with ddb.binary");
 }
 

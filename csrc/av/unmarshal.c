@@ -1,5 +1,5 @@
-/* DynamoDB AttributeValues -> plain Lua values, from Lua tables or straight from the cJSON
- * tree of an answer; and the metatables both directions share. */
+/* DynamoDB AttributeValues -> plain Lua values, from Lua tables or straight from the nodes
+ * jsonread.c read of an answer; and the metatables both directions share. */
 #include "internal.h"
 
 #include <limits.h>
@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <openssl/evp.h>
-#include <cjson/cJSON.h>
 
 /* The 6-bit value of a base64 digit (RFC 4648, section 4), or -1. */
 static int base64_digit(unsigned char c)
@@ -73,8 +72,7 @@ static int av_bad(lua_State *L, const char *msg)
     return luaL_error(L, "malformed AttributeValue: %s", msg);
 }
 
-/* Lua number when it holds the exact value, else a ddb.number wrapper keeping the text. */
-static void push_number_text(lua_State *L, const char *s, size_t n)
+void ddb_av_push_number_text(lua_State *L, const char *s, size_t n)
 {
     av_dec x, y;
     char text[64];
@@ -109,7 +107,7 @@ static void push_number_text(lua_State *L, const char *s, size_t n)
         }
 #else
         if (x.exp <= 15) {
-            lua_pushnumber(L, strtod(s, NULL));
+            lua_pushnumber(L, ddb_json_number(s, n));
             return;
         }
 #endif
@@ -117,14 +115,14 @@ static void push_number_text(lua_State *L, const char *s, size_t n)
     if (!x.overflow && x.nd <= 15 && x.exp < 300 && x.exp > -300) {
         /* 15 significant digits always survive text -> double -> text (DBL_DIG), so the
          * double holds this value: no need to format it back and compare */
-        double d = strtod(s, NULL);
+        double d = ddb_json_number(s, n);
         if (!isinf(d) && d != 0 && fabs(d) >= DBL_MIN) {
             lua_pushnumber(L, d);
             return;
         }
     }
     if (!x.overflow && x.nd <= 17) {
-        double d = strtod(s, NULL);
+        double d = ddb_json_number(s, n);
         if (!isinf(d) && d != 0) {
             ddb_shortest_double(d, text, sizeof text);
             if (ddb_av_dec_parse(text, strlen(text), &y) == 0 && ddb_av_dec_equal(&x, &y)) {
@@ -141,36 +139,31 @@ static void push_number_text(lua_State *L, const char *s, size_t n)
 }
 
 /* An AttributeValue to read: a Lua table at stack index idx (core.unmarshal), or, when j is
- * set, a node of an answer's cJSON tree, read without building the tables in between. One
- * dispatch on the type (unmarshal_node) reads both; the accessors below are the only code
+ * set, a node of an answer read by jsonread.c, read without building the tables in between.
+ * One dispatch on the type (unmarshal_node) reads both; the accessors below are the only code
  * that knows which it has. JSON nulls are skipped, as ddb_json_decode skips them. */
 typedef struct av_node {
     int idx;
-    const cJSON *j;
+    const ddb_jnode *j;
 } av_node;
 
 /* A walk over the elements of a list, set or map; elem is the current one. */
 typedef struct av_iter {
     const av_node *parent;
     av_node elem;
-    size_t i, n;        /* Lua lists: the index reached and the length */
-    const cJSON *next;  /* cJSON: the next child */
+    size_t i, n;            /* the index reached and the length (Lua: of the list) */
+    const ddb_jnode *next;  /* nodes: the next child */
 } av_iter;
-
-static int json_type(const cJSON *j)
-{
-    return j->type & 0xFF;
-}
 
 /* The text of a string value, or NULL. A Lua table's B, N and set elements may also be
  * numbers (lua_tolstring converts them); its S must be a string, as every JSON one must. */
 static const char *node_text(lua_State *L, const av_node *n, int lenient, size_t *len)
 {
     if (n->j != NULL) {
-        if (json_type(n->j) != cJSON_String)
+        if (n->j->type != DDB_J_STRING)
             return NULL;
-        *len = strlen(n->j->valuestring);
-        return n->j->valuestring;
+        *len = n->j->len;
+        return n->j->s;
     }
     if (!lenient && lua_type(L, n->idx) != LUA_TSTRING)
         return NULL;
@@ -188,43 +181,42 @@ static void push_text(lua_State *L, const av_node *n, const char *s, size_t len)
 
 static int node_truth(lua_State *L, const av_node *n)
 {
-    return n->j != NULL ? json_type(n->j) != cJSON_False : lua_toboolean(L, n->idx);
+    return n->j != NULL ? n->j->type != DDB_J_FALSE : lua_toboolean(L, n->idx);
 }
 
 /* 1 when n is a container of the JSON type want (any table, for a Lua value). */
 static int node_is(lua_State *L, const av_node *n, int want)
 {
-    return n->j != NULL ? json_type(n->j) == want : lua_type(L, n->idx) == LUA_TTABLE;
+    return n->j != NULL ? n->j->type == want : lua_type(L, n->idx) == LUA_TTABLE;
 }
 
 /* How many elements n holds: a size hint for the table made of it. */
 static int node_count(lua_State *L, const av_node *n, int is_list)
 {
-    const cJSON *c;
-    int count = 0;
     if (n->j == NULL)
         return is_list ? (int)lua_rawlen(L, n->idx) : 0;
-    for (c = n->j->child; c != NULL; c = c->next)
-        count++;
-    return count;
+    return (int)n->j->len;
 }
 
-/* The type name of the AttributeValue n and its value in *v; raises when n has none. For a
- * Lua table the name and the value are pushed, and node_close drops them. */
-static const char *node_open(lua_State *L, const av_node *n, av_node *v)
+/* The type name of the AttributeValue n (its length in *tlen) and its value in *v; raises
+ * when n has none. For a Lua table the name and the value are pushed, and node_close drops
+ * them. */
+static const char *node_open(lua_State *L, const av_node *n, av_node *v, size_t *tlen)
 {
-    const cJSON *c;
     if (n->j != NULL) {
-        if (json_type(n->j) != cJSON_Object)
+        const ddb_jnode *c = n->j + 1;
+        uint32_t i;
+        if (n->j->type != DDB_J_OBJECT)
             av_bad(L, "not a table");
         luaL_checkstack(L, 6, "AttributeValue nesting");
-        for (c = n->j->child; c != NULL && json_type(c) == cJSON_NULL; c = c->next)
-            ;
-        if (c == NULL)
+        for (i = 0; i < n->j->len && c->type == DDB_J_NULL; i++)
+            c += c->skip;
+        if (i == n->j->len)
             av_bad(L, "no type");
         v->idx = 0;
         v->j = c;
-        return c->string;
+        *tlen = c->keylen;
+        return c->key;
     }
     if (lua_type(L, n->idx) != LUA_TTABLE)
         av_bad(L, "not a table");
@@ -236,7 +228,7 @@ static const char *node_open(lua_State *L, const av_node *n, av_node *v)
         av_bad(L, "type is not a string");
     v->idx = lua_gettop(L);
     v->j = NULL;
-    return lua_tostring(L, -2);
+    return lua_tolstring(L, -2, tlen);
 }
 
 /* Leaves only the result pushed above what node_open pushed. */
@@ -253,7 +245,8 @@ static void iter_start(lua_State *L, av_iter *it, const av_node *parent, int is_
     it->parent = parent;
     it->i = 0;
     if (parent->j != NULL) {
-        it->next = parent->j->child;
+        it->next = parent->j + 1;
+        it->n = parent->j->len;
     } else if (is_list) {
         it->n = lua_rawlen(L, parent->idx);
     } else {
@@ -265,12 +258,13 @@ static void iter_start(lua_State *L, av_iter *it, const av_node *parent, int is_
 static int list_next(lua_State *L, av_iter *it)
 {
     if (it->parent->j != NULL) {
-        const cJSON *c = it->next;
-        while (c != NULL && json_type(c) == cJSON_NULL)
-            c = c->next;
-        if (c == NULL)
+        const ddb_jnode *c = it->next;
+        for (; it->i < it->n && c->type == DDB_J_NULL; it->i++)
+            c += c->skip;
+        if (it->i >= it->n)
             return 0;
-        it->next = c->next;
+        it->i++;
+        it->next = c + c->skip;
         it->elem.idx = 0;
         it->elem.j = c;
         return 1;
@@ -295,13 +289,14 @@ static void list_drop(lua_State *L, const av_iter *it)
 static int map_next(lua_State *L, av_iter *it)
 {
     if (it->parent->j != NULL) {
-        const cJSON *c = it->next;
-        while (c != NULL && (json_type(c) == cJSON_NULL || c->string == NULL))
-            c = c->next;
-        if (c == NULL)
+        const ddb_jnode *c = it->next;
+        for (; it->i < it->n && c->type == DDB_J_NULL; it->i++)
+            c += c->skip;
+        if (it->i >= it->n)
             return 0;
-        it->next = c->next;
-        lua_pushlstring(L, c->string, strlen(c->string));
+        it->i++;
+        it->next = c + c->skip;
+        lua_pushlstring(L, c->key, c->keylen);
         it->elem.idx = 0;
         it->elem.j = c;
         return 1;
@@ -344,7 +339,7 @@ static void push_set(lua_State *L, const av_node *list, const char *mt, char typ
 {
     av_iter it;
     int i = 0;
-    if (!node_is(L, list, cJSON_Array))
+    if (!node_is(L, list, DDB_J_ARRAY))
         av_bad(L, "set is not a list");
     lua_createtable(L, node_count(L, list, 1), 0);
     iter_start(L, &it, list, 1);
@@ -354,7 +349,7 @@ static void push_set(lua_State *L, const av_node *list, const char *mt, char typ
         if (s == NULL)
             av_bad(L, "set element is not a string");
         if (type == 'N')
-            push_number_text(L, s, len);
+            ddb_av_push_number_text(L, s, len);
         else if (type == 'B') {
             if (push_unbase64(L, s, len) != 0)
                 av_bad(L, "binary set element is not base64");
@@ -367,27 +362,30 @@ static void push_set(lua_State *L, const av_node *list, const char *mt, char typ
     lua_setmetatable(L, -2);
 }
 
+/* 1 when the type name t (of length n) is the literal name */
+#define IS_TYPE(t, n, name) ((n) == sizeof name - 1 && memcmp((t), name, sizeof name - 1) == 0)
+
 static void unmarshal_node(lua_State *L, const av_node *n, int depth)
 {
     const char *type, *s;
-    size_t len;
+    size_t len, tlen;
     av_node v;
     if (depth > AV_MAX_DEPTH + 2)
         av_bad(L, "nesting too deep");
-    type = node_open(L, n, &v);
-    if (strcmp(type, "S") == 0) {
+    type = node_open(L, n, &v, &tlen);
+    if (IS_TYPE(type, tlen, "S")) {
         if ((s = node_text(L, &v, 0, &len)) == NULL)
             av_bad(L, "S is not a string");
         push_text(L, &v, s, len);
-    } else if (strcmp(type, "N") == 0) {
+    } else if (IS_TYPE(type, tlen, "N")) {
         if ((s = node_text(L, &v, 1, &len)) == NULL)
             av_bad(L, "N is not a string");
-        push_number_text(L, s, len);
-    } else if (strcmp(type, "BOOL") == 0) {
+        ddb_av_push_number_text(L, s, len);
+    } else if (IS_TYPE(type, tlen, "BOOL")) {
         lua_pushboolean(L, node_truth(L, &v));
-    } else if (strcmp(type, "NULL") == 0) {
+    } else if (IS_TYPE(type, tlen, "NULL")) {
         lua_getfield(L, LUA_REGISTRYINDEX, AV_NULL_KEY);
-    } else if (strcmp(type, "B") == 0) {
+    } else if (IS_TYPE(type, tlen, "B")) {
         if ((s = node_text(L, &v, 1, &len)) == NULL)
             av_bad(L, "B is not a string");
         lua_createtable(L, 0, 1);
@@ -396,10 +394,10 @@ static void unmarshal_node(lua_State *L, const av_node *n, int depth)
         lua_setfield(L, -2, "value");
         luaL_getmetatable(L, AV_BINARY_MT);
         lua_setmetatable(L, -2);
-    } else if (strcmp(type, "L") == 0) {
+    } else if (IS_TYPE(type, tlen, "L")) {
         av_iter it;
         int i = 0;
-        if (!node_is(L, &v, cJSON_Array))
+        if (!node_is(L, &v, DDB_J_ARRAY))
             av_bad(L, "L is not a list");
         lua_createtable(L, node_count(L, &v, 1), 0);
         iter_start(L, &it, &v, 1);
@@ -410,15 +408,15 @@ static void unmarshal_node(lua_State *L, const av_node *n, int depth)
         }
         luaL_getmetatable(L, JSON_LIST_MT);
         lua_setmetatable(L, -2);
-    } else if (strcmp(type, "M") == 0) {
-        if (!node_is(L, &v, cJSON_Object))
+    } else if (IS_TYPE(type, tlen, "M")) {
+        if (!node_is(L, &v, DDB_J_OBJECT))
             av_bad(L, "M is not a map");
         push_map(L, &v, depth + 1);
-    } else if (strcmp(type, "SS") == 0) {
+    } else if (IS_TYPE(type, tlen, "SS")) {
         push_set(L, &v, AV_SS_MT, 'S');
-    } else if (strcmp(type, "NS") == 0) {
+    } else if (IS_TYPE(type, tlen, "NS")) {
         push_set(L, &v, AV_NS_MT, 'N');
-    } else if (strcmp(type, "BS") == 0) {
+    } else if (IS_TYPE(type, tlen, "BS")) {
         push_set(L, &v, AV_BS_MT, 'B');
     } else {
         av_bad(L, "unknown type");
@@ -443,10 +441,10 @@ int ddb_av_lua_unmarshal_item(lua_State *L)
     return 1;
 }
 
-void ddb_av_push_plain_item(lua_State *L, const void *node, int depth)
+void ddb_av_push_plain_item(lua_State *L, const ddb_jnode *node, int depth)
 {
     av_node n = { 0, node };
-    if (json_type(n.j) != cJSON_Object)
+    if (n.j->type != DDB_J_OBJECT)
         av_bad(L, "an item is not a map");
     push_map(L, &n, depth);
 }

@@ -1,6 +1,5 @@
---- ddb.utf8: one code point as UTF-8 text, for the readers that decode escapes (the CLI's
--- JSON `\u` escapes, STS's XML character references) on every runtime (Lua 5.1 and LuaJIT
--- have no `utf8.char`).
+--- ddb.utf8: one code point as UTF-8 text, for STS's XML reader (character references) on
+-- every runtime (Lua 5.1 and LuaJIT have no `utf8.char`). JSON escapes are read in C.
 -- @module ddb.utf8
 
 local floor, schar = math.floor, string.char

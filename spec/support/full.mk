@@ -93,7 +93,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_ARGS ?=
 FUZZ_FLAGS = -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
   -fno-sanitize-recover=undefined
-FUZZ_TARGETS = response decode unmarshal error number config http1 history
+FUZZ_TARGETS = response decode jsonread unmarshal error number config http1 history
 FUZZ_DIR = build/fuzz
 FUZZ_OBJS = $(patsubst csrc/%.c,$(FUZZ_DIR)/obj/%.o,$(SRCS))
 FUZZ_BINS = $(addprefix $(FUZZ_DIR)/fuzz_,$(FUZZ_TARGETS))

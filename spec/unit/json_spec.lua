@@ -59,14 +59,16 @@ describe("NUL characters", function()
   it("are refused by the decoder when escaped as \\u0000, with a message that says so", function()
     local v, err = decode([[{"k":"a\u0000b"}]])
     assert.is_nil(v)
-    assert.equal("JSON holds a string with a NUL character, which this module does not represent", err)
+    assert.equal("at byte 8: a string holds \\u0000 (a NUL character), which this module does " ..
+      "not represent", err)
     assert.is_nil(decode([["\\\u0000"]]))   -- an escaped backslash, then the NUL escape
   end)
 
   it("are refused by the decoder as raw bytes instead of cutting the string short", function()
     local v, err = decode('"a\0b"')
     assert.is_nil(v)
-    assert.equal("JSON text holds a NUL byte", err)
+    assert.equal("not valid JSON at byte 3: expected a character (control characters must be " ..
+      "escaped), found '?b\"'", err)
     assert.is_nil(decode('{"a\0b":1}'))
   end)
 
@@ -96,7 +98,7 @@ describe("invalid UTF-8", function()
     it("is refused by the decoder: " .. what, function()
       local v, err = decode('"ok' .. bytes .. '"')
       assert.is_nil(v)
-      assert.equal("JSON text is not valid UTF-8", err)
+      assert.equal("at byte 4: the text is not valid UTF-8", err)
     end)
 
     it("is found at any offset from the 8-byte steps over ASCII: " .. what, function()
@@ -213,7 +215,7 @@ describe("the nesting limit", function()
     assert.same(nested(200), decode(("["):rep(200) .. '"leaf"' .. ("]"):rep(200)))
     local v, err = decode(("["):rep(100000) .. ("]"):rep(100000))
     assert.is_nil(v)
-    assert.equal("body is not valid JSON", err)
+    assert.equal("at byte 201: nested more than 200 levels deep", err)
   end)
 end)
 
@@ -221,7 +223,7 @@ describe("malformed text", function()
   it("refuses trailing garbage but allows trailing whitespace", function()
     local v, err = decode('{"a":1} x')
     assert.is_nil(v)
-    assert.equal("body has data after the JSON value", err)
+    assert.equal("not valid JSON at byte 9: expected the end of the text, found 'x'", err)
     assert.is_nil(decode("{}{}"))
     assert.same({ a = 1 }, decode('{"a":1} \r\n\t'))
   end)
@@ -230,7 +232,7 @@ describe("malformed text", function()
     for _, text in ipairs({ "", "   ", '{"a":', "[1,2", "<html>503</html>", "{'a':1}", "nul" }) do
       local v, err = decode(text)
       assert.is_nil(v)
-      assert.equal("body is not valid JSON", err)
+      assert.matches("^not valid JSON at byte %d+: expected ", err)
     end
   end)
 end)
@@ -290,5 +292,89 @@ describe("lists marked with ddb.list", function()
     local value, err = core.encode(setmetatable({ 1, x = 2 }, core.mt.list))
     assert.is_nil(value)
     assert.truthy(err:find("string key", 1, true), err)
+  end)
+end)
+
+describe("errors", function()
+  it("name the byte where the text goes wrong and what was expected there", function()
+    local cases = {
+      { '{"a":1,}', "not valid JSON at byte 8: expected a member name in double quotes, found '}'" },
+      { '[1 2]', "not valid JSON at byte 4: expected ',' or ']', found '2]'" },
+      { '{"a" 1}', "not valid JSON at byte 6: expected ':' after the member name, found '1}'" },
+      { '"abc', "not valid JSON at byte 5: expected '\"' closing the string that starts at " ..
+        "byte 1, found the end of the text" },
+      { '[-]', "not valid JSON at byte 3: expected a digit, found ']'" },
+      { '[1.]', "not valid JSON at byte 4: expected a digit after the decimal point, found ']'" },
+      { '[1e+]', "not valid JSON at byte 4: expected the exponent's digits, found '+]'" },
+      { '["\\q"]', "not valid JSON at byte 4: expected an escape" },
+      { '["\\u12g4"]', "not valid JSON at byte 5: expected four hex digits after \\u" },
+      { '["\\ud800\\u0041"]', "not valid JSON at byte 9: expected the low half of a surrogate pair" },
+      { '[tru]', "not valid JSON at byte 2: expected a value" },
+      { '[1e999]', "at byte 2: JSON holds a number beyond the range of a double" },
+    }
+    for _, c in ipairs(cases) do
+      local v, err = decode(c[1])
+      assert.is_nil(v, c[1])
+      assert.equal(c[2], err:sub(1, #c[2]), c[1])
+    end
+  end)
+
+  it("show at most 12 bytes of what was found, control characters as '?'", function()
+    local _, err = decode('{"a":1 "\1bcdefghijklmnopq"}')
+    assert.equal("not valid JSON at byte 8: expected ',' or '}', found '\"?bcdefghijk'", err)
+  end)
+end)
+
+describe("exact reading (core.decode(text, { exact = true }), the CLI's)", function()
+  local EXACT = { exact = true }
+  local null = core.null
+
+  it("keeps numbers a double cannot hold as ddb.number text", function()
+    local v = assert(decode('{"big":123456789012345678901234567890,"pi":3.14159265358979323846,' ..
+      '"small":12,"half":0.5}', EXACT))
+    assert.equal(core.mt.number, getmetatable(v.big))
+    assert.equal("123456789012345678901234567890", v.big.value)
+    assert.equal("3.14159265358979323846", v.pi.value)
+    assert.equal(12, v.small)
+    assert.equal(0.5, v.half)
+  end)
+
+  it("refuses numbers DynamoDB cannot store, naming them", function()
+    local v, err = decode('{"n":1e999999}', EXACT)
+    assert.is_nil(v)
+    assert.matches("^at byte 6: 1e999999 is not a number DynamoDB can store %(", err)
+    assert.is_nil((decode("[" .. ("9"):rep(39) .. "]", EXACT)))
+  end)
+
+  it("reads null as ddb.null, in maps and in lists", function()
+    local v = assert(decode('{"a":null,"l":[1,null,2]}', EXACT))
+    assert.equal(null, v.a)
+    assert.same({ 1, null, 2 }, { v.l[1], v.l[2], v.l[3] })
+    assert.same({ l = list({ 1, 2 }) }, decode('{"a":null,"l":[1,null,2]}'))   -- not exact
+  end)
+
+  it("refuses a member given twice (the last would win silently)", function()
+    local v, err = decode('{"pk":"a","pk":"b"}', EXACT)
+    assert.is_nil(v)
+    assert.equal("at byte 11: member 'pk' given twice", err)
+    assert.same({ pk = "b" }, decode('{"pk":"a","pk":"b"}'))
+  end)
+
+  it("refuses nesting beyond max_depth at the bracket that goes too deep", function()
+    assert.truthy(decode(("["):rep(32) .. ("]"):rep(32), { max_depth = 32 }))
+    local v, err = decode(("["):rep(33) .. ("]"):rep(33), { exact = true, max_depth = 32 })
+    assert.is_nil(v)
+    assert.equal("at byte 33: nested more than 32 levels deep", err)
+    assert.has_error(function() decode("[]", { max_depth = 1000 }) end)
+  end)
+end)
+
+describe("strings read with escapes beside strings without", function()
+  it("keeps each string's own bytes (escaped ones are built in a buffer of their own)", function()
+    local v = assert(decode('{"a":"x\\ny","b":"plain","c":"\\u00e9\\t","d":"\\"q\\"","e":""}'))
+    assert.same({ a = "x\ny", b = "plain", c = "é\t", d = '"q"', e = "" }, v)
+    local item = assert(core.parse_response(200,
+      '{"Item":{"n":{"N":"\\u0031\\u0032"},"m":{"N":"34"},"s":{"S":"\\u00e9"}}}', {}, "Item"))
+    assert.same({ n = 12, m = 34, s = "é" }, item.Item)
   end)
 end)

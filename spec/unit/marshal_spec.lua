@@ -191,7 +191,7 @@ describe("binary values (B, BS) as base64 text", function()
     end
   end)
 
-  it("holds binary sets and answers decoded by cJSON to the same rules", function()
+  it("holds binary sets and answers read from JSON to the same rules", function()
     assert.has_error(function() unmarshal{ BS = { "AA==", "A===" } } end)
     local item = assert(core.decode('{"b":{"B":"AQI="},"s":{"BS":["AA=="]}}'))
     assert.equal("\1\2", core.unmarshal_item(item).b.value)

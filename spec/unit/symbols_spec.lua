@@ -66,7 +66,7 @@ describe("the C core's symbols", function()
     it("the shared object linked from them exports only luaopen_*", function()
       local so = tmp .. "/core.so"
       local ok, out = sh("cc -shared " .. table.concat(objs, " ") .. " -o " .. so ..
-        " -lcurl -lcrypto -lcjson -lz -lpthread")
+        " -lcurl -lcrypto -lz -lpthread")
       assert(ok, out)
       assert.same({ "luaopen_ddb_core" }, defined("-D --defined-only " .. so))
     end)
