@@ -21,6 +21,8 @@ description = {
 }
 dependencies = {
   "lua >= 5.1, < 5.5",
+  -- the command's argument parsing and help (Debian: lua-argparse)
+  "argparse >= 0.7",
 }
 external_dependencies = {
   -- Debian keeps curl/curl.h under the multiarch include directory: check the library only.

@@ -16,16 +16,15 @@
 -- applied: read the item and decide).
 -- @module ddb.cli
 
+local argparse = require "argparse"
 local ddb = require "ddb"
-local options = require "ddb.options"
 local optimistic = require "ddb.optimistic"
 local sandbox = require "ddb.sandbox"
 local core = ddb.core
 
 local type, pairs, ipairs, next, tostring, tonumber, pcall, getmetatable, setmetatable =
   type, pairs, ipairs, next, tostring, tonumber, pcall, getmetatable, setmetatable
-local concat, sort = table.concat, table.sort
-local floor = math.floor
+local concat, insert, sort = table.concat, table.insert, table.sort
 local monotonic_ms = core.monotonic_ms
 
 local _M = { _VERSION = ddb._VERSION }
@@ -40,8 +39,8 @@ _M.exit = { OK = 0, USAGE = 1, FAILED = 2, UNKNOWN = 3 }
 local EXIT = _M.exit
 
 -- -----------------------------------------------------------------------------
--- The command line: one table says every option, its value and its range; the parser,
--- the checks and the help text all come from it.
+-- The command line: the tables below say every option, its value and its range, and what
+-- each command takes; argparse parses by them and makes the help.
 -- -----------------------------------------------------------------------------
 
 local DEFAULT_DEADLINE_MS = 5000
@@ -73,8 +72,6 @@ local OPTIONS = {
   { "deadline-ms", "N", "integer", 1, 86400000, help = "bound on the whole command, retries " ..
     "and update code included (default: " .. DEFAULT_DEADLINE_MS .. ")" },
   { "verbose", help = "attempts, conflicts and requests on stderr" },
-  { "help", help = "this text (also -h)" },
-  { "version", help = "the version" },
 }
 
 local BY_NAME = {}
@@ -86,95 +83,22 @@ end
 
 -- The commands in the order the help lists them: what each needs and what else it takes.
 local COMMANDS = {
-  { name = "get", usage = "--key JSON", need = { "key" }, takes = {},
+  { name = "get", need = { "key" }, takes = {},
     help = "print the item (null when there is none)" },
-  { name = "put", usage = "--item JSON", need = { "item" }, takes = { "max-attempts" },
+  { name = "put", need = { "item" }, takes = { "max-attempts" },
     help = "store the item, replacing its attributes; with a \"version\" attribute, only if " ..
       "the stored item is still at that version (\"version\":0: only if there is no such item)" },
-  { name = "update", usage = "--key JSON (--lua CODE | --file PATH)", need = { "key" },
-    takes = { "lua", "file", "max-attempts" }, one_of = { "lua", "file" },
+  { name = "update", need = { "key" }, takes = { "lua", "file", "max-attempts" },
+    one_of = { "lua", "file" },
     help = "run the Lua code on the item under optimistic locking and store the result" },
-  { name = "delete", usage = "--key JSON [--if-version N]", need = { "key" },
-    takes = { "if-version", "max-attempts" },
+  { name = "delete", need = { "key" }, takes = { "if-version", "max-attempts" },
     help = "delete the item, conditioned on the version read (with --if-version, only at " ..
       "that version); nothing to delete is not an error" },
 }
-local COMMAND = {}
-local COMMAND_NAMES = {}
-for i, c in ipairs(COMMANDS) do
-  COMMAND[c.name] = c
-  COMMAND_NAMES[i] = c.name
-end
 
--- Options every command takes.
+-- Options every command takes (--table is also required by each).
 local COMMON = { "table", "endpoint", "region", "profile", "version-attribute", "deadline-ms",
   "verbose" }
-
-local WIDTH, INDENT = 92, 34
-
--- text wrapped to the help's width, its first line after `lead` (padded to INDENT)
-local function wrap(lead, text)
-  local lines, line = {}, lead .. (" "):rep(INDENT - #lead)
-  if #lead >= INDENT - 1 then
-    lines[1] = lead
-    line = (" "):rep(INDENT)
-  end
-  local empty = true
-  for word in text:gmatch("%S+") do
-    if not empty and #line + 1 + #word > WIDTH then
-      lines[#lines + 1] = line
-      line, empty = (" "):rep(INDENT), true
-    end
-    line = line .. (empty and "" or " ") .. word
-    empty = false
-  end
-  lines[#lines + 1] = line
-  return concat(lines, "\n")
-end
-
-local function usage_text()
-  local out = { "usage: ddb-optimistic <command> --table NAME [options]", "", "commands:" }
-  for _, c in ipairs(COMMANDS) do
-    out[#out + 1] = wrap(("  %-7s %s"):format(c.name, c.usage), c.help)
-  end
-  out[#out + 1] = ""
-  out[#out + 1] = "options:"
-  for _, o in ipairs(OPTIONS) do
-    out[#out + 1] = wrap("  --" .. o.name .. (o.arg and (" " .. o.arg) or ""), o.help)
-  end
-  out[#out + 1] = ""
-  out[#out + 1] = "JSON: numbers are kept exactly (up to DynamoDB's 38 digits), null is " ..
-    "DynamoDB NULL."
-  out[#out + 1] = "Output is one line of JSON on stdout; errors go to stderr."
-  out[#out + 1] = ""
-  out[#out + 1] = "exit codes: 0 ok, 1 usage or configuration error (nothing was sent), 2 the " ..
-    "operation"
-  out[#out + 1] = "            failed (nothing written), 3 OutcomeUnknown (a write may or may " ..
-    "not have been"
-  out[#out + 1] = "            applied: read the item)"
-  return concat(out, "\n") .. "\n"
-end
---- The help text (`--help`), made from the tables of options and commands.
-_M.USAGE = usage_text()
-
--- The closest of names to word, when close enough to be a typo.
-local function closest(word, names)
-  local best, best_d
-  for _, n in ipairs(names) do
-    local d = options.distance(word, n)
-    if n:sub(1, #word) == word and #word >= 3 then d = 1 end
-    if not best_d or d < best_d then best, best_d = n, d end
-  end
-  if best_d and best_d <= math.max(1, floor(#word / 3)) then return best end
-  return nil
-end
-
-local OPTION_NAMES = {}
-for i, o in ipairs(OPTIONS) do OPTION_NAMES[i] = o.name end
-
-local function usage_error(msg)
-  return nil, msg
-end
 
 -- Checks one value against its option's kind; returns the value to keep | nil, message.
 local CHECKS = {
@@ -214,79 +138,112 @@ local function shown(v)
   return "'" .. v:gsub("%c", "?") .. "'"
 end
 
+-- The value of an option checked by its kind, the message naming the option.
+local function converter(o)
+  return function(v)
+    local kept, why = CHECKS[o.kind](v, o)
+    if kept == nil then return nil, ("--%s: %s %s"):format(o.name, shown(v), why) end
+    return kept
+  end
+end
+
+local PARSER = argparse("ddb-optimistic", "Get, put, update and delete DynamoDB items " ..
+  "under optimistic locking. `ddb-optimistic COMMAND --help` lists the command's options.",
+  "JSON: numbers are kept exactly (up to DynamoDB's 38 digits), null is DynamoDB NULL. " ..
+  "Output is one line of JSON on stdout; errors go to stderr.\n\nExit codes: 0 ok, 1 usage " ..
+  "or configuration error (nothing was sent), 2 the operation failed (nothing written), 3 " ..
+  "OutcomeUnknown (a write may or may not have been applied: read the item).")
+  :add_help(false):command_target("command")
+  :usage_max_width(92):help_max_width(92):help_description_margin(30)
+PARSER:flag("--help", "this text (also -h and the help command)")
+PARSER:flag("--version", "the version")
+
+local COMMAND = {}
+for _, c in ipairs(COMMANDS) do
+  local cmd = PARSER:command(c.name, c.help):add_help(false)
+  local takes, opts = {}, {}
+  for _, list in ipairs{ COMMON, c.need, c.takes } do
+    for _, n in ipairs(list) do takes[n] = true end
+  end
+  -- every option, those the command does not take hidden: refused after parsing with a
+  -- message that says so, and suggested for a typo like the others
+  for _, o in ipairs(OPTIONS) do
+    local opt = cmd:option("--" .. o.name, o.help):overwrite(false):hidden(not takes[o.name])
+    if o.arg then opt:argname(o.arg):convert(converter(o)) else opt:args(0) end
+    opts[o.name] = opt
+  end
+  opts.table:count(1)
+  for _, n in ipairs(c.need) do opts[n]:count(1) end
+  if c.one_of then cmd:mutex(opts[c.one_of[1]], opts[c.one_of[2]]) end
+  cmd:argument("extra"):args("*"):hidden(true)
+  c.takes, c.parser, COMMAND[c.name] = takes, cmd, c
+end
+PARSER:command("help", "this text; `ddb-optimistic help COMMAND`: the command's options")
+
+--- The help text: the commands, or one command's options.
+-- @param command optional, the command's name
+-- @return text
+function _M.help(command)
+  local c = COMMAND[command]
+  return (c and c.parser or PARSER):get_help() .. "\n"
+end
+--- The help text without a command (`--help`).
+_M.USAGE = _M.help()
+
 --- Parses and checks the arguments (without the program name): every option by name, kind
 -- and range, and whether the command takes it.
 -- @param argv a list of strings
 -- @return options table (`command`, and one field per option given, named with `_` in
---   place of `-`: `deadline_ms`) | nil, message
+--   place of `-`: `deadline_ms`; or `help`, with the command whose help it is, or `version`)
+--   | nil, message (one line, ending with the help command to run)
 function _M.parse_args(argv)
-  local o, given = {}, {}
-  local i = 1
+  -- The command first (it may come anywhere) and each value joined to its option as
+  -- --name=value: a value is the argument after its option whatever it looks like, where
+  -- argparse would take one that starts with '-' (a Lua comment, -1) for an option.
+  local args, command, i = {}, nil, 1
   while i <= #argv do
     local a = argv[i]
-    if a == "-h" then a = "--help" end
-    if a:sub(1, 2) == "--" then
-      local name, value = a:match("^%-%-([^=]+)=(.*)$")
-      name = name or a:sub(3)
-      local opt = BY_NAME[name]
-      if opt == nil then
-        local guess = closest(name, OPTION_NAMES)
-        return usage_error(("unknown option --%s%s"):format(name,
-          guess and (" (did you mean --" .. guess .. "?)") or ""))
-      end
-      if given[name] then return usage_error(("--%s given twice"):format(name)) end
-      given[name] = true
-      if not opt.arg then
-        if value ~= nil then return usage_error(("--%s takes no value"):format(name)) end
-        o[opt.field] = true
-      else
-        if value == nil then
-          i = i + 1
-          value = argv[i]
-          if value == nil then return usage_error(("--%s needs a value"):format(name)) end
-        end
-        local v, why = CHECKS[opt.kind](value, opt)
-        if v == nil then return usage_error(("--%s: %s %s"):format(name, shown(value), why)) end
-        o[opt.field] = v
-      end
-    elseif a:sub(1, 1) == "-" and a ~= "-" then
-      return usage_error(("unknown option %s (options start with --)"):format(a))
-    elseif o.command == nil then
-      if not COMMAND[a] and a ~= "help" then
-        local guess = closest(a, COMMAND_NAMES)
-        return usage_error(("unknown command '%s'%s (%s)"):format(a,
-          guess and (" (did you mean " .. guess .. "?)") or "", concat(COMMAND_NAMES, ", ")))
-      end
-      o.command = a
+    local o = BY_NAME[a:match("^%-%-(.*)") or ""]
+    if a == "--help" or a == "-h" then
+      return { help = true, command = command }
+    elseif a == "--version" then
+      return { version = true }
+    elseif o and o.arg and argv[i + 1] then
+      args[#args + 1] = a .. "=" .. argv[i + 1]
+      i = i + 1
+    elseif command == nil and a:sub(1, 1) ~= "-" then
+      command = a
     else
-      return usage_error(("unexpected argument '%s'"):format(a))
+      args[#args + 1] = a
     end
     i = i + 1
   end
-  if o.command == "help" then o.help = true end
-  if o.help or o.version then return o end
-  if o.command == nil then
-    return usage_error("no command given (" .. concat(COMMAND_NAMES, ", ") .. ")")
+  if command == "help" then return { help = true, command = args[1] } end
+  -- the message ends by naming the help that lists what the command takes
+  local help = COMMAND[command] and "ddb-optimistic " .. command .. " --help" or
+    "ddb-optimistic --help"
+  local function refuse(msg) return nil, ("%s (%s)"):format(msg, help) end
+  if command == nil then return refuse("no command given (get, put, update, delete)") end
+  insert(args, 1, command)
+  local ok, r = PARSER:pparse(args)
+  if not ok then
+    r = r:gsub("\nDid you mean (.-)%?$", " (did you mean %1?)")
+      :gsub("^option '(%-%-[%w%-]+)' must be used [%a ]-1 times?$", "%1 given more than once")
+    return refuse(r)
   end
-  local c = COMMAND[o.command]
-  if not o.table then return usage_error("--table is required") end
-  for _, f in ipairs(c.need) do
-    if not given[f] then return usage_error(("%s needs --%s"):format(c.name, f)) end
-  end
-  local takes = {}
-  for _, n in ipairs(COMMON) do takes[n] = true end
-  for _, n in ipairs(c.need) do takes[n] = true end
-  for _, n in ipairs(c.takes) do takes[n] = true end
-  for _, opt in ipairs(OPTIONS) do
-    if given[opt.name] and not takes[opt.name] then
-      return usage_error(("%s does not take --%s"):format(c.name, opt.name))
+  local c = COMMAND[r.command]
+  for _, o in ipairs(OPTIONS) do
+    if r[o.field] ~= nil and not c.takes[o.name] then
+      return refuse(("%s does not take --%s"):format(c.name, o.name))
     end
   end
-  if c.one_of and (given[c.one_of[1]] == nil) == (given[c.one_of[2]] == nil) then
-    return usage_error(("%s needs exactly one of --%s and --%s"):format(c.name, c.one_of[1],
-      c.one_of[2]))
+  if r.extra[1] then return refuse("unexpected argument " .. shown(r.extra[1])) end
+  if c.one_of and r[c.one_of[1]] == nil and r[c.one_of[2]] == nil then
+    return refuse(("%s needs --%s or --%s"):format(c.name, c.one_of[1], c.one_of[2]))
   end
-  return o
+  local parsed = { command = c.name }
+  for _, o in ipairs(OPTIONS) do parsed[o.field] = r[o.field] end
+  return parsed
 end
 
 -- -----------------------------------------------------------------------------
@@ -538,10 +495,10 @@ function _M.main(argv, io_)
   end
   local o, perr = _M.parse_args(args)
   if not o then
-    return fail(io_.stderr, EXIT.USAGE, perr .. " (ddb-optimistic --help)")
+    return fail(io_.stderr, EXIT.USAGE, perr)
   end
   if o.help then
-    io_.stdout:write(_M.USAGE)
+    io_.stdout:write(_M.help(o.command))
     return EXIT.OK
   end
   if o.version then

@@ -55,28 +55,48 @@ local function sh(cmd)
 end
 
 describe("ddb-optimistic, on the command line", function()
-  it("prints its usage with --help and exits 0", function()
-    local code, out = cli{ "--help" }
+  it("prints its usage with --help and exits 0: the commands, and where their options are",
+    function()
+      local code, out = cli{ "--help" }
+      assert.equal(0, code)
+      assert.matches("^Usage: ddb%-optimistic", out)
+      assert.matches("\n   update +run the Lua code", out)
+      assert.matches("ddb%-optimistic COMMAND%s+%-%-help` lists the command's options", out)
+      assert.matches("Exit codes", out)
+      assert.equal(out, (select(2, cli{ "help" })))
+    end)
+
+  it("prints a command's usage and options with COMMAND --help, -h or help COMMAND", function()
+    local code, out = cli{ "update", "--help" }
     assert.equal(0, code)
-    assert.matches("usage: ddb%-optimistic", out)
-    assert.matches("exit codes", out)
+    assert.matches("^Usage: ddb%-optimistic update", out)
+    assert.matches("\n   %-%-lua CODE +the update code", out)
+    -- an option the command does not take is not listed
+    assert.is_nil(out:find("--if-version", 1, true), out)
+    assert.equal(out, (select(2, cli{ "update", "--table", "Tab", "-h" })))
+    assert.equal(out, (select(2, cli{ "help", "update" })))
   end)
 
   it("prints every option's help whole, within 92 columns", function()
-    local _, out = cli{ "--help" }
-    for line in out:gmatch("[^\n]+") do
-      assert.is_true(#line <= 92, line)
+    local flat = {}
+    for _, command in ipairs{ "get", "put", "update", "delete" } do
+      local code, out = cli{ command, "--help" }
+      assert.equal(0, code)
+      for line in out:gmatch("[^\n]+") do
+        assert.is_true(#line <= 92, line)
+      end
+      flat[command] = out:gsub("%s+", " ")
     end
-    local flat = out:gsub("%s+", " ")
-    for _, text in ipairs{
-      "--endpoint URL default: AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL, then AWS's " ..
-        "endpoint for the region",
-      "--region REGION default: AWS_REGION, AWS_DEFAULT_REGION, the profile's region",
-      "delete --key JSON [--if-version N]",
-      "--deadline-ms N bound on the whole command, retries and update code included " ..
-        "(default: 5000)",
+    for _, case in ipairs{
+      { "get", "--endpoint URL default: AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL, then " ..
+        "AWS's endpoint for the region" },
+      { "put", "--region REGION default: AWS_REGION, AWS_DEFAULT_REGION, the profile's region" },
+      { "delete", "Usage: ddb-optimistic delete --table NAME --key JSON [--if-version N]" },
+      { "update", "([--lua CODE] | [--file PATH])" },
+      { "update", "--deadline-ms N bound on the whole command, retries and update code " ..
+        "included (default: 5000)" },
     } do
-      assert.truthy(flat:find(text, 1, true), text)
+      assert.truthy(flat[case[1]]:find(case[2], 1, true), case[2])
     end
   end)
 
@@ -120,27 +140,37 @@ describe("ddb-optimistic, on the command line", function()
   end)
 
   local usage_errors = {
-    { "no arguments", {}, "usage:" },
-    { "an unknown command", { "frob", "--table", "Tab" }, "unknown command 'frob'" },
+    { "no arguments", {}, "^Usage:" },
+    { "no command", { "--table", "Tab" },
+      "no command given %(get, put, update, delete%) %(ddb%-optimistic %-%-help%)" },
+    { "an unknown command", { "frob", "--table", "Tab" },
+      "unknown command 'frob' %(ddb%-optimistic %-%-help%)" },
     { "a misspelt command", { "gte", "--table", "Tab" },
-      "unknown command 'gte' %(did you mean get%?%)" },
+      "unknown command 'gte' %(did you mean 'get'%?%)" },
     { "an unknown option", { "get", "--table", "Tab", "--key", "{}", "--frob" },
-      "unknown option %-%-frob" },
+      "unknown option '%-%-frob' %(ddb%-optimistic get %-%-help%)" },
     { "a misspelt option", { "get", "--table", "Tab", "--key", "{}", "--dedline-ms", "9" },
-      "unknown option %-%-dedline%-ms %(did you mean %-%-deadline%-ms%?%)" },
-    { "a single-dash option", { "get", "-t", "Tab" }, "unknown option %-t" },
-    { "no --table", { "get", "--key", "{}" }, "%-%-table is required" },
-    { "get without --key", { "get", "--table", "Tab" }, "get needs %-%-key" },
+      "unknown option '%-%-dedline%-ms' %(did you mean '%-%-deadline%-ms'%?%)" },
+    { "a single-dash option", { "get", "-t", "Tab" }, "unknown option '%-t'" },
+    { "no --table", { "get", "--key", "{}" }, "missing option '%-%-table'" },
+    { "get without --key", { "get", "--table", "Tab" }, "missing option '%-%-key'" },
     { "update without code", { "update", "--table", "Tab", "--key", "{}" },
-      "exactly one of %-%-lua and %-%-file" },
+      "update needs %-%-lua or %-%-file" },
+    { "update with both codes", { "update", "--table", "Tab", "--key", "{}", "--lua", "x",
+      "--file", "x.lua" }, "option '%-%-file' can not be used together with option '%-%-lua'" },
     { "an option a command does not take", { "get", "--table", "Tab", "--key", "{}",
       "--lua", "x" }, "get does not take %-%-lua" },
     { "--if-version on another command", { "put", "--table", "Tab", "--item", "{}",
       "--if-version", "1" }, "put does not take %-%-if%-version" },
-    { "a value missing", { "get", "--table" }, "%-%-table needs a value" },
+    { "an argument after the options", { "get", "--table", "Tab", "--key", "{}", "extra" },
+      "unexpected argument 'extra'" },
+    { "a value missing", { "get", "--table" }, "option '%-%-table' requires an argument" },
     { "an option given twice", { "get", "--table", "Tab", "--table", "Tab" },
-      "%-%-table given twice" },
-    { "a value given to a flag", { "get", "--verbose=yes" }, "%-%-verbose takes no value" },
+      "%-%-table given more than once" },
+    { "an optional option given twice", { "get", "--table", "Tab", "--key", "{}",
+      "--region", "us-east-1", "--region", "us-east-1" }, "%-%-region given more than once" },
+    { "a value given to a flag", { "get", "--verbose=yes" },
+      "option '%-%-verbose' does not take arguments" },
     { "a deadline beyond every float", { "get", "--table", "Tab", "--key", "{}",
       "--deadline-ms", "1e999" },
       "%-%-deadline%-ms: '1e999' is not a whole number from 1 to 86400000" },
@@ -174,6 +204,9 @@ describe("ddb-optimistic, on the command line", function()
       assert.equal("", out)
       assert.matches(case[3], err)
       assert.is_nil(err:find("traceback", 1, true), err)
+      if #case[2] > 0 then
+        assert.matches("^ddb%-optimistic: [^\n]*\n$", err)
+      end
     end)
   end
 
@@ -305,6 +338,14 @@ for _, server in ipairs(helper.servers()) do
         assert.equal('{"pk":"file","total":5,"version":1}\n', out)
         assert.is_nil(raw("file").a)
       end)
+
+      it("takes a value that starts with '-' (a Lua comment) and options before the command",
+        function()
+          local code, out, err = cli{ "--table", tbl, "--endpoint", server.url, "update",
+            "--key", '{"pk":"dash"}', "--lua", "-- the first write\nitem.n = 1" }
+          assert.equal(0, code, err)
+          assert.equal('{"n":1,"pk":"dash","version":1}\n', out)
+        end)
 
       it("deletes the item when the script returns DELETE", function()
         assert.equal(0, (run{ "update", "--key", '{"pk":"del"}', "--lua", "item.x = 1" }))

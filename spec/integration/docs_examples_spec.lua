@@ -431,8 +431,12 @@ describe("docs/configuration.md", function()
 
   it("names every flag of the command line and every AWS_ variable the code reads", function()
     local missing = {}
-    for flag in require("ddb.cli").USAGE:gmatch("%-%-([%a][%w-]*)") do
-      if not page:find("--" .. flag, 1, true) then missing[#missing + 1] = "--" .. flag end
+    local cli = require "ddb.cli"
+    for _, text in ipairs{ cli.USAGE, cli.help("get"), cli.help("put"), cli.help("update"),
+      cli.help("delete") } do
+      for flag in text:gmatch("%-%-([%a][%w-]*)") do
+        if not page:find("--" .. flag, 1, true) then missing[#missing + 1] = "--" .. flag end
+      end
     end
     local ok, out = runner.sh("cd " .. q(ROOT) .. " && grep -oh 'AWS_[A-Z0-9_]*[A-Z0-9]' " ..
       "lua/ddb/*.lua lua/ddb/*/*.lua | sort -u")

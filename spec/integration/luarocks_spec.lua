@@ -1,9 +1,10 @@
 -- LuaRocks: each `luarocks make` command of the README's Install section (Lua 5.4, LuaJIT,
 -- OpenResty's LuaJIT) builds and installs the rock from a clean copy of the checkout (its
 -- tracked and not-ignored files, no build products) into a temporary tree with only
--- Debian's packages present, and the installed copy works on its own: modules, the C core
--- and the ddb-optimistic command (bound to the interpreter it was built for), and inside
--- nginx with lua_package_path/cpath naming that tree alone.
+-- Debian's packages present (argparse, the one rock it depends on, from a local rocks server
+-- offering Debian's copy), and the installed copy works on its own: modules, the C core and
+-- the ddb-optimistic command (bound to the interpreter it was built for), and inside nginx
+-- with lua_package_path/cpath naming that tree alone.
 -- DDB_TEST_ROCKSPEC picks another rockspec (e.g. a proposed one).
 local helper = require "helper"
 
@@ -90,10 +91,23 @@ local function clean_copy()
   return { dir = dir, src = dir .. "/src", home = dir .. "/home" }
 end
 
--- Runs one of the README's commands in the copy with --tree added after `luarocks`; HOME:
--- no user configuration or cache of this machine takes part.
+-- A local rocks server in the copy holding the rock's dependencies (argparse), since
+-- luarocks.org is out of reach here: the file:// URL to give luarocks.
+local function rocks_server(copy)
+  local dir = copy.dir .. "/rocks"
+  local code, out = sh("mkdir -p " .. q(dir) .. " && cp " ..
+    q(copy.src .. "/spec/support/rocks/argparse-0.7.1-1.rockspec") .. " " .. q(dir) ..
+    " && env HOME=" .. q(copy.home) .. " luarocks-admin make_manifest " .. q(dir))
+  assert(code == 0, "making the local rocks server failed: " .. out)
+  return "file://" .. dir
+end
+
+-- Runs one of the README's commands in the copy with --tree and --only-server (the local
+-- rocks server) added after `luarocks`; HOME: no user configuration or cache of this
+-- machine takes part.
 local function build(copy, cmd, tree)
-  cmd = cmd:gsub("luarocks ", "luarocks --tree=" .. q(tree) .. " ", 1):gsub(" %-%-tree /opt/ddb", "")
+  cmd = cmd:gsub("luarocks ", "luarocks --tree=" .. q(tree) .. " --only-server=" ..
+    q(rocks_server(copy)) .. " ", 1):gsub(" %-%-tree /opt/ddb", "")
   return sh("cd " .. q(copy.src) .. " && env HOME=" .. q(copy.home) .. " sh -c " .. q(cmd))
 end
 
