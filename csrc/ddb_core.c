@@ -48,7 +48,7 @@ static int core_decode(lua_State *L)
 {
     size_t n;
     const char *s = luaL_checklstring(L, 1, &n);
-    json_decode_opts o = { NULL, NULL, 0, 0 };
+    json_decode_opts o = { NULL, NULL, 0, 0, NULL };
     if (!lua_isnoneornil(L, 2)) {
         luaL_checktype(L, 2, LUA_TTABLE);
         lua_getfield(L, 2, "exact");

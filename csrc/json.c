@@ -323,6 +323,34 @@ static void push_number(lua_State *L, const push_job *job, const ddb_jnode *j)
     lua_pushnumber(L, d);
 }
 
+typedef struct also_job {
+    const json_decode_opts *o;
+    const ddb_jnode *node;
+} also_job;
+
+static int push_also_protected(lua_State *L)
+{
+    const also_job *a = lua_touserdata(L, 1);
+    a->o->fn(L, a->node);
+    return 1;
+}
+
+/* Stores fn's value of the member c under o->also in the object on top; a value fn refuses
+ * is left out (the member itself was decoded, and its reader will say what is wrong). */
+static void push_also(lua_State *L, const push_job *job, const ddb_jnode *c)
+{
+    also_job a;
+    a.o = job->o;
+    a.node = c;
+    lua_pushstring(L, job->o->also);
+    lua_pushcfunction(L, push_also_protected);
+    lua_pushlightuserdata(L, &a);
+    if (lua_pcall(L, 1, 1, 0) == 0)
+        lua_rawset(L, -3);
+    else
+        lua_pop(L, 2);
+}
+
 /* Pushes the members of the object j; with exact, a name given twice is refused. */
 static void push_object(lua_State *L, const push_job *job, const ddb_jnode *j, int depth)
 {
@@ -350,10 +378,18 @@ static void push_object(lua_State *L, const push_job *job, const ddb_jnode *j, i
             lua_pop(L, 1);
         }
         if (depth == 0 && o->fn != NULL && c->keylen == strlen(o->key) &&
-            memcmp(c->key, o->key, c->keylen) == 0)
-            o->fn(L, c);
-        else
+            memcmp(c->key, o->key, c->keylen) == 0) {
+            if (o->also == NULL) {
+                o->fn(L, c);
+            } else {
+                push_json(L, job, c, depth + 1);
+                lua_rawset(L, -3);
+                push_also(L, job, c);
+                continue;
+            }
+        } else {
             push_json(L, job, c, depth + 1);
+        }
         lua_rawset(L, -3);
     }
 }
@@ -406,15 +442,7 @@ static int push_json_protected(lua_State *L)
 
 int ddb_json_decode(lua_State *L, const char *s, size_t n)
 {
-    json_decode_opts o = { NULL, NULL, 0, 0 };
-    return ddb_json_decode_opts(L, s, n, &o);
-}
-
-int ddb_json_decode_with(lua_State *L, const char *s, size_t n, const char *key, json_push_fn fn)
-{
-    json_decode_opts o = { NULL, NULL, 0, 0 };
-    o.key = key;
-    o.fn = key != NULL ? fn : NULL;
+    json_decode_opts o = { NULL, NULL, 0, 0, NULL };
     return ddb_json_decode_opts(L, s, n, &o);
 }
 

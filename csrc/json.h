@@ -34,10 +34,11 @@ typedef struct json_decode_opts {
                             DynamoDB could not store them), null as ddb.null, a member given
                             twice refused: how a person's JSON is read */
     int max_depth;       /* levels of arrays and objects; 0: DDB_JSON_MAX_DEPTH */
+    const char *also;    /* when set, key is decoded as usual and fn's value of it is stored
+                            under this name too (left out when fn raises) */
 } json_decode_opts;
 
 int ddb_json_decode_opts(lua_State *L, const char *s, size_t n, const json_decode_opts *o);
-int ddb_json_decode_with(lua_State *L, const char *s, size_t n, const char *key, json_push_fn fn);
 
 /* The JSON number text s[0..n) as the nearest double, in any locale. */
 double ddb_json_number(const char *s, size_t n);

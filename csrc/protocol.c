@@ -184,7 +184,14 @@ int ddb_proto_parse(lua_State *L, const proto_answer *a, const char *plain)
 
     if (status >= 200 && status < 300) {
         /* Every DynamoDB answer is an object; an array would pass for an empty result. */
-        if (!ddb_json_decode_with(L, body, n, plain, plain ? push_plain : NULL) ||
+        json_decode_opts o = { NULL, NULL, 0, 0, NULL };
+        if (plain != NULL) {
+            /* "+Item": Item as AttributeValues and, as plain values, under "plain" */
+            o.key = plain[0] == '+' ? plain + 1 : plain;
+            o.fn = push_plain;
+            o.also = plain[0] == '+' ? "plain" : NULL;
+        }
+        if (!ddb_json_decode_opts(L, body, n, &o) ||
             lua_type(L, -1) != LUA_TTABLE || is_list(L, -1)) {
             lua_settop(L, base);
             if (a->request_id == NULL)

@@ -25,7 +25,8 @@ typedef struct proto_answer {
 
 /* Pushes the result table, or nil and the error table (code, message, status, applied,
  * retry_class, request_id, item, cancellation_reasons): what parse_response returns.
- * plain: a top-level member holding an item ("Attributes"), pushed as plain values. */
+ * plain: a top-level member holding an item ("Attributes"), pushed as plain values; "+Item":
+ * Item as AttributeValues and the same item as plain values under "plain". */
 int ddb_proto_parse(lua_State *L, const proto_answer *a, const char *plain);
 /* Lua: (status, body, headers[, plain]) -> result | nil, err
  * plain: a top-level member holding an item ("Attributes"), returned as plain values. */

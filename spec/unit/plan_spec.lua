@@ -545,3 +545,29 @@ describe("core.plan_diff against marshal + av_equal, on random items and changes
     end
   end)
 end)
+
+describe("the plain copy of an item read", function()
+  local cfg = settings.table_settings({})
+
+  it("is the one the answer brought, once, then a new conversion each time", function()
+    local item = current()
+    local from_answer = core.unmarshal_item(item)
+    state.offer_plain(item, from_answer)
+    local s = assert(state.of(cfg, item))
+    local first = state.plain(cfg, s)
+    assert.equal(from_answer, first)               -- no conversion for the first copy
+    assert.is_nil(first._ddb_tokens)               -- the history is the module's, not shown
+    first.counter = 99                             -- the function changes its copy
+    local second = state.plain(cfg, s)
+    assert.are_not.equal(first, second)
+    assert.equal(7, second.counter)                -- read again from the AttributeValues
+    assert.same(core.unmarshal_item(item).tags, second.tags)
+  end)
+
+  it("is made from the AttributeValues when no answer brought one", function()
+    local s = assert(state.of(cfg, current()))
+    local a, b = state.plain(cfg, s), state.plain(cfg, s)
+    assert.are_not.equal(a, b)
+    assert.same(a, b)
+  end)
+end)

@@ -505,6 +505,32 @@ describe("an item returned as plain values (parse_response's plain member)", fun
     assert.equal(42, r.Item.i)
   end)
 
+  it("with \"+Item\" gives the AttributeValues and, under plain, the plain values of one read",
+     function()
+    local body = '{"Item":' .. ITEM .. ',"ConsumedCapacity":{"CapacityUnits":1}}'
+    local both = assert(parse(200, body, with_crc(body), "+Item"))
+    local generic = assert(parse(200, body, with_crc(body)))
+    assert.same(generic.Item, both.Item)
+    assert.same(core.unmarshal_item(generic.Item), both.plain)
+    assert.same(generic.ConsumedCapacity, both.ConsumedCapacity)
+    -- two tables: changing the plain copy leaves the AttributeValues as read
+    both.plain.s = "changed"
+    assert.equal("héllo", both.Item.s.S)
+    -- no Item (GetItem of an absent key): neither
+    local none = assert(parse(200, "{}", with_crc("{}"), "+Item"))
+    assert.is_nil(none.Item)
+    assert.is_nil(none.plain)
+  end)
+
+  it("with \"+Item\" leaves plain out of a malformed item, whose reader then says why",
+     function()
+    local body = '{"Item":{"a":{"N":"x"}}}'
+    local r = assert(parse(200, body, with_crc(body), "+Item"))
+    assert.same({ a = { N = "x" } }, r.Item)
+    assert.is_nil(r.plain)
+    assert.has_error(function() core.unmarshal_item(r.Item) end)
+  end)
+
   it("turns a malformed item into an InvalidResponse that may have been applied", function()
     for _, bad in ipairs({ '{"a":{"N":"x"}}', '{"a":{"Q":"1"}}', '{"a":{"S":1}}', '{"a":{}}',
       '{"a":{"SS":[1]}}', '{"a":{"B":"!!"}}', '{"a":{"L":{}}}', '[]' }) do

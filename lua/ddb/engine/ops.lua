@@ -6,6 +6,7 @@
 
 local ddb = require "ddb"
 local runtime = require "ddb.runtime"
+local state = require "ddb.engine.state"
 
 local type, ipairs, next, tostring = type, ipairs, next, tostring
 local new_error = ddb.new_error
@@ -65,12 +66,17 @@ function _M.read(ctx, targets)
   if #targets == 1 then
     local t = targets[1]
     info.requests = info.requests + 1
+    -- the item as AttributeValues (the engine's) and as plain values from the same bytes:
+    -- the caller's first copy, without converting the tables again (state.plain)
     local res, err = ctx.client:call("GetItem", { TableName = t.table, Key = t.kav,
-      ConsistentRead = true, ReturnConsumedCapacity = "TOTAL" }, { deadline = ctx.deadline })
+      ConsistentRead = true, ReturnConsumedCapacity = "TOTAL" },
+      { deadline = ctx.deadline, plain = "+Item" })
     if not res then return nil, err end
     _M.add_capacity(info, res)
     local item = res.Item
-    return { type(item) == "table" and next(item) ~= nil and item or false }
+    if type(item) ~= "table" or next(item) == nil then return { false } end
+    if res.plain then state.offer_plain(item, res.plain) end
+    return { item }
   end
   local gets = {}
   for i, t in ipairs(targets) do gets[i] = { Get = { TableName = t.table, Key = t.kav } } end

@@ -80,10 +80,26 @@ function _M.raw(state)
   return false
 end
 
---- The item as the caller's function sees it: plain values, without the token history.
+-- Plain copies of items read, made from the answer's bytes with the AttributeValues (ops.read):
+-- each is handed out once, as the first plain copy of its item; weak, so an item no state
+-- holds any more takes its copy with it.
+local offered = setmetatable({}, { __mode = "k" })
+
+--- Keeps plain, the item's values converted from the same answer, for the next plain(item).
+function _M.offer_plain(item, plain)
+  offered[item] = plain
+end
+
+--- The item as the caller's function sees it: plain values, without the token history; a new
+-- copy on every call.
 function _M.plain(cfg, state)
   if not state.exists then return nil end
-  local plain = unmarshal_item(state.item)
+  local plain = offered[state.item]
+  if plain then
+    offered[state.item] = nil
+  else
+    plain = unmarshal_item(state.item)
+  end
   plain[cfg.token_attr] = nil
   return plain
 end
