@@ -634,7 +634,8 @@ void ddb_pool_progress(pool *p)
         p->capscratch = p->ncalls;
     }
     n = p->ncalls;
-    memcpy(p->scratch, p->calls, n * sizeof *p->scratch);
+    if (n > 0)
+        memcpy(p->scratch, p->calls, n * sizeof *p->scratch);
     now = now_ms();
     for (i = 0; i < n; i++) {
         pool_call *c = p->scratch[i];
