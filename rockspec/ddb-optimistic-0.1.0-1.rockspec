@@ -38,7 +38,7 @@ build = {
         "csrc/answer.c", "csrc/av/compare.c", "csrc/av/decimal.c", "csrc/av/marshal.c",
         "csrc/av/plan.c", "csrc/av/unmarshal.c", "csrc/buf.c", "csrc/compat.c",
         "csrc/curl_handle.c", "csrc/ddb_core.c", "csrc/exchange.c", "csrc/http1.c", "csrc/json.c",
-        "csrc/protocol.c", "csrc/retry.c",
+        "csrc/pool.c", "csrc/protocol.c", "csrc/retry.c",
         "csrc/sigv4.c", "csrc/signer.c", "csrc/tokens.c", "csrc/transport_curl.c",
         "csrc/transport_multi.c", "csrc/version.c", "csrc/wire.c",
       },
