@@ -100,3 +100,18 @@ void ddb_curl_handle_setup(CURL *e, curl_sink *sink, char *errbuf, const char *c
     if (ca_bundle != NULL)
         curl_easy_setopt(e, CURLOPT_CAINFO, ca_bundle);
 }
+
+void ddb_curl_handle_connect_only(CURL *e, const char *url, char *errbuf, const char *ca_bundle,
+                                  long connect_timeout_ms, long timeout_ms)
+{
+    errbuf[0] = '\0';
+    ddb_curl_handle_setup(e, NULL, errbuf, ca_bundle);
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_CONNECT_ONLY, 1L);
+    /* ALPN must offer HTTP/1.1 alone: a server that picks h2 for a CONNECT_ONLY connection
+     * leaves libcurl decoding HTTP/2 frames under curl_easy_recv (it crashes there) */
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+                     connect_timeout_ms < timeout_ms ? connect_timeout_ms : timeout_ms);
+}

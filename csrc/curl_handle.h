@@ -31,6 +31,11 @@ CURLcode ddb_curl_handle_global_init(void);
  * wire.c's CONNECT_ONLY handle), the error buffer, no signals, TCP_NODELAY and keep-alive,
  * TLS verified (with ca_bundle when not NULL), http and https only. */
 void ddb_curl_handle_setup(CURL *e, curl_sink *sink, char *errbuf, const char *ca_bundle);
+/* Sets up e to make a connection to url and nothing more (CONNECT_ONLY, HTTP/1.1 alone in
+ * ALPN) within timeout_ms, the connect phase within connect_timeout_ms too, for the module's
+ * own HTTP/1.1 over curl_easy_send/recv (wire.c, pool.c). */
+void ddb_curl_handle_connect_only(CURL *e, const char *url, char *errbuf, const char *ca_bundle,
+                                  long connect_timeout_ms, long timeout_ms);
 
 DDB_HIDDEN_END
 

@@ -159,9 +159,8 @@ void ddb_curlt_push_headers(lua_State *L, const buf *head)
     }
 }
 
-/* A transport error: the protocol's error table and libcurl's code. */
-static void push_error_table(lua_State *L, const char *code, const char *message,
-                             const char *applied, const char *cls, CURLcode rc)
+void ddb_curlt_push_failure(lua_State *L, const char *code, const char *message,
+                            const char *applied, const char *cls, CURLcode rc)
 {
     ddb_proto_push_error(L, code, message, 0, applied, cls);
     lua_pushinteger(L, (lua_Integer)rc);
@@ -187,7 +186,7 @@ void ddb_curlt_push_error(lua_State *L, CURL *easy, CURLcode rc, int too_large, 
             snprintf(errbuf, errlen, "the answer's body%s is longer than max_answer_bytes "
                      "(%zu); not read (the request was sent)",
                      too_large == SINK_FITS ? " (Content-Length)" : "", max);
-        push_error_table(L, "AnswerTooLarge", errbuf, PROTO_APPLIED_MAYBE, "none", rc);
+        ddb_curlt_push_failure(L, "AnswerTooLarge", errbuf, PROTO_APPLIED_MAYBE, "none", rc);
         return;
     }
     if (easy != NULL)
@@ -225,7 +224,7 @@ void ddb_curlt_push_error(lua_State *L, CURL *easy, CURLcode rc, int too_large, 
     /* Nothing of the request can have left before the transfer phase began. */
     if (pretransfer == 0)
         applied = PROTO_APPLIED_NO;
-    push_error_table(L, code, errbuf[0] ? errbuf : curl_easy_strerror(rc), applied, cls, rc);
+    ddb_curlt_push_failure(L, code, errbuf[0] ? errbuf : curl_easy_strerror(rc), applied, cls, rc);
 }
 
 /* A large answer should not pin its buffers for the life of the client. */
@@ -275,6 +274,21 @@ void ddb_curlt_build_headers(lua_State *L, int idx, struct curl_slist **slist)
             luaL_error(L, "out of memory");
         *slist = next;
     }
+}
+
+int ddb_curlt_copy_lines(const char *const *lines, size_t n, struct curl_slist **slist)
+{
+    size_t i;
+    curl_slist_free_all(*slist);
+    *slist = NULL;
+    for (i = 0; i < n + NSUPPRESSED; i++) {
+        struct curl_slist *next = curl_slist_append(*slist, i < n ? lines[i]
+                                                                  : suppressed[i - n]);
+        if (next == NULL)
+            return -1;
+        *slist = next;
+    }
+    return 0;
 }
 
 /* Points the handle's nodes at n header lines (at most CURLT_NODES - NSUPPRESSED) and the
@@ -483,7 +497,7 @@ int ddb_curlt_push_answer(lua_State *L, int status, const buf *head, const char 
  *   nil, err, status, headers, resent   DynamoDB answered with an error (headers: a table)
  *   nil, err                            the transfer failed (as request's err)
  * The same as signer:prepare + t:request + core.parse_response, which serve every other
- * transport. Where the URL allows (wire_accepts), the HTTP/1.1 is the module's own on a
+ * transport. Where the URL allows (ddb_wire_accepts), the HTTP/1.1 is the module's own on a
  * connection libcurl made (wire.c); otherwise libcurl's transfer carries it. Neither
  * ever sends a request twice. */
 static int curlt_call(lua_State *L)
@@ -522,8 +536,8 @@ static int curlt_call(lua_State *L)
         }
         if (r == WIRE_FAILED) {
             lua_pushnil(L);
-            push_error_table(L, t->wire.code, t->wire.message, t->wire.applied,
-                             t->wire.retry_class, t->wire.rc);
+            ddb_curlt_push_failure(L, t->wire.code, t->wire.message, t->wire.applied,
+                                   t->wire.retry_class, t->wire.rc);
             shrink_buffers(t);
             return 2;
         }

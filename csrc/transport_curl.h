@@ -30,6 +30,9 @@ long ddb_curlt_opt_long(lua_State *L, int t, const char *name, long def, long lo
  * "Accept:" (no 100-continue, no Accept surprises); raises on a bad line or no memory,
  * leaving whatever was built in *slist for its owner to free. */
 void ddb_curlt_build_headers(lua_State *L, int idx, struct curl_slist **slist);
+/* The same for n C strings (copied): 0, or -1 on no memory (what was built stays in *slist
+ * for its owner to free). */
+int ddb_curlt_copy_lines(const char *const *lines, size_t n, struct curl_slist **slist);
 /* Pushes the raw header block as a table: lowercase names, trimmed values, last one wins. */
 void ddb_curlt_push_headers(lua_State *L, const buf *head);
 /* Pushes the error table for a failed transfer: code, message, applied ("no" when nothing
@@ -38,6 +41,10 @@ void ddb_curlt_push_headers(lua_State *L, const buf *head);
  * for libcurl's own refusal of a Content-Length over CURLOPT_MAXFILESIZE. */
 void ddb_curlt_push_error(lua_State *L, CURL *easy, CURLcode rc, int too_large, size_t max,
                           char *errbuf, size_t errlen);
+/* Pushes a transport error: the protocol's error table (ddb_proto_push_error) and libcurl's
+ * code as curl_code (CURLE_OK for a failure of the HTTP itself). */
+void ddb_curlt_push_failure(lua_State *L, const char *code, const char *message,
+                            const char *applied, const char *cls, CURLcode rc);
 /* Pushes what call() returns for an HTTP answer (status, the raw head block, the body):
  * result, nil, status, request_id (4) | nil, err, status, headers, resent (5), the request id
  * from x-amzn-requestid or else x-amz-request-id, the body checked against x-amz-crc32. */

@@ -40,7 +40,7 @@ void ddb_wire_close(wire *w)
 
 /* Whether url can go over the wire: http(s), no path beyond "/", no query, no user
  * information, and no proxy in the environment (those keep to libcurl's own transfers). */
-static int wire_accepts(const char *url)
+int ddb_wire_accepts(const char *url)
 {
     static const char *const proxies[] = {"http_proxy", "https_proxy", "HTTPS_PROXY",
                                           "all_proxy", "ALL_PROXY", NULL};
@@ -66,7 +66,7 @@ static int wire_accepts(const char *url)
 int ddb_wire_serves(const wire *w, const char *url)
 {
     /* a connection made for url was accepted already: no second look at the environment */
-    return (w->easy != NULL && strcmp(w->url, url) == 0) || wire_accepts(url);
+    return (w->easy != NULL && strcmp(w->url, url) == 0) || ddb_wire_accepts(url);
 }
 
 static long long now_ms(void)
@@ -141,16 +141,8 @@ static int connect_to(wire *w, const wire_opts *o, const char *url, long long de
     }
     strcpy(copy, url);
     w->url = copy;
-    o->errbuf[0] = '\0';
-    ddb_curl_handle_setup(w->easy, NULL, o->errbuf, o->ca_bundle);
-    curl_easy_setopt(w->easy, CURLOPT_URL, url);
-    curl_easy_setopt(w->easy, CURLOPT_CONNECT_ONLY, 1L);
-    /* ALPN must offer HTTP/1.1 alone: a server that picks h2 for a CONNECT_ONLY connection
-     * leaves libcurl decoding HTTP/2 frames under curl_easy_recv (it crashes there) */
-    curl_easy_setopt(w->easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-    curl_easy_setopt(w->easy, CURLOPT_TIMEOUT_MS, left);
-    curl_easy_setopt(w->easy, CURLOPT_CONNECTTIMEOUT_MS,
-                     o->connect_timeout_ms < left ? o->connect_timeout_ms : left);
+    ddb_curl_handle_connect_only(w->easy, url, o->errbuf, o->ca_bundle, o->connect_timeout_ms,
+                                 left);
     w->rc = curl_easy_perform(w->easy);
     if (w->rc == CURLE_OK &&
         (curl_easy_getinfo(w->easy, CURLINFO_ACTIVESOCKET, &fd) != CURLE_OK ||

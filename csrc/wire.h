@@ -50,8 +50,12 @@ void ddb_wire_init(wire *w);
 void ddb_wire_disconnect(wire *w);
 /* Closes the connection and frees the buffers. */
 void ddb_wire_close(wire *w);
+/* Whether url can go over the module's own HTTP/1.1: http(s), no path beyond "/", no
+ * query, no user information, and no proxy in the environment (those keep to libcurl's own
+ * transfers). Also the scheduler's rule (pool.h). */
+int ddb_wire_accepts(const char *url);
 /* Whether call() should take the wire for url: the kept connection was made for it, or
- * wire_accepts(url). */
+ * ddb_wire_accepts(url). */
 int ddb_wire_serves(const wire *w, const char *url);
 /* Sends "POST / HTTP/1.1", the lines, Content-Length and the body to url, on the kept
  * connection when it is alive and for the same URL, else on a new one, and reads the whole

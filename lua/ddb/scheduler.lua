@@ -1,8 +1,11 @@
 --- ddb.scheduler: many DynamoDB calls in flight from one Lua state, without threads.
--- Each task is a coroutine; its client's transport queues the request on libcurl's multi
--- interface and yields, and the scheduler resumes the task when the answer is in. For
--- tooling and batch jobs (a backfill, a migration, a load generator) on plain Lua 5.2+ or
--- LuaJIT.
+-- Each task is a coroutine; its client's transport starts the request without blocking and
+-- yields, and the scheduler resumes the task when the answer is in. A DynamoDB call is
+-- signed, sent and parsed in C as on the blocking libcurl path, on kept connections that
+-- libcurl makes and the module writes to and reads from itself (csrc/pool.c); other
+-- requests (the credential providers', endpoints with a path, proxies) are libcurl's own
+-- transfers on its multi interface. For tooling and batch jobs (a backfill, a migration, a
+-- load generator) on plain Lua 5.2+ or LuaJIT.
 --
 --   local scheduler = require "ddb.scheduler"
 --   local sched = scheduler.new()
@@ -46,8 +49,10 @@ local SPEC = {
 }
 
 --- Creates a scheduler. opts: ca_bundle (or AWS_CA_BUNDLE), connect_timeout_ms (1000),
--- max_connections (libcurl's cap on open connections; unlimited by default: one per
--- request in flight), max_answer_bytes (the longest answer body read, 32 MiB).
+-- max_connections (the cap on open connections, for the DynamoDB calls' and for libcurl's
+-- own transfers each; a call beyond it waits for a connection, within its deadline;
+-- unlimited by default: one per request in flight), max_answer_bytes (the longest answer
+-- body read, 32 MiB).
 function _M.new(opts)
   opts = options.check("scheduler.new", opts or {}, SPEC, 2)
   local ca = opts.ca_bundle or os.getenv("AWS_CA_BUNDLE")
@@ -55,17 +60,19 @@ function _M.new(opts)
   return setmetatable({
     multi = core.multi_new{ ca_bundle = ca, connect_timeout_ms = opts.connect_timeout_ms,
       max_connections = opts.max_connections, max_answer_bytes = opts.max_answer_bytes },
-    ready = {},        -- { co, value } pairs to resume, in order
-    waiting = {},      -- transfer id -> task coroutine
+    ready = {},        -- coroutines to resume, in order
+    spare = {},        -- the other ready list (the two are swapped on every pass)
+    finished = {},     -- what multi:poll fills: ids of requests that finished
+    waiting = {},      -- request id -> task coroutine
     timers = {},       -- sorted by time: { at, co }
     tasks = 0,         -- tasks started and not finished
     by_co = {},        -- coroutine -> task record
   }, Scheduler)
 end
 
-local function push_ready(self, co, value)
+local function push_ready(self, co)
   local r = self.ready
-  r[#r + 1] = { co, value }
+  r[#r + 1] = co
 end
 
 --- Starts fn(...) as a task (it first runs inside run()). Returns the task record:
@@ -80,7 +87,7 @@ function Scheduler:spawn(fn, ...)
   task.co = co
   self.by_co[co] = task
   self.tasks = self.tasks + 1
-  push_ready(self, co, nil)
+  push_ready(self, co)
   return task
 end
 
@@ -102,22 +109,33 @@ local function current_task(self, what)
   return co
 end
 
---- The transport for ddb.new / optimistic.new: its request queues the transfer and
--- yields until the answer is in; its sleep yields until the time has passed.
+--- The transport for ddb.new / optimistic.new: its call (a DynamoDB request, signed, sent
+-- and parsed in C) and its request (any other) start the request and yield until the answer
+-- is in; its sleep yields until the time has passed.
 function Scheduler:transport()
   local sched = self
   local multi = self.multi
-  return {
+  local waiting = self.waiting
+  local t = {
     name = "multi",
     scheduler = sched,   -- for store:with_each, which runs its calls as tasks
     request = function(_, url, header_lines, body, timeout_ms)
       local co = current_task(sched, "a request on the scheduler's transport")
       local id, err = multi:add(url, header_lines, body, timeout_ms)
       if not id then return nil, err end
-      sched.waiting[id] = co
-      local done = co_yield(WAIT)
-      if done.err then return nil, done.err end
-      return done.status, done.headers, done.body, done.maybe_resent
+      waiting[id] = co
+      co_yield(WAIT)
+      return multi:finish(id)
+    end,
+    -- Client:call's one-call path, as the blocking libcurl handle's call(): result, nil,
+    -- status, request_id | nil, err, status, headers, false | nil, err
+    call = function(_, signer, url, op, body, timeout_ms, plain)
+      local co = current_task(sched, "a request on the scheduler's transport")
+      local id, err = multi:call(signer, url, op, body, timeout_ms)
+      if not id then return nil, err end
+      waiting[id] = co
+      co_yield(WAIT)
+      return multi:finish(id, plain)
     end,
     sleep = function(_, ms)
       local co = current_task(sched, "sleep on the scheduler's transport")
@@ -128,36 +146,54 @@ function Scheduler:transport()
     end,
     close = function() end,   -- the scheduler owns the connections (sched:close())
   }
+  t.signed_call = t   -- Client:call signs, sends and parses through t:call
+  return t
 end
 
-local function resume(self, co, value)
-  local ok, first = co_resume(co, value)
-  local task = self.by_co[co]
+-- Runs co until it yields or ends: the error message (with its traceback) of a task that
+-- raised, else nil.
+local function resume(self, co)
+  local ok, first = co_resume(co)
   if co_status(co) == "dead" then
+    local task = self.by_co[co]
     self.by_co[co] = nil
     self.tasks = self.tasks - 1
     task.done = true
     task.ok = ok
     if not ok then
       task.error = first
-      error(traceback(co, tostring(first)), 0)
+      return traceback(co, tostring(first))
     end
-    return
+    return nil
   end
   -- a yield that is not ours (the task's own coroutine protocol): resume it again later
-  if first ~= WAIT then push_ready(self, co, nil) end
+  if first ~= WAIT then push_ready(self, co) end
+  return nil
 end
 
 --- Runs until every task has finished. Raises the error of a task that raised.
 function Scheduler:run()
   local multi = self.multi
+  local finished, waiting = self.finished, self.waiting
   while true do
     -- what is ready now; what they make ready waits for the next pass (after a poll)
     local batch = self.ready
-    self.ready = {}
-    for i = 1, #batch do
-      resume(self, batch[i][1], batch[i][2])
+    local n = #batch
+    self.ready = self.spare
+    for i = 1, n do
+      local err = resume(self, batch[i])
+      batch[i] = nil
+      if err then
+        -- the tasks after it in this pass stay ready for the next run()
+        for j = i + 1, n do
+          push_ready(self, batch[j])
+          batch[j] = nil
+        end
+        self.spare = batch
+        error(err, 0)
+      end
     end
+    self.spare = batch
     if self.tasks == 0 then return true end
 
     local timers = self.timers
@@ -168,13 +204,12 @@ function Scheduler:run()
       wait = math.max(0, math.ceil(timers[1][1] - monotonic_ms()))
     end
     if multi:pending() > 0 then
-      local done = multi:poll(wait)
-      for i = 1, #done do
-        local d = done[i]
-        local co = self.waiting[d.id]
+      for i = 1, multi:poll(wait, finished) do
+        local id = finished[i]
+        local co = waiting[id]
         if co then
-          self.waiting[d.id] = nil
-          push_ready(self, co, d)
+          waiting[id] = nil
+          push_ready(self, co)
         end
       end
     elseif #timers > 0 then
@@ -186,7 +221,7 @@ function Scheduler:run()
     local now = monotonic_ms()
     while #timers > 0 and timers[1][1] <= now do
       local t = table.remove(timers, 1)
-      push_ready(self, t[2], nil)
+      push_ready(self, t[2])
     end
   end
 end
@@ -194,6 +229,11 @@ end
 --- Requests in flight.
 function Scheduler:pending()
   return self.multi:pending()
+end
+
+--- The connections of the DynamoDB calls: { connections = made so far, open = open now }.
+function Scheduler:stats()
+  return self.multi:stats()
 end
 
 --- Closes the connections (tasks still waiting are never resumed).

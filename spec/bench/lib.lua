@@ -403,10 +403,15 @@ end
 
 --- The same, with the interpreter run under a wrapper command (valgrind ...).
 function _M.lua_cmd_via(runtime, wrapper, script, ...)
+  return _M.lua_cmd_in(_M.root, runtime, wrapper, script, ...)
+end
+
+--- The same, with the module (lua/, spec/, build/<runtime>) of another source tree at root.
+function _M.lua_cmd_in(root, runtime, wrapper, script, ...)
   local bin = runtime == "jit" and "luajit" or ("lua" .. runtime)
   if wrapper then bin = wrapper .. " " .. bin end
-  local parts = { "env", "LUA_PATH=" .. q(_M.root .. "/lua/?.lua;" .. _M.root .. "/lua/?/init.lua;" ..
-    _M.root .. "/spec/?.lua;;"), "LUA_CPATH=" .. q(_M.root .. "/build/" .. runtime .. "/?.so;;"),
+  local parts = { "env", "LUA_PATH=" .. q(root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" ..
+    root .. "/spec/?.lua;;"), "LUA_CPATH=" .. q(root .. "/build/" .. runtime .. "/?.so;;"),
     bin, q(script) }
   for _, a in ipairs({ ... }) do parts[#parts + 1] = q(a) end
   return table.concat(parts, " ")

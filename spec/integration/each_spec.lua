@@ -1,5 +1,5 @@
 -- store:with_each against both local servers: many independent read-modify-writes at once
--- as tasks of a ddb.scheduler (libcurl's multi interface, one Lua state), each with its own
+-- as tasks of a ddb.scheduler (one Lua state, many calls in flight), each with its own
 -- outcome, beside the same calls one after another with with_item.
 local helper = require "helper"
 local optimistic = require "ddb.optimistic"

@@ -111,7 +111,8 @@ describe("a hostile server", function()
   local PATHS = {
     { "libcurl, the one-call path", "client" },
     { "libcurl, its own transfers (through a proxy)", "client", proxy = true },
-    { "ddb.scheduler (libcurl multi)", "scheduler" },
+    { "ddb.scheduler, its own HTTP/1.1", "scheduler" },
+    { "ddb.scheduler, libcurl's own transfers (through a proxy)", "scheduler", proxy = true },
   }
 
   for _, p in ipairs(PATHS) do

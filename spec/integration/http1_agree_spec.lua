@@ -1,11 +1,12 @@
--- One HTTP/1.1 for both transports that read it themselves: the libcurl one-call path
--- (csrc/wire.c) and the cosocket transport inside nginx (a ddb{exchange}) both go through
--- csrc/answer.c, so the same bytes from a server give the same result or the same error
--- (code, applied, retry class, message) through either. spec/support/wire_server.py gives
--- the bytes; the operation name picks them.
+-- One HTTP/1.1 for the transports that read it themselves: the libcurl one-call path
+-- (csrc/wire.c), ddb.scheduler's calls (csrc/pool.c) and the cosocket transport inside nginx
+-- (a ddb{exchange}) all go through csrc/answer.c, so the same bytes from a server give the
+-- same result or the same error (code, applied, retry class, message) through each.
+-- spec/support/wire_server.py gives the bytes; the operation name picks them.
 local helper = require "helper"
 local runner = require "support.nginx.runner"
 local ddb = require "ddb"
+local scheduler = require "ddb.scheduler"
 
 local encode, decode = ddb.encode_json, ddb.decode_json
 
@@ -21,7 +22,7 @@ local function outcome(ok, result, err)
     message = err.message }
 end
 
-describe("the same answer bytes through the libcurl path and through cosockets", function()
+describe("the same answer bytes through the libcurl path, the scheduler and cosockets", function()
   local server, srv
 
   setup(function()
@@ -44,6 +45,18 @@ describe("the same answer bytes through the libcurl path and through cosockets",
     local res, err = client:call(op, {})
     client:close()
     -- through JSON, as the nginx side's result comes
+    return outcome(res ~= nil, res and decode(encode(res)), err)
+  end
+
+  local function through_scheduler(op, opts)
+    local sched = scheduler.new{ max_answer_bytes = opts and opts.max_answer_bytes }
+    local client = assert(ddb.new{ endpoint = server.url, region = "us-east-1",
+      transport = sched:transport(), max_attempts = 1,
+      credentials = { access_key_id = KEY, secret_access_key = SECRET } })
+    local res, err
+    sched:spawn(function() res, err = client:call(op, {}) end)
+    sched:run()
+    sched:close()
     return outcome(res ~= nil, res and decode(encode(res)), err)
   end
 
@@ -79,6 +92,7 @@ describe("the same answer bytes through the libcurl path and through cosockets",
       local curl = through_curl(op, c.opts)
       local cosockets = through_cosockets(op, c.opts)
       assert.same(curl, cosockets, label)
+      assert.same(curl, through_scheduler(op, c.opts), label .. " (the scheduler)")
       if c.code then
         assert.same({ false, c.code, "maybe" }, { curl.ok, curl.code, curl.applied }, label)
       else

@@ -1,13 +1,17 @@
--- ddb.scheduler: many with_item calls in flight from one Lua state on libcurl's multi
--- interface, against both local servers (through the SigV4-checking proxy): every
--- increment lands exactly once, on distinct items and on one hot item, and the requests
--- really are in flight together.
+-- ddb.scheduler: many with_item calls in flight from one Lua state, against both local
+-- servers (through the SigV4-checking proxy): every increment lands exactly once, on
+-- distinct items and on one hot item, and the requests really are in flight together. Then,
+-- against spec/support/wire_server.py (whose answers name their connection), the pool of
+-- kept connections under the calls: reuse, the max_connections cap, a call that waits for
+-- a connection past its deadline, answers to the right task whatever their framing.
 local ddb = require "ddb"
 local optimistic = require "ddb.optimistic"
 local scheduler = require "ddb.scheduler"
 local helper = require "helper"
 
 local core = ddb.core
+
+local function pack(...) return { n = select("#", ...), ... } end
 
 for _, server in ipairs(helper.servers()) do
   describe("ddb.scheduler on " .. server.name, function()
@@ -160,5 +164,113 @@ describe("ddb.scheduler", function()
     local ok, err = pcall(sched.run, sched)
     assert.is_false(ok)
     assert.truthy(tostring(err):find("boom", 1, true))
+  end)
+end)
+
+describe("ddb.scheduler's connections", function()
+  local server, signer
+
+  setup(function()
+    server = helper.python_server("wire_server.py")
+    signer = core.signer_new{ access_key = "AKIDWIRE", secret_key = "wire-secret",
+      region = "us-east-1", host = server.url:match("//(.*)$") }
+  end)
+
+  teardown(function() server.stop() end)
+
+  -- n tasks, each making the calls ops(i) names one after another; returns every result
+  -- as { task, op, res, err } and the most connections open at once.
+  local function run_tasks(sched, n, ops, timeout_ms)
+    local t, out, most = sched:transport(), {}, 0
+    for i = 1, n do
+      sched:spawn(function()
+        for _, op in ipairs(ops(i)) do
+          local res, err = t:call(signer, server.url, op, "{}", timeout_ms or 5000)
+          out[#out + 1] = { task = i, op = op, res = res, err = err }
+          most = math.max(most, sched:stats().open)
+        end
+      end)
+    end
+    assert.is_true(sched:run())
+    return out, most
+  end
+
+  it("keeps one connection per call in flight, for call after call", function()
+    local sched = scheduler.new()
+    finally(function() sched:close() end)
+    local out = run_tasks(sched, 8, function() return { "Plain", "Plain", "Plain", "Plain" } end)
+    assert.equal(32, #out)
+    local conns = {}
+    for _, r in ipairs(out) do
+      assert(r.res, tostring(r.err and r.err.message))
+      conns[r.res.Conn] = true
+    end
+    assert.equal(8, sched:stats().connections)
+    local distinct = 0
+    for _ in pairs(conns) do distinct = distinct + 1 end
+    assert.equal(8, distinct)
+  end)
+
+  it("gives each task its own answer, whatever the framing of the others", function()
+    local sched = scheduler.new()
+    finally(function() sched:close() end)
+    local kinds = { "Plain", "Chunked", "Drip", "Continue", "Close", "NoLength", "BigChunked" }
+    local out = run_tasks(sched, 14, function(i)
+      local k = kinds[(i - 1) % #kinds + 1]
+      return { k, "Plain", k }
+    end)
+    assert.equal(42, #out)
+    for _, r in ipairs(out) do
+      assert(r.res, tostring(r.err and r.err.message))
+      assert.equal(r.op, r.res.Op)
+    end
+  end)
+
+  it("holds max_connections: the calls beyond it wait for a connection", function()
+    local sched = scheduler.new{ max_connections = 2 }
+    finally(function() sched:close() end)
+    local out, most = run_tasks(sched, 10, function() return { "Drip", "Plain" } end)
+    assert.equal(20, #out)
+    for _, r in ipairs(out) do assert(r.res, tostring(r.err and r.err.message)) end
+    assert.is_true(most <= 2, most .. " connections open at once")
+    assert.equal(2, sched:stats().connections)
+  end)
+
+  it("ends a call still waiting for a connection at its deadline: Timeout, not applied",
+    function()
+      local sched = scheduler.new{ max_connections = 1 }
+      finally(function() sched:close() end)
+      local t = sched:transport()
+      local slow, quick
+      sched:spawn(function() slow = pack(t:call(signer, server.url, "Slow", "{}", 5000)) end)
+      sched:spawn(function() quick = pack(t:call(signer, server.url, "Plain", "{}", 300)) end)
+      local t0 = core.monotonic_ms()
+      sched:run()
+      assert.is_table(slow[1], "the slow call failed")
+      assert.is_nil(quick[1])
+      local err = quick[2]
+      assert.same({ "Timeout", "no", "timeout" }, { err.code, err.applied, err.retry_class })
+      assert.matches("waiting for a connection", err.message)
+      assert.is_true(core.monotonic_ms() - t0 >= 1400)
+    end)
+
+  it("replaces a connection that failed and goes on with the others", function()
+    local sched = scheduler.new()
+    finally(function() sched:close() end)
+    local out = run_tasks(sched, 4, function(i)
+      return i == 1 and { "Plain", "Dropped", "Plain" } or { "Plain", "Plain", "Plain" }
+    end)
+    local failed = 0
+    for _, r in ipairs(out) do
+      if r.op == "Dropped" then
+        assert.is_nil(r.res)
+        assert.same({ "NetworkError", "maybe" }, { r.err.code, r.err.applied })
+        failed = failed + 1
+      else
+        assert(r.res, tostring(r.err and r.err.message))
+      end
+    end
+    assert.equal(1, failed)
+    assert.equal(5, sched:stats().connections)
   end)
 end)

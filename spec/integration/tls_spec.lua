@@ -2,11 +2,12 @@
 -- DynamoDB server (its signature-checking proxy) with certificates from a throwaway CA
 -- (spec/support/nginx/gen-certs.sh). Both transports succeed when told to trust that CA,
 -- and both refuse, with TLSVerifyError, a certificate from another CA and one for another
--- host name. The libcurl transport runs here; the cosocket one inside nginx.
+-- host name. The libcurl transport and ddb.scheduler run here; the cosocket one inside nginx.
 local helper = require "helper"
 local runner = require "support.nginx.runner"
 local example = require "support.nginx.example"
 local ddb = require "ddb"
+local scheduler = require "ddb.scheduler"
 
 local encode, decode = ddb.encode_json, ddb.decode_json
 local q = runner.q
@@ -120,6 +121,42 @@ for _, server in ipairs(helper.servers()) do
         local res, err = c:list_tables({})
         assert.is_nil(res)
         assert_verify_error(err, "a certificate from the test CA, not trusted")
+      end)
+    end)
+
+    describe("with ddb.scheduler (its own HTTP/1.1 over libcurl's TLS)", function()
+      -- n tasks, each listing the tables twice; the errors, and the scheduler's stats
+      local function run(which, n, opts)
+        local sched = scheduler.new(opts)
+        local c = helper.client(server, { endpoint = https(which), transport = sched:transport(),
+          max_attempts = 3 })
+        local errs = {}
+        for _ = 1, n do
+          sched:spawn(function()
+            for _ = 1, 2 do
+              local res, err = c:list_tables({})
+              if not res then errs[#errs + 1] = err end
+            end
+          end)
+        end
+        sched:run()
+        local stats = sched:stats()
+        sched:close()
+        return errs, stats
+      end
+
+      it("talks HTTPS with verification on, calls in flight on kept TLS connections", function()
+        local errs, stats = run(GOOD, 4, { ca_bundle = certs .. "/ca.pem" })
+        assert.same({}, errs)
+        assert.equal(4, stats.connections)
+      end)
+
+      it("refuses a certificate from another CA, and one for another host name", function()
+        for _, which in ipairs({ OTHER_CA, WRONG_HOST }) do
+          local errs = run(which, 1, { ca_bundle = certs .. "/ca.pem" })
+          assert.equal(2, #errs)
+          assert_verify_error(errs[1], "port " .. which)
+        end
       end)
     end)
 

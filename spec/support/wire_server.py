@@ -171,6 +171,9 @@ class Handler(socketserver.StreamRequestHandler):
 class Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # many connections made at once (ddb.scheduler's specs): the default backlog of 5 drops
+    # the others' SYNs, which come again only after a second
+    request_queue_size = 128
 
 
 def main():
