@@ -49,6 +49,7 @@ endef
 define DDB_SAN_RUN
 	@echo "==> asan: $(2) (Lua $(1))"
 	env ASAN_OPTIONS="$(SAN_ASAN_OPTIONS)" UBSAN_OPTIONS="$(SAN_UBSAN_OPTIONS)" \
+	  LSAN_OPTIONS="suppressions=$(CURDIR)/spec/support/lsan.supp:print_suppressions=0" \
 	  LUA_CPATH="$(CURDIR)/build/asan-$(1)/?.so;;" DDB_TEST_LUA="$(CURDIR)/build/asan-$(1)/lua" \
 	  build/asan-$(1)/lua /usr/bin/busted --cpath="build/asan-$(1)/?.so" $(2)
 endef
