@@ -267,17 +267,26 @@ static void iter_start(lua_State *L, av_iter *it, const av_node *parent, int is_
     }
 }
 
+/* The next child of a node that is not a JSON null, or NULL at the end. */
+static const ddb_jnode *node_step(av_iter *it)
+{
+    const ddb_jnode *c = it->next;
+    for (; it->i < it->n && c->type == DDB_J_NULL; it->i++)
+        c += c->skip;
+    if (it->i >= it->n)
+        return NULL;
+    it->i++;
+    it->next = c + c->skip;
+    return c;
+}
+
 /* Steps to the next element of a list or set (pushed, for a Lua table); 0 at the end. */
 static int list_next(lua_State *L, av_iter *it)
 {
     if (it->parent->j != NULL) {
-        const ddb_jnode *c = it->next;
-        for (; it->i < it->n && c->type == DDB_J_NULL; it->i++)
-            c += c->skip;
-        if (it->i >= it->n)
+        const ddb_jnode *c = node_step(it);
+        if (c == NULL)
             return 0;
-        it->i++;
-        it->next = c + c->skip;
         it->elem.idx = 0;
         it->elem.j = c;
         return 1;
@@ -302,13 +311,9 @@ static void list_drop(lua_State *L, const av_iter *it)
 static int map_next(lua_State *L, av_iter *it)
 {
     if (it->parent->j != NULL) {
-        const ddb_jnode *c = it->next;
-        for (; it->i < it->n && c->type == DDB_J_NULL; it->i++)
-            c += c->skip;
-        if (it->i >= it->n)
+        const ddb_jnode *c = node_step(it);
+        if (c == NULL)
             return 0;
-        it->i++;
-        it->next = c + c->skip;
         lua_pushlstring(L, c->key, c->keylen);
         it->elem.idx = 0;
         it->elem.j = c;
