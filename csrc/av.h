@@ -7,6 +7,7 @@
 #include "compat.h"
 #include "visibility.h"
 #include "jsonread.h"
+#include "json.h"
 
 DDB_HIDDEN_BEGIN
 
@@ -16,7 +17,7 @@ DDB_HIDDEN_BEGIN
 #define AV_SS_MT "ddb{string_set}"
 #define AV_NS_MT "ddb{number_set}"
 #define AV_BS_MT "ddb{binary_set}"
-#define AV_NULL_KEY "ddb.null"
+#define AV_NULL_KEY JSON_NULL_KEY
 
 #define AV_MAX_DIGITS 38
 #define AV_DIGIT_BUF 64
@@ -38,10 +39,6 @@ const char *ddb_av_dec_check(const av_dec *x);
 size_t ddb_av_dec_format(const av_dec *x, char *out, size_t outlen);
 int ddb_av_dec_equal(const av_dec *a, const av_dec *b);
 
-/* Shortest text that reads back as exactly d (15, 16 or 17 significant digits), with '.' for
- * the decimal point whatever the locale. n: at least 32. */
-void ddb_shortest_double(double d, char *out, size_t n);
-
 /* Creates the metatables and the null sentinel; call once per state. */
 void ddb_av_register(lua_State *L);
 
@@ -59,6 +56,11 @@ void ddb_av_push_plain_item(lua_State *L, const ddb_jnode *object, int depth);
 /* Pushes the number text s[0..n): a Lua number when it holds the exact value, else a
  * ddb.number keeping the text; raises when it is not a number. */
 void ddb_av_push_number_text(lua_State *L, const char *s, size_t n);
+
+/* ddb_av_push_number_text for a number a person wrote in JSON at byte offset at: raises
+ * "at byte N: <text> is not a number DynamoDB can store (<why>)" when it is not one (a
+ * json_decode_opts number function). */
+void ddb_av_push_exact_number(lua_State *L, const char *s, size_t n, uint32_t at);
 /* (AV, AV) -> boolean, numbers by value, sets unordered */
 int ddb_av_lua_equal(lua_State *L);
 int ddb_av_lua_item_size(lua_State *L);     /* ({attr = AV}) -> bytes as DynamoDB counts them */

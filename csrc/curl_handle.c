@@ -3,6 +3,7 @@
 #include "curl_handle.h"
 #include "http1.h"
 
+#include <poll.h>
 #include <pthread.h>
 #include <string.h>
 
@@ -114,4 +115,17 @@ void ddb_curl_handle_connect_only(CURL *e, const char *url, char *errbuf, const 
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
                      connect_timeout_ms < timeout_ms ? connect_timeout_ms : timeout_ms);
+}
+
+int ddb_curl_still_open(CURL *e, int fd)
+{
+    struct pollfd p;
+    char c;
+    size_t n = 0;
+    p.fd = fd;
+    p.events = POLLIN;
+    p.revents = 0;
+    if (poll(&p, 1, 0) == 0)
+        return 1;
+    return curl_easy_recv(e, &c, 1, &n) == CURLE_AGAIN;
 }

@@ -48,11 +48,13 @@ static int core_decode(lua_State *L)
 {
     size_t n;
     const char *s = luaL_checklstring(L, 1, &n);
-    json_decode_opts o = { NULL, NULL, 0, 0, NULL };
+    json_decode_opts o = { NULL, NULL, 0, 0, NULL, NULL };
     if (!lua_isnoneornil(L, 2)) {
         luaL_checktype(L, 2, LUA_TTABLE);
         lua_getfield(L, 2, "exact");
         o.exact = lua_toboolean(L, -1);
+        if (o.exact)
+            o.number = ddb_av_push_exact_number;
         lua_getfield(L, 2, "max_depth");
         o.max_depth = (int)luaL_optinteger(L, -1, 0);
         if (o.max_depth < 0 || o.max_depth > DDB_JSON_MAX_DEPTH)

@@ -8,8 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <locale.h>
-#include "av.h"
+#include "number.h"
 
 /* Levels of arrays and objects, counting the outermost. DynamoDB nests attributes 32 deep and
  * each level costs two here ({"M": {...}}), inside requests that wrap items 5 levels deep
@@ -218,7 +217,7 @@ static int encode_value(lua_State *L, int idx, buf *out, int depth, char *err, s
             if (d == floor(d) && fabs(d) < 1e15)
                 snprintf(num, sizeof num, "%.0f", d);
             else
-                ddb_shortest_double(d, num, sizeof num);
+                ddb_number_write(d, num, sizeof num);
             return ddb_buf_adds(out, num);
         }
     case LUA_TSTRING:
@@ -255,39 +254,6 @@ int ddb_json_encode(lua_State *L, int idx, buf *out, char *err, size_t errlen)
     return rc;
 }
 
-/* The number text s[0..n) as the nearest double, whatever the host's locale says a decimal
- * point is (strtod follows LC_NUMERIC). */
-double ddb_json_number(const char *s, size_t n)
-{
-    char small[64], *copy = small;
-    const char *point = localeconv()->decimal_point;
-    size_t i = n > 0 && s[0] == '-', pl = strlen(point), k, o;
-    double d;
-    if (n - i <= 18 && n > i) {
-        /* whole numbers of up to 18 digits: exact in 64 bits, rounded once to a double */
-        long long v = 0;
-        for (; i < n && s[i] >= '0' && s[i] <= '9'; i++)
-            v = v * 10 + (s[i] - '0');
-        if (i == n)
-            return s[0] == '-' ? -(double)v : (double)v;
-    }
-    if (n + pl >= sizeof small && (copy = malloc(n + pl + 1)) == NULL)
-        return strtod(s, NULL);   /* out of memory: s ends at a delimiter in every caller */
-    for (k = o = 0; k < n; k++) {
-        if (s[k] == '.' && pl > 0) {
-            memcpy(copy + o, point, pl);
-            o += pl;
-        } else {
-            copy[o++] = s[k];
-        }
-    }
-    copy[o] = '\0';
-    d = strtod(copy, NULL);
-    if (copy != small)
-        free(copy);
-    return d;
-}
-
 typedef struct push_job {
     const ddb_jdoc *doc;
     const json_decode_opts *o;
@@ -298,19 +264,11 @@ static void push_json(lua_State *L, const push_job *job, const ddb_jnode *j, int
 static void push_number(lua_State *L, const push_job *job, const ddb_jnode *j)
 {
     double d;
-    if (job->o->exact) {
-        av_dec x;
-        const char *why = ddb_av_dec_parse(j->s, j->len, &x) != 0 ? "not a number"
-                                                                    : ddb_av_dec_check(&x);
-        if (why != NULL) {
-            lua_pushlstring(L, j->s, j->len);
-            luaL_error(L, "at byte %d: %s is not a number DynamoDB can store (%s)",
-                       (int)j->at + 1, lua_tostring(L, -1), why);
-        }
-        ddb_av_push_number_text(L, j->s, j->len);
+    if (job->o->number != NULL) {
+        job->o->number(L, j->s, j->len, j->at);
         return;
     }
-    d = ddb_json_number(j->s, j->len);
+    d = ddb_number_read(j->s, j->len);
     if (isinf(d) || isnan(d))
         luaL_error(L, "at byte %d: JSON holds a number beyond the range of a double",
                    (int)j->at + 1);
@@ -407,7 +365,7 @@ static void push_json(lua_State *L, const push_job *job, const ddb_jnode *j, int
         break;
     case DDB_J_NULL:
         if (job->o->exact)
-            lua_getfield(L, LUA_REGISTRYINDEX, AV_NULL_KEY);
+            lua_getfield(L, LUA_REGISTRYINDEX, JSON_NULL_KEY);
         else
             lua_pushnil(L);
         break;
@@ -442,7 +400,7 @@ static int push_json_protected(lua_State *L)
 
 int ddb_json_decode(lua_State *L, const char *s, size_t n)
 {
-    json_decode_opts o = { NULL, NULL, 0, 0, NULL };
+    json_decode_opts o = { NULL, NULL, 0, 0, NULL, NULL };
     return ddb_json_decode_opts(L, s, n, &o);
 }
 

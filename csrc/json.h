@@ -14,6 +14,8 @@ DDB_HIDDEN_BEGIN
 /* Registry names of the marker metatables shared with the AttributeValue layer. */
 #define JSON_LIST_MT "ddb{list}"
 #define JSON_MAP_MT "ddb{map}"
+/* Registry key of the null sentinel (ddb.null) exact decoding gives for JSON null. */
+#define JSON_NULL_KEY "ddb.null"
 
 /* Encodes the value at idx. On a bad value returns -1 with a message in err. */
 int ddb_json_encode(lua_State *L, int idx, buf *out, char *err, size_t errlen);
@@ -30,18 +32,17 @@ typedef void (*json_push_fn)(lua_State *L, const ddb_jnode *node);
 typedef struct json_decode_opts {
     const char *key;     /* the top-level member handed to fn, or NULL */
     json_push_fn fn;
-    int exact;           /* numbers as ddb_av_push_number_text makes them (refused when
-                            DynamoDB could not store them), null as ddb.null, a member given
-                            twice refused: how a person's JSON is read */
+    int exact;           /* null as ddb.null (JSON_NULL_KEY), a member given twice refused:
+                            how a person's JSON is read */
     int max_depth;       /* levels of arrays and objects; 0: DDB_JSON_MAX_DEPTH */
     const char *also;    /* when set, key is decoded as usual and fn's value of it is stored
                             under this name too (left out when fn raises) */
+    /* when set, pushes each number (text s[0..n) at byte offset at) or raises; else a Lua
+       integer or float */
+    void (*number)(lua_State *L, const char *s, size_t n, uint32_t at);
 } json_decode_opts;
 
 int ddb_json_decode_opts(lua_State *L, const char *s, size_t n, const json_decode_opts *o);
-
-/* The JSON number text s[0..n) as the nearest double, in any locale. */
-double ddb_json_number(const char *s, size_t n);
 
 /* 1 when the value at idx has the metatable registered under name. */
 int ddb_json_has_mt(lua_State *L, int idx, const char *name);

@@ -330,20 +330,6 @@ static void conn_open(pool *p, pool_call *c)
     check_connected(p, k);
 }
 
-/* A kept connection the server has not closed (and sent nothing on) since the last answer,
- * as wire.c checks it. A TLS session ticket arriving late reads as nothing (CURLE_AGAIN). */
-static int still_open(pool_conn *k)
-{
-    struct pollfd q;
-    char ch;
-    size_t n = 0;
-    q.fd = k->fd;
-    q.events = POLLIN;
-    q.revents = 0;
-    if (poll(&q, 1, 0) == 0)
-        return 1;
-    return curl_easy_recv(k->easy, &ch, 1, &n) == CURLE_AGAIN;
-}
 
 /* c on a kept connection for its URL, or on a new one, or queued. */
 static void assign(pool *p, pool_call *c)
@@ -355,7 +341,7 @@ static void assign(pool *p, pool_call *c)
             continue;
         idle_remove(p, k);   /* only the entries above i move */
         k->state = CONN_BUSY;
-        if (!still_open(k)) {
+        if (!ddb_curl_still_open(k->easy, k->fd)) {
             conn_close(p, k);
             continue;
         }

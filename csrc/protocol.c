@@ -184,7 +184,7 @@ int ddb_proto_parse(lua_State *L, const proto_answer *a, const char *plain)
 
     if (status >= 200 && status < 300) {
         /* Every DynamoDB answer is an object; an array would pass for an empty result. */
-        json_decode_opts o = { NULL, NULL, 0, 0, NULL };
+        json_decode_opts o = { NULL, NULL, 0, 0, NULL, NULL };
         if (plain != NULL) {
             /* "+Item": Item as AttributeValues and, as plain values, under "plain" */
             o.key = plain[0] == '+' ? plain + 1 : plain;

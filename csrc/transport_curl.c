@@ -386,7 +386,7 @@ static CURLcode curlt_perform(lua_State *L, curlt *t, const char *url,
     return rc;
 }
 
-static long clamp_timeout(lua_State *L, int idx)
+long ddb_curlt_timeout_arg(lua_State *L, int idx)
 {
     long timeout_ms = (long)luaL_optnumber(L, idx, 10000);
     return timeout_ms < 1 ? 1 : timeout_ms;
@@ -409,7 +409,7 @@ static int curlt_request(lua_State *L)
 
     luaL_checktype(L, 3, LUA_TTABLE);
     body = luaL_checklstring(L, 4, &body_len);
-    timeout_ms = clamp_timeout(L, 5);
+    timeout_ms = ddb_curlt_timeout_arg(L, 5);
     method = luaL_checkoption(L, 6, "POST", http_methods);
     luaL_argcheck(L, method != METHOD_GET || body_len == 0, 4, "a GET request has no body");
 
@@ -508,7 +508,7 @@ static int curlt_call(lua_State *L)
     size_t oplen, body_len;
     const char *op = luaL_checklstring(L, 4, &oplen);
     const char *body = luaL_checklstring(L, 5, &body_len);
-    long timeout_ms = clamp_timeout(L, 6);
+    long timeout_ms = ddb_curlt_timeout_arg(L, 6);
     const char *plain = luaL_optstring(L, 7, NULL);
     signer_lines lines;
     proto_answer a;

@@ -26,6 +26,8 @@ int ddb_curlt_lua_new(lua_State *L);
 /* The option name of the table at t as a whole number (a fraction is dropped), def when
  * absent; raises naming it when it is not a number from lo to hi (NaN included). */
 long ddb_curlt_opt_long(lua_State *L, int t, const char *name, long def, long lo, long hi);
+/* A request's timeout argument at idx in milliseconds: 10000 when absent, at least 1. */
+long ddb_curlt_timeout_arg(lua_State *L, int idx);
 /* Replaces *slist with the "Name: value" lines of the list at idx plus "Expect:" and
  * "Accept:" (no 100-continue, no Accept surprises); raises on a bad line or no memory,
  * leaving whatever was built in *slist for its owner to free. */

@@ -238,12 +238,6 @@ static int start_transfer(lua_State *L, multi *mu, op *o, const char *url, const
     return 1;
 }
 
-static long clamp_timeout(lua_State *L, int idx)
-{
-    long timeout_ms = (long)luaL_optnumber(L, idx, 10000);
-    return timeout_ms < 1 ? 1 : timeout_ms;
-}
-
 /* m:add(url, header_lines, body, timeout_ms) -> id | nil, err. Never blocks; finish(id)
  * gives request()'s results: status, headers, body, maybe_resent | nil, err. */
 static int multi_add(lua_State *L)
@@ -257,7 +251,7 @@ static int multi_add(lua_State *L)
 
     luaL_checktype(L, 3, LUA_TTABLE);
     body = luaL_checklstring(L, 4, &body_len);
-    timeout_ms = clamp_timeout(L, 5);
+    timeout_ms = ddb_curlt_timeout_arg(L, 5);
     o = take_op(mu);
     if (o == NULL)
         return luaL_error(L, "out of memory");
@@ -279,7 +273,7 @@ static int multi_call(lua_State *L)
     size_t oplen, body_len;
     const char *opname = luaL_checklstring(L, 4, &oplen);
     const char *body = luaL_checklstring(L, 5, &body_len);
-    long timeout_ms = clamp_timeout(L, 6);
+    long timeout_ms = ddb_curlt_timeout_arg(L, 6);
     signer_lines lines;
     op *o;
 

@@ -108,20 +108,6 @@ static int fail(wire *w, const char *code, const char *applied, const char *retr
     return WIRE_FAILED;
 }
 
-/* A kept connection the server has not closed (and sent nothing on) since the last answer.
- * A TLS session ticket arriving late reads as nothing (CURLE_AGAIN). */
-static int still_open(wire *w)
-{
-    struct pollfd p;
-    char c;
-    size_t n = 0;
-    p.fd = w->fd;
-    p.events = POLLIN;
-    p.revents = 0;
-    if (poll(&p, 1, 0) == 0)
-        return 1;
-    return curl_easy_recv(w->easy, &c, 1, &n) == CURLE_AGAIN;
-}
 
 static int connect_to(wire *w, const wire_opts *o, const char *url, long long deadline)
 {
@@ -248,7 +234,7 @@ int ddb_wire_exchange(wire *w, const wire_opts *o, const char *url, const char *
                       wire_answer *a)
 {
     long long deadline = now_ms() + timeout_ms;
-    int reused = w->easy != NULL && strcmp(w->url, url) == 0 && still_open(w), r;
+    int reused = w->easy != NULL && strcmp(w->url, url) == 0 && ddb_curl_still_open(w->easy, w->fd), r;
 
     if (ddb_http1_post(&w->out, "/", 1, lines, nlines, body, body_len) != 0)
         return fail(w, "NetworkError", PROTO_APPLIED_NO, "transient",

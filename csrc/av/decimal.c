@@ -1,8 +1,8 @@
 /* Exact decimal numbers of up to 38 significant digits, as DynamoDB stores them: parsing,
  * checking, canonical text and comparison, without ever rounding a digit. */
 #include "internal.h"
+#include "../number.h"
 
-#include <locale.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,64 +134,9 @@ int ddb_av_dec_equal(const av_dec *a, const av_dec *b)
            memcmp(a->d, b->d, a->nd) == 0;
 }
 
-/* snprintf's %g writes LC_NUMERIC's decimal point ("1,5" under de_DE): put back the '.' that
- * JSON and DynamoDB read. */
-static void c_decimal_point(char *s)
-{
-    const char *point = localeconv()->decimal_point;
-    size_t pl = strlen(point);
-    char *at;
-    if ((pl == 1 && point[0] == '.') || pl == 0 || (at = strstr(s, point)) == NULL)
-        return;
-    *at = '.';
-    memmove(at + 1, at + pl, strlen(at + pl) + 1);
-}
-
-/* Shortest text that reads back as exactly d (15, 16 or 17 significant digits), in any
- * locale. */
-void ddb_shortest_double(double d, char *out, size_t n)
-{
-    int p;
-    for (p = 15; p <= 17; p++) {
-        snprintf(out, n, "%.*g", p, d);
-        c_decimal_point(out);
-        if (ddb_json_number(out, strlen(out)) == d)
-            return;
-    }
-}
-
 void ddb_push_dec(lua_State *L, const av_dec *x)
 {
     char out[AV_DIGIT_BUF + 200];
     size_t n = ddb_av_dec_format(x, out, sizeof out);
     lua_pushlstring(L, out, n);
-}
-
-int ddb_av_lua_number_canonical(lua_State *L)
-{
-    av_dec x;
-    av_path p;
-    const char *why;
-    p.len = 0;
-    p.s[0] = '\0';
-    if (lua_type(L, 1) == LUA_TSTRING) {
-        size_t n;
-        const char *s = lua_tolstring(L, 1, &n);
-        if (ddb_av_dec_parse(s, n, &x) != 0) {
-            lua_pushnil(L);
-            lua_pushliteral(L, "not a number");
-            return 2;
-        }
-        why = ddb_av_dec_check(&x);
-        if (why != NULL) {
-            lua_pushnil(L);
-            lua_pushstring(L, why);
-            return 2;
-        }
-    } else {
-        luaL_checkany(L, 1);
-        ddb_read_number(L, 1, &p, &x);
-    }
-    ddb_push_dec(L, &x);
-    return 1;
 }

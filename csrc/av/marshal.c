@@ -1,6 +1,7 @@
 /* Plain Lua values -> DynamoDB AttributeValues (the typed form a request sends), with the
  * attribute path named in every refusal. */
 #include "internal.h"
+#include "../number.h"
 #include "../utf8.h"
 
 #include <math.h>
@@ -84,7 +85,7 @@ void ddb_read_number(lua_State *L, int idx, const av_path *p, av_dec *x)
             lua_Number d = lua_tonumber(L, idx);
             if (isnan(d) || isinf(d))
                 ddb_av_fail(L, p, "NaN and infinity cannot be stored in DynamoDB");
-            ddb_shortest_double(d, text, sizeof text);
+            ddb_number_write(d, text, sizeof text);
             ddb_av_dec_parse(text, strlen(text), x);
         }
     } else {
@@ -359,5 +360,35 @@ int ddb_av_lua_marshal_item(lua_State *L)
     }
     luaL_getmetatable(L, JSON_MAP_MT);
     lua_setmetatable(L, out);
+    return 1;
+}
+
+/* core.number_canonical: a string read as DynamoDB reads N, any other value as marshal does. */
+int ddb_av_lua_number_canonical(lua_State *L)
+{
+    av_dec x;
+    av_path p;
+    const char *why;
+    p.len = 0;
+    p.s[0] = '\0';
+    if (lua_type(L, 1) == LUA_TSTRING) {
+        size_t n;
+        const char *s = lua_tolstring(L, 1, &n);
+        if (ddb_av_dec_parse(s, n, &x) != 0) {
+            lua_pushnil(L);
+            lua_pushliteral(L, "not a number");
+            return 2;
+        }
+        why = ddb_av_dec_check(&x);
+        if (why != NULL) {
+            lua_pushnil(L);
+            lua_pushstring(L, why);
+            return 2;
+        }
+    } else {
+        luaL_checkany(L, 1);
+        ddb_read_number(L, 1, &p, &x);
+    }
+    ddb_push_dec(L, &x);
     return 1;
 }

@@ -1,6 +1,7 @@
 /* with_item's write planner: what a write sends to turn the stored item into the new one
  * (changed and removed attributes, the AttributeValues to send, the stored size). */
 #include "internal.h"
+#include "../number.h"
 
 #include <float.h>
 #include <math.h>
@@ -112,7 +113,7 @@ static int same_scalar(lua_State *L, int v, int av)
                 }
             }
             if (ok) {
-                ddb_shortest_double(d, text, sizeof text);
+                ddb_number_write(d, text, sizeof text);
                 n = strlen(text);
             }
         }

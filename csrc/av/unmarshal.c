@@ -1,6 +1,7 @@
 /* DynamoDB AttributeValues -> plain Lua values, from Lua tables or straight from the nodes
  * jsonread.c read of an answer; and the metatables both directions share. */
 #include "internal.h"
+#include "../number.h"
 
 #include <limits.h>
 #include <float.h>
@@ -107,7 +108,7 @@ void ddb_av_push_number_text(lua_State *L, const char *s, size_t n)
         }
 #else
         if (x.exp <= 15) {
-            lua_pushnumber(L, ddb_json_number(s, n));
+            lua_pushnumber(L, ddb_number_read(s, n));
             return;
         }
 #endif
@@ -115,16 +116,16 @@ void ddb_av_push_number_text(lua_State *L, const char *s, size_t n)
     if (!x.overflow && x.nd <= 15 && x.exp < 300 && x.exp > -300) {
         /* 15 significant digits always survive text -> double -> text (DBL_DIG), so the
          * double holds this value: no need to format it back and compare */
-        double d = ddb_json_number(s, n);
+        double d = ddb_number_read(s, n);
         if (!isinf(d) && d != 0 && fabs(d) >= DBL_MIN) {
             lua_pushnumber(L, d);
             return;
         }
     }
     if (!x.overflow && x.nd <= 17) {
-        double d = ddb_json_number(s, n);
+        double d = ddb_number_read(s, n);
         if (!isinf(d) && d != 0) {
-            ddb_shortest_double(d, text, sizeof text);
+            ddb_number_write(d, text, sizeof text);
             if (ddb_av_dec_parse(text, strlen(text), &y) == 0 && ddb_av_dec_equal(&x, &y)) {
                 lua_pushnumber(L, d);
                 return;
@@ -136,6 +137,18 @@ void ddb_av_push_number_text(lua_State *L, const char *s, size_t n)
     lua_setfield(L, -2, "value");
     luaL_getmetatable(L, AV_NUMBER_MT);
     lua_setmetatable(L, -2);
+}
+
+void ddb_av_push_exact_number(lua_State *L, const char *s, size_t n, uint32_t at)
+{
+    av_dec x;
+    const char *why = ddb_av_dec_parse(s, n, &x) != 0 ? "not a number" : ddb_av_dec_check(&x);
+    if (why != NULL) {
+        lua_pushlstring(L, s, n);
+        luaL_error(L, "at byte %d: %s is not a number DynamoDB can store (%s)", (int)at + 1,
+                   lua_tostring(L, -1), why);
+    }
+    ddb_av_push_number_text(L, s, n);
 }
 
 /* An AttributeValue to read: a Lua table at stack index idx (core.unmarshal), or, when j is
@@ -254,17 +267,26 @@ static void iter_start(lua_State *L, av_iter *it, const av_node *parent, int is_
     }
 }
 
+/* The next child of a node that is not a JSON null, or NULL at the end. */
+static const ddb_jnode *node_step(av_iter *it)
+{
+    const ddb_jnode *c = it->next;
+    for (; it->i < it->n && c->type == DDB_J_NULL; it->i++)
+        c += c->skip;
+    if (it->i >= it->n)
+        return NULL;
+    it->i++;
+    it->next = c + c->skip;
+    return c;
+}
+
 /* Steps to the next element of a list or set (pushed, for a Lua table); 0 at the end. */
 static int list_next(lua_State *L, av_iter *it)
 {
     if (it->parent->j != NULL) {
-        const ddb_jnode *c = it->next;
-        for (; it->i < it->n && c->type == DDB_J_NULL; it->i++)
-            c += c->skip;
-        if (it->i >= it->n)
+        const ddb_jnode *c = node_step(it);
+        if (c == NULL)
             return 0;
-        it->i++;
-        it->next = c + c->skip;
         it->elem.idx = 0;
         it->elem.j = c;
         return 1;
@@ -289,13 +311,9 @@ static void list_drop(lua_State *L, const av_iter *it)
 static int map_next(lua_State *L, av_iter *it)
 {
     if (it->parent->j != NULL) {
-        const ddb_jnode *c = it->next;
-        for (; it->i < it->n && c->type == DDB_J_NULL; it->i++)
-            c += c->skip;
-        if (it->i >= it->n)
+        const ddb_jnode *c = node_step(it);
+        if (c == NULL)
             return 0;
-        it->i++;
-        it->next = c + c->skip;
         lua_pushlstring(L, c->key, c->keylen);
         it->elem.idx = 0;
         it->elem.j = c;

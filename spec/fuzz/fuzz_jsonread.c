@@ -6,7 +6,7 @@
  * inside the text; nodes and texts lie inside what was allocated. */
 #include "fuzz_lua.h"
 #include "jsonread.h"
-#include "json.h"
+#include "number.h"
 #include <cjson/cJSON.h>
 #include <float.h>
 #include <math.h>
@@ -34,7 +34,7 @@ static int same_tree(const ddb_jnode *j, const cJSON *c, int near)
         if (isinf(c->valuedouble) || isnan(c->valuedouble))
             if (j->type == DDB_J_NULL)
                 return 1;   /* cJSON prints infinity as null */
-        return j->type == DDB_J_NUMBER && same_double(ddb_json_number(j->s, j->len),
+        return j->type == DDB_J_NUMBER && same_double(ddb_number_read(j->s, j->len),
                                                        c->valuedouble, near);
     case cJSON_String:
         return j->type == DDB_J_STRING && strlen(c->valuestring) == j->len &&

@@ -1,0 +1,67 @@
+/* Doubles to text and back, the same in every locale (snprintf's %g and strtod follow
+ * LC_NUMERIC, and a host may set it to a locale with a decimal comma). */
+#include "number.h"
+
+#include <locale.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The number text s[0..n) as the nearest double, whatever the host's locale says a decimal
+ * point is (strtod follows LC_NUMERIC). */
+double ddb_number_read(const char *s, size_t n)
+{
+    char small[64], *copy = small;
+    const char *point = localeconv()->decimal_point;
+    size_t i = n > 0 && s[0] == '-', pl = strlen(point), k, o;
+    double d;
+    if (n - i <= 18 && n > i) {
+        /* whole numbers of up to 18 digits: exact in 64 bits, rounded once to a double */
+        long long v = 0;
+        for (; i < n && s[i] >= '0' && s[i] <= '9'; i++)
+            v = v * 10 + (s[i] - '0');
+        if (i == n)
+            return s[0] == '-' ? -(double)v : (double)v;
+    }
+    if (n + pl >= sizeof small && (copy = malloc(n + pl + 1)) == NULL)
+        return strtod(s, NULL);   /* out of memory: s ends at a delimiter in every caller */
+    for (k = o = 0; k < n; k++) {
+        if (s[k] == '.' && pl > 0) {
+            memcpy(copy + o, point, pl);
+            o += pl;
+        } else {
+            copy[o++] = s[k];
+        }
+    }
+    copy[o] = '\0';
+    d = strtod(copy, NULL);
+    if (copy != small)
+        free(copy);
+    return d;
+}
+
+/* snprintf's %g writes LC_NUMERIC's decimal point ("1,5" under de_DE): put back the '.' that
+ * JSON and DynamoDB read. */
+static void c_decimal_point(char *s)
+{
+    const char *point = localeconv()->decimal_point;
+    size_t pl = strlen(point);
+    char *at;
+    if ((pl == 1 && point[0] == '.') || pl == 0 || (at = strstr(s, point)) == NULL)
+        return;
+    *at = '.';
+    memmove(at + 1, at + pl, strlen(at + pl) + 1);
+}
+
+/* Shortest text that reads back as exactly d (15, 16 or 17 significant digits), in any
+ * locale. */
+void ddb_number_write(double d, char *out, size_t n)
+{
+    int p;
+    for (p = 15; p <= 17; p++) {
+        snprintf(out, n, "%.*g", p, d);
+        c_decimal_point(out);
+        if (ddb_number_read(out, strlen(out)) == d)
+            return;
+    }
+}

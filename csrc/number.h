@@ -1,0 +1,20 @@
+/* Doubles to text and back with '.' for the decimal point whatever the locale: JSON numbers,
+ * DynamoDB N values. */
+#ifndef DDB_NUMBER_H
+#define DDB_NUMBER_H
+
+#include <stddef.h>
+#include "visibility.h"
+
+DDB_HIDDEN_BEGIN
+
+/* The number text s[0..n) (JSON's or DynamoDB's grammar) as the nearest double. */
+double ddb_number_read(const char *s, size_t n);
+
+/* Shortest text that reads back as exactly d (15, 16 or 17 significant digits). n: at least
+ * 32. */
+void ddb_number_write(double d, char *out, size_t n);
+
+DDB_HIDDEN_END
+
+#endif
