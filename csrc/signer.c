@@ -320,6 +320,21 @@ static sigv4_header *check_headers(lua_State *L, int idx, size_t extra, int own,
     return hs;
 }
 
+/* The request of signer:stages and signer:sign_request, arguments 2 to 6: method, path,
+ * query (or nil), headers ({name, value} pairs, room for extra more; own: refuse the
+ * signer's own names), body (or nil). */
+static sigv4_header *check_request(lua_State *L, sigv4_request *req, size_t extra, int own)
+{
+    sigv4_header *hs;
+    req->method = luaL_checkstring(L, 2);
+    req->path = luaL_checkstring(L, 3);
+    req->query = luaL_optstring(L, 4, NULL);
+    req->body = luaL_optlstring(L, 6, "", &req->body_len);
+    hs = check_headers(L, 5, extra, own, &req->nheaders);
+    req->headers = hs;
+    return hs;
+}
+
 /* signer:stages(method, path, query, headers, body, amz_date) -> table of every stage
  * (canonical request, signed headers, scope, string to sign, signature, authorization),
  * for the official test vectors. headers is a list of {name, value} pairs, signed as given
@@ -327,13 +342,7 @@ static sigv4_header *check_headers(lua_State *L, int idx, size_t extra, int own,
 static int signer_stages(lua_State *L)
 {
     signer *s = ddb_signer_check(L, 1);
-    const char *method = luaL_checkstring(L, 2);
-    const char *path = luaL_checkstring(L, 3);
-    const char *query = luaL_optstring(L, 4, NULL);
-    size_t body_len, nh;
-    const char *body;
     const char *amz_date = luaL_checkstring(L, 7);
-    sigv4_header *hs;
     sigv4_request req;
     stages st;
     unsigned char key[SIGV4_KEY_LEN];
@@ -341,15 +350,7 @@ static int signer_stages(lua_State *L)
 
     if (s->access_key == NULL || s->region == NULL)
         return luaL_error(L, "signer is closed");
-    body = luaL_optlstring(L, 6, "", &body_len);
-    hs = check_headers(L, 5, 0, 0, &nh);
-    req.method = method;
-    req.path = path;
-    req.query = query;
-    req.headers = hs;
-    req.nheaders = nh;
-    req.body = body;
-    req.body_len = body_len;
+    check_request(L, &req, 0, 0);
     stages_init(&st);
     rc = run_stages(s, &req, amz_date, &st, key);
     OPENSSL_cleanse(key, sizeof key);
@@ -527,20 +528,17 @@ int ddb_signer_sign(lua_State *L, signer *s, const char *op, size_t oplen, const
 static int signer_sign_request(lua_State *L)
 {
     signer *s = ddb_signer_check(L, 1);
-    const char *method = luaL_checkstring(L, 2);
-    const char *path = luaL_checkstring(L, 3);
-    const char *query = luaL_optstring(L, 4, NULL);
-    size_t body_len, nh;
-    const char *body = luaL_optlstring(L, 6, "", &body_len);
-    long long epoch;
+    sigv4_request req;
     sigv4_header *hs;
+    long long epoch;
     int rc, n = 0;
 
     if (s->access_key == NULL || s->host == NULL)
         return luaL_error(L, "signer is closed");
     epoch = now_epoch(L, s, 7);
-    hs = check_headers(L, 5, 3, 1, &nh);
-    rc = sign_generic(s, method, path, query, hs, nh, body, body_len, epoch);
+    hs = check_request(L, &req, 3, 1);
+    rc = sign_generic(s, req.method, req.path, req.query, hs, req.nheaders, req.body,
+                      req.body_len, epoch);
     if (rc == -2)
         return luaL_error(L, "clock gives an unrepresentable time");
     if (rc != 0)
