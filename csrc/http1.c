@@ -1,4 +1,4 @@
-/* HTTP/1.1 answer heads and chunked bodies (RFC 9112), for the one-call path. */
+/* HTTP/1.1 answer heads and chunked bodies (RFC 9112), and the request every path sends. */
 #include "http1.h"
 
 #include <stdio.h>

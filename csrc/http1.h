@@ -1,5 +1,5 @@
 /* HTTP/1.1 answers read from bytes: the head (status, framing, connection) and chunked
- * bodies. No I/O: the libcurl transport's one-call path feeds it what it received. */
+ * bodies, under answer.c (the one-call path, the scheduler, cosockets). No I/O. */
 #ifndef DDB_HTTP1_H
 #define DDB_HTTP1_H
 
