@@ -271,6 +271,9 @@ describe("ddb.scheduler's connections", function()
       end
     end
     assert.equal(1, failed)
-    assert.equal(5, sched:stats().connections)
+    -- four in flight open four; the dropped one is replaced by a new connection, or its
+    -- task's next call takes another task's connection left idle between two calls
+    local made = sched:stats().connections
+    assert.is_true(made == 4 or made == 5, made .. " connections for 4 calls in flight")
   end)
 end)
