@@ -218,7 +218,6 @@ DDB_EXPORT int luaopen_ddb_core(lua_State *L)
         {"monotonic_ms", core_monotonic_ms},
         {"sleep_ms", core_sleep_ms},
         {"random_bytes", core_random_bytes},
-        {"random_token", ddb_tokens_lua_random},
         {"history_push", ddb_tokens_lua_history_push},
         {"history_tokens", ddb_tokens_lua_history_tokens},
         {"version_parse", ddb_version_lua_parse},
@@ -231,6 +230,7 @@ DDB_EXPORT int luaopen_ddb_core(lua_State *L)
     ddb_curlt_register(L);
     ddb_exchange_register(L);
     luaL_newlib(L, funcs);
+    ddb_tokens_register(L);
     lua_newtable(L);
     set_mt_field(L, "list", JSON_LIST_MT);
     set_mt_field(L, "map", JSON_MAP_MT);

@@ -7,20 +7,74 @@
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
+#include <pthread.h>
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+/* The random bytes of tokens come from OpenSSL in batches: a call to RAND_bytes costs about
+ * a microsecond (OpenSSL 3 looks its generator up and asks the kernel for the process id on
+ * every call), a token only 9 bytes. The batch belongs to one Lua state (an upvalue of
+ * core.random_token); a fork bumps fork_gen in the child, so that parent and child never hand
+ * out the same bytes (nginx forks its workers after init_by_lua). */
+#define POOL_BYTES 432
+
+typedef struct {
+    unsigned long gen;      /* fork_gen when the bytes were drawn */
+    size_t pos;             /* bytes handed out; POOL_BYTES when none are left */
+    unsigned char bytes[POOL_BYTES];
+} token_pool;
+
+#define TOKEN_POOL_MT "ddb{tokenpool}"
+
+static volatile unsigned long fork_gen;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void forked_child(void)
+{
+    fork_gen++;
+}
+
+static void install_atfork(void)
+{
+    /* glibc drops the handler when the module is unloaded (it is tied to this object) */
+    pthread_atfork(NULL, NULL, forked_child);
+}
+
+static int pool_gc(lua_State *L)
+{
+    token_pool *p = (token_pool *)luaL_checkudata(L, 1, TOKEN_POOL_MT);
+    OPENSSL_cleanse(p->bytes, sizeof p->bytes);
+    p->pos = POOL_BYTES;
+    return 0;
+}
+
+static int pool_take(token_pool *p, unsigned char *out, size_t n)
+{
+    if (p->gen != fork_gen || POOL_BYTES - p->pos < n) {
+        if (RAND_bytes(p->bytes, POOL_BYTES) != 1)
+            return -1;
+        p->gen = fork_gen;
+        p->pos = 0;
+    }
+    memcpy(out, p->bytes + p->pos, n);
+    OPENSSL_cleanse(p->bytes + p->pos, n);
+    p->pos += n;
+    return 0;
+}
+
 /* core.random_token(n) -> n random bytes (a multiple of 3) as unpadded base64url text */
-int ddb_tokens_lua_random(lua_State *L)
+static int tokens_random(lua_State *L)
 {
     static const char alphabet[] =
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    token_pool *pool = (token_pool *)lua_touserdata(L, lua_upvalueindex(1));
     unsigned char raw[48];
     char text[64];
     lua_Integer n = luaL_checkinteger(L, 1);
     size_t i, o = 0;
     luaL_argcheck(L, n >= 3 && n <= (lua_Integer)sizeof raw && n % 3 == 0, 1,
                   "a multiple of 3 between 3 and 48");
-    if (RAND_bytes(raw, (int)n) != 1)
+    if (pool_take(pool, raw, (size_t)n) != 0)
         return luaL_error(L, "OpenSSL could not produce random bytes");
     for (i = 0; i < (size_t)n; i += 3) {
         unsigned long v = ((unsigned long)raw[i] << 16) | ((unsigned long)raw[i + 1] << 8) |
@@ -32,6 +86,22 @@ int ddb_tokens_lua_random(lua_State *L)
     }
     lua_pushlstring(L, text, o);
     return 1;
+}
+
+void ddb_tokens_register(lua_State *L)
+{
+    token_pool *p;
+    pthread_once(&atfork_once, install_atfork);
+    p = (token_pool *)lua_newuserdata(L, sizeof *p);
+    memset(p, 0, sizeof *p);
+    p->pos = POOL_BYTES;
+    if (luaL_newmetatable(L, TOKEN_POOL_MT)) {
+        lua_pushcfunction(L, pool_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    lua_pushcclosure(L, tokens_random, 1);
+    lua_setfield(L, -2, "random_token");
 }
 
 static int token_char(int c)

@@ -12,7 +12,8 @@ DDB_HIDDEN_BEGIN
 #define DDB_STR_(x) #x
 #define DDB_STR(x) DDB_STR_(x)
 
-int ddb_tokens_lua_random(lua_State *L);          /* (n) -> n random bytes as base64url text */
+/* sets core.random_token(n) -> n random bytes as base64url text, in the table on top */
+void ddb_tokens_register(lua_State *L);
 int ddb_tokens_lua_history_push(lua_State *L);    /* (old, token, keep) -> history */
 int ddb_tokens_lua_history_tokens(lua_State *L);  /* (history) -> { token, ... } | nil */
 
