@@ -374,6 +374,69 @@ describe("core.plan_diff", function()
     assert.same({ "b", "c" }, sets)
   end)
 
+  it("says a number is unchanged exactly when marshalling it gives the stored value " ..
+     "(20,000 spellings: integers, exponents, leading and trailing zeros, 17 digits)", function()
+    -- the planner's shortcuts (integers compared as integers, short decimals as doubles)
+    -- against the definition: marshal the value and compare the decimals
+    local seed = 20261207
+    local function rand(n)
+      seed = seed * 16807 % 2147483647
+      return seed % n
+    end
+    local function digits(n)
+      local t = {}
+      for i = 1, n do t[i] = tostring(rand(10)) end
+      return table.concat(t)
+    end
+    local function spelling(v)
+      -- the text of v as DynamoDB might store it, or a near miss
+      local forms = {
+        function() return ("%.17g"):format(v) end,
+        function() return ("%.15g"):format(v) end,
+        function() return ("%.3f"):format(v) end,
+        function() return ("%dE%d"):format(rand(2000) - 1000, rand(40) - 20) end,
+        function() return "000" .. ("%.17g"):format(math.abs(v)) end,
+        function() return ("%.17g"):format(v) .. (tostring(v):find("[.e]") and "" or ".000") end,
+        function() return ("%.17g"):format(-v) end,
+        function() return ("%.17g"):format(v * 10) end,
+        function() return (rand(2) == 0 and "-" or "") .. digits(1 + rand(19)) end,
+        function() return (rand(2) == 0 and "-" or "") .. digits(1 + rand(8)) .. "." ..
+          digits(1 + rand(9)) end,
+      }
+      return forms[1 + rand(#forms)]()
+    end
+    local values = { 0, 1, -1, 0.5, 1250.75, 9007199254740993, 2 ^ 53, 1e22, 1e23, 1e-5,
+      -0.0, 123456789012345678 }
+    local checked, same = 0, 0
+    for i = 1, 20000 do
+      local v
+      if i <= #values * 50 then
+        v = values[1 + (i - 1) % #values]
+      elseif rand(2) == 0 then
+        v = math.tointeger and math.tointeger(rand(2000000) - 1000000) or (rand(2000000) - 1000000)
+        if rand(3) == 0 then v = v * 10 ^ rand(12) end
+        if math.tointeger and rand(2) == 0 then v = math.tointeger(v) or v end
+      else
+        v = (rand(2000000) - 1000000) / 10 ^ rand(8)
+      end
+      local text = spelling(v)
+      if core.number_canonical(text) then
+        local ok_m, want_av = pcall(core.marshal, v)
+        local want = ok_m and core.av_equal(want_av, { N = text })
+        local sets = diff({ a = { N = text } }, { a = v }, nil, nil, true)
+        if (#sets == 0) ~= want then
+          error(("%s against stored %q: the planner says %s, marshalling says %s"):format(
+            tostring(v), text, #sets == 0 and "unchanged" or "changed",
+            want and "unchanged" or "changed"))
+        end
+        checked = checked + 1
+        if want then same = same + 1 end
+      end
+    end
+    assert.is_true(checked > 15000)
+    assert.is_true(same > 2000)   -- both verdicts are exercised
+  end)
+
   it("compares a scalar with a stored value of another type as a change", function()
     local old = { a = { N = "1" }, b = { S = "1" }, c = { BOOL = true }, d = { NULL = true } }
     local sets = diff(old, { a = "1", b = 1, c = 1, d = false }, nil, nil, true)
