@@ -359,9 +359,11 @@ end
 -- @return a number | nil
 function _M.capacity_units(cc)
   if type(cc) ~= "table" then return nil end
-  if cc.CapacityUnits ~= nil then cc = { cc } end
+  local one = cc.CapacityUnits
+  if one ~= nil then return type(one) == "number" and one or nil end   -- one table: most calls
   local n
-  for _, c in ipairs(cc) do
+  for i = 1, #cc do
+    local c = cc[i]
     if type(c) == "table" and type(c.CapacityUnits) == "number" then
       n = (n or 0) + c.CapacityUnits
     end

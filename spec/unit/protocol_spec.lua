@@ -48,6 +48,20 @@ describe("successful answers", function()
   end)
 end)
 
+describe("the capacity an answer consumed (client.capacity_units)", function()
+  local units = require("ddb.client").capacity_units
+
+  it("reads one table, a list of them (transactions, batches) and nothing else", function()
+    assert.equal(0.5, units({ TableName = "t", CapacityUnits = 0.5 }))
+    assert.equal(3, units({ { CapacityUnits = 1 }, { TableName = "u" }, { CapacityUnits = 2 } }))
+    assert.is_nil(units({ CapacityUnits = "1" }))
+    assert.is_nil(units({ { CapacityUnits = "1" }, 7 }))
+    assert.is_nil(units({}))
+    assert.is_nil(units(nil))
+    assert.is_nil(units("1"))
+  end)
+end)
+
 describe("DynamoDB error bodies", function()
   -- Shapes as DynamoDB sends them (API reference, "Error handling" and "Common errors"):
   -- __type with a namespace, "message" or "Message", extra members for some errors.
