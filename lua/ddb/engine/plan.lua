@@ -112,8 +112,10 @@ local function update_expression(cfg, sets, nav, removes, version_av, tokens_av)
 end
 
 -- A request's sizes against DynamoDB's expression limits: nil when it fits, else the reason.
+local EXPRESSIONS = { "UpdateExpression", "ConditionExpression" }
 local function over_limits(req)
-  for _, field in ipairs({ "UpdateExpression", "ConditionExpression" }) do
+  for i = 1, #EXPRESSIONS do
+    local field = EXPRESSIONS[i]
     local e = req[field]
     if e and #e > _M.MAX_EXPRESSION_BYTES then
       return ("its %s would be %d bytes (DynamoDB's limit is %d)"):format(field, #e,
