@@ -339,7 +339,8 @@ static int harvest_pool(lua_State *L, multi *mu, int n)
 }
 
 /* Waits up to timeout_ms on the pool's sockets, and on libcurl's when transfers are in
- * flight, then moves what is ready. */
+ * flight (then the pool's wait set, one epoll descriptor on Linux, is among curl_multi_poll's
+ * extra descriptors), then moves what is ready. */
 static void wait_and_move(multi *mu, int timeout_ms)
 {
     pool *p = &mu->pool;
@@ -366,10 +367,8 @@ static void wait_and_move(multi *mu, int timeout_ms)
         for (i = 0; i < p->nfds; i++)
             p->fds[i].revents = mu->wfds[i].revents;
         curl_multi_perform(mu->m, &running);
-    } else if (p->nfds > 0 || timeout_ms > 0) {
-        if (poll(p->fds, (nfds_t)p->nfds, timeout_ms) <= 0)
-            for (i = 0; i < p->nfds; i++)
-                p->fds[i].revents = 0;
+    } else if (ddb_pool_busy(p) > 0) {
+        ddb_pool_wait(p, timeout_ms);
     }
     if (ddb_pool_busy(p) > 0)
         ddb_pool_progress(p);
