@@ -2,7 +2,8 @@
  * connections that libcurl makes without blocking (DNS, TCP, TLS and its checks), each
  * CONNECT_ONLY handle in a multi handle of its own so that no connection cache but its own
  * can close it, and calls that write their request to one and read its answer themselves
- * (curl_easy_send/recv, answer.c: the one-call path's framing, limits and failure classes).
+ * (curl_easy_send/recv over TLS, send/recv on a plain socket; answer.c: the one-call path's
+ * framing, limits and failure classes).
  * The caller waits: ddb_pool_wait_set says until when (and which descriptors to wait on beside
  * others'), ddb_pool_wait waits on the pool's alone, ddb_pool_progress moves what is ready and
  * ends what is past its deadline. On Linux the sockets stay in one epoll set, each step costing
