@@ -3,22 +3,33 @@
 #include "curl_handle.h"
 #include "protocol.h"
 
+#include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/socket.h>
+#ifdef DDB_POOL_EPOLL
+#include <unistd.h>
+#endif
 
 /* libcurl's sockets for one connection being made (happy eyeballs tries two at once) */
 #define POOL_SOCKS 4
 /* reads of one answer in one pass: a server that sends without pause must not keep the
  * others waiting (its socket stays ready, so the next pass goes on with it) */
 #define POOL_READS_PER_PASS 16
+/* events taken from epoll in one wait: the rest stay ready for the next */
+#define POOL_EVENTS 256
+#define NO_CHECK ((long long)1 << 62)
 
 enum { CONN_FREE = 0, CONN_CONNECTING, CONN_IDLE, CONN_BUSY };
 
 struct pool_conn {
     int state;
     unsigned gen;                 /* bumped on every close: tells stale poll entries apart */
+    int want;                     /* once connected: what the wait watches fd for */
+    int plain;                    /* http: bytes by send/recv on fd (see conn_send) */
     CURLM *multi;                 /* this connection's own: its cache holds it alone */
     CURL *easy;                   /* CONNECT_ONLY */
     curl_socket_t fd;             /* once connected */
@@ -30,6 +41,16 @@ struct pool_conn {
     long long timer_at;           /* while connecting: libcurl's next timeout, -1 none */
     char errbuf[CURL_ERROR_SIZE];
 };
+
+#ifdef DDB_POOL_EPOLL
+/* One descriptor in the epoll set: its connection, and the serial its events carry (a
+ * descriptor closed and made anew within one step gets another). */
+struct pool_fd {
+    pool_conn *conn;              /* NULL: not in the set */
+    unsigned serial;
+    unsigned events;
+};
+#endif
 
 static long long now_ms(void)
 {
@@ -63,6 +84,17 @@ int ddb_pool_init(pool *p, const char *ca_bundle, long connect_timeout_ms, size_
     p->connect_timeout_ms = connect_timeout_ms;
     p->max_answer = max_answer;
     p->max_conns = max_conns;
+    p->next_check = NO_CHECK;
+#ifdef DDB_POOL_EPOLL
+    p->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (p->epfd < 0)
+        return -1;
+    p->has_epfd = 1;
+    p->ready = malloc(POOL_EVENTS * sizeof *p->ready);
+    if (p->ready == NULL)
+        return -1;
+    p->capready = POOL_EVENTS;
+#endif
     p->share = curl_share_init();
     if (p->share == NULL)
         return -1;
@@ -122,6 +154,74 @@ static void queue_remove(pool *p, pool_call *c)
         }
 }
 
+/* ---- the wait set ---- */
+
+static void lower_check(pool *p, long long at)
+{
+    if (at < p->next_check)
+        p->next_check = at;
+}
+
+#ifdef DDB_POOL_EPOLL
+/* fd in the epoll set for k, watched for events (EPOLLIN, EPOLLOUT): a system call only when
+ * that changes. 0, or -1 (no memory, or epoll refused: the caller fails the connection). */
+static int watch(pool *p, pool_conn *k, curl_socket_t fd, unsigned events)
+{
+    struct pool_fd *f;
+    struct epoll_event ev;
+    int op;
+    if (fd < 0)
+        return -1;
+    if ((size_t)fd >= p->capbyfd) {
+        size_t cap = p->capbyfd ? p->capbyfd : 64;
+        struct pool_fd *t;
+        while (cap <= (size_t)fd)
+            cap *= 2;
+        t = realloc(p->byfd, cap * sizeof *t);
+        if (t == NULL)
+            return -1;
+        memset(t + p->capbyfd, 0, (cap - p->capbyfd) * sizeof *t);
+        p->byfd = t;
+        p->capbyfd = cap;
+    }
+    f = &p->byfd[fd];
+    if (f->conn == k && f->events == events)
+        return 0;
+    if (f->conn == k) {
+        op = EPOLL_CTL_MOD;
+    } else {
+        op = f->conn != NULL ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;   /* a closed one's number */
+        f->serial = ++p->serial;
+    }
+    memset(&ev, 0, sizeof ev);
+    ev.events = events;
+    ev.data.u64 = ((uint64_t)f->serial << 32) | (uint32_t)fd;
+    if (epoll_ctl(p->epfd, op, fd, &ev) != 0) {
+        /* the set and the table disagree (a descriptor closed behind us): the other op */
+        op = op == EPOLL_CTL_ADD ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+        if ((errno != EEXIST && errno != ENOENT) || epoll_ctl(p->epfd, op, fd, &ev) != 0) {
+            f->conn = NULL;
+            return -1;
+        }
+    }
+    f->conn = k;
+    f->events = events;
+    return 0;
+}
+
+/* k's fd out of the epoll set, before it is closed (another connection's, with the same
+ * number after a close behind us, is left alone). */
+static void unwatch(pool *p, pool_conn *k, curl_socket_t fd)
+{
+    struct epoll_event ev;
+    if (fd < 0 || (size_t)fd >= p->capbyfd || p->byfd[fd].conn != k)
+        return;
+    memset(&ev, 0, sizeof ev);
+    epoll_ctl(p->epfd, EPOLL_CTL_DEL, fd, &ev);
+    p->byfd[fd].conn = NULL;
+}
+#endif
+
 /* ---- connections ---- */
 
 static void conn_close(pool *p, pool_conn *k)
@@ -130,6 +230,14 @@ static void conn_close(pool *p, pool_conn *k)
         return;
     if (k->state == CONN_IDLE)
         idle_remove(p, k);
+#ifdef DDB_POOL_EPOLL
+    {
+        int i;
+        unwatch(p, k, k->fd);
+        for (i = 0; i < POOL_SOCKS; i++)
+            unwatch(p, k, k->sock[i]);
+    }
+#endif
     if (k->multi != NULL && k->easy != NULL)
         curl_multi_remove_handle(k->multi, k->easy);   /* closes a CONNECT_ONLY connection */
     if (k->easy != NULL)
@@ -140,6 +248,7 @@ static void conn_close(pool *p, pool_conn *k)
     k->multi = NULL;
     k->fd = CURL_SOCKET_BAD;
     k->call = NULL;
+    k->want = 0;
     k->state = CONN_FREE;
     k->gen++;
     p->open--;
@@ -159,8 +268,15 @@ void ddb_pool_close(pool *p)
     free(p->queue);
     free(p->finished);
     free(p->fds);
+#ifdef DDB_POOL_EPOLL
+    free(p->byfd);
+    free(p->ready);
+    if (p->has_epfd)
+        close(p->epfd);
+#else
     free(p->polled);
     free(p->polled_gen);
+#endif
     free(p->scratch);
     if (p->share != NULL)
         curl_share_cleanup(p->share);
@@ -177,6 +293,11 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *s
         for (i = 0; i < POOL_SOCKS; i++)
             if (k->sock[i] == s)
                 k->sock[i] = CURL_SOCKET_BAD;
+#ifdef DDB_POOL_EPOLL
+        /* once connected, fd is the pool's to watch, whatever libcurl says of it */
+        if (k->state == CONN_CONNECTING)
+            unwatch(k->owner, k, s);
+#endif
         return 0;
     }
     for (i = 0; i < POOL_SOCKS; i++) {
@@ -192,6 +313,11 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *s
     k->sock[free_at] = s;
     k->events[free_at] = (short)(((what & CURL_POLL_IN) ? POLLIN : 0) |
                                  ((what & CURL_POLL_OUT) ? POLLOUT : 0));
+#ifdef DDB_POOL_EPOLL
+    if (watch(k->owner, k, s, ((what & CURL_POLL_IN) ? EPOLLIN : 0) |
+                              ((what & CURL_POLL_OUT) ? EPOLLOUT : 0)) != 0)
+        return -1;   /* libcurl fails the transfer */
+#endif
     return 0;
 }
 
@@ -200,6 +326,8 @@ static int on_timer(CURLM *m, long timeout_ms, void *userp)
     pool_conn *k = userp;
     (void)m;
     k->timer_at = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+    if (k->timer_at >= 0)
+        lower_check(k->owner, k->timer_at);
     return 0;
 }
 
@@ -224,6 +352,23 @@ static pool_conn *conn_take(pool *p)
 
 static void finish(pool *p, pool_call *c);
 static void drive(pool *p, pool_call *c);
+
+/* What the wait watches k's connected socket for: POLLIN or POLLOUT. Under epoll a system
+ * call only when that changes (idle and reading both watch for input). 0, or -1. */
+static int want(pool *p, pool_conn *k, int events)
+{
+    if (k->want == events)
+        return 0;
+#ifdef DDB_POOL_EPOLL
+    if (watch(p, k, k->fd, (events & POLLIN ? EPOLLIN : 0) | (events & POLLOUT ? EPOLLOUT : 0))
+        != 0)
+        return -1;
+#else
+    (void)p;
+#endif
+    k->want = events;
+    return 0;
+}
 
 static void fail(pool *p, pool_call *c, const char *code, const char *applied,
                  const char *retry_class, const char *message)
@@ -273,7 +418,23 @@ static void check_connected(pool *p, pool_conn *k)
         k->fd = fd;
         k->state = CONN_BUSY;
         k->timer_at = -1;
+        k->want = 0;
+        k->plain = strncmp(k->url, "http://", 7) == 0;
         p->connects++;
+#ifdef DDB_POOL_EPOLL
+        {
+            int i;
+            /* fd stays in the set (want below changes what for); the others are done */
+            for (i = 0; i < POOL_SOCKS; i++)
+                if (k->sock[i] != fd)
+                    unwatch(p, k, k->sock[i]);
+        }
+#endif
+        if (want(p, k, POLLIN) != 0) {
+            fail(p, c, "NetworkError", PROTO_APPLIED_NO, "transient",
+                 "could not watch the new connection (nothing was sent)");
+            return;
+        }
         c->state = PCALL_SENDING;
         drive(p, c);
         return;
@@ -409,6 +570,7 @@ int ddb_pool_start(pool *p, pool_call *c, const char *url, long timeout_ms)
     c->sent = 0;
     c->reused = 0;
     c->deadline = now_ms() + timeout_ms;
+    lower_check(p, c->deadline);
     c->slot = p->ncalls;
     p->calls[p->ncalls++] = c;
     ddb_answer_start(&c->ans, &c->in, &c->body, p->max_answer);
@@ -418,6 +580,44 @@ int ddb_pool_start(pool *p, pool_call *c, const char *url, long timeout_ms)
 
 /* ---- moving bytes ---- */
 
+/* On a plain (http) connection the bytes go by send/recv on the socket itself, as libcurl's
+ * own plain path does (MSG_NOSIGNAL; EAGAIN and EINTR are CURLE_AGAIN), without its lookups
+ * of the connection behind the handle, which at hundreds of connections are cache misses
+ * on every call. TLS stays with libcurl. */
+static CURLcode conn_send(pool_conn *k, const char *data, size_t len, size_t *n)
+{
+#ifdef MSG_NOSIGNAL
+    if (k->plain) {
+        ssize_t r = send(k->fd, data, len, MSG_NOSIGNAL);
+        *n = 0;
+        if (r >= 0) {
+            *n = (size_t)r;
+            return CURLE_OK;
+        }
+        return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? CURLE_AGAIN
+                                                                           : CURLE_SEND_ERROR;
+    }
+#endif
+    return curl_easy_send(k->easy, data, len, n);
+}
+
+static CURLcode conn_recv(pool_conn *k, char *at, size_t room, size_t *n)
+{
+#ifdef MSG_NOSIGNAL
+    if (k->plain) {
+        ssize_t r = recv(k->fd, at, room, 0);
+        *n = 0;
+        if (r >= 0) {
+            *n = (size_t)r;
+            return CURLE_OK;
+        }
+        return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? CURLE_AGAIN
+                                                                           : CURLE_RECV_ERROR;
+    }
+#endif
+    return curl_easy_recv(k->easy, at, room, n);
+}
+
 static void answered(pool *p, pool_call *c)
 {
     pool_conn *k = c->conn;
@@ -425,6 +625,8 @@ static void answered(pool *p, pool_call *c)
     if (!ddb_answer_keep(&c->ans)) {
         conn_close(p, k);
     } else if (grow(&p->idle, p->nidle, &p->capidle, sizeof *p->idle) != 0) {
+        conn_close(p, k);
+    } else if (want(p, k, POLLIN) != 0) {   /* input on an idle one: it closed */
         conn_close(p, k);
     } else {
         k->state = CONN_IDLE;
@@ -456,9 +658,13 @@ static void send_some(pool *p, pool_call *c)
                  "timed out sending the request (not all of it left: not applied)");
             return;
         }
-        rc = curl_easy_send(c->conn->easy, c->out.data + c->sent, c->out.len - c->sent, &n);
-        if (rc == CURLE_AGAIN)
+        rc = conn_send(c->conn, c->out.data + c->sent, c->out.len - c->sent, &n);
+        if (rc == CURLE_AGAIN) {
+            if (want(p, c->conn, POLLOUT) != 0)
+                fail(p, c, "NetworkError", PROTO_APPLIED_NO, "transient",
+                     "could not wait to send the request (not all of it left: not applied)");
             return;
+        }
         if (rc != CURLE_OK) {
             if (c->reused && c->sent == 0) {
                 reconnect(p, c);
@@ -472,6 +678,9 @@ static void send_some(pool *p, pool_call *c)
         c->sent += n;
     }
     c->state = PCALL_READING;
+    if (want(p, c->conn, POLLIN) != 0)
+        fail(p, c, "NetworkError", PROTO_APPLIED_MAYBE, "transient",
+             "could not wait for the answer (the request was sent)");
 }
 
 static void receive_some(pool *p, pool_call *c)
@@ -492,7 +701,7 @@ static void receive_some(pool *p, pool_call *c)
             fail(p, c, "NetworkError", MAYBE, "transient", "out of memory reading the answer");
             return;
         }
-        rc = curl_easy_recv(c->conn->easy, at, room, &n);
+        rc = conn_recv(c->conn, at, room, &n);
         if (rc == CURLE_AGAIN)
             return;
         if (rc != CURLE_OK) {
@@ -524,16 +733,21 @@ static void drive(pool *p, pool_call *c)
 
 /* ---- waiting ---- */
 
-static int add_fd(pool *p, pool_conn *k, curl_socket_t fd, short events)
+static int fds_room(pool *p)
 {
-    if (p->nfds == p->capfds) {
-        size_t cap = p->capfds ? p->capfds * 2 : 16;
-        struct pollfd *f = realloc(p->fds, cap * sizeof *f);
+    size_t cap;
+    struct pollfd *f;
+    if (p->nfds < p->capfds)
+        return 0;
+    cap = p->capfds ? p->capfds * 2 : 16;
+    f = realloc(p->fds, cap * sizeof *f);
+    if (f == NULL)
+        return -1;
+    p->fds = f;
+#ifndef DDB_POOL_EPOLL
+    {
         pool_conn **c;
         unsigned *g;
-        if (f == NULL)
-            return -1;
-        p->fds = f;
         c = realloc(p->polled, cap * sizeof *c);
         if (c == NULL)
             return -1;
@@ -542,14 +756,9 @@ static int add_fd(pool *p, pool_conn *k, curl_socket_t fd, short events)
         if (g == NULL)
             return -1;
         p->polled_gen = g;
-        p->capfds = cap;
     }
-    p->fds[p->nfds].fd = fd;
-    p->fds[p->nfds].events = events;
-    p->fds[p->nfds].revents = 0;
-    p->polled[p->nfds] = k;
-    p->polled_gen[p->nfds] = k->gen;
-    p->nfds++;
+#endif
+    p->capfds = cap;
     return 0;
 }
 
@@ -559,22 +768,111 @@ static void lower(int *timeout_ms, long long at, long long now)
     if (left < 0)
         left = 0;
     if (*timeout_ms < 0 || left < *timeout_ms)
-        *timeout_ms = (int)left;
+        *timeout_ms = left > 0x7fffffff ? 0x7fffffff : (int)left;
+}
+
+/* A ready socket of k's (fd, poll's revents): its connect goes on, or its call, or an idle
+ * connection that the server closed (or wrote to unasked) is closed. */
+static void moved(pool *p, pool_call *c, pool_conn *k, curl_socket_t fd, int revents)
+{
+    if (k->state == CONN_CONNECTING) {
+        int running = 0, ev = 0;
+        if (revents & POLLIN)
+            ev |= CURL_CSELECT_IN;
+        if (revents & POLLOUT)
+            ev |= CURL_CSELECT_OUT;
+        if (revents & (POLLERR | POLLHUP | POLLNVAL))
+            ev |= CURL_CSELECT_ERR;
+        curl_multi_socket_action(k->multi, fd, ev, &running);
+        check_connected(p, k);
+    } else if (k->state == CONN_BUSY && c != NULL && k->fd == fd) {
+        drive(p, c);
+    } else if (k->state == CONN_IDLE && k->fd == fd) {
+        conn_close(p, k);   /* input, or a hang-up, with no request out: it is closed */
+    }
+}
+
+#ifdef DDB_POOL_EPOLL
+
+int ddb_pool_wait_set(pool *p, int *timeout_ms)
+{
+    if (p->next_check < NO_CHECK)
+        lower(timeout_ms, p->next_check, now_ms());
+    p->nfds = 0;
+    p->waited = 0;
+    if (fds_room(p) != 0)
+        return -1;
+    p->fds[0].fd = p->epfd;
+    p->fds[0].events = POLLIN;
+    p->fds[0].revents = 0;
+    p->nfds = 1;
+    return 0;
+}
+
+void ddb_pool_wait(pool *p, int timeout_ms)
+{
+    int n = epoll_wait(p->epfd, p->ready, p->capready, timeout_ms);
+    p->nready = n > 0 ? n : 0;
+    p->waited = 1;
+}
+
+/* The events of the last wait: what each is for, unless its socket was closed since. */
+static void progress_ready(pool *p)
+{
+    int i;
+    if (!p->waited && p->nfds == 1 && p->fds[0].revents != 0)
+        ddb_pool_wait(p, 0);   /* the caller's poll saw the epoll set ready */
+    for (i = 0; i < p->nready; i++) {
+        struct epoll_event *e = &p->ready[i];
+        curl_socket_t fd = (curl_socket_t)(uint32_t)e->data.u64;
+        unsigned serial = (unsigned)(e->data.u64 >> 32);
+        struct pool_fd *f;
+        int rev = 0;
+        if ((size_t)fd >= p->capbyfd)
+            continue;
+        f = &p->byfd[fd];
+        if (f->conn == NULL || f->serial != serial)
+            continue;   /* closed (perhaps made anew) since the wait began */
+        if (e->events & EPOLLIN)
+            rev |= POLLIN;
+        if (e->events & EPOLLOUT)
+            rev |= POLLOUT;
+        if (e->events & EPOLLERR)
+            rev |= POLLERR;
+        if (e->events & EPOLLHUP)
+            rev |= POLLHUP;
+        moved(p, f->conn->call, f->conn, fd, rev);
+    }
+    p->nready = 0;
+    p->waited = 0;
+}
+
+#else
+
+static int add_fd(pool *p, pool_conn *k, curl_socket_t fd, short events)
+{
+    if (fds_room(p) != 0)
+        return -1;
+    p->fds[p->nfds].fd = fd;
+    p->fds[p->nfds].events = events;
+    p->fds[p->nfds].revents = 0;
+    p->polled[p->nfds] = k;
+    p->polled_gen[p->nfds] = k->gen;
+    p->nfds++;
+    return 0;
 }
 
 int ddb_pool_wait_set(pool *p, int *timeout_ms)
 {
-    long long now = now_ms();
     size_t i;
     int j;
+    if (p->next_check < NO_CHECK)
+        lower(timeout_ms, p->next_check, now_ms());
     p->nfds = 0;
     for (i = 0; i < p->ncalls; i++) {
         pool_call *c = p->calls[i];
         pool_conn *k = c->conn;
-        lower(timeout_ms, c->deadline, now);
         if (c->state == PCALL_CONNECTING && k != NULL) {
-            if (k->timer_at >= 0)
-                lower(timeout_ms, k->timer_at, now);
             for (j = 0; j < POOL_SOCKS; j++)
                 if (k->sock[j] != CURL_SOCKET_BAD && add_fd(p, k, k->sock[j], k->events[j]) != 0)
                     return -1;
@@ -586,32 +884,39 @@ int ddb_pool_wait_set(pool *p, int *timeout_ms)
     return 0;
 }
 
-void ddb_pool_progress(pool *p)
+void ddb_pool_wait(pool *p, int timeout_ms)
 {
-    size_t i, n;
-    long long now;
+    size_t i;
+    if (p->nfds == 0 && timeout_ms <= 0)
+        return;
+    if (poll(p->fds, (nfds_t)p->nfds, timeout_ms) <= 0)
+        for (i = 0; i < p->nfds; i++)
+            p->fds[i].revents = 0;
+}
+
+static void progress_ready(pool *p)
+{
+    size_t i;
     for (i = 0; i < p->nfds; i++) {
         struct pollfd *f = &p->fds[i];
         pool_conn *k = p->polled[i];
         if (f->revents == 0 || k->gen != p->polled_gen[i])
             continue;   /* not ready, or closed (perhaps made anew) since the wait began */
-        if (k->state == CONN_CONNECTING) {
-            int running = 0, ev = 0;
-            if (f->revents & POLLIN)
-                ev |= CURL_CSELECT_IN;
-            if (f->revents & POLLOUT)
-                ev |= CURL_CSELECT_OUT;
-            if (f->revents & (POLLERR | POLLHUP | POLLNVAL))
-                ev |= CURL_CSELECT_ERR;
-            curl_multi_socket_action(k->multi, f->fd, ev, &running);
-            check_connected(p, k);
-        } else if (k->state == CONN_BUSY && k->call != NULL && k->fd == f->fd) {
-            drive(p, k->call);
-        }
+        moved(p, k->call, k, f->fd, f->revents);
     }
-    p->nfds = 0;
-    /* libcurl's timers and the deadlines, over a copy of the list: ending a call changes it
-     * (the calls themselves are the caller's, valid throughout) */
+}
+
+#endif
+
+/* libcurl's timers and the deadlines, when one may be due: a scan of the calls in flight,
+ * over a copy of the list (ending a call changes it; the calls themselves are the caller's,
+ * valid throughout), which also finds the next time to look. */
+static void progress_timers(pool *p)
+{
+    size_t i, n;
+    long long now = now_ms();
+    if (now < p->next_check)
+        return;
     if (p->ncalls > p->capscratch) {
         pool_call **q = realloc(p->scratch, p->ncalls * sizeof *q);
         if (q == NULL)
@@ -622,7 +927,7 @@ void ddb_pool_progress(pool *p)
     n = p->ncalls;
     if (n > 0)
         memcpy(p->scratch, p->calls, n * sizeof *p->scratch);
-    now = now_ms();
+    p->next_check = NO_CHECK;   /* lowered again below, and by on_timer and new calls */
     for (i = 0; i < n; i++) {
         pool_call *c = p->scratch[i];
         pool_conn *k = c->conn;
@@ -632,8 +937,15 @@ void ddb_pool_progress(pool *p)
             curl_multi_socket_action(k->multi, CURL_SOCKET_TIMEOUT, 0, &running);
             check_connected(p, k);
         }
-        if (c->state == PCALL_DONE || now < c->deadline)
+        if (c->state == PCALL_DONE)
             continue;
+        if (now < c->deadline) {
+            lower_check(p, c->deadline);
+            k = c->conn;
+            if (c->state == PCALL_CONNECTING && k != NULL && k->timer_at >= 0)
+                lower_check(p, k->timer_at);
+            continue;
+        }
         switch (c->state) {
         case PCALL_QUEUED:
             fail(p, c, "Timeout", PROTO_APPLIED_NO, "timeout",
@@ -653,6 +965,13 @@ void ddb_pool_progress(pool *p)
             break;
         }
     }
+}
+
+void ddb_pool_progress(pool *p)
+{
+    progress_ready(p);
+    p->nfds = 0;
+    progress_timers(p);
     /* queued calls take the room that answers and failures left */
     dispatch(p);
 }

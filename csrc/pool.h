@@ -2,20 +2,32 @@
  * connections that libcurl makes without blocking (DNS, TCP, TLS and its checks), each
  * CONNECT_ONLY handle in a multi handle of its own so that no connection cache but its own
  * can close it, and calls that write their request to one and read its answer themselves
- * (curl_easy_send/recv, answer.c: the one-call path's framing, limits and failure classes).
- * The caller waits: ddb_pool_wait_set says which sockets and until when, ddb_pool_progress
- * moves what is ready and ends what is past its deadline. Nothing here blocks, and no Lua. */
+ * (curl_easy_send/recv over TLS, send/recv on a plain socket; answer.c: the one-call path's
+ * framing, limits and failure classes).
+ * The caller waits: ddb_pool_wait_set says until when (and which descriptors to wait on beside
+ * others'), ddb_pool_wait waits on the pool's alone, ddb_pool_progress moves what is ready and
+ * ends what is past its deadline. On Linux the sockets stay in one epoll set, each step costing
+ * what is ready, not what is in flight; elsewhere poll() over all of them. Nothing here blocks
+ * but ddb_pool_wait, and no Lua. */
 #ifndef DDB_POOL_H
 #define DDB_POOL_H
 
 #include <poll.h>
 #include <stddef.h>
+#if defined(__linux__) && !defined(DDB_POOL_POLL)
+#define DDB_POOL_EPOLL 1
+#endif
 #include <curl/curl.h>
 #include "answer.h"
 #include "buf.h"
 #include "visibility.h"
+#ifdef DDB_POOL_EPOLL
+#include <sys/epoll.h>
+#endif
 
 DDB_HIDDEN_BEGIN
+
+struct pool_fd;
 
 typedef struct pool_conn pool_conn;
 
@@ -68,10 +80,21 @@ typedef struct pool {
     size_t nqueue, capqueue;
     pool_call **finished;    /* DONE since the caller last took them */
     size_t nfinished, capfinished;
-    struct pollfd *fds;      /* what ddb_pool_wait_set built */
+    struct pollfd *fds;      /* what ddb_pool_wait_set built (epoll: the epoll descriptor) */
+    size_t nfds, capfds;
+#ifdef DDB_POOL_EPOLL
+    int epfd, has_epfd;
+    struct pool_fd *byfd;    /* indexed by descriptor: what is in the epoll set */
+    size_t capbyfd;
+    unsigned serial;         /* of the last registration: tells stale events apart */
+    struct epoll_event *ready;   /* what the last wait returned */
+    int nready, capready;
+    int waited;              /* ready holds this step's events */
+#else
     pool_conn **polled;      /* the connection of each fds entry */
     unsigned *polled_gen;
-    size_t nfds, capfds;
+#endif
+    long long next_check;    /* no deadline or libcurl timer falls before this: no scan */
     pool_call **scratch;     /* ddb_pool_progress's copy of calls */
     size_t capscratch;
     CURLSH *share;           /* DNS and TLS sessions, shared by the connections */
@@ -95,11 +118,15 @@ void ddb_pool_call_free(pool_call *c);
  * once is. 0: c is in flight and will be on the finished list (even when it ends here);
  * -1: no memory, c was not started (nothing was sent). */
 int ddb_pool_start(pool *p, pool_call *c, const char *url, long timeout_ms);
-/* The sockets to wait on (p->fds, p->nfds entries) and *timeout_ms lowered to the nearest
- * deadline or libcurl timer (never below 0). 0, or -1 when memory runs out. */
+/* What to wait on beside other descriptors (p->fds, p->nfds entries: under epoll its one
+ * descriptor) and *timeout_ms lowered to the nearest deadline or libcurl timer (never below 0).
+ * 0, or -1 when memory runs out. */
 int ddb_pool_wait_set(pool *p, int *timeout_ms);
-/* After the wait on p->fds (their revents): moves every call whose socket is ready, runs
- * libcurl's connects, and ends calls past their deadline. */
+/* After ddb_pool_wait_set: waits up to timeout_ms on the pool's sockets alone (instead of a
+ * poll of p->fds by the caller). */
+void ddb_pool_wait(pool *p, int timeout_ms);
+/* After the wait (ddb_pool_wait, or the caller's on p->fds with their revents): moves every
+ * call whose socket is ready, runs libcurl's connects, and ends calls past their deadline. */
 void ddb_pool_progress(pool *p);
 /* The calls that ended since the last ddb_pool_take_finished: they are DONE, and the pool
  * holds no pointer to them any more. */

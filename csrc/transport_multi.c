@@ -28,7 +28,8 @@ enum { OP_FREE, OP_ACTIVE, OP_DONE };
 /* what finish() returns for an op: request()'s results or call()'s */
 enum { SHAPE_REQUEST, SHAPE_CALL };
 
-typedef struct op {
+typedef struct op op;
+struct op {
     int state;
     int shape;
     int own;             /* on the pool's own HTTP/1.1, not a libcurl transfer */
@@ -41,12 +42,15 @@ typedef struct op {
     char errbuf[CURL_ERROR_SIZE];
     /* a call on the pool */
     pool_call call;
-} op;
+    struct op *next_free;    /* FREE: the next on the multi's free list */
+    int listed;              /* on that list */
+};
 
 typedef struct multi {
     CURLM *m;            /* libcurl's own transfers */
     op **all;            /* every op ever made, reused once finished */
     size_t n, cap;
+    op *free_ops;        /* the FREE ones, the last freed first */
     size_t active;       /* libcurl transfers in flight */
     pool pool;           /* the own HTTP/1.1's connections */
     struct curl_waitfd *wfds;   /* the pool's sockets, for curl_multi_poll */
@@ -72,7 +76,7 @@ static void shrink(buf *b)
         ddb_buf_free(b);
 }
 
-static void op_reset(op *o)
+static void op_reset(multi *mu, op *o)
 {
     curl_slist_free_all(o->slist);
     o->slist = NULL;
@@ -85,6 +89,11 @@ static void op_reset(op *o)
     shrink(&o->call.body);
     o->call.state = PCALL_IDLE;
     o->state = OP_FREE;
+    if (!o->listed) {
+        o->next_free = mu->free_ops;
+        mu->free_ops = o;
+        o->listed = 1;
+    }
 }
 
 static int multi_close(lua_State *L)
@@ -107,6 +116,7 @@ static int multi_close(lua_State *L)
     }
     free(mu->all);
     mu->all = NULL;
+    mu->free_ops = NULL;
     mu->n = mu->cap = mu->active = 0;
     free(mu->wfds);
     mu->wfds = NULL;
@@ -161,14 +171,14 @@ static int multi_create(lua_State *L)
     return 1;
 }
 
-/* A finished or never-used op, or a new one; NULL when memory runs out. */
+/* A finished or never-used op, or a new one: the free list's first, so that no call scans
+ * them all. It stays listed until activate(), so that a Lua error raised between the two
+ * leaves it there for the next call. NULL when memory runs out. */
 static op *take_op(multi *mu)
 {
-    size_t i;
-    op *o;
-    for (i = 0; i < mu->n; i++)
-        if (mu->all[i]->state == OP_FREE)
-            return mu->all[i];
+    op *o = mu->free_ops;
+    if (o != NULL)
+        return o;
     if (mu->n == mu->cap) {
         size_t cap = mu->cap ? mu->cap * 2 : 16;
         op **p = realloc(mu->all, cap * sizeof *p);
@@ -183,10 +193,24 @@ static op *take_op(multi *mu)
     ddb_buf_init(&o->sink.body);
     ddb_buf_init(&o->sink.head);
     ddb_pool_call_init(&o->call);
-    o->state = OP_FREE;
     o->id = (lua_Integer)mu->n + 1;
     mu->all[mu->n++] = o;
+    op_reset(mu, o);   /* FREE, and listed */
     return o;
+}
+
+/* o (take_op's, nothing taken since) in flight: off the free list. */
+static void activate(multi *mu, op *o)
+{
+    if (o->listed) {
+        op **at = &mu->free_ops;
+        while (*at != o)   /* the first, but for a caller that broke the rule */
+            at = &(*at)->next_free;
+        *at = o->next_free;
+        o->next_free = NULL;
+        o->listed = 0;
+    }
+    o->state = OP_ACTIVE;
 }
 
 static int push_start_error(lua_State *L, const char *message)
@@ -203,7 +227,7 @@ static int start_transfer(lua_State *L, multi *mu, op *o, const char *url, const
     CURL *e;
     CURLMcode mc;
     if (o->easy == NULL && (o->easy = curl_easy_init()) == NULL) {
-        op_reset(o);
+        op_reset(mu, o);
         return push_start_error(L, "libcurl could not create a handle");
     }
     e = o->easy;
@@ -229,10 +253,10 @@ static int start_transfer(lua_State *L, multi *mu, op *o, const char *url, const
     curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)o->sink.max_answer);
     mc = curl_multi_add_handle(mu->m, e);
     if (mc != CURLM_OK) {
-        op_reset(o);
+        op_reset(mu, o);
         return push_start_error(L, curl_multi_strerror(mc));
     }
-    o->state = OP_ACTIVE;
+    activate(mu, o);
     mu->active++;
     lua_pushinteger(L, o->id);
     return 1;
@@ -285,7 +309,7 @@ static int multi_call(lua_State *L)
     o->shape = SHAPE_CALL;
     if (!ddb_wire_accepts(url)) {
         if (ddb_curlt_copy_lines(lines.line, (size_t)lines.n, &o->slist) != 0) {
-            op_reset(o);
+            op_reset(mu, o);
             return push_start_error(L, "out of memory building the request (nothing was sent)");
         }
         return start_transfer(L, mu, o, url, body, body_len, timeout_ms);
@@ -293,10 +317,10 @@ static int multi_call(lua_State *L)
     o->own = 1;
     if (ddb_http1_post(&o->call.out, "/", 1, lines.line, (size_t)lines.n, body, body_len) != 0 ||
         ddb_pool_start(&mu->pool, &o->call, url, timeout_ms) != 0) {
-        op_reset(o);
+        op_reset(mu, o);
         return push_start_error(L, "out of memory building the request (nothing was sent)");
     }
-    o->state = OP_ACTIVE;
+    activate(mu, o);
     lua_pushinteger(L, o->id);
     return 1;
 }
@@ -339,7 +363,8 @@ static int harvest_pool(lua_State *L, multi *mu, int n)
 }
 
 /* Waits up to timeout_ms on the pool's sockets, and on libcurl's when transfers are in
- * flight, then moves what is ready. */
+ * flight (then the pool's wait set, one epoll descriptor on Linux, is among curl_multi_poll's
+ * extra descriptors), then moves what is ready. */
 static void wait_and_move(multi *mu, int timeout_ms)
 {
     pool *p = &mu->pool;
@@ -366,10 +391,8 @@ static void wait_and_move(multi *mu, int timeout_ms)
         for (i = 0; i < p->nfds; i++)
             p->fds[i].revents = mu->wfds[i].revents;
         curl_multi_perform(mu->m, &running);
-    } else if (p->nfds > 0 || timeout_ms > 0) {
-        if (poll(p->fds, (nfds_t)p->nfds, timeout_ms) <= 0)
-            for (i = 0; i < p->nfds; i++)
-                p->fds[i].revents = 0;
+    } else if (ddb_pool_busy(p) > 0) {
+        ddb_pool_wait(p, timeout_ms);
     }
     if (ddb_pool_busy(p) > 0)
         ddb_pool_progress(p);
@@ -465,7 +488,7 @@ static int multi_finish(lua_State *L)
     o = mu->all[id - 1];
     nret = o->own ? finish_own(L, mu, o, plain) : finish_transfer(L, mu, o, plain);
     /* only now: a memory error above leaves it DONE, for another finish or close */
-    op_reset(o);
+    op_reset(mu, o);
     return nret;
 }
 

@@ -276,4 +276,48 @@ describe("ddb.scheduler's connections", function()
     local made = sched:stats().connections
     assert.is_true(made == 4 or made == 5, made .. " connections for 4 calls in flight")
   end)
+
+  it("replaces a connection the server closed while idle, before anything is sent", function()
+    local sched = scheduler.new()
+    finally(function() sched:close() end)
+    local t = sched:transport()
+    local first, second, busy
+    -- the other task keeps a call in flight meanwhile (1.5 s), so that the wait sees the close
+    sched:spawn(function()
+      first = pack(t:call(signer, server.url, "IdleClose", "{}", 5000))
+      t:sleep(400)
+      second = pack(t:call(signer, server.url, "Plain", "{}", 5000))
+    end)
+    sched:spawn(function()
+      busy = pack(t:call(signer, server.url, "Slow", "{}", 5000))
+    end)
+    sched:run()
+    assert(first[1], tostring(first[2] and first[2].message))
+    assert(second[1], tostring(second[2] and second[2].message))
+    assert.are_not.equal(first[1].Conn, second[1].Conn)
+    assert(busy[1], tostring(busy[2] and busy[2].message))
+  end)
+
+  it("waits on its own connections and on libcurl's transfers together", function()
+    local sched = scheduler.new()
+    finally(function() sched:close() end)
+    local t, out = sched:transport(), {}
+    for i = 1, 8 do
+      -- a URL with a path is one of libcurl's own transfers; without, the pool's
+      local url = i % 2 == 0 and server.url or server.url .. "/transfer"
+      sched:spawn(function()
+        for _, op in ipairs({ "Drip", "Plain", "Chunked" }) do
+          local r = pack(t:call(signer, url, op, "{}", 5000))   -- before #out: it yields
+          out[#out + 1] = { op = op, r }
+        end
+      end)
+    end
+    assert.is_true(sched:run())
+    assert.equal(24, #out)
+    for _, r in ipairs(out) do
+      local res, err = r[1][1], r[1][2]
+      assert(res, tostring(err and err.message))
+      assert.equal(r.op, res.Op)
+    end
+  end)
 end)
