@@ -1,6 +1,6 @@
 # make bench: the benchmark suite (spec/bench/run.lua; issue 9). Not a test: it prints a
 # table and writes the raw numbers to build/bench/results.json (the table to table.md).
-#   make bench                    every section (8 to 15 minutes on 2 cores)
+#   make bench                    every section (15 to 25 minutes on 2 cores)
 #   make bench-overhead           with_item against a fixed-response nginx: this module,
 #                                 boto3, the JS SDK, a bare libcurl loop, wrk (+ connections)
 #   make bench-module             the module's own CPU per with_item, no network (in-process
