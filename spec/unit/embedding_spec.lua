@@ -24,40 +24,39 @@ local function build_host(tmp, name, libs)
   return exe
 end
 
-describe("a host that sets its own cJSON allocator", function()
-  local tmp, exe
+-- Builds spec/embed/<name>.c in a directory of its own for the block, and runs it with the
+-- directory of ddb/core.so as a cpath pattern: ok, output.
+local function host(name, libs)
+  local h = {}
   setup(function()
-    tmp = os.tmpname()
-    os.remove(tmp)
-    assert(os.execute("mkdir -p " .. tmp))
-    exe = build_host(tmp, "cjson_host", "-lcjson")
+    h.tmp = os.tmpname()
+    os.remove(h.tmp)
+    assert(os.execute("mkdir -p " .. h.tmp))
+    h.exe = build_host(h.tmp, name, libs)
   end)
-  teardown(function() os.execute("rm -rf " .. tmp) end)
+  teardown(function() os.execute("rm -rf " .. h.tmp) end)
+  return function()
+    return sh(h.exe .. " '" .. core_path:gsub("ddb/core%.so$", "?.so") .. "'")
+  end
+end
+
+describe("a host that sets its own cJSON allocator", function()
+  local run = host("cjson_host", "-lcjson")
 
   it("keeps it through encode, decode and the module's unloading, and frees its objects " ..
      "with it", function()
-    -- the directory of ddb/core.so, as a cpath pattern
-    local pattern = core_path:gsub("ddb/core%.so$", "?.so")
-    local ok, out = sh(exe .. " '" .. pattern .. "'")
+    local ok, out = run()
     assert(ok, out)
     assert.matches("^ok %d+ allocations", out)
   end)
 end)
 
 describe("a host that forks with the module loaded", function()
-  local tmp, exe
-  setup(function()
-    tmp = os.tmpname()
-    os.remove(tmp)
-    assert(os.execute("mkdir -p " .. tmp))
-    exe = build_host(tmp, "fork_host", "")
-  end)
-  teardown(function() os.execute("rm -rf " .. tmp) end)
+  local run = host("fork_host", "")
 
   it("never hands out a write token in the child that the parent also hands out, and " ..
      "forks cleanly once the module is unloaded", function()
-    local pattern = core_path:gsub("ddb/core%.so$", "?.so")
-    local ok, out = sh(exe .. " '" .. pattern .. "'")
+    local ok, out = run()
     assert(ok, out)
     assert.matches("^ok 40 tokens on each side of 3 forks", out)
   end)
