@@ -42,8 +42,7 @@ struct op {
     char errbuf[CURL_ERROR_SIZE];
     /* a call on the pool */
     pool_call call;
-    struct op *next_free;    /* FREE: the next on the multi's free list */
-    int listed;              /* on that list */
+    struct op *next_free;    /* FREE (every FREE op is listed): the next on the free list */
 };
 
 typedef struct multi {
@@ -76,6 +75,14 @@ static void shrink(buf *b)
         ddb_buf_free(b);
 }
 
+/* o on the multi's free list; it is FREE from now until activate() */
+static void list_free(multi *mu, op *o)
+{
+    o->next_free = mu->free_ops;
+    mu->free_ops = o;
+    o->state = OP_FREE;
+}
+
 static void op_reset(multi *mu, op *o)
 {
     curl_slist_free_all(o->slist);
@@ -88,12 +95,8 @@ static void op_reset(multi *mu, op *o)
     shrink(&o->call.in);
     shrink(&o->call.body);
     o->call.state = PCALL_IDLE;
-    o->state = OP_FREE;
-    if (!o->listed) {
-        o->next_free = mu->free_ops;
-        mu->free_ops = o;
-        o->listed = 1;
-    }
+    if (o->state != OP_FREE)   /* a FREE one (not started after all) is listed already */
+        list_free(mu, o);
 }
 
 static int multi_close(lua_State *L)
@@ -195,20 +198,19 @@ static op *take_op(multi *mu)
     ddb_pool_call_init(&o->call);
     o->id = (lua_Integer)mu->n + 1;
     mu->all[mu->n++] = o;
-    op_reset(mu, o);   /* FREE, and listed */
+    list_free(mu, o);
     return o;
 }
 
 /* o (take_op's, nothing taken since) in flight: off the free list. */
 static void activate(multi *mu, op *o)
 {
-    if (o->listed) {
+    if (o->state == OP_FREE) {
         op **at = &mu->free_ops;
         while (*at != o)   /* the first, but for a caller that broke the rule */
             at = &(*at)->next_free;
         *at = o->next_free;
         o->next_free = NULL;
-        o->listed = 0;
     }
     o->state = OP_ACTIVE;
 }
