@@ -584,19 +584,22 @@ int ddb_pool_start(pool *p, pool_call *c, const char *url, long timeout_ms)
  * own plain path does (MSG_NOSIGNAL; EAGAIN and EINTR are CURLE_AGAIN), without its lookups
  * of the connection behind the handle, which at hundreds of connections are cache misses
  * on every call. TLS stays with libcurl. */
+#ifdef MSG_NOSIGNAL
+/* What send or recv returned (r) as curl_easy_send/recv would say it: *n bytes moved. */
+static CURLcode plain_result(ssize_t r, size_t *n, CURLcode failed)
+{
+    *n = r > 0 ? (size_t)r : 0;
+    if (r >= 0)
+        return CURLE_OK;
+    return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? CURLE_AGAIN : failed;
+}
+#endif
+
 static CURLcode conn_send(pool_conn *k, const char *data, size_t len, size_t *n)
 {
 #ifdef MSG_NOSIGNAL
-    if (k->plain) {
-        ssize_t r = send(k->fd, data, len, MSG_NOSIGNAL);
-        *n = 0;
-        if (r >= 0) {
-            *n = (size_t)r;
-            return CURLE_OK;
-        }
-        return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? CURLE_AGAIN
-                                                                           : CURLE_SEND_ERROR;
-    }
+    if (k->plain)
+        return plain_result(send(k->fd, data, len, MSG_NOSIGNAL), n, CURLE_SEND_ERROR);
 #endif
     return curl_easy_send(k->easy, data, len, n);
 }
@@ -604,16 +607,8 @@ static CURLcode conn_send(pool_conn *k, const char *data, size_t len, size_t *n)
 static CURLcode conn_recv(pool_conn *k, char *at, size_t room, size_t *n)
 {
 #ifdef MSG_NOSIGNAL
-    if (k->plain) {
-        ssize_t r = recv(k->fd, at, room, 0);
-        *n = 0;
-        if (r >= 0) {
-            *n = (size_t)r;
-            return CURLE_OK;
-        }
-        return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? CURLE_AGAIN
-                                                                           : CURLE_RECV_ERROR;
-    }
+    if (k->plain)
+        return plain_result(recv(k->fd, at, room, 0), n, CURLE_RECV_ERROR);
 #endif
     return curl_easy_recv(k->easy, at, room, n);
 }
