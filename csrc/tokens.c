@@ -95,7 +95,7 @@ void ddb_tokens_register(lua_State *L)
     p = (token_pool *)lua_newuserdata(L, sizeof *p);
     memset(p, 0, sizeof *p);
     p->pos = POOL_BYTES;
-    if (luaL_newmetatable(L, TOKEN_POOL_MT)) {
+    if (ddb_compat_newmetatable(L, TOKEN_POOL_MT)) {
         lua_pushcfunction(L, pool_gc);
         lua_setfield(L, -2, "__gc");
     }

@@ -125,14 +125,14 @@ static int same_number(lua_State *L, int v, const char *stored, size_t m)
             unsigned long long want = 0, got;
             long e;
             int d;
-            for (d = 0; d < y.nd; d++)
-                want = want * 10 + (unsigned long long)(y.d[d] - '0');
-            for (e = y.exp - y.nd; e > 0; e--)
-                want *= 10;
             if (y.nd == 0)
                 return i == 0;
             if ((i < 0) != (y.neg != 0))
                 return 0;
+            for (d = 0; d < y.nd; d++)
+                want = want * 10 + (unsigned long long)(y.d[d] - '0');
+            for (e = y.exp - y.nd; e > 0; e--)
+                want *= 10;
             got = i < 0 ? 0ULL - (unsigned long long)i : (unsigned long long)i;
             return got == want;
         }
