@@ -68,6 +68,26 @@ int ddb_av_lua_plan_diff(lua_State *L);     /* (old, item, skip, override, keep_
                                            avs, removes, size: what a write sends */
 int ddb_av_lua_number_canonical(lua_State *L); /* (text|number) -> canonical text or nil, reason */
 
+/* An item doc (doc.c): an answer's nodes kept in one userdata, the named member's
+ * attributes readable as doc[name] (an AttributeValue made on demand) and comparable in C. */
+#define AV_DOC_MT "ddb{item}"
+typedef struct av_doc av_doc;
+/* Reads the answer s[0..n) and pushes its doc (0), or pushes nothing and returns -1 when it is
+ * not JSON; raises when memory runs out. member: the object member the doc is about. */
+int ddb_av_doc_read(lua_State *L, const char *s, size_t n, const char *member, int max_depth);
+av_doc *ddb_av_doc_test(lua_State *L, int idx);       /* the doc at idx, or NULL */
+const ddb_jdoc *ddb_av_doc_nodes(const av_doc *doc);  /* the whole answer's nodes */
+/* Pushes the member's value for a decoded answer (1): the doc at idx itself when the member
+ * is a non-empty object without null or repeated names, else its AttributeValue tables; 0
+ * (nothing pushed) when the answer has no such member. */
+int ddb_av_doc_push_member(lua_State *L, int idx);
+const ddb_jnode *ddb_av_doc_item(const av_doc *doc);   /* the member's node, or NULL */
+size_t ddb_av_doc_count(const av_doc *doc);            /* the item's attributes */
+const ddb_jnode *ddb_av_doc_attr(const av_doc *doc, size_t i);  /* i-th by name */
+const ddb_jnode *ddb_av_doc_find(const av_doc *doc, const char *k, size_t n);
+int ddb_av_lua_item_av(lua_State *L);       /* (doc|AV map) -> AV map */
+void ddb_av_doc_register(lua_State *L);
+
 DDB_HIDDEN_END
 
 #endif

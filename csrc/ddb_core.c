@@ -48,7 +48,7 @@ static int core_decode(lua_State *L)
 {
     size_t n;
     const char *s = luaL_checklstring(L, 1, &n);
-    json_decode_opts o = { NULL, NULL, 0, 0, NULL, NULL };
+    json_decode_opts o = { NULL, NULL, 0, 0, NULL, NULL, 0 };
     if (!lua_isnoneornil(L, 2)) {
         luaL_checktype(L, 2, LUA_TTABLE);
         lua_getfield(L, 2, "exact");
@@ -202,6 +202,7 @@ DDB_EXPORT int luaopen_ddb_core(lua_State *L)
         {"unmarshal_item", ddb_av_lua_unmarshal_item},
         {"av_equal", ddb_av_lua_equal},
         {"item_size", ddb_av_lua_item_size},
+        {"item_av", ddb_av_lua_item_av},
         {"plan_diff", ddb_av_lua_plan_diff},
         {"number_canonical", ddb_av_lua_number_canonical},
         {"signer_new", ddb_signer_lua_new},
@@ -225,6 +226,7 @@ DDB_EXPORT int luaopen_ddb_core(lua_State *L)
         {NULL, NULL}
     };
     ddb_av_register(L);
+    ddb_av_doc_register(L);
     ddb_signer_register(L);
     ddb_retry_register(L);
     ddb_curlt_register(L);

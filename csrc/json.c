@@ -337,7 +337,11 @@ static void push_object(lua_State *L, const push_job *job, const ddb_jnode *j, i
         }
         if (depth == 0 && o->fn != NULL && c->keylen == strlen(o->key) &&
             memcmp(c->key, o->key, c->keylen) == 0) {
-            if (o->also == NULL) {
+            if (o->skip) {
+                lua_pop(L, 1);        /* the member itself left out: fn's value only */
+                push_also(L, job, c);
+                continue;
+            } else if (o->also == NULL) {
                 o->fn(L, c);
             } else {
                 push_json(L, job, c, depth + 1);
@@ -400,14 +404,37 @@ static int push_json_protected(lua_State *L)
 
 int ddb_json_decode(lua_State *L, const char *s, size_t n)
 {
-    json_decode_opts o = { NULL, NULL, 0, 0, NULL, NULL };
+    json_decode_opts o = { NULL, NULL, 0, 0, NULL, NULL, 0 };
     return ddb_json_decode_opts(L, s, n, &o);
+}
+
+void ddb_json_push_node(lua_State *L, const ddb_jnode *j)
+{
+    static const json_decode_opts plain_opts = { NULL, NULL, 0, 0, NULL, NULL, 0 };
+    push_job job;
+    job.doc = NULL;
+    job.o = &plain_opts;
+    push_json(L, &job, j, 1);
+}
+
+int ddb_json_push_doc(lua_State *L, const ddb_jdoc *doc, const json_decode_opts *o)
+{
+    push_job job;
+    job.doc = doc;
+    job.o = o;
+    lua_pushcfunction(L, push_json_protected);
+    lua_pushlightuserdata(L, &job);
+    if (lua_pcall(L, 1, 1, 0) != 0) {
+        lua_pushnil(L);
+        lua_insert(L, -2);
+        return 0;
+    }
+    return 1;
 }
 
 int ddb_json_decode_opts(lua_State *L, const char *s, size_t n, const json_decode_opts *o)
 {
     ddb_jdoc doc;
-    push_job job;
     int rc = ddb_jdoc_read(&doc, s, n, o->max_depth);
     if (rc != 0) {
         char msg[256];
@@ -419,17 +446,8 @@ int ddb_json_decode_opts(lua_State *L, const char *s, size_t n, const json_decod
         lua_pushstring(L, msg);
         return 0;
     }
-    /* push in a protected call: a memory error or a refused value must not leak the nodes */
-    job.doc = &doc;
-    job.o = o;
-    lua_pushcfunction(L, push_json_protected);
-    lua_pushlightuserdata(L, &job);
-    rc = lua_pcall(L, 1, 1, 0);
+    /* pushed in a protected call: a memory error or a refused value must not leak the nodes */
+    rc = ddb_json_push_doc(L, &doc, o);
     ddb_jdoc_free(&doc);
-    if (rc != 0) {
-        lua_pushnil(L);
-        lua_insert(L, -2);
-        return 0;
-    }
-    return 1;
+    return rc;
 }

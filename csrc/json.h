@@ -40,9 +40,14 @@ typedef struct json_decode_opts {
     /* when set, pushes each number (text s[0..n) at byte offset at) or raises; else a Lua
        integer or float */
     void (*number)(lua_State *L, const char *s, size_t n, uint32_t at);
+    int skip;            /* with also: key itself is left out, only fn's value is stored */
 } json_decode_opts;
 
 int ddb_json_decode_opts(lua_State *L, const char *s, size_t n, const json_decode_opts *o);
+/* The push half of ddb_json_decode_opts, for nodes already read (and kept) by the caller. */
+int ddb_json_push_doc(lua_State *L, const ddb_jdoc *doc, const json_decode_opts *o);
+/* Pushes the value of one node as ddb_json_decode would (null members left out); raises. */
+void ddb_json_push_node(lua_State *L, const ddb_jnode *j);
 
 /* 1 when the value at idx has the metatable registered under name. */
 int ddb_json_has_mt(lua_State *L, int idx, const char *name);

@@ -138,6 +138,15 @@ static void push_plain(lua_State *L, const ddb_jnode *node)
     ddb_av_push_plain_item(L, node, 1);
 }
 
+/* (doc, result, name): result[name] = the doc, or its AttributeValues when the member is not
+ * a plain item. */
+static int push_doc_member(lua_State *L)
+{
+    if (ddb_av_doc_push_member(L, 1))
+        lua_setfield(L, 2, lua_tostring(L, 3));
+    return 0;
+}
+
 /* An answer without DynamoDB's request id and without DynamoDB's JSON came from something
  * else: a web server, a proxy's error page, the wrong port. Retrying does not help, except
  * where a gateway's 5xx may pass (and may have forwarded the request). Nothing acted on a
@@ -184,15 +193,33 @@ int ddb_proto_parse(lua_State *L, const proto_answer *a, const char *plain)
 
     if (status >= 200 && status < 300) {
         /* Every DynamoDB answer is an object; an array would pass for an empty result. */
-        json_decode_opts o = { NULL, NULL, 0, 0, NULL, NULL };
+        json_decode_opts o = { NULL, NULL, 0, 0, NULL, NULL, 0 };
+        int ok, doc = 0;
         if (plain != NULL) {
-            /* "+Item": Item as AttributeValues and, as plain values, under "plain" */
-            o.key = plain[0] == '+' ? plain + 1 : plain;
+            /* "+Item": Item as AttributeValues and, as plain values, under "plain";
+             * "*Item": the same, with Item kept as the answer's nodes (an item doc) */
+            o.key = plain[0] == '+' || plain[0] == '*' ? plain + 1 : plain;
             o.fn = push_plain;
-            o.also = plain[0] == '+' ? "plain" : NULL;
+            o.also = plain[0] == '+' || plain[0] == '*' ? "plain" : NULL;
         }
-        if (!ddb_json_decode_opts(L, body, n, &o) ||
-            lua_type(L, -1) != LUA_TTABLE || is_list(L, -1)) {
+        if (plain != NULL && plain[0] == '*') {
+            ok = ddb_av_doc_read(L, body, n, o.key, 0) == 0;
+            if (ok) {
+                doc = lua_gettop(L);
+                o.skip = 1;
+                ok = ddb_json_push_doc(L, ddb_av_doc_nodes(ddb_av_doc_test(L, doc)), &o);
+                if (ok && lua_type(L, -1) == LUA_TTABLE) {
+                    lua_pushcfunction(L, push_doc_member);
+                    lua_pushvalue(L, doc);
+                    lua_pushvalue(L, -3);
+                    lua_pushstring(L, o.key);
+                    ok = lua_pcall(L, 3, 0, 0) == 0;
+                }
+            }
+        } else {
+            ok = ddb_json_decode_opts(L, body, n, &o);
+        }
+        if (!ok || lua_type(L, -1) != LUA_TTABLE || is_list(L, -1)) {
             lua_settop(L, base);
             if (a->request_id == NULL)
                 push_not_dynamodb(L, status, "a body that is not a JSON object");
@@ -202,6 +229,8 @@ int ddb_proto_parse(lua_State *L, const proto_answer *a, const char *plain)
                                      PROTO_APPLIED_MAYBE, "transient");
             return fail(L, a);
         }
+        if (doc)
+            lua_remove(L, doc);
         return 1;
     }
 

@@ -185,9 +185,87 @@ size_t ddb_av_size(lua_State *L, int idx, int depth)
     return total;
 }
 
+/* ddb_av_size of the AttributeValue the node n holds, or (size_t)-1 when n is not the plain
+ * JSON of one (more or fewer members than one, a null, a number not given as text): then
+ * only its tables can say. */
+size_t ddb_av_node_size(const ddb_jnode *n, int depth)
+{
+    const ddb_jnode *v = n + 1, *c;
+    size_t total = 0, sub;
+    uint32_t i;
+    av_dec x;
+    if (depth > AV_MAX_DEPTH + 2 || n->type != DDB_J_OBJECT || n->len != 1)
+        return (size_t)-1;
+    if (v->keylen == 1 && (v->key[0] == 'S' || v->key[0] == 'B' || v->key[0] == 'N')) {
+        if (v->type != DDB_J_STRING)
+            return (size_t)-1;
+        if (v->key[0] == 'S')
+            return v->len;
+        if (v->key[0] == 'B')
+            return v->len / 4 * 3;
+        return ddb_av_dec_parse(v->s, v->len, &x) != 0 ? 21 : (size_t)(x.nd + 1) / 2 + 1;
+    }
+    if ((v->keylen == 4 && memcmp(v->key, "BOOL", 4) == 0) ||
+        (v->keylen == 4 && memcmp(v->key, "NULL", 4) == 0))
+        return v->type == DDB_J_NULL ? (size_t)-1 : 1;
+    if (v->keylen == 1 && v->key[0] == 'M' && v->type == DDB_J_OBJECT) {
+        total = 3;
+        for (i = 0, c = v + 1; i < v->len; i++, c += c->skip) {
+            if ((sub = ddb_av_node_size(c, depth + 1)) == (size_t)-1)
+                return sub;
+            total += c->keylen + 1 + sub;
+        }
+        return total;
+    }
+    if (v->type != DDB_J_ARRAY || v->keylen < 1 || v->keylen > 2)
+        return (size_t)-1;
+    if (v->keylen == 1 && v->key[0] == 'L') {
+        total = 3;
+        for (i = 0, c = v + 1; i < v->len; i++, c += c->skip) {
+            if ((sub = ddb_av_node_size(c, depth + 1)) == (size_t)-1)
+                return sub;
+            total += 1 + sub;
+        }
+        return total;
+    }
+    if (v->keylen != 2 || v->key[1] != 'S' ||
+        (v->key[0] != 'S' && v->key[0] != 'N' && v->key[0] != 'B'))
+        return (size_t)-1;
+    for (i = 0, c = v + 1; i < v->len; i++, c += c->skip) {
+        if (c->type != DDB_J_STRING)
+            return (size_t)-1;
+        if (v->key[0] == 'N')
+            total += ddb_av_dec_parse(c->s, c->len, &x) != 0 ? 21 : (size_t)(x.nd + 1) / 2 + 1;
+        else
+            total += v->key[0] == 'B' ? c->len / 4 * 3 : c->len;
+    }
+    return total;
+}
+
+/* ddb_av_node_size, or the size of its tables where the node alone cannot say. */
+size_t ddb_av_node_size_any(lua_State *L, const ddb_jnode *n, int depth)
+{
+    size_t size = ddb_av_node_size(n, depth);
+    if (size == (size_t)-1) {
+        ddb_json_push_node(L, n);
+        size = ddb_av_size(L, lua_gettop(L), depth);
+        lua_pop(L, 1);
+    }
+    return size;
+}
+
 int ddb_av_lua_item_size(lua_State *L)
 {
-    size_t total = 0, n;
+    size_t total = 0, n, i;
+    const av_doc *doc = ddb_av_doc_test(L, 1);
+    if (doc != NULL) {
+        for (i = 0; i < ddb_av_doc_count(doc); i++) {
+            const ddb_jnode *c = ddb_av_doc_attr(doc, i);
+            total += c->keylen + ddb_av_node_size_any(L, c, 1);
+        }
+        lua_pushnumber(L, (lua_Number)total);
+        return 1;
+    }
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
     lua_pushnil(L);

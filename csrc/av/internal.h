@@ -34,9 +34,14 @@ void ddb_marshal_value(lua_State *L, int idx, av_path *p, int depth);
 
 /* unmarshal.c */
 
+/* doc.c: orders member nodes (const ddb_jnode *) by name, then by place */
+int ddb_av_member_cmp(const void *a, const void *b);
+
 /* compare.c */
 int ddb_av_equal(lua_State *L, int a, int b, int depth);
 size_t ddb_av_size(lua_State *L, int idx, int depth);
+size_t ddb_av_node_size(const ddb_jnode *n, int depth);
+size_t ddb_av_node_size_any(lua_State *L, const ddb_jnode *n, int depth);
 
 DDB_HIDDEN_END
 

@@ -276,6 +276,171 @@ static int same_value(lua_State *L, int v, int av, int depth)
     return same;
 }
 
+/* The AttributeValue node n's one member (its type is the member's name), or NULL when n is
+ * not an object of exactly one member that is not null. */
+static const ddb_jnode *node_open(const ddb_jnode *n)
+{
+    return n->type == DDB_J_OBJECT && n->len == 1 && n[1].type != DDB_J_NULL ? n + 1 : NULL;
+}
+
+static int node_is(const ddb_jnode *m, const char *type)
+{
+    size_t n = strlen(type);
+    return m->keylen == n && memcmp(m->key, type, n) == 0;
+}
+
+static int text_is(lua_State *L, int v, const ddb_jnode *str)
+{
+    size_t n;
+    const char *s = lua_tolstring(L, v, &n);
+    return str->type == DDB_J_STRING && str->len == n && memcmp(str->s, s, n) == 0;
+}
+
+#define SMALL_MAP 8
+
+/* A map node's members, for lookups (sorted by name when there are more than SMALL_MAP of
+ * them; small, of room for SMALL_MAP, is used when it is enough); 0 when a member is null or
+ * a name comes twice: its tables would hold fewer members than the node, not provable here. */
+static int node_members(lua_State *L, const ddb_jnode *map, const ddb_jnode **small,
+                        const ddb_jnode ***out)
+{
+    const ddb_jnode *c = map + 1, **m = small;
+    uint32_t i, j;
+    if (map->len > SMALL_MAP)
+        m = lua_newuserdata(L, map->len * sizeof *m);
+    for (i = 0; i < map->len; i++, c += c->skip) {
+        if (c->type == DDB_J_NULL)
+            return 0;
+        m[i] = c;
+    }
+    if (map->len > SMALL_MAP) {
+        qsort(m, map->len, sizeof *m, ddb_av_member_cmp);
+        for (i = 1; i < map->len; i++)
+            if (m[i]->keylen == m[i - 1]->keylen &&
+                memcmp(m[i]->key, m[i - 1]->key, m[i]->keylen) == 0)
+                return 0;
+    } else {
+        for (i = 0; i < map->len; i++)
+            for (j = i + 1; j < map->len; j++)
+                if (m[i]->keylen == m[j]->keylen && memcmp(m[i]->key, m[j]->key,
+                                                           m[i]->keylen) == 0)
+                    return 0;
+    }
+    *out = m;
+    return 1;
+}
+
+static const ddb_jnode *member_find(const ddb_jnode **m, size_t count, const char *k, size_t n)
+{
+    size_t lo = 0, hi = count, i;
+    if (count <= SMALL_MAP) {
+        for (i = 0; i < count; i++)
+            if (m[i]->keylen == n && memcmp(m[i]->key, k, n) == 0)
+                return m[i];
+        return NULL;
+    }
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int r = memcmp(m[mid]->key, k, m[mid]->keylen < n ? m[mid]->keylen : n);
+        if (r == 0)
+            r = m[mid]->keylen < n ? -1 : (m[mid]->keylen > n);
+        if (r == 0)
+            return m[mid];
+        if (r < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+/* same_value against the node of an item doc (av/doc.c) instead of AttributeValue tables:
+ * 1 only when the tables made from the node would make same_value say 1. */
+static int same_node(lua_State *L, int v, const ddb_jnode *av, int depth)
+{
+    const ddb_jnode *m = node_open(av), *val, *c;
+    int t = lua_type(L, v), same = 0, mt, top = lua_gettop(L);
+    if (m == NULL)
+        return 0;
+    val = m;
+    if (t == LUA_TSTRING)
+        return node_is(m, "S") && text_is(L, v, val);
+    if (t == LUA_TBOOLEAN)
+        return node_is(m, "BOOL") && (val->type == DDB_J_TRUE || val->type == DDB_J_FALSE) &&
+               lua_toboolean(L, v) == (val->type == DDB_J_TRUE);
+    if (t == LUA_TNUMBER) {
+        char text[AV_DIGIT_BUF];
+        /* same_number reads a NUL-terminated text (strtod) */
+        if (!node_is(m, "N") || val->type != DDB_J_STRING || val->len >= sizeof text)
+            return 0;
+        memcpy(text, val->s, val->len);
+        text[val->len] = '\0';
+        return same_number(L, v, text, val->len);
+    }
+    if (t != LUA_TTABLE || depth >= AV_MAX_DEPTH)
+        return 0;
+    luaL_checkstack(L, 8, "AttributeValue nesting");
+    mt = lua_getmetatable(L, v);
+    if (mt)
+        lua_pop(L, 1);
+    if (mt && ddb_json_has_mt(L, v, AV_NULL_MT)) {
+        same = node_is(m, "NULL");
+    } else if (mt && ddb_json_has_mt(L, v, AV_SS_MT)) {
+        size_t n = lua_rawlen(L, v), i;
+        uint32_t j;
+        same = node_is(m, "SS") && val->type == DDB_J_ARRAY && val->len == n && n > 0 &&
+               n <= SAME_SET_MAX;
+        for (j = 0, c = val + 1; same && j < val->len; j++, c += c->skip)
+            same = c->type == DDB_J_STRING;
+        for (i = 1; same && i <= n; i++) {      /* each of v's among the node's */
+            int found = 0;
+            lua_rawgeti(L, v, (int)i);
+            if (lua_type(L, -1) == LUA_TSTRING)
+                for (j = 0, c = val + 1; !found && j < val->len; j++, c += c->skip)
+                    found = text_is(L, -1, c);
+            lua_pop(L, 1);
+            same = found;
+        }
+        for (j = 0, c = val + 1; same && j < val->len; j++, c += c->skip) {
+            int found = 0;                      /* and each of the node's among v's */
+            for (i = 1; !found && i <= n; i++) {
+                lua_rawgeti(L, v, (int)i);
+                found = text_is(L, -1, c);
+                lua_pop(L, 1);
+            }
+            same = found;
+        }
+    } else if (!mt || ddb_json_has_mt(L, v, JSON_LIST_MT) || ddb_json_has_mt(L, v, JSON_MAP_MT)) {
+        char err[128];
+        size_t len = 0, n = 0, i;
+        int kind = !mt && node_is(m, "M") ? 0 : ddb_json_table_kind(L, v, &len, err, sizeof err);
+        if (kind == 1 && node_is(m, "L") && val->type == DDB_J_ARRAY && val->len == len) {
+            same = 1;
+            for (i = 1, c = val + 1; same && i <= len; i++, c += c->skip) {
+                lua_rawgeti(L, v, (int)i);
+                same = same_node(L, lua_gettop(L), c, depth + 1);
+                lua_pop(L, 1);
+            }
+        } else if (kind == 0 && node_is(m, "M") && val->type == DDB_J_OBJECT) {
+            const ddb_jnode *small[SMALL_MAP], **members = NULL;
+            same = node_members(L, val, small, &members);
+            lua_pushnil(L);
+            while (same && lua_next(L, v) != 0) {
+                size_t klen = 0;
+                const char *ks = lua_type(L, -2) == LUA_TSTRING ?
+                                 lua_tolstring(L, -2, &klen) : NULL;
+                n++;
+                c = ks != NULL ? member_find(members, val->len, ks, klen) : NULL;
+                same = c != NULL && same_node(L, lua_gettop(L), c, depth + 1);
+                lua_pop(L, 1);
+            }
+            same = same && n == val->len;
+        }
+    }
+    lua_settop(L, top);
+    return same;
+}
+
 /* core.plan_diff(old, item, skip, override, keep_old) -> sets, avs, removes, size
  * What a write has to send to turn the stored item old (AttributeValues, or nil when none
  * is stored) into item (plain values, as the caller's function returned them).
@@ -291,12 +456,14 @@ static int same_value(lua_State *L, int v, int av, int depth)
 int ddb_av_lua_plan_diff(lua_State *L)
 {
     int old, skip, over, keep, avs;
-    size_t nnew = 0, nold = 0, nsets = 0, nremoves = 0, total = 0;
+    size_t nnew = 0, nold = 0, nsets = 0, nremoves = 0, total = 0, i;
+    const av_doc *doc;
     name_ref small[64], *sets, *removes;
     av_path p;
 
     lua_settop(L, 5);
     old = lua_istable(L, 1) ? 1 : 0;
+    doc = ddb_av_doc_test(L, 1);      /* the stored item as an answer's nodes (av/doc.c) */
     luaL_checktype(L, 2, LUA_TTABLE);
     skip = lua_istable(L, 3) ? 3 : 0;
     over = lua_istable(L, 4) ? 4 : 0;
@@ -314,6 +481,8 @@ int ddb_av_lua_plan_diff(lua_State *L)
             nold++;
             lua_pop(L, 1);
         }
+    } else if (doc != NULL) {
+        nold = ddb_av_doc_count(doc);
     }
     /* scratch on the stack for a usual item, else in userdata (collected should anything
      * below raise) */
@@ -338,11 +507,26 @@ int ddb_av_lua_plan_diff(lua_State *L)
             ddb_av_fail(L, &p, "attribute name is empty");
         ddb_check_text(L, &p, ks, klen);
         skipped = in_set(L, skip, k);
-        lua_pushvalue(L, k);
-        if (old)
-            lua_rawget(L, old);
-        else
-            lua_pushnil(L);
+        if (doc != NULL) {
+            const ddb_jnode *on = ddb_av_doc_find(doc, ks, klen);
+            if (keep && on != NULL && same_node(L, v, on, 1)) {
+                if (!in_set(L, over, k))
+                    total += klen + ddb_av_node_size_any(L, on, 1);
+                ddb_path_pop(&p, depth_mark);
+                lua_settop(L, k);
+                continue;
+            }
+            if (on != NULL)
+                ddb_json_push_node(L, on);      /* changed, or not provably the same */
+            else
+                lua_pushnil(L);
+        } else {
+            lua_pushvalue(L, k);
+            if (old)
+                lua_rawget(L, old);
+            else
+                lua_pushnil(L);
+        }
         o = lua_gettop(L);
         if (keep && !lua_isnil(L, o) && same_value(L, v, o, 1)) {
             /* unchanged: the stored value's size, no AttributeValue made */
@@ -388,6 +572,24 @@ int ddb_av_lua_plan_diff(lua_State *L)
             }
             lua_pop(L, 1);
         }
+    }
+    for (i = 0; doc != NULL && i < ddb_av_doc_count(doc); i++) {
+        const ddb_jnode *c = ddb_av_doc_attr(doc, i);
+        int k, absent;
+        lua_pushlstring(L, c->key, c->keylen);
+        k = lua_gettop(L);
+        lua_pushvalue(L, k);
+        lua_rawget(L, 2);
+        absent = lua_isnil(L, -1);
+        lua_pop(L, 1);
+        if (absent && !in_set(L, skip, k)) {
+            removes[nremoves].s = c->key;       /* the doc, at 1, keeps the name alive */
+            removes[nremoves].n = c->keylen;
+            nremoves++;
+        } else if (absent && keep && !in_set(L, over, k)) {
+            total += c->keylen + ddb_av_node_size_any(L, c, 1);
+        }
+        lua_pop(L, 1);
     }
     if (over) {
         lua_pushnil(L);

@@ -453,6 +453,11 @@ int ddb_av_lua_unmarshal(lua_State *L)
 int ddb_av_lua_unmarshal_item(lua_State *L)
 {
     av_node n = { 1, NULL };
+    const av_doc *doc = ddb_av_doc_test(L, 1);
+    if (doc != NULL && ddb_av_doc_item(doc) != NULL) {
+        ddb_av_push_plain_item(L, ddb_av_doc_item(doc), 1);
+        return 1;
+    }
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
     push_map(L, &n, 1);

@@ -227,7 +227,7 @@ function One.success(ctx, c, view, res)
     item = res.Attributes                 -- ALL_NEW, already plain values
     item[cfg.token_attr] = nil
   else
-    item = plain_of(cfg, a.whole)         -- what the write stored
+    item = plain_of(cfg, plan.whole(a))   -- what the write stored
   end
   return item or NO_ITEM, nil, info
 end

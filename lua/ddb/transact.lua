@@ -343,7 +343,7 @@ local function plan_commit(ctx, states, results, puts, token)
     else
       a = plan.check(r, s)
     end
-    bytes = bytes + item_size(a.whole or (s.exists and s.item) or r.kav)
+    bytes = bytes + item_size(plan.whole(a) or (s.exists and s.item) or r.kav)
     actions[i] = a
   end
   for _, p in ipairs(puts) do
@@ -357,7 +357,7 @@ local function plan_commit(ctx, states, results, puts, token)
       err.message = p.label .. ": " .. tostring(err.message)
       return nil, err
     end
-    local size = item_size(a.whole)
+    local size = item_size(plan.whole(a))
     if size > plan.MAX_ITEM_BYTES then
       return nil, new_error("ItemTooLarge", ("%s would be %d bytes; DynamoDB's limit is %d")
         :format(p.label, size, plan.MAX_ITEM_BYTES))
@@ -432,7 +432,7 @@ function Many.success(ctx, c, view)
     if view then s = view[k]
     elseif a.kind == "delete" then s = state.ABSENT
     elseif a.kind == "check" then s = a.read
-    else s = { exists = true, item = a.whole } end
+    else s = { exists = true, item = plan.whole(a) } end
     now[k] = s
     if k <= n then
       info.actions[a.target.name] = a.kind == "check" and "none" or a.kind

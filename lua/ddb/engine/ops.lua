@@ -67,14 +67,17 @@ function _M.read(ctx, targets)
     local t = targets[1]
     info.requests = info.requests + 1
     -- the item as AttributeValues (the engine's) and as plain values from the same bytes:
-    -- the caller's first copy, without converting the tables again (state.plain)
+    -- the caller's first copy, without converting the item twice (state.plain)
     local res, err = ctx.client:call("GetItem", { TableName = t.table, Key = t.kav,
       ConsistentRead = true, ReturnConsumedCapacity = "TOTAL" },
-      { deadline = ctx.deadline, plain = "+Item" })
+      { deadline = ctx.deadline, plain = "*Item" })
     if not res then return nil, err end
     _M.add_capacity(info, res)
+    -- an item doc (the answer's nodes: AttributeValues made only where asked), or tables
     local item = res.Item
-    if type(item) ~= "table" or next(item) == nil then return { false } end
+    if type(item) ~= "userdata" and (type(item) ~= "table" or next(item) == nil) then
+      return { false }
+    end
     if res.plain then state.offer_plain(item, res.plain) end
     return { item }
   end

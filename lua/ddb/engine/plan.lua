@@ -12,7 +12,7 @@ local type, pairs, ipairs, pcall, tostring, setmetatable, getmetatable, next =
   type, pairs, ipairs, pcall, tostring, setmetatable, getmetatable, next
 local concat, sort = table.concat, table.sort
 local plan_diff, history_push, av_equal = core.plan_diff, core.history_push, core.av_equal
-local version_add, item_size = core.version_add, core.item_size
+local version_add, item_size, item_av = core.version_add, core.item_size, core.item_av
 local new_error = ddb.new_error
 
 local _M = {}
@@ -206,7 +206,8 @@ function _M.write(t, s, result, token)
   for _, n in ipairs(names) do
     if result[n] == nil then override[n] = kav[n] end
   end
-  local current = s.exists and s.item or nil
+  -- the item doc when the read kept one (state.of): compared in C, not made into tables
+  local current = s.exists and (s.doc or s.item) or nil
   -- what changed (an update marshals only that) and the size as stored
   local ok, sets, nav, removes, size = pcall(plan_diff, current, result,
     managed_names(cfg, names), override, cfg.mode == "update")
@@ -244,12 +245,8 @@ function _M.write(t, s, result, token)
       ConditionExpression = rules.condition(b, cfg, names, s) }, b, cfg.returns or "stored")
     if not over_limits(req) then
       a.op, a.req = "UpdateItem", req
-      local whole = {}
-      for n, v in pairs(current or {}) do whole[n] = v end
-      for _, n in ipairs(removes) do whole[n] = nil end
-      for n, v in pairs(nav) do whole[n] = v end
-      whole[cfg.version], whole[cfg.token_attr] = version_av, tokens_av
-      a.whole = whole
+      -- the item as stored after it, made when asked (_M.whole): most calls never ask
+      a.after = { current = current, removes = removes, nav = nav, tokens_av = tokens_av }
       return a
     end
     -- an update DynamoDB cannot take in one expression: the whole item, as in put mode
@@ -271,6 +268,20 @@ function _M.write(t, s, result, token)
   local why = over_limits(a.req)
   if why then return nil, invalid("the write cannot be sent: " .. why) end
   return a
+end
+
+--- The item an action stores (an AttributeValue map), false when it stores none.
+function _M.whole(a)
+  if a.whole == nil and a.after then
+    local f, cfg = a.after, a.target.cfg
+    local whole = {}
+    for n, v in pairs(item_av(f.current or {})) do whole[n] = v end
+    for _, n in ipairs(f.removes) do whole[n] = nil end
+    for n, v in pairs(f.nav) do whole[n] = v end
+    whole[cfg.version], whole[cfg.token_attr] = a.version_av, f.tokens_av
+    a.whole, a.after = whole, nil
+  end
+  return a.whole
 end
 
 --- A put of an item the function did not read, with overwrite: the attributes given set

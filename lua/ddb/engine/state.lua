@@ -8,17 +8,28 @@
 local core = require "ddb.core"
 local ddb = require "ddb"
 
-local type, tostring, next = type, tostring, next
+local type, tostring, next, rawget, rawset = type, tostring, next, rawget, rawset
+local setmetatable = setmetatable
 local version_parse, history_tokens = core.version_parse, core.history_tokens
-local unmarshal_item, av_equal = core.unmarshal_item, core.av_equal
+local unmarshal_item, av_equal, item_av = core.unmarshal_item, core.av_equal, core.item_av
 
 local _M = {}
 
 local ABSENT = { exists = false }
 _M.ABSENT = ABSENT
 
---- The state of item (an AttributeValue map, or false/nil for no item) for a table's
--- settings cfg: { exists, item, version, hav, tokens, anchor } | nil, err. With a TTL
+-- A state read from an item doc (ops.read) keeps it as doc and makes item, its AttributeValue
+-- map, only when something asks for it; the engine's own steps use the doc.
+local LAZY_ITEM = { __index = function(s, k)
+  if k ~= "item" then return nil end
+  local item = item_av(rawget(s, "doc"))
+  rawset(s, "item", item)
+  return item
+end }
+
+--- The state of item (an AttributeValue map or an item doc, or false/nil for no item) for a
+-- table's settings cfg: { exists, item (or doc), version, hav, tokens, anchor } | nil, err.
+-- With a TTL
 -- attribute (cfg.ttl) and the time now_s (epoch seconds), an item whose TTL has passed is
 -- absent, as it will be once DynamoDB gets round to deleting it: { exists = false, expired =
 -- the item's own state }.
@@ -48,8 +59,14 @@ function _M.of(cfg, item, now_s)
   end
   local hav = item[cfg.token_attr]
   local tokens = hav ~= nil and type(hav) == "table" and history_tokens(hav.S) or nil
-  return { exists = true, item = item, version = version, hav = hav, tokens = tokens,
+  local s = { exists = true, version = version, hav = hav, tokens = tokens,
     anchor = tokens and tokens[1] }
+  if type(item) == "userdata" then
+    s.doc = item
+    return setmetatable(s, LAZY_ITEM)
+  end
+  s.item = item
+  return s
 end
 
 --- Whether two states are the same state of the item: a condition made from one holds on the
@@ -73,11 +90,11 @@ function _M.has(state, token)
   return false
 end
 
---- The item as stored (an AttributeValue map), expired or not; false for none.
+--- The item as stored (an AttributeValue map or its doc), expired or not; false for none.
 function _M.raw(state)
-  if state.exists then return state.item end
-  if state.expired then return state.expired.item end
-  return false
+  local s = state.exists and state or state.expired
+  if not s then return false end
+  return rawget(s, "doc") or s.item
 end
 
 -- Plain copies of items read, made from the answer's bytes with the AttributeValues (ops.read):
@@ -94,11 +111,12 @@ end
 -- copy on every call.
 function _M.plain(cfg, state)
   if not state.exists then return nil end
-  local plain = offered[state.item]
+  local item = rawget(state, "doc") or state.item
+  local plain = offered[item]
   if plain then
-    offered[state.item] = nil
+    offered[item] = nil
   else
-    plain = unmarshal_item(state.item)
+    plain = unmarshal_item(item)
   end
   plain[cfg.token_attr] = nil
   return plain

@@ -1,0 +1,218 @@
+/* An item kept as the answer's parsed nodes (a GetItem's Item) rather than as AttributeValue
+ * tables: the engine reads a few attributes and compares the function's result against the
+ * rest, so most of a big item is never turned into Lua tables. One userdata holds the nodes,
+ * the bytes they point into and a sorted index of the item's attributes: Lua's collector sees
+ * all of it, and there is nothing to free. */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* The block after the header: nodes[count], the answer's bytes, the unescaped strings, then
+ * the item's attribute nodes sorted by name. */
+typedef struct av_doc {
+    ddb_jdoc view;          /* nodes and count only: what json.c walks */
+    const ddb_jnode *item;  /* the member named at read, or NULL */
+    const ddb_jnode **index;
+    size_t nattrs;
+    int regular;            /* a non-empty object, no null and no name given twice */
+} av_doc;
+
+/* Keys a sort of member nodes: by name, then by place (ties would be a name given twice). */
+int ddb_av_member_cmp(const void *a, const void *b)
+{
+    const ddb_jnode *x = *(const ddb_jnode *const *)a, *y = *(const ddb_jnode *const *)b;
+    int c = memcmp(x->key, y->key, x->keylen < y->keylen ? x->keylen : y->keylen);
+    if (c != 0)
+        return c;
+    if (x->keylen != y->keylen)
+        return x->keylen < y->keylen ? -1 : 1;
+    return x < y ? -1 : (x > y);
+}
+
+static const char *rebase(const char *p, const char *from, size_t n, const char *to)
+{
+    return p != NULL && p >= from && p < from + n ? to + (p - from) : p;
+}
+
+/* The last member of the object named name, or NULL. */
+static const ddb_jnode *last_member(const ddb_jnode *obj, const char *name)
+{
+    const ddb_jnode *c = obj + 1, *found = NULL;
+    size_t nl = strlen(name);
+    uint32_t i;
+    for (i = 0; i < obj->len; i++, c += c->skip)
+        if (c->keylen == nl && memcmp(c->key, name, nl) == 0)
+            found = c;
+    return found;
+}
+
+static int new_block(lua_State *L)
+{
+    lua_newuserdata(L, *(const size_t *)lua_touserdata(L, 1));
+    return 1;
+}
+
+int ddb_av_doc_read(lua_State *L, const char *s, size_t n, const char *member, int max_depth)
+{
+    ddb_jdoc d;
+    av_doc *doc;
+    ddb_jnode *nodes;
+    char *bytes, *text;
+    const ddb_jnode *item = NULL;
+    size_t i, nattrs = 0, block;
+    int rc = ddb_jdoc_read(&d, s, n, max_depth);
+    if (rc != 0) {
+        ddb_jdoc_free(&d);
+        if (rc == -2)
+            return luaL_error(L, "out of memory");
+        return -1;
+    }
+    if (d.nodes[0].type == DDB_J_OBJECT)
+        item = last_member(&d.nodes[0], member);
+    if (item != NULL && item->type == DDB_J_OBJECT)
+        nattrs = item->len;
+    block = sizeof *doc + d.count * sizeof *nodes + nattrs * sizeof *doc->index + n +
+            d.text_used;
+    /* the userdata in a protected call: a memory error must not leak d's nodes */
+    lua_pushcfunction(L, new_block);
+    lua_pushlightuserdata(L, &block);
+    if (lua_pcall(L, 1, 1, 0) != 0) {
+        ddb_jdoc_free(&d);
+        return lua_error(L);
+    }
+    doc = lua_touserdata(L, -1);
+    memset(doc, 0, sizeof *doc);
+    nodes = (ddb_jnode *)(doc + 1);
+    doc->index = (const ddb_jnode **)(nodes + d.count);
+    bytes = (char *)(doc->index + nattrs);
+    text = bytes + n;
+    memcpy(nodes, d.nodes, d.count * sizeof *nodes);
+    memcpy(bytes, s, n);
+    if (d.text_used > 0)
+        memcpy(text, d.text, d.text_used);
+    for (i = 0; i < d.count; i++) {
+        nodes[i].s = rebase(rebase(nodes[i].s, s, n, bytes), d.text, d.text_used, text);
+        nodes[i].key = rebase(rebase(nodes[i].key, s, n, bytes), d.text, d.text_used, text);
+    }
+    doc->view.nodes = nodes;
+    doc->view.count = d.count;
+    if (item != NULL) {
+        const ddb_jnode *c;
+        doc->item = nodes + (item - d.nodes);
+        c = doc->item + 1;
+        doc->regular = nattrs > 0;
+        for (i = 0; i < nattrs; i++, c += c->skip) {
+            doc->index[i] = c;
+            if (c->type == DDB_J_NULL)
+                doc->regular = 0;
+        }
+        doc->nattrs = nattrs;
+        qsort(doc->index, nattrs, sizeof *doc->index, ddb_av_member_cmp);
+        for (i = 1; i < nattrs; i++)
+            if (doc->index[i]->keylen == doc->index[i - 1]->keylen &&
+                memcmp(doc->index[i]->key, doc->index[i - 1]->key, doc->index[i]->keylen) == 0)
+                doc->regular = 0;
+    }
+    ddb_jdoc_free(&d);
+    luaL_getmetatable(L, AV_DOC_MT);
+    lua_setmetatable(L, -2);
+    return 0;
+}
+
+av_doc *ddb_av_doc_test(lua_State *L, int idx)
+{
+    av_doc *doc = lua_touserdata(L, idx);
+    return doc != NULL && ddb_json_has_mt(L, idx, AV_DOC_MT) ? doc : NULL;
+}
+
+const ddb_jdoc *ddb_av_doc_nodes(const av_doc *doc)
+{
+    return &doc->view;
+}
+
+int ddb_av_doc_push_member(lua_State *L, int idx)
+{
+    const av_doc *doc = ddb_av_doc_test(L, idx);
+    if (doc == NULL || doc->item == NULL)
+        return 0;
+    if (doc->regular)
+        lua_pushvalue(L, idx);
+    else
+        ddb_json_push_node(L, doc->item);
+    return 1;
+}
+
+const ddb_jnode *ddb_av_doc_item(const av_doc *doc)
+{
+    return doc->item;
+}
+
+size_t ddb_av_doc_count(const av_doc *doc)
+{
+    return doc->nattrs;
+}
+
+const ddb_jnode *ddb_av_doc_attr(const av_doc *doc, size_t i)
+{
+    return doc->index[i];
+}
+
+const ddb_jnode *ddb_av_doc_find(const av_doc *doc, const char *k, size_t n)
+{
+    size_t lo = 0, hi = doc->nattrs;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const ddb_jnode *c = doc->index[mid];
+        int r = memcmp(c->key, k, c->keylen < n ? c->keylen : n);
+        if (r == 0)
+            r = c->keylen < n ? -1 : (c->keylen > n);
+        if (r == 0)
+            return c;
+        if (r < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+/* doc[name]: the attribute's AttributeValue, made now (nil when there is none). */
+static int doc_index(lua_State *L)
+{
+    const av_doc *doc = ddb_av_doc_test(L, 1);
+    const ddb_jnode *c;
+    size_t n;
+    const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tolstring(L, 2, &n) : NULL;
+    if (doc == NULL || k == NULL || (c = ddb_av_doc_find(doc, k, n)) == NULL)
+        return 0;
+    ddb_json_push_node(L, c);
+    return 1;
+}
+
+static int doc_tostring(lua_State *L)
+{
+    const av_doc *doc = ddb_av_doc_test(L, 1);
+    lua_pushfstring(L, "ddb item (%d attributes)", doc ? (int)doc->nattrs : 0);
+    return 1;
+}
+
+/* core.item_av(item) -> the AttributeValue map of an item doc; any other value as it is. */
+int ddb_av_lua_item_av(lua_State *L)
+{
+    const av_doc *doc = ddb_av_doc_test(L, 1);
+    lua_settop(L, 1);
+    if (doc != NULL && doc->item != NULL)
+        ddb_json_push_node(L, doc->item);
+    return 1;
+}
+
+void ddb_av_doc_register(lua_State *L)
+{
+    ddb_compat_newmetatable(L, AV_DOC_MT);
+    lua_pushcfunction(L, doc_index);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, doc_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+}
