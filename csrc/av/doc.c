@@ -10,13 +10,13 @@
 
 /* The block after the header: nodes[count], the answer's bytes, the unescaped strings, then
  * the item's attribute nodes sorted by name. */
-typedef struct av_doc {
+struct av_doc {
     ddb_jdoc view;          /* nodes and count only: what json.c walks */
     const ddb_jnode *item;  /* the member named at read, or NULL */
     const ddb_jnode **index;
     size_t nattrs;
     int regular;            /* a non-empty object, no null and no name given twice */
-} av_doc;
+};
 
 /* Keys a sort of member nodes: by name, then by place (ties would be a name given twice). */
 int ddb_av_member_cmp(const void *a, const void *b)
@@ -32,7 +32,7 @@ int ddb_av_member_cmp(const void *a, const void *b)
 
 static const char *rebase(const char *p, const char *from, size_t n, const char *to)
 {
-    return p != NULL && p >= from && p < from + n ? to + (p - from) : p;
+    return p != NULL && from != NULL && p >= from && p < from + n ? to + (p - from) : p;
 }
 
 /* The last member of the object named name, or NULL. */

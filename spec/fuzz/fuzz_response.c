@@ -1,7 +1,8 @@
 /* libFuzzer target: core.parse_response, which turns every HTTP answer (status, body,
  * headers) into a result or a classified error, then the AttributeValue reader on items
  * the result holds. Input: 2 bytes of status, 1 byte of flags (which headers to send, and
- * whether to ask for Attributes as plain values), 4 bytes of a CRC-32 guess, then the body. */
+ * whether to ask for Attributes as plain values or for Item as an item doc), 4 bytes of a
+ * CRC-32 guess, then the body. */
 #include "fuzz_lua.h"
 
 static const char *const unmarshal_errors[] = {"malformed AttributeValue", NULL};
@@ -34,6 +35,40 @@ static void unmarshal_field(lua_State *L, int result, const char *field)
     rc = fuzz_pcall(L, 1, &n);
     FUZZ_CHECK(rc == 0 || fuzz_error_is(L, unmarshal_errors), "unmarshal_item raised: %s",
                lua_tostring(L, -1));
+    lua_pop(L, n);
+}
+
+/* An item doc must say what its tables say: the same size, the same attributes, and the
+ * same plan against the plain copy read with it (global "core"; raises on a difference). */
+static const char doc_check[] =
+    "local res = ...\n"
+    "local doc = res.Item\n"
+    "local av = core.item_av(doc)\n"
+    "assert(type(av) == 'table', 'item_av gave a ' .. type(av))\n"
+    "assert(core.item_size(doc) == core.item_size(av), 'the sizes differ')\n"
+    "for k in pairs(av) do assert(type(doc[k]) == 'table', 'doc lacks ' .. k) end\n"
+    "if res.plain then\n"
+    "  local a = { pcall(core.plan_diff, av, res.plain, nil, nil, true) }\n"
+    "  local b = { pcall(core.plan_diff, doc, res.plain, nil, nil, true) }\n"
+    "  assert(a[1] == b[1], 'plan_diff raised on one side only')\n"
+    "  if a[1] then\n"
+    "    assert(#a[2] == #b[2] and #a[4] == #b[4] and a[5] == b[5], 'the plans differ')\n"
+    "    for i = 1, #a[2] do assert(a[2][i] == b[2][i], 'the sets differ') end\n"
+    "  end\n"
+    "end\n";
+
+static void check_doc(lua_State *L, int result)
+{
+    int n, rc;
+    lua_getfield(L, result, "Item");
+    rc = lua_type(L, -1) == LUA_TUSERDATA;
+    lua_pop(L, 1);
+    if (!rc)
+        return;
+    FUZZ_CHECK(luaL_loadstring(L, doc_check) == 0, "doc check: %s", lua_tostring(L, -1));
+    lua_pushvalue(L, result);
+    rc = fuzz_pcall(L, 1, &n);
+    FUZZ_CHECK(rc == 0, "item doc: %s", lua_tostring(L, -1));
     lua_pop(L, n);
 }
 
@@ -73,9 +108,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     /* flag 32: ask for Attributes as plain values (with_item's writes), converted from
      * the JSON tree by a reader of its own */
+    /* flag 64 (without 32): ask for Item as an item doc with its plain copy (GetItem's) */
     if (flags & 32)
         lua_pushliteral(L, "Attributes");
-    rc = fuzz_pcall(L, flags & 32 ? 4 : 3, &n);
+    else if (flags & 64)
+        lua_pushliteral(L, "*Item");
+    rc = fuzz_pcall(L, flags & 96 ? 4 : 3, &n);
     FUZZ_CHECK(rc == 0, "parse_response raised: %s", lua_tostring(L, -1));
     if (lua_isnil(L, top + 1)) {
         FUZZ_CHECK(n == 2, "parse_response failed with %d values", n);
@@ -86,6 +124,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                    "%d values, the first a %s", n, luaL_typename(L, top + 1));
         FUZZ_CHECK(status >= 200 && status < 300, "status %d gave a result", status);
         unmarshal_field(L, top + 1, "Item");
+        check_doc(L, top + 1);
         if (flags & 32) {
             lua_getfield(L, top + 1, "Attributes");
             FUZZ_CHECK(lua_isnil(L, -1) || lua_type(L, -1) == LUA_TTABLE,
