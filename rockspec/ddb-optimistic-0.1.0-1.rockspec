@@ -36,8 +36,9 @@ build = {
   modules = {
     ["ddb.core"] = {
       sources = {
-        "csrc/answer.c", "csrc/av/compare.c", "csrc/av/decimal.c", "csrc/av/marshal.c",
-        "csrc/av/plan.c", "csrc/av/unmarshal.c", "csrc/buf.c", "csrc/compat.c",
+        "csrc/answer.c", "csrc/av/compare.c", "csrc/av/decimal.c", "csrc/av/doc.c",
+        "csrc/av/marshal.c", "csrc/av/plan.c", "csrc/av/unmarshal.c", "csrc/buf.c",
+        "csrc/compat.c",
         "csrc/curl_handle.c", "csrc/ddb_core.c", "csrc/exchange.c", "csrc/http1.c",
         "csrc/json.c", "csrc/jsonread.c", "csrc/number.c", "csrc/pool.c", "csrc/protocol.c",
         "csrc/retry.c", "csrc/signer.c", "csrc/sigv4.c", "csrc/tokens.c",
