@@ -158,23 +158,34 @@ const ddb_jnode *ddb_av_doc_attr(const av_doc *doc, size_t i)
     return doc->index[i];
 }
 
-const ddb_jnode *ddb_av_doc_find(const av_doc *doc, const char *k, size_t n)
+const ddb_jnode *ddb_av_member_find(const ddb_jnode *const *m, size_t count, const char *k,
+                                    size_t n)
 {
-    size_t lo = 0, hi = doc->nattrs;
+    size_t lo = 0, hi = count, i;
+    if (count <= AV_SMALL_MAP) {
+        for (i = 0; i < count; i++)
+            if (m[i]->keylen == n && memcmp(m[i]->key, k, n) == 0)
+                return m[i];
+        return NULL;
+    }
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        const ddb_jnode *c = doc->index[mid];
-        int r = memcmp(c->key, k, c->keylen < n ? c->keylen : n);
+        int r = memcmp(m[mid]->key, k, m[mid]->keylen < n ? m[mid]->keylen : n);
         if (r == 0)
-            r = c->keylen < n ? -1 : (c->keylen > n);
+            r = m[mid]->keylen < n ? -1 : (m[mid]->keylen > n);
         if (r == 0)
-            return c;
+            return m[mid];
         if (r < 0)
             lo = mid + 1;
         else
             hi = mid;
     }
     return NULL;
+}
+
+const ddb_jnode *ddb_av_doc_find(const av_doc *doc, const char *k, size_t n)
+{
+    return ddb_av_member_find(doc->index, doc->nattrs, k, n);
 }
 
 /* doc[name]: the attribute's AttributeValue, made now (nil when there is none). */

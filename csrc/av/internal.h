@@ -36,6 +36,11 @@ void ddb_marshal_value(lua_State *L, int idx, av_path *p, int depth);
 
 /* doc.c: orders member nodes (const ddb_jnode *) by name, then by place */
 int ddb_av_member_cmp(const void *a, const void *b);
+#define AV_SMALL_MAP 8   /* members looked up one by one rather than by halves */
+/* The member named k[0..n) among count sorted so (in any order when there are AV_SMALL_MAP
+ * or fewer), or NULL. */
+const ddb_jnode *ddb_av_member_find(const ddb_jnode *const *m, size_t count, const char *k,
+                                    size_t n);
 
 /* compare.c */
 int ddb_av_equal(lua_State *L, int a, int b, int depth);

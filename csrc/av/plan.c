@@ -296,24 +296,22 @@ static int text_is(lua_State *L, int v, const ddb_jnode *str)
     return str->type == DDB_J_STRING && str->len == n && memcmp(str->s, s, n) == 0;
 }
 
-#define SMALL_MAP 8
-
-/* A map node's members, for lookups (sorted by name when there are more than SMALL_MAP of
- * them; small, of room for SMALL_MAP, is used when it is enough); 0 when a member is null or
+/* A map node's members, for ddb_av_member_find (sorted by name when there are more than
+ * AV_SMALL_MAP; small, of room for AV_SMALL_MAP, used when enough); 0 when a member is null or
  * a name comes twice: its tables would hold fewer members than the node, not provable here. */
 static int node_members(lua_State *L, const ddb_jnode *map, const ddb_jnode **small,
                         const ddb_jnode ***out)
 {
     const ddb_jnode *c = map + 1, **m = small;
     uint32_t i, j;
-    if (map->len > SMALL_MAP)
+    if (map->len > AV_SMALL_MAP)
         m = lua_newuserdata(L, map->len * sizeof *m);
     for (i = 0; i < map->len; i++, c += c->skip) {
         if (c->type == DDB_J_NULL)
             return 0;
         m[i] = c;
     }
-    if (map->len > SMALL_MAP) {
+    if (map->len > AV_SMALL_MAP) {
         qsort(m, map->len, sizeof *m, ddb_av_member_cmp);
         for (i = 1; i < map->len; i++)
             if (m[i]->keylen == m[i - 1]->keylen &&
@@ -328,30 +326,6 @@ static int node_members(lua_State *L, const ddb_jnode *map, const ddb_jnode **sm
     }
     *out = m;
     return 1;
-}
-
-static const ddb_jnode *member_find(const ddb_jnode **m, size_t count, const char *k, size_t n)
-{
-    size_t lo = 0, hi = count, i;
-    if (count <= SMALL_MAP) {
-        for (i = 0; i < count; i++)
-            if (m[i]->keylen == n && memcmp(m[i]->key, k, n) == 0)
-                return m[i];
-        return NULL;
-    }
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int r = memcmp(m[mid]->key, k, m[mid]->keylen < n ? m[mid]->keylen : n);
-        if (r == 0)
-            r = m[mid]->keylen < n ? -1 : (m[mid]->keylen > n);
-        if (r == 0)
-            return m[mid];
-        if (r < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return NULL;
 }
 
 /* same_value against the node of an item doc (av/doc.c) instead of AttributeValue tables:
@@ -422,7 +396,7 @@ static int same_node(lua_State *L, int v, const ddb_jnode *av, int depth)
                 lua_pop(L, 1);
             }
         } else if (kind == 0 && node_is(m, "M") && val->type == DDB_J_OBJECT) {
-            const ddb_jnode *small[SMALL_MAP], **members = NULL;
+            const ddb_jnode *small[AV_SMALL_MAP], **members = NULL;
             same = node_members(L, val, small, &members);
             lua_pushnil(L);
             while (same && lua_next(L, v) != 0) {
@@ -430,7 +404,7 @@ static int same_node(lua_State *L, int v, const ddb_jnode *av, int depth)
                 const char *ks = lua_type(L, -2) == LUA_TSTRING ?
                                  lua_tolstring(L, -2, &klen) : NULL;
                 n++;
-                c = ks != NULL ? member_find(members, val->len, ks, klen) : NULL;
+                c = ks != NULL ? ddb_av_member_find(members, val->len, ks, klen) : NULL;
                 same = c != NULL && same_node(L, lua_gettop(L), c, depth + 1);
                 lua_pop(L, 1);
             }
