@@ -119,15 +119,21 @@ int ddb_av_lua_equal(lua_State *L)
     return 1;
 }
 
-static size_t number_size(lua_State *L, int idx)
+/* The size of the number text s[0..n) (NULL: not text). */
+static size_t number_text_size(const char *s, size_t n)
 {
     av_dec x;
-    size_t n;
-    const char *s = lua_tolstring(L, idx, &n);
     if (s == NULL || ddb_av_dec_parse(s, n, &x) != 0)
         return 21;
     /* DynamoDB: about one byte per two significant digits, plus one */
     return (size_t)(x.nd + 1) / 2 + 1;
+}
+
+static size_t number_size(lua_State *L, int idx)
+{
+    size_t n;
+    const char *s = lua_tolstring(L, idx, &n);
+    return number_text_size(s, n);
 }
 
 size_t ddb_av_size(lua_State *L, int idx, int depth)
@@ -193,7 +199,6 @@ size_t ddb_av_node_size(const ddb_jnode *n, int depth)
     const ddb_jnode *v = n + 1, *c;
     size_t total = 0, sub;
     uint32_t i;
-    av_dec x;
     if (depth > AV_MAX_DEPTH + 2 || n->type != DDB_J_OBJECT || n->len != 1)
         return (size_t)-1;
     if (v->keylen == 1 && (v->key[0] == 'S' || v->key[0] == 'B' || v->key[0] == 'N')) {
@@ -203,7 +208,7 @@ size_t ddb_av_node_size(const ddb_jnode *n, int depth)
             return v->len;
         if (v->key[0] == 'B')
             return v->len / 4 * 3;
-        return ddb_av_dec_parse(v->s, v->len, &x) != 0 ? 21 : (size_t)(x.nd + 1) / 2 + 1;
+        return number_text_size(v->s, v->len);
     }
     if ((v->keylen == 4 && memcmp(v->key, "BOOL", 4) == 0) ||
         (v->keylen == 4 && memcmp(v->key, "NULL", 4) == 0))
@@ -235,7 +240,7 @@ size_t ddb_av_node_size(const ddb_jnode *n, int depth)
         if (c->type != DDB_J_STRING)
             return (size_t)-1;
         if (v->key[0] == 'N')
-            total += ddb_av_dec_parse(c->s, c->len, &x) != 0 ? 21 : (size_t)(x.nd + 1) / 2 + 1;
+            total += number_text_size(c->s, c->len);
         else
             total += v->key[0] == 'B' ? c->len / 4 * 3 : c->len;
     }

@@ -30,6 +30,16 @@ int ddb_av_member_cmp(const void *a, const void *b)
     return x < y ? -1 : (x > y);
 }
 
+int ddb_av_members_sort(const ddb_jnode **m, size_t count)
+{
+    size_t i;
+    qsort(m, count, sizeof *m, ddb_av_member_cmp);
+    for (i = 1; i < count; i++)
+        if (m[i]->keylen == m[i - 1]->keylen && memcmp(m[i]->key, m[i - 1]->key, m[i]->keylen) == 0)
+            return 0;
+    return 1;
+}
+
 static const char *rebase(const char *p, const char *from, size_t n, const char *to)
 {
     return p != NULL && from != NULL && p >= from && p < from + n ? to + (p - from) : p;
@@ -108,11 +118,8 @@ int ddb_av_doc_read(lua_State *L, const char *s, size_t n, const char *member, i
                 doc->regular = 0;
         }
         doc->nattrs = nattrs;
-        qsort(doc->index, nattrs, sizeof *doc->index, ddb_av_member_cmp);
-        for (i = 1; i < nattrs; i++)
-            if (doc->index[i]->keylen == doc->index[i - 1]->keylen &&
-                memcmp(doc->index[i]->key, doc->index[i - 1]->key, doc->index[i]->keylen) == 0)
-                doc->regular = 0;
+        if (!ddb_av_members_sort(doc->index, nattrs))
+            doc->regular = 0;
     }
     ddb_jdoc_free(&d);
     luaL_getmetatable(L, AV_DOC_MT);

@@ -36,6 +36,8 @@ void ddb_marshal_value(lua_State *L, int idx, av_path *p, int depth);
 
 /* doc.c: orders member nodes (const ddb_jnode *) by name, then by place */
 int ddb_av_member_cmp(const void *a, const void *b);
+/* Sorts count member nodes by name; 0 when a name comes twice. */
+int ddb_av_members_sort(const ddb_jnode **m, size_t count);
 #define AV_SMALL_MAP 8   /* members looked up one by one rather than by halves */
 /* The member named k[0..n) among count sorted so (in any order when there are AV_SMALL_MAP
  * or fewer), or NULL. */

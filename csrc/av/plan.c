@@ -293,7 +293,7 @@ static int text_is(lua_State *L, int v, const ddb_jnode *str)
 {
     size_t n;
     const char *s = lua_tolstring(L, v, &n);
-    return str->type == DDB_J_STRING && str->len == n && memcmp(str->s, s, n) == 0;
+    return s != NULL && str->type == DDB_J_STRING && str->len == n && memcmp(str->s, s, n) == 0;
 }
 
 /* A map node's members, for ddb_av_member_find (sorted by name when there are more than
@@ -312,11 +312,8 @@ static int node_members(lua_State *L, const ddb_jnode *map, const ddb_jnode **sm
         m[i] = c;
     }
     if (map->len > AV_SMALL_MAP) {
-        qsort(m, map->len, sizeof *m, ddb_av_member_cmp);
-        for (i = 1; i < map->len; i++)
-            if (m[i]->keylen == m[i - 1]->keylen &&
-                memcmp(m[i]->key, m[i - 1]->key, m[i]->keylen) == 0)
-                return 0;
+        if (!ddb_av_members_sort(m, map->len))
+            return 0;
     } else {
         for (i = 0; i < map->len; i++)
             for (j = i + 1; j < map->len; j++)
@@ -364,8 +361,6 @@ static int same_node(lua_State *L, int v, const ddb_jnode *av, int depth)
         uint32_t j;
         same = node_is(m, "SS") && val->type == DDB_J_ARRAY && val->len == n && n > 0 &&
                n <= SAME_SET_MAX;
-        for (j = 0, c = val + 1; same && j < val->len; j++, c += c->skip)
-            same = c->type == DDB_J_STRING;
         for (i = 1; same && i <= n; i++) {      /* each of v's among the node's */
             int found = 0;
             lua_rawgeti(L, v, (int)i);

@@ -29,10 +29,9 @@ end }
 
 --- The state of item (an AttributeValue map or an item doc, or false/nil for no item) for a
 -- table's settings cfg: { exists, item (or doc), version, hav, tokens, anchor } | nil, err.
--- With a TTL
--- attribute (cfg.ttl) and the time now_s (epoch seconds), an item whose TTL has passed is
--- absent, as it will be once DynamoDB gets round to deleting it: { exists = false, expired =
--- the item's own state }.
+-- With a TTL attribute (cfg.ttl) and the time now_s (epoch seconds), an item whose TTL has
+-- passed is absent, as it will be once DynamoDB gets round to deleting it: { exists = false,
+-- expired = the item's own state }.
 function _M.of(cfg, item, now_s)
   if not item then return ABSENT end
   if cfg.ttl and now_s then
@@ -111,7 +110,7 @@ end
 -- copy on every call.
 function _M.plain(cfg, state)
   if not state.exists then return nil end
-  local item = rawget(state, "doc") or state.item
+  local item = _M.raw(state)
   local plain = offered[item]
   if plain then
     offered[item] = nil
