@@ -20,11 +20,15 @@ static int to_close(const answer *a)
     return a->have_head && !a->head.no_body && !a->head.chunked && a->head.content_length < 0;
 }
 
+/* Room to read into. A buffer's first reservation is 8 KB, which most answers fit in (a head
+ * naming a longer body reserves all of it, take_head); after that 16 KB more whenever less
+ * than 4 KB is left. The buffers are kept between calls, one per call in flight: a first
+ * 32 KB reserved 8 MB of heap at 256 in flight for answers of half a kilobyte. */
 char *ddb_answer_space(answer *a, size_t *room)
 {
     buf *in = a->in;
     size_t r;
-    if (in->cap - in->len < 4096 + 1 && ddb_buf_reserve(in, 16384) != 0)
+    if (in->cap - in->len < 4096 + 1 && ddb_buf_reserve(in, in->cap ? 16384 : 4096) != 0)
         return NULL;
     r = in->cap - in->len - 1;
     if (to_close(a)) {
