@@ -250,8 +250,12 @@ end
 
 local GET_OPTIONS = { deadline_ms = true }
 
+-- A call given no options reads them from this one table, made once: nothing writes to it.
+local NO_OPTS = setmetatable({}, { __newindex = function() error("NO_OPTS is read-only", 2) end })
+
 local function check_call_opts(opts, where)
-  if opts ~= nil and type(opts) ~= "table" then
+  if opts == nil then return NO_OPTS end
+  if type(opts) ~= "table" then
     error("bad argument #3 to '" .. where .. "' (options table expected)", 3)
   end
   return settings.check(where, opts, settings.CALL, nil, 3)
@@ -297,9 +301,15 @@ function Store:with_item(key, fn, opts)
     ctx.expect_given = opts.expect_version
     ctx.expect = opts.expect_version and core.version_parse(tostring(opts.expect_version))
   end
-  ctx.targets = { { name = 1, table = self.table, key = key, cfg = self.cfg, label = "item" } }
-  local names, kerr = self:key_schema({ deadline = ctx.deadline })
-  if not names then return engine.refuse(ctx, kerr) end
+  -- kav and names are set below; named here, the table is made at its full size at once
+  ctx.targets = { { name = 1, table = self.table, key = key, cfg = self.cfg, label = "item",
+    kav = nil, names = nil } }
+  local names = self.key_names   -- known after the first call (or given): no DescribeTable
+  if not names then
+    local kerr
+    names, kerr = self:key_schema({ deadline = ctx.deadline })
+    if not names then return engine.refuse(ctx, kerr) end
+  end
   local kav, verr = keyschema.av(self.table, key, names)
   if not kav then return engine.refuse(ctx, verr) end
   ctx.targets[1].kav, ctx.targets[1].names = kav, names

@@ -278,9 +278,7 @@ end
 local function step_commit(ctx, k, c)
   local pacer = ctx.pacer
   if pacer and c ~= k.live then
-    local ms = pacer:wait(ctx.clock(), ctx.from_answer, function()
-      return ctx.client.retry:random()
-    end)
+    local ms = pacer:wait(ctx.clock(), ctx.from_answer, ctx.client.retry)
     if ms > 0 and not ops.pause(ctx, ms) then
       if c.maybe then return nil, done(lost_unknown(ctx, c, c.cause)) end
       return nil, done(fail(ctx, new_error("DeadlineExceeded", ("the call's deadline " ..
@@ -364,7 +362,8 @@ end
 -- ClientRequestToken DynamoDB honours: resend instead of reading), on_conflict.
 function _M.run(ctx)
   ctx.now_s = ctx.now_s or core.now
-  local k = { resend = false }
+  -- every field the steps set, named here so that the table is made at its size once
+  local k = { resend = false, current = nil, live = nil, view = nil, resolve_opts = nil }
   while true do
     local result
     if k.live and not k.resend then

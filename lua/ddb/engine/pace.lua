@@ -26,16 +26,17 @@ function Pacer:wrote(rtt, conflicted, now)
   if conflicted then self.conflict_at = now end
 end
 
---- How long to wait before a write, at time now, with random() in [0, 1).
+--- How long to wait before a write, at time now, with rng:random() in [0, 1) (the client's
+-- retry policy, asked only when the item is contended).
 -- from_answer: the write was planned from a conflict's answer, not from a read.
-function Pacer:wait(now, from_answer, random)
+function Pacer:wait(now, from_answer, rng)
   if from_answer or not self.conflict_at or now - self.conflict_at > CONTENDED_MS then
     return 0
   end
   local window = 2 * (self.rtt or 0)
   if window < self.min then window = self.min end
   if window > self.max then window = self.max end
-  return window * random()
+  return window * rng:random()
 end
 
 return _M

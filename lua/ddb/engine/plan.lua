@@ -49,6 +49,14 @@ local ASSIGN_P = setmetatable({}, { __index = function(t, i)
   return p
 end })
 
+-- "SET #n1 = :v1, ..., #ni = :vi": an update's SET clause depends on its count alone
+local SET_P = setmetatable({}, { __index = function(t, i)
+  for j = 1, i do local _ = ASSIGN_P[j] end   -- made, for concat
+  local p = "SET " .. concat(ASSIGN_P, ", ", 1, i)
+  t[i] = p
+  return p
+end })
+
 --- An expression builder: placeholders for names (one per name) and values.
 function _M.builder()
   return setmetatable({ names = {}, values = {}, nn = 0, nv = 0, by_name = {} }, Names)
@@ -82,22 +90,25 @@ end
 -- write), the version and the tokens, then the removals; the builder it returns goes on with
 -- the condition.
 local function update_expression(cfg, sets, nav, removes, version_av, tokens_av)
-  local en, ev, parts = {}, {}, {}
+  local en, ev = {}, {}
   local i = 0
   for _, n in ipairs(sets) do
     i = i + 1
-    en[NAME_P[i]], ev[VALUE_P[i]], parts[i] = n, nav[n], ASSIGN_P[i]
+    en[NAME_P[i]], ev[VALUE_P[i]] = n, nav[n]
   end
   i = i + 1
-  local by_name = { [cfg.version] = NAME_P[i] }
-  en[NAME_P[i]], ev[VALUE_P[i]], parts[i] = cfg.version, version_av, ASSIGN_P[i]
+  local v = i
+  en[NAME_P[i]], ev[VALUE_P[i]] = cfg.version, version_av
+  local by_name
   if tokens_av then
     i = i + 1
-    by_name[cfg.token_attr] = NAME_P[i]
-    en[NAME_P[i]], ev[VALUE_P[i]], parts[i] = cfg.token_attr, tokens_av, ASSIGN_P[i]
+    en[NAME_P[i]], ev[VALUE_P[i]] = cfg.token_attr, tokens_av
+    by_name = { [cfg.version] = NAME_P[v], [cfg.token_attr] = NAME_P[i] }
+  else
+    by_name = { [cfg.version] = NAME_P[v] }
   end
   local nn = i
-  local update = "SET " .. concat(parts, ", ")
+  local update = SET_P[i]
   if #removes > 0 then
     local r = {}
     for j, n in ipairs(removes) do
@@ -129,9 +140,15 @@ _M.over_limits = over_limits
 -- -----------------------------------------------------------------------------
 -- One item's write
 -- -----------------------------------------------------------------------------
+-- The attributes a write sets itself: the version, the tokens and the key. Made once per
+-- store (its cfg and key names), not per write; plan_diff only reads it.
+local MANAGED = setmetatable({}, { __mode = "k" })
 local function managed_names(cfg, names)
+  local known = MANAGED[cfg]
+  if known and known.names == names then return known.set end
   local m = { [cfg.version] = true, [cfg.token_attr] = true }
   for _, n in ipairs(names) do m[n] = true end
+  MANAGED[cfg] = { names = names, set = m }
   return m
 end
 
@@ -236,8 +253,10 @@ function _M.write(t, s, result, token)
   end
 
   local kind = s.exists and "update" or "create"
+  -- op, req, after and whole are set below; named here, the table is made at its size once
   local a = { kind = kind, target = t, read = s, version = version, size = size,
-    pushes = cfg.tokens > 0, result = result, version_av = version_av }
+    pushes = cfg.tokens > 0, result = result, version_av = version_av,
+    op = nil, req = nil, after = nil, whole = nil }
   -- an expired item is replaced whole, as if it were absent
   if cfg.mode == "update" and not s.expired then
     local update, b = update_expression(cfg, sets, nav, removes, version_av, tokens_av)
