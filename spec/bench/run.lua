@@ -326,7 +326,8 @@ function sections.table()
       end
     end
   end
-  for _, name in ipairs({ "instructions", "inflight", "contention", "bigitem" }) do
+  for _, name in ipairs({ "instructions", "inflight", "contention", "bigitem",
+    "allocations" }) do
     local okm, mod = pcall(require, "bench.section_" .. name)
     if okm and type(mod) == "table" and mod.table then mod.table(results, add) end
   end

@@ -16,6 +16,10 @@
 #   make bench-inflight           the multi-interface scheduler with 1/8/64/256 in flight
 #   make bench-bigitem            with_item on 10 KB and 100 KB items against boto3 and the JS SDK
 #   make bench-contention         8 processes on one hot item, moto and dynalite
+#   make bench-allocations        allocations per with_item by source line (a Lua 5.4 host
+#                                 with an allocation hook), and cachegrind's L1 and L2 misses
+#                                 on the scheduler at 1 and 256 in flight; BENCH_ALLOC_BASE=<dir>
+#                                 adds another source tree (built for 5.4) for a before/after
 #   make bench-deps               the peers: boto3 (.venv) and the JS SDK (npm ci)
 # BENCH_SECONDS (3) and BENCH_REPEAT (7) set the length of a run and the number of rounds.
 # The driver runs under Lua 5.4 whatever LUA_VERSION says (LUA_PATH comes from the Makefile).
@@ -23,7 +27,8 @@ BENCH_LUA = env "LUA_CPATH=$(CURDIR)/build/5.4/?.so;;" lua5.4 spec/bench/run.lua
 BENCH_BUILD = $(MAKE) -s build LUA_VERSION=5.4 && $(MAKE) -s build LUA_VERSION=jit
 
 .PHONY: bench bench-deps bench-overhead bench-module bench-ngx bench-memory bench-instructions \
-        bench-inflight bench-bigitem bench-contention bench-table bench-ngx-instructions
+        bench-inflight bench-bigitem bench-contention bench-table bench-ngx-instructions \
+        bench-allocations
 
 bench-deps:
 	@[ -x .venv/bin/python ] || sh spec/support/install-deps.sh
@@ -48,6 +53,11 @@ bench-bigitem: bench-deps
 bench-ngx-instructions:
 	@$(BENCH_BUILD)
 	@$(BENCH_LUA) ngx_instructions
+
+# not in `make bench` either (cachegrind): run it for a change to the engine's hot path
+bench-allocations:
+	@$(BENCH_BUILD)
+	@$(BENCH_LUA) allocations
 
 bench-contention: bench-deps
 	@$(BENCH_BUILD)
