@@ -133,6 +133,33 @@ describe("answers that lack what they should carry", function()
     end)
 end)
 
+describe("what with_item returns", function()
+  local function count(...) return select("#", ...), ... end
+
+  it("item, nil, info on success; nil, err on a failure", function()
+    local s = assert(optimistic.new{ table = "T", client = client(fake()), key = { "pk" } })
+    local n, item, err, info = count(s:with_item({ pk = "a" }, incr))
+    assert.equal(3, n)
+    assert.equal(1, item.n)
+    assert.equal(1, item.version)
+    assert.is_nil(err)
+    assert.equal(1, info.attempts)
+    -- nothing to write: the item as it is, nil, info
+    n, item, err, info = count(s:with_item({ pk = "a" }, function() return optimistic.NOTHING end))
+    assert.equal(3, n)
+    assert.equal(1, item.n)
+    assert.is_nil(err)
+    assert.equal("none", info.action)
+    -- the function's result cannot be written: nil, err (and nothing after that)
+    n, item, err, info = count(s:with_item({ pk = "a" }, function() return 42 end))
+    assert.is_true(n <= 3)
+    assert.is_nil(item)
+    assert.is_nil(info)
+    assert.equal("ValidationError", err.code)
+    assert.equal("no", err.applied)
+  end)
+end)
+
 describe("another Region writing the item (multi-Region strong consistency)", function()
   local function rwce()
     return 400, { __type = DDB .. "ReplicatedWriteConflictException",

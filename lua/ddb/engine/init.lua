@@ -195,10 +195,19 @@ end
 -- The steps. Each takes the call's context and its loop state k (current: per target the
 -- item as last known, AV map or false, nil: read them; live: the commit sent whose outcome
 -- is not known; view: per action of live, its state now; resolve_opts: how that view was
--- obtained; resend: send live again at once) and returns nothing to go on, or the call's
--- results packed (done(...)) to end it.
+-- obtained; resend: send live again at once) and returns nothing to go on, or k with the
+-- call's results in it (done(k, ...)) to end it.
 -- -----------------------------------------------------------------------------
-local function done(...) return { n = select("#", ...), ... } end
+local function done(k, ...)
+  if select("#", ...) > 3 then error("engine: a call ends with at most three results", 2) end
+  k.r1, k.r2, k.r3 = ...
+  return k
+end
+
+-- The results done() kept (_M.call gives the caller three, whatever a step gave).
+local function results(k)
+  return k.r1, k.r2, k.r3
+end
 
 local function current_from(k, n, states)
   k.current = {}
@@ -208,7 +217,7 @@ end
 -- read: the items, when nothing is live and nothing is known of them
 local function step_read(ctx, k)
   local items, err = ops.read(ctx, ctx.targets)
-  if not items then return done(fail(ctx, err)) end
+  if not items then return done(k, fail(ctx, err)) end
   k.current = items
   ctx.read_at, ctx.from_answer = ctx.clock(), false
 end
@@ -218,7 +227,7 @@ local function step_resolve(ctx, k)
   local live, targets = k.live, ctx.targets
   if not k.view then
     local items, err = ops.read(ctx, commit_targets(live))
-    if not items then return done(lost_unknown(ctx, live, err)) end
+    if not items then return done(k, lost_unknown(ctx, live, err)) end
     k.view, k.resolve_opts = view_from(live, items, ctx.now_s()), nil
   end
   local view = k.view
@@ -227,7 +236,7 @@ local function step_resolve(ctx, k)
   k.view = nil
   if verdict == "applied" then
     elapsed(ctx)
-    return done(ctx.adapter.success(ctx, live, view))
+    return done(k, ctx.adapter.success(ctx, live, view))
   elseif verdict == "pending" then
     k.resend = true
     local read = {}
@@ -239,7 +248,7 @@ local function step_resolve(ctx, k)
     note_conflict(ctx, moved_in(live, view, #targets))
     k.live = nil
   else
-    return done(lost_unknown(ctx, live, live.cause))
+    return done(k, lost_unknown(ctx, live, live.cause))
   end
 end
 
@@ -250,26 +259,26 @@ local function step_plan(ctx, k)
     k.resend = false
     info.resends = info.resends + 1
     if not ops.pause(ctx, ctx.client.retry:backoff(10, 500, info.resends)) then
-      return nil, done(lost_unknown(ctx, k.live, new_error("DeadlineExceeded", "the call's " ..
+      return nil, done(k, lost_unknown(ctx, k.live, new_error("DeadlineExceeded", "the call's " ..
         "deadline passed before the commit could be sent again", { cause = k.live.cause })))
     end
     return k.live
   end
   if ctx.max_attempts and info.attempts >= ctx.max_attempts then
-    return nil, done(fail(ctx, ctx.adapter.exhausted(ctx)))
+    return nil, done(k, fail(ctx, ctx.adapter.exhausted(ctx)))
   end
   if ctx.clock() >= ctx.deadline then
-    return nil, done(fail(ctx, new_error("DeadlineExceeded", ("the call's deadline passed " ..
+    return nil, done(k, fail(ctx, new_error("DeadlineExceeded", ("the call's deadline passed " ..
       "after %d conflicts"):format(info.conflicts))))
   end
   local states, serr = states_of(ctx.targets, k.current, ctx.now_s())
-  if not states then return nil, done(fail(ctx, serr)) end
+  if not states then return nil, done(k, fail(ctx, serr)) end
   info.attempts = info.attempts + 1
   local planned, perr = ctx.adapter.run(ctx, states, _M.new_token())
-  if planned == nil then return nil, done(fail(ctx, perr)) end
+  if planned == nil then return nil, done(k, fail(ctx, perr)) end
   if planned == false then
     elapsed(ctx)
-    return nil, done(ctx.adapter.nothing(ctx, states))
+    return nil, done(k, ctx.adapter.nothing(ctx, states))
   end
   return planned
 end
@@ -280,8 +289,8 @@ local function step_commit(ctx, k, c)
   if pacer and c ~= k.live then
     local ms = pacer:wait(ctx.clock(), ctx.from_answer, ctx.client.retry)
     if ms > 0 and not ops.pause(ctx, ms) then
-      if c.maybe then return nil, done(lost_unknown(ctx, c, c.cause)) end
-      return nil, done(fail(ctx, new_error("DeadlineExceeded", ("the call's deadline " ..
+      if c.maybe then return nil, done(k, lost_unknown(ctx, c, c.cause)) end
+      return nil, done(k, fail(ctx, new_error("DeadlineExceeded", ("the call's deadline " ..
         "passed after %d conflicts"):format(ctx.info.conflicts))))
     end
   end
@@ -298,11 +307,11 @@ local function step_classify(ctx, k, c, out)
     if out.twice and not rules.lands_once(c, ctx.trusted) then
       -- two copies conditioned on a state without an anchor can land on two incarnations
       -- of the item (deleted and created again in between)
-      return done(unknown(ctx, c, "the commit landed, but the transport sent it twice and " ..
+      return done(k, unknown(ctx, c, "the commit landed, but the transport sent it twice and " ..
         "its items cannot prove that only one copy did", nil, true))
     end
     elapsed(ctx)
-    return done(ctx.adapter.success(ctx, c, nil, out.res))
+    return done(k, ctx.adapter.success(ctx, c, nil, out.res))
   elseif out.conflict then
     local v = view_from(c, out.items, ctx.now_s())
     if v then observe(ctx, c, v) end
@@ -315,10 +324,10 @@ local function step_classify(ctx, k, c, out)
     elseif v and rules.resolve(c, v) == "applied" then
       -- the server saw this commit twice (a copy resent on the way): the first landed
       elapsed(ctx)
-      return done(ctx.adapter.success(ctx, c, v))
+      return done(k, ctx.adapter.success(ctx, c, v))
     else
       local final = ctx.adapter.refused and ctx.adapter.refused(ctx, c, out.items)
-      if final then return done(fail(ctx, final)) end
+      if final then return done(k, fail(ctx, final)) end
       if v then
         current_from(k, #targets, v)
         ctx.read_at, ctx.from_answer = ctx.clock(), true
@@ -343,7 +352,7 @@ local function step_classify(ctx, k, c, out)
   elseif out.lost then
     c.maybe, c.cause, k.live, k.view = true, out.err, c, nil
     if not rules.can_settle(c) and not ctx.trusted then
-      return done(unknown(ctx, c, "the commit may or may not have been applied (" ..
+      return done(k, unknown(ctx, c, "the commit may or may not have been applied (" ..
         tostring(out.err.code) .. "), and its items keep no write tokens that could tell",
         out.err))
     end
@@ -353,7 +362,7 @@ local function step_classify(ctx, k, c, out)
     -- refused now, but an earlier copy may have landed: read and resolve
     k.live, c.cause, k.view = c, out.err, nil
   else
-    return done(fail(ctx, out.err))
+    return done(k, fail(ctx, out.err))
   end
 end
 
@@ -363,7 +372,8 @@ end
 function _M.run(ctx)
   ctx.now_s = ctx.now_s or core.now
   -- every field the steps set, named here so that the table is made at its size once
-  local k = { resend = false, current = nil, live = nil, view = nil, resolve_opts = nil }
+  local k = { resend = false, current = nil, live = nil, view = nil, resolve_opts = nil,
+    r1 = nil, r2 = nil, r3 = nil }
   while true do
     local result
     if k.live and not k.resend then
@@ -371,15 +381,15 @@ function _M.run(ctx)
     elseif not k.live and k.current == nil then
       result = step_read(ctx, k)
     end
-    if result then return unpack(result, 1, result.n) end
+    if result then return results(result) end
     local c
     c, result = step_plan(ctx, k)
-    if result then return unpack(result, 1, result.n) end
+    if result then return results(result) end
     local out
     out, result = step_commit(ctx, k, c)
-    if result then return unpack(result, 1, result.n) end
+    if result then return results(result) end
     result = step_classify(ctx, k, c, out)
-    if result then return unpack(result, 1, result.n) end
+    if result then return results(result) end
   end
 end
 
