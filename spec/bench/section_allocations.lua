@@ -18,11 +18,14 @@ local LEVELS = { 1, 256 }
 -- per level: tasks' calls in the short and the long cachegrind run
 local CACHE_RUNS = { [1] = { 200, 1200 }, [256] = { 2, 6 } }
 
+-- The host, linked with Debian's static Lua 5.4 (liblua5.4-dev) and its symbols exported, so
+-- that the core (built for lua5.4) loads into it.
 local function host()
   local out = lib.root .. "/build/bench/lua-allocs"
+  local libdir = must("pkg-config --variable=libdir lua5.4"):gsub("%s+$", "")
   must("mkdir -p " .. q(lib.root .. "/build/bench") .. " && cc -std=c99 -O2 -Wall -Wextra -o " ..
-    q(out) .. " " .. q(lib.dir .. "/allocs.c") ..
-    " /usr/lib/x86_64-linux-gnu/liblua5.4.a -lm -ldl -Wl,-E")
+    q(out) .. " " .. q(lib.dir .. "/allocs.c") .. " " .. q(libdir .. "/liblua5.4.a") ..
+    " -lm -ldl -Wl,-E")
   return out
 end
 
