@@ -42,6 +42,13 @@ static inline int buf_addc(buf *b, char c)
     }
     return ddb_buf_add_slow(b, &c, 1);
 }
+/* ddb_buf_reserve, inline while there is room: afterwards extra bytes (and the terminator's
+ * one) can be written at data + len directly. */
+static inline int buf_room(buf *b, size_t extra)
+{
+    return extra < b->cap - b->len ? 0 : ddb_buf_reserve(b, extra);
+}
+
 int ddb_buf_addhex(buf *b, const unsigned char *p, size_t n);
 /* NUL-terminates without counting the terminator in len. */
 int ddb_buf_cstr(buf *b);

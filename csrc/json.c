@@ -15,42 +15,87 @@
  * (TransactItems); the bound also stops cyclic tables. */
 #define JSON_MAX_DEPTH 128
 
-/* Appends the JSON string literal for s; fails (-1) on allocation failure only. */
-static int json_add_string(buf *out, const char *s, size_t n)
+#define ONES 0x0101010101010101ull
+#define HIGHS 0x8080808080808080ull
+
+/* Whether none of the 8 bytes of w needs a second look when written in a JSON string: none
+ * below 0x20, none at or above 0x80, no '"', no '\\'. (v - ONES) & ~v & HIGHS is nonzero
+ * exactly when some byte of v is 0; w - ONES * 0x20 the same for bytes below 0x20. */
+static int plain8(uint64_t w)
+{
+    uint64_t q = w ^ (ONES * '"'), b = w ^ (ONES * '\\');
+    return ((((w - ONES * 0x20) & ~w) | ((q - ONES) & ~q) | ((b - ONES) & ~b) | w) & HIGHS) == 0;
+}
+
+enum { TEXT_OK = 0, TEXT_NOMEM = -1, TEXT_NUL = 1, TEXT_NOT_UTF8 = 2 };
+
+/* Appends s[0..n) as a JSON string literal, in one pass that also checks it is text this module
+ * can carry: TEXT_OK, TEXT_NOMEM, TEXT_NUL (a NUL byte anywhere, even after invalid UTF-8)
+ * or TEXT_NOT_UTF8; on failure the buffer is left as it was. The bytes are written as they are
+ * read, into room reserved for the literal without escapes; an escape reserves more. */
+static int json_add_text(buf *out, const char *str, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
-    size_t i, start = 0;
-    if (ddb_buf_reserve(out, n + 2) || buf_addc(out, '"'))
-        return -1;
-    for (i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        const char *esc = NULL;
-        char u[6];
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
-        if (buf_add(out, s + start, i - start))
-            return -1;
-        switch (c) {
-        case '"': esc = "\\\""; break;
-        case '\\': esc = "\\\\"; break;
-        case '\n': esc = "\\n"; break;
-        case '\r': esc = "\\r"; break;
-        case '\t': esc = "\\t"; break;
-        case '\b': esc = "\\b"; break;
-        case '\f': esc = "\\f"; break;
-        default:
-            u[0] = '\\'; u[1] = 'u'; u[2] = '0'; u[3] = '0';
-            u[4] = hex[c >> 4]; u[5] = hex[c & 15];
-            if (buf_add(out, u, 6))
-                return -1;
+    const unsigned char *s = (const unsigned char *)str;
+    size_t i = 0;
+    char *d;
+    if (n > ((size_t)-1) / 2 || buf_room(out, n + 2))
+        return TEXT_NOMEM;
+    d = out->data + out->len;
+    *d++ = '"';
+    while (i < n) {
+        unsigned c;
+        size_t len;
+        if (i + 8 <= n) {
+            uint64_t w;
+            memcpy(&w, s + i, 8);
+            if (plain8(w)) {
+                memcpy(d, &w, 8);
+                d += 8;
+                i += 8;
+                continue;
+            }
         }
-        if (esc != NULL && ddb_buf_adds(out, esc))
-            return -1;
-        start = i + 1;
+        c = s[i];
+        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+            *d++ = (char)c;
+            i++;
+            continue;
+        }
+        if (c >= 0x80) {
+            len = ddb_utf8_seq(s + i, n - i);
+            if (len == 0)
+                return memchr(s, '\0', n) != NULL ? TEXT_NUL : TEXT_NOT_UTF8;
+            memcpy(d, s + i, len);
+            d += len;
+            i += len;
+            continue;
+        }
+        if (c == 0)
+            return TEXT_NUL;
+        /* up to 6 bytes for this one, then the rest and the closing quote as reserved */
+        len = (size_t)(d - out->data);
+        if (buf_room(out, len - out->len + 6 + (n - i - 1) + 1))
+            return TEXT_NOMEM;
+        d = out->data + len;
+        *d++ = '\\';
+        switch (c) {
+        case '"': *d++ = '"'; break;
+        case '\\': *d++ = '\\'; break;
+        case '\n': *d++ = 'n'; break;
+        case '\r': *d++ = 'r'; break;
+        case '\t': *d++ = 't'; break;
+        case '\b': *d++ = 'b'; break;
+        case '\f': *d++ = 'f'; break;
+        default:
+            *d++ = 'u'; *d++ = '0'; *d++ = '0';
+            *d++ = hex[c >> 4]; *d++ = hex[c & 15];
+        }
+        i++;
     }
-    if (buf_add(out, s + start, n - start) || buf_addc(out, '"'))
-        return -1;
-    return 0;
+    *d++ = '"';
+    out->len = (size_t)(d - out->data);
+    return TEXT_OK;
 }
 
 int ddb_json_has_mt(lua_State *L, int idx, const char *name)
@@ -64,13 +109,11 @@ int ddb_json_has_mt(lua_State *L, int idx, const char *name)
     return r;
 }
 
-int ddb_json_table_kind(lua_State *L, int idx, size_t *len, char *err, size_t errlen)
+/* ddb_json_table_kind's scan of the keys, the table's markers known (marked_list: ddb.list). */
+static int table_shape(lua_State *L, int idx, int marked_list, size_t *len, char *err,
+                       size_t errlen)
 {
     size_t n = 0, strings = 0, max = 0;
-    /* A marked list is still scanned: a string key in it would otherwise vanish silently. */
-    int marked_list = ddb_json_has_mt(L, idx, JSON_LIST_MT);
-    if (!marked_list && ddb_json_has_mt(L, idx, JSON_MAP_MT))
-        return 0;
     lua_pushnil(L);
     while (lua_next(L, idx) != 0) {
         lua_pop(L, 1);
@@ -109,60 +152,48 @@ int ddb_json_table_kind(lua_State *L, int idx, size_t *len, char *err, size_t er
     return 1;
 }
 
+int ddb_json_table_kind(lua_State *L, int idx, size_t *len, char *err, size_t errlen)
+{
+    /* A marked list is still scanned: a string key in it would otherwise vanish silently. */
+    int marked_list = ddb_json_has_mt(L, idx, JSON_LIST_MT);
+    if (!marked_list && ddb_json_has_mt(L, idx, JSON_MAP_MT))
+        return 0;
+    return table_shape(L, idx, marked_list, len, err, errlen);
+}
+
 static int encode_value(lua_State *L, int idx, buf *out, int depth, char *err, size_t errlen);
 
-static int encode_table(lua_State *L, int idx, buf *out, int depth, char *err, size_t errlen)
+enum { MARK_NONE, MARK_LIST, MARK_MAP };
+
+static int nomem(char *err, size_t errlen)
 {
-    size_t len = 0, i;
-    int kind, first = 1;
-    if (depth >= JSON_MAX_DEPTH) {
-        snprintf(err, errlen, "nesting deeper than %d levels (or a cyclic table)", JSON_MAX_DEPTH);
-        return -1;
-    }
-    if (lua_getmetatable(L, idx)) {
-        /* Only the list/map markers are plain data; other metatables are values in disguise. */
-        int ok;
-        luaL_getmetatable(L, JSON_LIST_MT);
-        ok = lua_rawequal(L, -1, -2);
-        lua_pop(L, 1);
-        luaL_getmetatable(L, JSON_MAP_MT);
-        ok = ok || lua_rawequal(L, -1, -2);
-        lua_pop(L, 2);
-        if (!ok) {
-            snprintf(err, errlen, "table with a metatable cannot be sent as JSON "
-                     "(wrap plain values with ddb.marshal)");
-            return -1;
-        }
-    }
-    kind = ddb_json_table_kind(L, idx, &len, err, errlen);
-    if (kind < 0)
-        return -1;
-    luaL_checkstack(L, 4, "JSON nesting");
-    if (kind == 1) {
-        if (buf_addc(out, '['))
-            goto nomem;
-        for (i = 1; i <= len; i++) {
-            if (i > 1 && buf_addc(out, ','))
-                goto nomem;
-            lua_rawgeti(L, idx, (int)i);
-            if (encode_value(L, lua_gettop(L), out, depth + 1, err, errlen)) {
-                lua_pop(L, 1);
-                return -1;
-            }
-            lua_pop(L, 1);
-        }
-        return buf_addc(out, ']') ? -1 : 0;
-    }
+    snprintf(err, errlen, "out of memory");
+    return -1;
+}
+
+/* Writes the object at idx as it is walked, once: lua_next has put its first pair on the
+ * stack. Any key that is not a string fails the whole table, so no second walk is needed to
+ * tell a map from a list (marked: MARK_MAP, or MARK_NONE when the first key was a string). */
+static int encode_pairs(lua_State *L, int idx, int marked, buf *out, int depth, char *err,
+                        size_t errlen)
+{
+    int first = 1;
     if (buf_addc(out, '{'))
-        goto nomem;
-    lua_pushnil(L);
-    while (lua_next(L, idx) != 0) {
+        goto nomem_pop2;
+    do {
         size_t klen;
         const char *k;
-        /* A map-marked table skips ddb_json_table_kind's key check; lua_tolstring would turn a
-         * number key into a string under lua_next, and give NULL for any other type. */
+        int rc;
+        /* lua_tolstring would turn a number key into a string under lua_next */
         if (lua_type(L, -2) != LUA_TSTRING) {
-            snprintf(err, errlen, "map key is a %s, not a string", luaL_typename(L, -2));
+            if (marked == MARK_MAP) {
+                snprintf(err, errlen, "map key is a %s, not a string", luaL_typename(L, -2));
+            } else {
+                lua_Number n = lua_type(L, -2) == LUA_TNUMBER ? lua_tonumber(L, -2) : 0;
+                snprintf(err, errlen, n >= 1 && n == floor(n) && n < 1e15
+                         ? "table mixes list indexes and string keys"
+                         : "table has a key that is neither a string nor a list index");
+            }
             lua_pop(L, 2);
             return -1;
         }
@@ -170,25 +201,80 @@ static int encode_table(lua_State *L, int idx, buf *out, int depth, char *err, s
         if (!first && buf_addc(out, ','))
             goto nomem_pop2;
         first = 0;
-        if (!ddb_utf8_valid(k, klen) || memchr(k, '\0', klen) != NULL) {
+        rc = json_add_text(out, k, klen);
+        if (rc > 0) {
             lua_pop(L, 2);
             snprintf(err, errlen, "map key is not valid UTF-8 text");
             return -1;
         }
-        if (json_add_string(out, k, klen) || buf_addc(out, ':'))
+        if (rc < 0 || buf_addc(out, ':'))
             goto nomem_pop2;
         if (encode_value(L, lua_gettop(L), out, depth + 1, err, errlen)) {
             lua_pop(L, 2);
             return -1;
         }
         lua_pop(L, 1);
-    }
-    return buf_addc(out, '}') ? -1 : 0;
+    } while (lua_next(L, idx) != 0);
+    return buf_addc(out, '}') ? nomem(err, errlen) : 0;
 nomem_pop2:
     lua_pop(L, 2);
-nomem:
-    snprintf(err, errlen, "out of memory");
-    return -1;
+    return nomem(err, errlen);
+}
+
+static int encode_table(lua_State *L, int idx, buf *out, int depth, char *err, size_t errlen)
+{
+    size_t len = 0, i;
+    int kind, marked = MARK_NONE;
+    if (depth >= JSON_MAX_DEPTH) {
+        snprintf(err, errlen, "nesting deeper than %d levels (or a cyclic table)", JSON_MAX_DEPTH);
+        return -1;
+    }
+    if (lua_getmetatable(L, idx)) {
+        /* Only the list/map markers are plain data; other metatables are values in disguise. */
+        luaL_getmetatable(L, JSON_LIST_MT);
+        if (lua_rawequal(L, -1, -2)) {
+            marked = MARK_LIST;
+        } else {
+            lua_pop(L, 1);
+            luaL_getmetatable(L, JSON_MAP_MT);
+            if (lua_rawequal(L, -1, -2))
+                marked = MARK_MAP;
+        }
+        lua_pop(L, 2);
+        if (marked == MARK_NONE) {
+            snprintf(err, errlen, "table with a metatable cannot be sent as JSON "
+                     "(wrap plain values with ddb.marshal)");
+            return -1;
+        }
+    }
+    luaL_checkstack(L, 4, "JSON nesting");
+    if (marked != MARK_LIST) {
+        lua_pushnil(L);
+        if (lua_next(L, idx) == 0)
+            return buf_add(out, "{}", 2) ? nomem(err, errlen) : 0;
+        if (marked == MARK_MAP || lua_type(L, -2) == LUA_TSTRING)
+            return encode_pairs(L, idx, marked, out, depth, err, errlen);
+        lua_pop(L, 2);
+    }
+    /* A marked list is still scanned: a string key in it would otherwise vanish silently. */
+    kind = table_shape(L, idx, marked == MARK_LIST, &len, err, errlen);
+    if (kind < 0)
+        return -1;
+    if (kind == 0)
+        return buf_add(out, "{}", 2) ? nomem(err, errlen) : 0;
+    if (buf_addc(out, '['))
+        return nomem(err, errlen);
+    for (i = 1; i <= len; i++) {
+        if (i > 1 && buf_addc(out, ','))
+            return nomem(err, errlen);
+        lua_rawgeti(L, idx, (int)i);
+        if (encode_value(L, lua_gettop(L), out, depth + 1, err, errlen)) {
+            lua_pop(L, 1);
+            return -1;
+        }
+        lua_pop(L, 1);
+    }
+    return buf_addc(out, ']') ? nomem(err, errlen) : 0;
 }
 
 static int encode_value(lua_State *L, int idx, buf *out, int depth, char *err, size_t errlen)
@@ -222,16 +308,19 @@ static int encode_value(lua_State *L, int idx, buf *out, int depth, char *err, s
         }
     case LUA_TSTRING:
         s = lua_tolstring(L, idx, &n);
-        if (memchr(s, '\0', n) != NULL) {
+        switch (json_add_text(out, s, n)) {
+        case TEXT_OK:
+            return 0;
+        case TEXT_NUL:
             snprintf(err, errlen, "string contains a NUL byte, which this module cannot carry "
                      "in text (use ddb.binary)");
             return -1;
-        }
-        if (!ddb_utf8_valid(s, n)) {
+        case TEXT_NOT_UTF8:
             snprintf(err, errlen, "string is not valid UTF-8 (use ddb.binary for bytes)");
             return -1;
+        default:
+            return nomem(err, errlen);
         }
-        return json_add_string(out, s, n);
     case LUA_TTABLE:
         return encode_table(L, idx, out, depth, err, errlen);
     default:

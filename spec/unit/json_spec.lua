@@ -28,6 +28,35 @@ describe("string escapes", function()
     assert.equal(s, decode(encode(s)))
     assert.equal("/", decode([["\/"]]))
   end)
+
+  -- The encoder steps over 8 plain bytes at a time: every byte that needs an escape (or a
+  -- UTF-8 check) must be seen wherever it falls in or across those steps.
+  it("writes every byte as one byte-by-byte escaper would, at any offset", function()
+    local NAMED = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\r"] = "\\r",
+      ["\t"] = "\\t", ["\b"] = "\\b", ["\f"] = "\\f" }
+    local function reference(s)
+      return '"' .. s:gsub("[%c\"\\]", function(c)
+        if c == "\127" then return c end
+        return NAMED[c] or ("\\u%04x"):format(c:byte())
+      end) .. '"'
+    end
+    local pieces = { "a", "Z", " ", "~", "\127", '"', "\\", "\n", "\1", "\31", "é", "€", "😀" }
+    local rng = 12345
+    local function rand(n)
+      rng = (rng * 1103515245 + 12345) % 2147483648
+      return rng % n + 1
+    end
+    for _ = 1, 2000 do
+      local parts = {}
+      for i = 1, rand(24) - 1 do parts[i] = pieces[rand(#pieces)] end
+      local s = table.concat(parts)
+      local got = encode(s)
+      assert.equal(reference(s), got)
+      assert.equal(s, decode(got))
+      local t = encode({ [s] = true })
+      assert.equal("{" .. reference(s) .. ":true}", t)
+    end
+  end)
 end)
 
 describe("unicode", function()
@@ -54,6 +83,14 @@ describe("NUL characters", function()
     assert.is_nil(s)
     assert.matches("NUL byte", err)
     assert.is_nil(encode({ ["k\0"] = 1 }))
+  end)
+
+  it("are named as the reason even after invalid UTF-8 or past the 8-byte steps", function()
+    for _, s in ipairs({ "\255a\0", "abcdefghijklmnop\0", "\0\255", "abcdefgh\195\0" }) do
+      local v, err = encode(s)
+      assert.is_nil(v)
+      assert.matches("NUL byte", err)
+    end
   end)
 
   it("are refused by the decoder when escaped as \\u0000, with a message that says so", function()
@@ -239,7 +276,8 @@ end)
 
 describe("numbers", function()
   it("keeps integers exact up to 2^53", function()
-    for _, n in ipairs({ 0, 1, -1, 2 ^ 31, 2 ^ 32 + 1, 2 ^ 53 - 1, -(2 ^ 53 - 1) }) do
+    for _, n in ipairs({ 0, 1, -1, 2 ^ 31, 2 ^ 32 + 1, 2 ^ 53 - 1, -(2 ^ 53 - 1), -0.0, 1e15 - 1,
+      -123.0, 10 ^ 14 }) do
       local text = encode(n)
       assert.equal(("%.0f"):format(n), text)
       assert.equal(n, decode(text))
