@@ -202,9 +202,20 @@ int ddb_http1_dechunk(http1_chunks *c, const char *p, size_t len, buf *out)
 int ddb_http1_post(buf *out, const char *path, size_t path_len, const char *const *lines,
                    size_t nlines, const char *body, size_t body_len)
 {
+    static const char head[] = "Content-Length: ";
     char length[48];
-    size_t i;
-    int n = snprintf(length, sizeof length, "Content-Length: %zu\r\n\r\n", body_len);
+    char digits[24];
+    size_t i, nd = 0, n = sizeof head - 1;
+    size_t v = body_len;
+    do {
+        digits[nd++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+    memcpy(length, head, n);
+    while (nd > 0)
+        length[n++] = digits[--nd];
+    memcpy(length + n, "\r\n\r\n", 4);
+    n += 4;
     out->len = 0;
     if (ddb_buf_reserve(out, 512 + body_len) != 0 || buf_add(out, "POST ", 5) != 0 ||
         buf_add(out, path, path_len) != 0 || buf_add(out, " HTTP/1.1\r\n", 11) != 0)
@@ -212,5 +223,5 @@ int ddb_http1_post(buf *out, const char *path, size_t path_len, const char *cons
     for (i = 0; i < nlines; i++)
         if (ddb_buf_adds(out, lines[i]) != 0 || buf_add(out, "\r\n", 2) != 0)
             return -1;
-    return buf_add(out, length, (size_t)n) || buf_add(out, body, body_len) ? -1 : 0;
+    return buf_add(out, length, n) || buf_add(out, body, body_len) ? -1 : 0;
 }

@@ -290,8 +290,8 @@ static int encode_value(lua_State *L, int idx, buf *out, int depth, char *err, s
     case LUA_TNUMBER:
 #if DDB_HAS_INTEGERS
         if (lua_isinteger(L, idx)) {
-            snprintf(num, sizeof num, LUA_INTEGER_FMT, lua_tointeger(L, idx));
-            return ddb_buf_adds(out, num);
+            n = ddb_number_write_int((long long)lua_tointeger(L, idx), num);
+            return buf_add(out, num, n) ? nomem(err, errlen) : 0;
         }
 #endif
         {
@@ -300,10 +300,18 @@ static int encode_value(lua_State *L, int idx, buf *out, int depth, char *err, s
                 snprintf(err, errlen, "NaN and infinity cannot be sent as JSON");
                 return -1;
             }
-            if (d == floor(d) && fabs(d) < 1e15)
-                snprintf(num, sizeof num, "%.0f", d);
-            else
-                ddb_number_write(d, num, sizeof num);
+            if (d == floor(d) && fabs(d) < 1e15) {
+                /* as "%.0f" writes it: -0 keeps its sign */
+                if (d == 0 && signbit(d)) {
+                    num[0] = '-';
+                    num[1] = '0';
+                    n = 2;
+                } else {
+                    n = ddb_number_write_int((long long)d, num);
+                }
+                return buf_add(out, num, n) ? nomem(err, errlen) : 0;
+            }
+            ddb_number_write(d, num, sizeof num);
             return ddb_buf_adds(out, num);
         }
     case LUA_TSTRING:

@@ -65,3 +65,21 @@ void ddb_number_write(double d, char *out, size_t n)
             return;
     }
 }
+
+size_t ddb_number_write_int(long long v, char *out)
+{
+    char digits[24];
+    /* the magnitude as unsigned, so that LLONG_MIN has one too */
+    unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+    size_t nd = 0, k = 0;
+    do {
+        digits[nd++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u > 0);
+    if (v < 0)
+        out[k++] = '-';
+    while (nd > 0)
+        out[k++] = digits[--nd];
+    out[k] = '\0';
+    return k;
+}

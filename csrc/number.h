@@ -15,6 +15,10 @@ double ddb_number_read(const char *s, size_t n);
  * 32. */
 void ddb_number_write(double d, char *out, size_t n);
 
+/* v in decimal, as printf's "%lld" writes it, NUL-terminated; returns its length. out: at
+ * least 21 bytes. */
+size_t ddb_number_write_int(long long v, char *out);
+
 DDB_HIDDEN_END
 
 #endif

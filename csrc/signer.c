@@ -479,8 +479,21 @@ int ddb_signer_sign(lua_State *L, signer *s, const char *op, size_t oplen, const
         return luaL_error(L, "operation must be a DynamoDB operation name");
     if (s->access_key == NULL || s->host == NULL)
         return luaL_error(L, "signer is closed");
-    snprintf(target, sizeof target, "%s.%s", s->target_prefix ? s->target_prefix :
-             "DynamoDB_20120810", op);
+    {
+        /* "<prefix>.<op>", cut short as snprintf would (op is at most 64 letters) */
+        const char *prefix = s->target_prefix ? s->target_prefix : "DynamoDB_20120810";
+        size_t plen = strlen(prefix), k;
+        if (plen > sizeof target - 1)
+            plen = sizeof target - 1;
+        memcpy(target, prefix, plen);
+        k = plen;
+        if (k < sizeof target - 1)
+            target[k++] = '.';
+        if (oplen > sizeof target - 1 - k)
+            oplen = sizeof target - 1 - k;
+        memcpy(target + k, op, oplen);
+        target[k + oplen] = '\0';
+    }
     hs[0].name = "content-type";
     hs[0].name_len = sizeof "content-type" - 1;
     hs[0].value = content_type;

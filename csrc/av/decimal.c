@@ -90,8 +90,8 @@ size_t ddb_av_dec_format(const av_dec *x, char *out, size_t outlen)
     size_t k = 0;
     long i;
     if (x->nd == 0) {
-        snprintf(out, outlen, "0");
-        return 1;
+        tmp[k++] = '0';
+        goto done;
     }
     if (x->neg)
         tmp[k++] = '-';
@@ -123,8 +123,13 @@ size_t ddb_av_dec_format(const av_dec *x, char *out, size_t outlen)
         }
         k += snprintf(tmp + k, sizeof tmp - k, "E%+ld", x->exp - 1);
     }
-    tmp[k] = '\0';
-    snprintf(out, outlen, "%s", tmp);
+done:
+    /* as snprintf(out, outlen, "%s", tmp) would, without parsing a format per number */
+    if (outlen > 0) {
+        size_t m = k < outlen - 1 ? k : outlen - 1;
+        memcpy(out, tmp, m);
+        out[m] = '\0';
+    }
     return k;
 }
 

@@ -76,7 +76,7 @@ void ddb_read_number(lua_State *L, int idx, const av_path *p, av_dec *x)
     if (lua_type(L, idx) == LUA_TNUMBER) {
 #if DDB_HAS_INTEGERS
         if (lua_isinteger(L, idx)) {
-            n = (size_t)snprintf(text, sizeof text, LUA_INTEGER_FMT, lua_tointeger(L, idx));
+            n = ddb_number_write_int((long long)lua_tointeger(L, idx), text);
             ddb_av_dec_parse(text, n, x);
             return;
         }
@@ -292,8 +292,8 @@ void ddb_marshal_value(lua_State *L, int idx, av_path *p, int depth)
         if (lua_isinteger(L, idx)) {
             /* an integer's canonical text is its plain decimal form (19 digits at most) */
             char text[32];
-            int w = snprintf(text, sizeof text, LUA_INTEGER_FMT, lua_tointeger(L, idx));
-            lua_pushlstring(L, text, (size_t)w);
+            size_t w = ddb_number_write_int((long long)lua_tointeger(L, idx), text);
+            lua_pushlstring(L, text, w);
             set_av(L, "N");
             return;
         }

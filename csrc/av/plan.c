@@ -136,7 +136,7 @@ static int same_number(lua_State *L, int v, const char *stored, size_t m)
             got = i < 0 ? 0ULL - (unsigned long long)i : (unsigned long long)i;
             return got == want;
         }
-        n = (size_t)snprintf(text, sizeof text, LUA_INTEGER_FMT, i);
+        n = ddb_number_write_int((long long)i, text);
     } else
 #endif
     {
