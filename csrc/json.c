@@ -109,9 +109,8 @@ int ddb_json_has_mt(lua_State *L, int idx, const char *name)
     return r;
 }
 
-/* ddb_json_table_kind's scan of the keys, the table's markers known (marked_list: ddb.list). */
-static int table_shape(lua_State *L, int idx, int marked_list, size_t *len, char *err,
-                       size_t errlen)
+int ddb_json_table_shape(lua_State *L, int idx, int marked_list, size_t *len, char *err,
+                         size_t errlen)
 {
     size_t n = 0, strings = 0, max = 0;
     lua_pushnil(L);
@@ -158,12 +157,25 @@ int ddb_json_table_kind(lua_State *L, int idx, size_t *len, char *err, size_t er
     int marked_list = ddb_json_has_mt(L, idx, JSON_LIST_MT);
     if (!marked_list && ddb_json_has_mt(L, idx, JSON_MAP_MT))
         return 0;
-    return table_shape(L, idx, marked_list, len, err, errlen);
+    return ddb_json_table_shape(L, idx, marked_list, len, err, errlen);
 }
 
 static int encode_value(lua_State *L, int idx, buf *out, int depth, char *err, size_t errlen);
 
 enum { MARK_NONE, MARK_LIST, MARK_MAP };
+
+void ddb_json_key_error(lua_State *L, int idx, int marked_map, char *err, size_t errlen)
+{
+    lua_Number n;
+    if (marked_map) {
+        snprintf(err, errlen, "map key is a %s, not a string", luaL_typename(L, idx));
+        return;
+    }
+    n = lua_type(L, idx) == LUA_TNUMBER ? lua_tonumber(L, idx) : 0;
+    snprintf(err, errlen, n >= 1 && n == floor(n) && n < 1e15
+             ? "table mixes list indexes and string keys"
+             : "table has a key that is neither a string nor a list index");
+}
 
 static int nomem(char *err, size_t errlen)
 {
@@ -186,14 +198,7 @@ static int encode_pairs(lua_State *L, int idx, int marked, buf *out, int depth, 
         int rc;
         /* lua_tolstring would turn a number key into a string under lua_next */
         if (lua_type(L, -2) != LUA_TSTRING) {
-            if (marked == MARK_MAP) {
-                snprintf(err, errlen, "map key is a %s, not a string", luaL_typename(L, -2));
-            } else {
-                lua_Number n = lua_type(L, -2) == LUA_TNUMBER ? lua_tonumber(L, -2) : 0;
-                snprintf(err, errlen, n >= 1 && n == floor(n) && n < 1e15
-                         ? "table mixes list indexes and string keys"
-                         : "table has a key that is neither a string nor a list index");
-            }
+            ddb_json_key_error(L, -2, marked == MARK_MAP, err, errlen);
             lua_pop(L, 2);
             return -1;
         }
@@ -257,7 +262,7 @@ static int encode_table(lua_State *L, int idx, buf *out, int depth, char *err, s
         lua_pop(L, 2);
     }
     /* A marked list is still scanned: a string key in it would otherwise vanish silently. */
-    kind = table_shape(L, idx, marked == MARK_LIST, &len, err, errlen);
+    kind = ddb_json_table_shape(L, idx, marked == MARK_LIST, &len, err, errlen);
     if (kind < 0)
         return -1;
     if (kind == 0)

@@ -55,6 +55,14 @@ int ddb_json_has_mt(lua_State *L, int idx, const char *name);
 /* Classifies a table: 1 list (array), 0 map; -1 with a message when neither. */
 int ddb_json_table_kind(lua_State *L, int idx, size_t *len, char *err, size_t errlen);
 
+/* The same for a table whose markers are known (marked_list: it has ddb.list's). */
+int ddb_json_table_shape(lua_State *L, int idx, int marked_list, size_t *len, char *err,
+                         size_t errlen);
+
+/* Why the key at idx (not a string) cannot be in the map being written: as
+ * ddb_json_table_kind would say it, or, in a table marked as a map (marked_map), its type. */
+void ddb_json_key_error(lua_State *L, int idx, int marked_map, char *err, size_t errlen);
+
 DDB_HIDDEN_END
 
 #endif

@@ -31,10 +31,16 @@ size_t ddb_path_push_key(av_path *p, const char *k, size_t klen)
 
 static size_t path_push_index(av_path *p, size_t i)
 {
-    size_t old = p->len;
-    int w = snprintf(p->s + p->len, sizeof p->s - p->len, "[%lu]", (unsigned long)i);
-    if (w > 0)
-        p->len = p->len + (size_t)w < sizeof p->s ? p->len + (size_t)w : sizeof p->s - 1;
+    size_t old = p->len, w;
+    char text[32];
+    text[0] = '[';
+    w = 1 + ddb_number_write_int((long long)i, text + 1);
+    text[w++] = ']';
+    if (w > sizeof p->s - 1 - p->len)
+        w = sizeof p->s - 1 - p->len;   /* cut short, as snprintf would */
+    memcpy(p->s + p->len, text, w);
+    p->len += w;
+    p->s[p->len] = '\0';
     return old;
 }
 
@@ -168,11 +174,47 @@ static void marshal_set(lua_State *L, int idx, av_path *p, const char *type)
     set_av(L, type);
 }
 
+/* Pushes { M = ... } for the table at idx. walking: lua_next has put its first pair on the
+ * stack (else the table is empty); marked_map: it has ddb.map's metatable. */
+static void marshal_map(lua_State *L, int idx, av_path *p, int depth, int marked_map,
+                        int walking)
+{
+    int out;
+    lua_newtable(L);
+    if (walking)
+        lua_insert(L, -3);
+    out = lua_gettop(L) - (walking ? 2 : 0);
+    while (walking) {
+        size_t klen, old;
+        const char *k;
+        /* lua_tolstring would give NULL for a boolean key and turn a number key into a string
+         * under lua_next */
+        if (lua_type(L, -2) != LUA_TSTRING) {
+            char msg[96];
+            ddb_json_key_error(L, -2, marked_map, msg, sizeof msg);
+            ddb_av_fail(L, p, msg);
+        }
+        k = lua_tolstring(L, -2, &klen);
+        old = ddb_path_push_key(p, k, klen);
+        ddb_check_text(L, p, k, klen);
+        ddb_marshal_value(L, lua_gettop(L), p, depth + 1);
+        lua_remove(L, -2);
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_rawset(L, out);
+        ddb_path_pop(p, old);
+        walking = lua_next(L, idx) != 0;
+    }
+    luaL_getmetatable(L, JSON_MAP_MT);
+    lua_setmetatable(L, out);
+    set_av(L, "M");
+}
+
 static void marshal_table(lua_State *L, int idx, av_path *p, int depth)
 {
     char err[128];
     size_t len, i;
-    int kind, out;
+    int kind, out, marked_list = 0, marked_map = 0;
     if (depth >= AV_MAX_DEPTH)
         ddb_av_fail(L, p, "nesting deeper than DynamoDB's 32 levels (or a cyclic table)");
     /* most tables are plain maps and lists: one look for a metatable, not seven */
@@ -214,65 +256,45 @@ static void marshal_table(lua_State *L, int idx, av_path *p, int depth)
         marshal_set(L, idx, p, "BS");
         return;
     }
-    if (lua_getmetatable(L, idx)) {
-        int plain;
-        luaL_getmetatable(L, JSON_LIST_MT);
-        plain = lua_rawequal(L, -1, -2);
-        lua_pop(L, 1);
-        luaL_getmetatable(L, JSON_MAP_MT);
-        plain = plain || lua_rawequal(L, -1, -2);
-        lua_pop(L, 2);
-        if (!plain)
-            ddb_av_fail(L, p, "table with a foreign metatable cannot be stored");
-    }
+    marked_list = ddb_json_has_mt(L, idx, JSON_LIST_MT);
+    marked_map = !marked_list && ddb_json_has_mt(L, idx, JSON_MAP_MT);
+    if (!marked_list && !marked_map)
+        ddb_av_fail(L, p, "table with a foreign metatable cannot be stored");
 plain:
-    kind = ddb_json_table_kind(L, idx, &len, err, sizeof err);
+    luaL_checkstack(L, 6, "AttributeValue nesting");
+    if (!marked_list) {
+        /* a map is written as it is walked: a key that is not a string fails the whole table */
+        lua_pushnil(L);
+        if (lua_next(L, idx) == 0) {
+            marshal_map(L, idx, p, depth, 0, 0);
+            return;
+        }
+        if (marked_map || lua_type(L, -2) == LUA_TSTRING) {
+            marshal_map(L, idx, p, depth, marked_map, 1);
+            return;
+        }
+        lua_pop(L, 2);
+    }
+    kind = ddb_json_table_shape(L, idx, marked_list, &len, err, sizeof err);
     if (kind < 0)
         ddb_av_fail(L, p, err);
-    luaL_checkstack(L, 6, "AttributeValue nesting");
-    if (kind == 1) {
-        lua_createtable(L, (int)len, 0);
-        out = lua_gettop(L);
-        for (i = 1; i <= len; i++) {
-            size_t old = path_push_index(p, i);
-            lua_rawgeti(L, idx, (int)i);
-            ddb_marshal_value(L, lua_gettop(L), p, depth + 1);
-            lua_remove(L, -2);
-            lua_rawseti(L, out, (int)i);
-            ddb_path_pop(p, old);
-        }
-        luaL_getmetatable(L, JSON_LIST_MT);
-        lua_setmetatable(L, out);
-        set_av(L, "L");
+    if (kind == 0) {
+        marshal_map(L, idx, p, depth, 0, 0);
         return;
     }
-    lua_newtable(L);
+    lua_createtable(L, (int)len, 0);
     out = lua_gettop(L);
-    lua_pushnil(L);
-    while (lua_next(L, idx) != 0) {
-        size_t klen, old;
-        const char *k;
-        /* a ddb.map skips ddb_json_table_kind's key check: lua_tolstring would give NULL for a
-         * boolean key (then passed to snprintf and memchr) and turn a number key into a
-         * string under lua_next */
-        if (lua_type(L, -2) != LUA_TSTRING) {
-            char msg[64];
-            snprintf(msg, sizeof msg, "map key is a %s, not a string", luaL_typename(L, -2));
-            ddb_av_fail(L, p, msg);
-        }
-        k = lua_tolstring(L, -2, &klen);
-        old = ddb_path_push_key(p, k, klen);
-        ddb_check_text(L, p, k, klen);
+    for (i = 1; i <= len; i++) {
+        size_t old = path_push_index(p, i);
+        lua_rawgeti(L, idx, (int)i);
         ddb_marshal_value(L, lua_gettop(L), p, depth + 1);
         lua_remove(L, -2);
-        lua_pushvalue(L, -2);
-        lua_insert(L, -2);
-        lua_rawset(L, out);
+        lua_rawseti(L, out, (int)i);
         ddb_path_pop(p, old);
     }
-    luaL_getmetatable(L, JSON_MAP_MT);
+    luaL_getmetatable(L, JSON_LIST_MT);
     lua_setmetatable(L, out);
-    set_av(L, "M");
+    set_av(L, "L");
 }
 
 void ddb_marshal_value(lua_State *L, int idx, av_path *p, int depth)

@@ -182,6 +182,23 @@ describe("arrays and objects", function()
     end
   end)
 
+  -- A table whose first key (in next's order) is a string is written as it is walked: a key
+  -- met later must fail it as the scan of the whole table would have.
+  it("refuses a bad key met after string keys, wherever next() puts it", function()
+    for _, bad in ipairs({ { 100, "table mixes list indexes and string keys" },
+        { 2.5, "table has a key that is neither a string nor a list index" },
+        { true, "table has a key that is neither a string nor a list index" } }) do
+      for n = 1, 12 do
+        local t = {}
+        for i = 1, n do t["k" .. i] = i end
+        t[bad[1]] = "x"
+        local s, err = encode({ wrap = t })
+        assert.is_nil(s)
+        assert.equal(bad[2], err)
+      end
+    end
+  end)
+
   it("refuses non-string keys in a table marked as a map instead of failing inside next()", function()
     local s, err = encode(setmetatable({ 1, 2 }, core.mt.map))
     assert.is_nil(s)
