@@ -87,16 +87,16 @@ describe("marshal", function()
   end
 
   it("refuses a bad key met after string keys, wherever next() puts it", function()
-    for _, bad in ipairs({ { 100, "mixes list indexes and string keys" },
+    for _, key in ipairs({ { 100, "mixes list indexes and string keys" },
         { 2.5, "neither a string nor a list index" }, { true, "neither a string nor a list index" } }) do
       for n = 1, 12 do
         local t = {}
         for i = 1, n do t["k" .. i] = i end
-        t[bad[1]] = "x"
+        t[key[1]] = "x"
         local ok, err = pcall(marshal, { wrap = t })
         assert.is_false(ok)
         assert.truthy(tostring(err):find("wrap: ", 1, true), tostring(err))
-        assert.truthy(tostring(err):find(bad[2], 1, true), tostring(err))
+        assert.truthy(tostring(err):find(key[2], 1, true), tostring(err))
       end
     end
   end)
