@@ -139,6 +139,13 @@ function Store:key_schema(call_opts)
   return names
 end
 
+-- The key names for a call that ends at deadline: the DescribeTable's options are made only
+-- when it has to be asked (once per store), not on every call.
+local function key_names_by(self, deadline)
+  if self.key_names then return self.key_names end
+  return self:key_schema({ deadline = deadline })
+end
+
 -- -----------------------------------------------------------------------------
 -- with_item: the engine's one-item case
 -- -----------------------------------------------------------------------------
@@ -304,12 +311,8 @@ function Store:with_item(key, fn, opts)
   -- kav and names are set below; named here, the table is made at its full size at once
   ctx.targets = { { name = 1, table = self.table, key = key, cfg = self.cfg, label = "item",
     kav = nil, names = nil } }
-  local names = self.key_names   -- known after the first call (or given): no DescribeTable
-  if not names then
-    local kerr
-    names, kerr = self:key_schema({ deadline = ctx.deadline })
-    if not names then return engine.refuse(ctx, kerr) end
-  end
+  local names, kerr = key_names_by(self, ctx.deadline)
+  if not names then return engine.refuse(ctx, kerr) end
   local kav, verr = keyschema.av(self.table, key, names)
   if not kav then return engine.refuse(ctx, verr) end
   ctx.targets[1].kav, ctx.targets[1].names = kav, names
@@ -405,7 +408,7 @@ function Store:get(key, opts)
   opts = settings.check("get", opts, GET_OPTIONS, nil, 2)
   local clock = self.client.clock or core.monotonic_ms
   local deadline = clock() + (opts.deadline_ms or self.deadline_ms)
-  local names, err = self:key_schema({ deadline = deadline })
+  local names, err = key_names_by(self, deadline)
   if not names then return nil, err end
   local kav, verr = keyschema.av(self.table, key, names)
   if not kav then return nil, verr end
