@@ -1,8 +1,10 @@
 /* libFuzzer target: ddb_av_dec_parse, the exact decimal reader behind every N value, with
  * ddb_av_dec_check and ddb_av_dec_format. Whatever parses formats within the documented 200 bytes,
- * and the canonical text parses back to the same number. Plain C, no Lua. */
+ * and the canonical text parses back to the same number. Beside it, ddb_number_write_int
+ * against printf's "%lld" for the first 8 bytes read as an integer. Plain C, no Lua. */
 #include "fuzz_lua.h"
 #include "av.h"
+#include "number.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -10,6 +12,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char out[200];
     size_t len;
     const char *why;
+    if (size >= 8) {
+        long long v;
+        char mine[24], theirs[24];
+        memcpy(&v, data, 8);
+        len = ddb_number_write_int(v, mine);
+        snprintf(theirs, sizeof theirs, "%lld", v);
+        FUZZ_CHECK(strcmp(mine, theirs) == 0 && len == strlen(theirs), "%lld written as '%s'",
+                   v, mine);
+    }
     if (ddb_av_dec_parse((const char *)data, size, &x) != 0)
         return 0;
     FUZZ_CHECK(x.nd >= 0 && x.nd <= AV_DIGIT_BUF, "nd %d", x.nd);
