@@ -1,5 +1,6 @@
 /* HTTP/1.1 answer heads and chunked bodies (RFC 9112), and the request every path sends. */
 #include "http1.h"
+#include "number.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -204,16 +205,10 @@ int ddb_http1_post(buf *out, const char *path, size_t path_len, const char *cons
 {
     static const char head[] = "Content-Length: ";
     char length[48];
-    char digits[24];
-    size_t i, nd = 0, n = sizeof head - 1;
-    size_t v = body_len;
-    do {
-        digits[nd++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v > 0);
+    size_t i, n = sizeof head - 1;
     memcpy(length, head, n);
-    while (nd > 0)
-        length[n++] = digits[--nd];
+    /* a body in memory is far below LLONG_MAX bytes */
+    n += ddb_number_write_int((long long)body_len, length + n);
     memcpy(length + n, "\r\n\r\n", 4);
     n += 4;
     out->len = 0;
