@@ -4,7 +4,9 @@
  * the bytes they point into and a sorted index of the item's attributes: Lua's collector sees
  * all of it, and there is nothing to free. */
 #include "internal.h"
+#include "../number.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -77,6 +79,18 @@ int ddb_av_doc_read(lua_State *L, const char *s, size_t n, const char *member, i
         if (rc == -2)
             return luaL_error(L, "out of memory");
         return -1;
+    }
+    /* what the decoder refuses when it makes the values, refused here, where the item's
+     * values are made later or never: a JSON number beyond a double (AttributeValues hold
+     * their numbers as strings, so a well-formed answer has none in its item) */
+    for (i = 0; i < d.count; i++) {
+        if (d.nodes[i].type == DDB_J_NUMBER) {
+            double v = ddb_number_read(d.nodes[i].s, d.nodes[i].len);
+            if (isinf(v) || isnan(v)) {
+                ddb_jdoc_free(&d);
+                return -1;
+            }
+        }
     }
     if (d.nodes[0].type == DDB_J_OBJECT)
         item = last_member(&d.nodes[0], member);

@@ -463,6 +463,17 @@ describe("unreadable successful answers", function()
         retry_class = "transient", request_id = REQUEST_ID }, summary(err), body)
     end
   end)
+
+  -- The item kept as nodes ("*Item") is made into values later or never: what the decoder
+  -- refuses when it makes them must be refused as the answer is read, on every path alike.
+  it("refuse a number beyond a double in the item, whether the item is kept as nodes or not", function()
+    local body = '{"Item":{"s":{"S":"x"},"bs":{"BS":[1e999]}}}'
+    for _, plain in ipairs({ false, "Item", "+Item", "*Item" }) do
+      local result, err = parse(200, body, headers(), plain or nil)
+      assert.is_nil(result, tostring(plain))
+      assert.equal("InvalidResponse", err.code, tostring(plain))
+    end
+  end)
 end)
 
 describe("core.error", function()
