@@ -10,11 +10,28 @@ void ddb_buf_init(buf *b)
     b->data = NULL;
     b->len = 0;
     b->cap = 0;
+    b->fixed = NULL;
+}
+
+void ddb_buf_init_in(buf *b, char *storage, size_t cap)
+{
+    b->data = b->fixed = storage;
+    b->len = 0;
+    b->cap = cap;
+}
+
+buf ddb_buf_view(char *p, size_t n)
+{
+    buf v;
+    v.data = v.fixed = p;
+    v.len = v.cap = n;
+    return v;
 }
 
 void ddb_buf_free(buf *b)
 {
-    free(b->data);
+    if (b->data != b->fixed)
+        free(b->data);
     ddb_buf_init(b);
 }
 
@@ -37,7 +54,14 @@ int ddb_buf_reserve(buf *b, size_t extra)
     cap = b->cap ? b->cap : 64;
     while (cap < need)
         cap = cap > ((size_t)-1) / 2 ? need : cap * 2;
-    p = realloc(b->data, cap);
+    if (b->data != b->fixed || b->data == NULL) {
+        p = realloc(b->data, cap);
+    } else {
+        /* out of the caller's storage: the contents move to the heap */
+        p = malloc(cap);
+        if (p != NULL && b->len > 0)
+            memcpy(p, b->data, b->len);
+    }
     if (p == NULL)
         return -1;
     b->data = p;

@@ -23,13 +23,11 @@
 static int core_encode(lua_State *L)
 {
     buf out;
-    char err[160];
+    char err[160], local[2048];
     int rc;
     luaL_checkany(L, 1);
-    ddb_buf_init(&out);
-    /* one allocation for a typical request rather than a doubling series */
-    if (ddb_buf_reserve(&out, 1024) != 0)
-        return luaL_error(L, "out of memory");
+    /* a typical request is written on the stack, with no allocation */
+    ddb_buf_init_in(&out, local, sizeof local);
     rc = ddb_json_encode(L, 1, &out, err, sizeof err);
     if (rc != 0) {
         ddb_buf_free(&out);
@@ -37,7 +35,7 @@ static int core_encode(lua_State *L)
         lua_pushstring(L, err);
         return 2;
     }
-    lua_pushlstring(L, out.data ? out.data : "", out.len);
+    lua_pushlstring(L, out.data, out.len);
     ddb_buf_free(&out);
     return 1;
 }

@@ -166,11 +166,7 @@ static int exchange_keep(lua_State *L)
 
 static buf head_of(const exchange *x)
 {
-    buf head;
-    head.data = x->in.data;
-    head.len = x->ans.head.head_len;
-    head.cap = head.len;
-    return head;
+    return ddb_buf_view(x->in.data, x->ans.head.head_len);
 }
 
 /* x:answer() -> status, headers (lowercase names, trimmed values, the last of repeated

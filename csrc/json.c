@@ -537,7 +537,8 @@ int ddb_json_push_doc(lua_State *L, const ddb_jdoc *doc, const json_decode_opts 
 int ddb_json_decode_opts(lua_State *L, const char *s, size_t n, const json_decode_opts *o)
 {
     ddb_jdoc doc;
-    int rc = ddb_jdoc_read(&doc, s, n, o->max_depth);
+    ddb_jnode local[DDB_JDOC_LOCAL];
+    int rc = ddb_jdoc_read_in(&doc, local, DDB_JDOC_LOCAL, s, n, o->max_depth);
     if (rc != 0) {
         char msg[256];
         ddb_jdoc_free(&doc);

@@ -74,7 +74,12 @@ static long add_node(reader *r, int type, const unsigned char *at)
     ddb_jnode *n;
     if (d->count == d->cap) {
         size_t cap = d->cap * 2;
-        ddb_jnode *grown = realloc(d->nodes, cap * sizeof *grown);
+        ddb_jnode *grown;
+        if (d->nodes != d->local) {
+            grown = realloc(d->nodes, cap * sizeof *grown);
+        } else if ((grown = malloc(cap * sizeof *grown)) != NULL) {
+            memcpy(grown, d->nodes, d->count * sizeof *grown);   /* out of the caller's */
+        }
         if (grown == NULL)
             return -2;
         d->nodes = grown;
@@ -384,6 +389,12 @@ static int read_value(reader *r, int depth, const char *key, uint32_t keylen,
 
 int ddb_jdoc_read(ddb_jdoc *d, const char *s, size_t n, int max_depth)
 {
+    return ddb_jdoc_read_in(d, NULL, 0, s, n, max_depth);
+}
+
+int ddb_jdoc_read_in(ddb_jdoc *d, ddb_jnode *local, size_t nlocal, const char *s, size_t n,
+                     int max_depth)
+{
     reader r;
     int rc;
     memset(d, 0, sizeof *d);
@@ -397,8 +408,12 @@ int ddb_jdoc_read(ddb_jdoc *d, const char *s, size_t n, int max_depth)
     d->cap = n / 24 + 16;
     if (d->cap > 65536)
         d->cap = 65536;
-    if ((d->nodes = malloc(d->cap * sizeof *d->nodes)) == NULL)
+    if (d->cap <= nlocal) {
+        d->nodes = d->local = local;
+        d->cap = nlocal;
+    } else if ((d->nodes = malloc(d->cap * sizeof *d->nodes)) == NULL) {
         return -2;
+    }
     skip_space(&r);
     rc = read_value(&r, 0, NULL, 0, NULL);
     if (rc == 0) {
@@ -411,7 +426,8 @@ int ddb_jdoc_read(ddb_jdoc *d, const char *s, size_t n, int max_depth)
 
 void ddb_jdoc_free(ddb_jdoc *d)
 {
-    free(d->nodes);
+    if (d->nodes != d->local)
+        free(d->nodes);
     free(d->text);
     d->nodes = NULL;
     d->text = NULL;

@@ -28,6 +28,7 @@ typedef struct ddb_jnode {
 typedef struct ddb_jdoc {
     ddb_jnode *nodes;   /* nodes[0] is the document's value */
     size_t count, cap;
+    ddb_jnode *local;   /* the caller's storage the nodes started in (not freed), or NULL */
     char *text;         /* unescaped strings; allocated once, when the first escape is met */
     size_t text_used;
     size_t err_at;      /* on failure: the 0-based offset the message is about */
@@ -40,6 +41,11 @@ typedef struct ddb_jdoc {
  * d->err and d->err_at set (nothing to free then but ddb_jdoc_free is safe), or -2 when
  * memory ran out. Refuses invalid UTF-8, escaped NULs and nesting beyond max_depth. */
 int ddb_jdoc_read(ddb_jdoc *d, const char *s, size_t n, int max_depth);
+/* ddb_jdoc_read, the nodes in the caller's storage (nlocal nodes, on its stack) while they
+ * fit, so a typical answer is read with no allocation; d is valid only while local is. */
+int ddb_jdoc_read_in(ddb_jdoc *d, ddb_jnode *local, size_t nlocal, const char *s, size_t n,
+                     int max_depth);
+enum { DDB_JDOC_LOCAL = 64 };   /* nodes a caller keeps on its stack: a 1.5 KB answer */
 void ddb_jdoc_free(ddb_jdoc *d);
 
 /* Writes "not valid JSON at byte N: <err>" for a failed read (N 1-based). */

@@ -469,9 +469,7 @@ static int finish_own(lua_State *L, multi *mu, op *o, const char *plain)
     default:
         break;
     }
-    head.data = c->in.data;
-    head.len = c->ans.head.head_len;
-    head.cap = head.len;
+    head = ddb_buf_view(c->in.data, c->ans.head.head_len);
     body = ddb_answer_body(&c->ans, &len);
     return ddb_curlt_push_answer(L, c->ans.head.status, &head, body, len, plain, 0);
 }

@@ -222,9 +222,7 @@ static int receive(wire *w, long long deadline, size_t max, wire_answer *a)
     a->head = ans.head;
     if (!ddb_answer_keep(&ans))
         a->head.close = 1;
-    a->head_view.data = w->in.data;
-    a->head_view.len = a->head.head_len;
-    a->head_view.cap = a->head.head_len;
+    a->head_view = ddb_buf_view(w->in.data, a->head.head_len);
     a->body = ddb_answer_body(&ans, &a->body_len);
     return WIRE_OK;
 }

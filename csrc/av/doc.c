@@ -68,12 +68,13 @@ static int new_block(lua_State *L)
 int ddb_av_doc_read(lua_State *L, const char *s, size_t n, const char *member, int max_depth)
 {
     ddb_jdoc d;
+    ddb_jnode local[DDB_JDOC_LOCAL];
     av_doc *doc;
     ddb_jnode *nodes;
     char *bytes, *text;
     const ddb_jnode *item = NULL;
     size_t i, nattrs = 0, block;
-    int rc = ddb_jdoc_read(&d, s, n, max_depth);
+    int rc = ddb_jdoc_read_in(&d, local, DDB_JDOC_LOCAL, s, n, max_depth);
     if (rc != 0) {
         ddb_jdoc_free(&d);
         if (rc == -2)

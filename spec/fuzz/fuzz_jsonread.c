@@ -3,7 +3,8 @@
  * cJSON accepts too and reads to the same tree (strings byte for byte, numbers to the same
  * double); what cJSON accepts and prints, we read back to the same tree unless it is one of
  * our documented refusals (invalid UTF-8, \u0000, nesting beyond the bound); errors point
- * inside the text; nodes and texts lie inside what was allocated. */
+ * inside the text; nodes and texts lie inside what was allocated; a read that starts in the
+ * caller's storage (ddb_jdoc_read_in, a few nodes, so most inputs outgrow it) reads the same. */
 #include "fuzz_lua.h"
 #include "jsonread.h"
 #include "number.h"
@@ -84,6 +85,39 @@ static void check_doc(const ddb_jdoc *d, size_t n)
     }
 }
 
+/* the read into the caller's nodes gives what the read on the heap gave */
+static void check_read_in(const ddb_jdoc *d, int rc, const char *s, size_t size)
+{
+    ddb_jnode local[256];
+    ddb_jdoc e;
+    /* at the reader's first estimate or a little above it: dense inputs outgrow it */
+    size_t i, nlocal = size / 24 + 16 + size % 3, first = size / 24 + 16;
+    int rc_in;
+    if (nlocal > 256)
+        nlocal = 256;
+    rc_in = ddb_jdoc_read_in(&e, local, nlocal, s, size, 0);
+    FUZZ_CHECK(rc_in == rc, "read_in returned %d, read %d", rc_in, rc);
+    if (rc == 0) {
+        FUZZ_CHECK(e.count == d->count, "read_in %zu nodes, read %zu", e.count, d->count);
+        FUZZ_CHECK((e.nodes == local) == (first <= nlocal && e.count <= nlocal),
+                   "%zu nodes, %zu local", e.count, nlocal);
+        for (i = 0; i < d->count; i++) {
+            const ddb_jnode *a = &d->nodes[i], *b = &e.nodes[i];
+            FUZZ_CHECK(a->type == b->type && a->len == b->len && a->skip == b->skip &&
+                       a->at == b->at && a->keylen == b->keylen && a->key_at == b->key_at,
+                       "node %zu differs", i);
+            FUZZ_CHECK((a->s == NULL) == (b->s == NULL) &&
+                       (a->s == NULL || memcmp(a->s, b->s, a->len) == 0), "node %zu text", i);
+            FUZZ_CHECK((a->key == NULL) == (b->key == NULL) &&
+                       (a->key == NULL || memcmp(a->key, b->key, a->keylen) == 0),
+                       "node %zu key", i);
+        }
+    } else {
+        FUZZ_CHECK(e.err_at == d->err_at && strcmp(e.err, d->err) == 0, "errors differ");
+    }
+    ddb_jdoc_free(&e);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *s = (const char *)data;
@@ -91,6 +125,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cJSON *c;
     int rc = ddb_jdoc_read(&d, s, size, 0);
     FUZZ_CHECK(rc == 0 || rc == -1, "read returned %d", rc);
+    check_read_in(&d, rc, s, size);
     c = cjson_whole(s, size);
     if (rc == 0) {
         check_doc(&d, size);
