@@ -305,19 +305,8 @@ static int encode_value(lua_State *L, int idx, buf *out, int depth, char *err, s
                 snprintf(err, errlen, "NaN and infinity cannot be sent as JSON");
                 return -1;
             }
-            if (d == floor(d) && fabs(d) < 1e15) {
-                /* as "%.0f" writes it: -0 keeps its sign */
-                if (d == 0 && signbit(d)) {
-                    num[0] = '-';
-                    num[1] = '0';
-                    n = 2;
-                } else {
-                    n = ddb_number_write_int((long long)d, num);
-                }
-                return buf_add(out, num, n) ? nomem(err, errlen) : 0;
-            }
-            ddb_number_write(d, num, sizeof num);
-            return ddb_buf_adds(out, num);
+            n = ddb_number_write(d, num, sizeof num);
+            return buf_add(out, num, n) ? nomem(err, errlen) : 0;
         }
     case LUA_TSTRING:
         s = lua_tolstring(L, idx, &n);

@@ -2,7 +2,9 @@
  * LC_NUMERIC, and a host may set it to a locale with a decimal comma). */
 #include "number.h"
 
+#include <float.h>
 #include <locale.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,8 +14,8 @@
 double ddb_number_read(const char *s, size_t n)
 {
     char small[64], *copy = small;
-    const char *point = localeconv()->decimal_point;
-    size_t i = n > 0 && s[0] == '-', pl = strlen(point), k, o;
+    const char *point;
+    size_t i = n > 0 && s[0] == '-', pl, k, o;
     double d;
     if (n - i <= 18 && n > i) {
         /* whole numbers of up to 18 digits: exact in 64 bits, rounded once to a double */
@@ -22,7 +24,24 @@ double ddb_number_read(const char *s, size_t n)
             v = v * 10 + (s[i] - '0');
         if (i == n)
             return s[0] == '-' ? -(double)v : (double)v;
+#if FLT_EVAL_METHOD == 0
+        /* digits '.' digits, 15 digits at most: both v and 10^k are exact doubles, so their
+         * quotient, rounded once, is the nearest double, as strtod reads it */
+        if (s[i] == '.' && n - (s[0] == '-') <= 16 && i + 1 < n) {
+            static const double tens[] = { 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9,
+                                           1e10, 1e11, 1e12, 1e13, 1e14, 1e15 };
+            size_t point_at = i++;
+            for (; i < n && s[i] >= '0' && s[i] <= '9'; i++)
+                v = v * 10 + (s[i] - '0');
+            if (i == n) {
+                d = (double)v / tens[n - point_at - 1];
+                return s[0] == '-' ? -d : d;
+            }
+        }
+#endif
     }
+    point = localeconv()->decimal_point;
+    pl = strlen(point);
     if (n + pl >= sizeof small && (copy = malloc(n + pl + 1)) == NULL)
         return strtod(s, NULL);   /* out of memory: s ends at a delimiter in every caller */
     for (k = o = 0; k < n; k++) {
@@ -55,15 +74,24 @@ static void c_decimal_point(char *s)
 
 /* Shortest text that reads back as exactly d (15, 16 or 17 significant digits), in any
  * locale. */
-void ddb_number_write(double d, char *out, size_t n)
+size_t ddb_number_write(double d, char *out, size_t n)
 {
     int p;
+    if (d == floor(d) && fabs(d) < 1e15) {
+        /* a whole number: as "%.15g" writes it, with no format; -0 keeps its sign */
+        if (d == 0 && signbit(d)) {
+            memcpy(out, "-0", 3);
+            return 2;
+        }
+        return ddb_number_write_int((long long)d, out);
+    }
     for (p = 15; p <= 17; p++) {
         snprintf(out, n, "%.*g", p, d);
         c_decimal_point(out);
         if (ddb_number_read(out, strlen(out)) == d)
-            return;
+            break;
     }
+    return strlen(out);
 }
 
 size_t ddb_number_write_int(long long v, char *out)

@@ -11,9 +11,9 @@ DDB_HIDDEN_BEGIN
 /* The number text s[0..n) (JSON's or DynamoDB's grammar) as the nearest double. */
 double ddb_number_read(const char *s, size_t n);
 
-/* Shortest text that reads back as exactly d (15, 16 or 17 significant digits). n: at least
- * 32. */
-void ddb_number_write(double d, char *out, size_t n);
+/* Shortest text that reads back as exactly d (15, 16 or 17 significant digits), NUL-
+ * terminated; returns its length. n: at least 32. */
+size_t ddb_number_write(double d, char *out, size_t n);
 
 /* v in decimal, as printf's "%lld" writes it, NUL-terminated; returns its length. out: at
  * least 21 bytes. */

@@ -2,8 +2,8 @@
  * number 53 bits (or a 64-bit integer that wraps), so versions are stepped as decimal text. */
 #include "version.h"
 #include "av.h"
+#include "number.h"
 
-#include <stdio.h>
 #include <string.h>
 
 #define VERSION_DIGITS 38
@@ -116,7 +116,7 @@ static const char *arg_text(lua_State *L, int idx, char *out)
         char buf[64];
 #if DDB_HAS_INTEGERS
         if (lua_isinteger(L, idx)) {
-            snprintf(buf, sizeof buf, "%lld", (long long)lua_tointeger(L, idx));
+            ddb_number_write_int((long long)lua_tointeger(L, idx), buf);
         } else
 #endif
         {
@@ -124,7 +124,7 @@ static const char *arg_text(lua_State *L, int idx, char *out)
             if (!(v == v) || v != (lua_Number)(long long)v || v > 9007199254740992.0 ||
                 v < -9007199254740992.0)
                 return "not a whole number that a Lua number holds exactly";
-            snprintf(buf, sizeof buf, "%lld", (long long)v);
+            ddb_number_write_int((long long)v, buf);
         }
         return version_canonical(buf, strlen(buf), out);
     }

@@ -85,8 +85,11 @@ int ddb_av_doc_read(lua_State *L, const char *s, size_t n, const char *member, i
      * values are made later or never: a JSON number beyond a double (AttributeValues hold
      * their numbers as strings, so a well-formed answer has none in its item) */
     for (i = 0; i < d.count; i++) {
-        if (d.nodes[i].type == DDB_J_NUMBER) {
-            double v = ddb_number_read(d.nodes[i].s, d.nodes[i].len);
+        const ddb_jnode *j = &d.nodes[i];
+        /* without an exponent, 300 digits stay below 1e300: only these need reading */
+        if (j->type == DDB_J_NUMBER && (j->len > 300 || memchr(j->s, 'e', j->len) != NULL ||
+                                        memchr(j->s, 'E', j->len) != NULL)) {
+            double v = ddb_number_read(j->s, j->len);
             if (isinf(v) || isnan(v)) {
                 ddb_jdoc_free(&d);
                 return -1;
