@@ -431,26 +431,39 @@ static int curlt_request(lua_State *L)
     return 4;
 }
 
-/* The trimmed value of the last header called name (lowercase) in the raw block; NULL when
- * there is none. */
-static const char *find_header(const buf *head, const char *name, size_t name_len,
-                               size_t *value_len)
+/* Whether the header name n[0..len) is name (lowercase, len bytes), in any case. */
+static int name_is(const char *n, const char *name, size_t len)
 {
-    const char *found = NULL, *n, *v;
-    size_t pos = 0, nlen, vlen, k;
+    size_t k;
+    for (k = 0; k < len && tolower((unsigned char)n[k]) == name[k]; k++)
+        ;
+    return k == len;
+}
+
+/* The trimmed values of the last x-amz-crc32 and of the request id (x-amzn-requestid, else
+ * x-amz-request-id) in the raw block, in one pass; NULL for one not there. */
+static void find_answer_headers(const buf *head, proto_answer *a, size_t *crc_len)
+{
+    const char *n, *v, *old_id = NULL;
+    size_t pos = 0, nlen, vlen, old_len = 0;
+    a->crc = a->request_id = NULL;
     while (next_header(head, &pos, &n, &nlen, &v, &vlen)) {
-        if (nlen != name_len)
-            continue;
-        for (k = 0; k < nlen && tolower((unsigned char)n[k]) == name[k]; k++)
-            ;
-        if (k == nlen) {
-            found = v;
-            *value_len = vlen;
+        if (nlen == 11 && name_is(n, "x-amz-crc32", 11)) {
+            a->crc = v;
+            *crc_len = vlen;
+        } else if (nlen == 16 && name_is(n, "x-amzn-requestid", 16)) {
+            a->request_id = v;
+            a->request_id_len = vlen;
+        } else if (nlen == 16 && name_is(n, "x-amz-request-id", 16)) {
+            old_id = v;
+            old_len = vlen;
         }
     }
-    return found;
+    if (a->request_id == NULL) {
+        a->request_id = old_id;
+        a->request_id_len = old_len;
+    }
 }
-#define FIND_HEADER(head, name, len) find_header(head, name, sizeof(name) - 1, len)
 
 int ddb_curlt_push_answer(lua_State *L, int status, const buf *head, const char *body,
                           size_t body_len, const char *plain, int resent)
@@ -463,7 +476,7 @@ int ddb_curlt_push_answer(lua_State *L, int status, const buf *head, const char 
     a.status = status;
     a.body = body;
     a.body_len = body_len;
-    a.crc = FIND_HEADER(head, "x-amz-crc32", &crc_len);
+    find_answer_headers(head, &a, &crc_len);
     if (a.crc != NULL) {
         /* a value too long for a CRC-32 fails the check as an empty one does */
         size_t n = crc_len < sizeof crc ? crc_len : 0;
@@ -471,9 +484,6 @@ int ddb_curlt_push_answer(lua_State *L, int status, const buf *head, const char 
         crc[n] = '\0';
         a.crc = crc;
     }
-    a.request_id = FIND_HEADER(head, "x-amzn-requestid", &a.request_id_len);
-    if (a.request_id == NULL)
-        a.request_id = FIND_HEADER(head, "x-amz-request-id", &a.request_id_len);
     nret = ddb_proto_parse(L, &a, plain);
     if (nret == 1) {
         lua_pushnil(L);

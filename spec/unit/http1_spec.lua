@@ -330,6 +330,28 @@ describe("an exchange (the cosocket transport's HTTP/1.1)", function()
         { e.code, e.request_id, e.applied, st, headers["x-amz-request-id"], resent })
     end)
 
+  it("reads the CRC and the request id in any case and order, x-amzn-requestid before the " ..
+    "fallback wherever it comes", function()
+    local x = core.exchange_new(MAX)
+    for _, order in ipairs({ "new first", "old first" }) do
+      local ids = order == "new first" and "X-AMZN-REQUESTID: N1\r\nx-amz-request-id: O1\r\n"
+        or "X-Amz-Request-Id: O1\r\nx-amzn-requestid: N1\r\n"
+      x:start()
+      assert.is_true(x:feed("HTTP/1.1 200 OK\r\n" .. ids .. "X-Amz-CRC32: " ..
+        core.crc32("{}") .. "\r\nContent-Length: 2\r\n\r\n{}"))
+      local result, err, status, request_id = x:result()
+      assert.is_nil(err, order)
+      assert.same({ {}, 200, "N1" }, { result, status, request_id }, order)
+      -- a wrong CRC under a name in capitals is still checked
+      x:start()
+      assert.is_true(x:feed("HTTP/1.1 200 OK\r\n" .. ids ..
+        "X-AMZ-CRC32: 1\r\nContent-Length: 2\r\n\r\n{}"))
+      local res, e = x:result()
+      assert.is_nil(res, order)
+      assert.equal("CRC32Mismatch", e.code, order)
+    end
+  end)
+
   it("builds the whole signed request in one string", function()
     local signer = core.signer_new{ region = "us-east-1", host = "localhost:8000",
       access_key = "AKID", secret_key = "secret" }
