@@ -76,7 +76,7 @@ typedef struct av_doc av_doc;
  * not JSON; raises when memory runs out. member: the object member the doc is about. */
 int ddb_av_doc_read(lua_State *L, const char *s, size_t n, const char *member, int max_depth);
 av_doc *ddb_av_doc_test(lua_State *L, int idx);       /* the doc at idx, or NULL */
-const ddb_jdoc *ddb_av_doc_nodes(const av_doc *doc);  /* the whole answer's nodes */
+const ddb_jnode *ddb_av_doc_nodes(const av_doc *doc);  /* the whole answer's nodes */
 /* Pushes the member's value for a decoded answer (1): the doc at idx itself when the member
  * is a non-empty object without null or repeated names, else its AttributeValue tables; 0
  * (nothing pushed) when the answer has no such member. */

@@ -346,7 +346,7 @@ int ddb_json_encode(lua_State *L, int idx, buf *out, char *err, size_t errlen)
 }
 
 typedef struct push_job {
-    const ddb_jdoc *doc;
+    const ddb_jnode *nodes;
     const json_decode_opts *o;
 } push_job;
 
@@ -489,7 +489,7 @@ static void push_json(lua_State *L, const push_job *job, const ddb_jnode *j, int
 static int push_json_protected(lua_State *L)
 {
     const push_job *job = lua_touserdata(L, 1);
-    push_json(L, job, job->doc->nodes, 0);
+    push_json(L, job, job->nodes, 0);
     return 1;
 }
 
@@ -503,15 +503,15 @@ void ddb_json_push_node(lua_State *L, const ddb_jnode *j)
 {
     static const json_decode_opts plain_opts = { NULL, NULL, 0, 0, NULL, NULL, 0 };
     push_job job;
-    job.doc = NULL;
+    job.nodes = NULL;
     job.o = &plain_opts;
     push_json(L, &job, j, 1);
 }
 
-int ddb_json_push_doc(lua_State *L, const ddb_jdoc *doc, const json_decode_opts *o)
+int ddb_json_push_doc(lua_State *L, const ddb_jnode *nodes, const json_decode_opts *o)
 {
     push_job job;
-    job.doc = doc;
+    job.nodes = nodes;
     job.o = o;
     lua_pushcfunction(L, push_json_protected);
     lua_pushlightuserdata(L, &job);
@@ -539,7 +539,7 @@ int ddb_json_decode_opts(lua_State *L, const char *s, size_t n, const json_decod
         return 0;
     }
     /* pushed in a protected call: a memory error or a refused value must not leak the nodes */
-    rc = ddb_json_push_doc(L, &doc, o);
+    rc = ddb_json_push_doc(L, doc.nodes, o);
     ddb_jdoc_free(&doc);
     return rc;
 }

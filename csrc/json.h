@@ -44,8 +44,9 @@ typedef struct json_decode_opts {
 } json_decode_opts;
 
 int ddb_json_decode_opts(lua_State *L, const char *s, size_t n, const json_decode_opts *o);
-/* The push half of ddb_json_decode_opts, for nodes already read (and kept) by the caller. */
-int ddb_json_push_doc(lua_State *L, const ddb_jdoc *doc, const json_decode_opts *o);
+/* The push half of ddb_json_decode_opts, for nodes already read (and kept) by the caller:
+ * nodes[0] is the document's value. */
+int ddb_json_push_doc(lua_State *L, const ddb_jnode *nodes, const json_decode_opts *o);
 /* Pushes the value of one node as ddb_json_decode would (null members left out); raises. */
 void ddb_json_push_node(lua_State *L, const ddb_jnode *j);
 

@@ -10,10 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The block after the header: nodes[count], the answer's bytes, the unescaped strings, then
- * the item's attribute nodes sorted by name. */
+/* The block after the header: nodes[count], the item's attribute nodes sorted by name
+ * (index), the answer's bytes, then the unescaped strings. */
 struct av_doc {
-    ddb_jdoc view;          /* nodes and count only: what json.c walks */
     const ddb_jnode *item;  /* the member named at read, or NULL */
     const ddb_jnode **index;
     size_t nattrs;
@@ -123,8 +122,6 @@ int ddb_av_doc_read(lua_State *L, const char *s, size_t n, const char *member, i
         nodes[i].s = rebase(rebase(nodes[i].s, s, n, bytes), d.text, d.text_used, text);
         nodes[i].key = rebase(rebase(nodes[i].key, s, n, bytes), d.text, d.text_used, text);
     }
-    doc->view.nodes = nodes;
-    doc->view.count = d.count;
     if (item != NULL) {
         const ddb_jnode *c;
         doc->item = nodes + (item - d.nodes);
@@ -151,9 +148,9 @@ av_doc *ddb_av_doc_test(lua_State *L, int idx)
     return doc != NULL && ddb_json_has_mt(L, idx, AV_DOC_MT) ? doc : NULL;
 }
 
-const ddb_jdoc *ddb_av_doc_nodes(const av_doc *doc)
+const ddb_jnode *ddb_av_doc_nodes(const av_doc *doc)
 {
-    return &doc->view;
+    return (const ddb_jnode *)(doc + 1);
 }
 
 int ddb_av_doc_push_member(lua_State *L, int idx)
