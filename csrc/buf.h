@@ -17,8 +17,8 @@ typedef struct buf {
 
 void ddb_buf_init(buf *b);
 /* Starts in the caller's storage (cap bytes, on its stack): no allocation while the contents
- * fit; growth beyond moves them to the heap. ddb_buf_free frees only what was allocated. Not for secrets: ddb_buf_wipe clears
- * only where the contents are now. */
+ * fit; growth beyond moves them to the heap. ddb_buf_free frees only what was allocated. Not
+ * for secrets: ddb_buf_wipe clears only where the contents are now. */
 void ddb_buf_init_in(buf *b, char *storage, size_t cap);
 /* A read-only view of n bytes at p, for what reads a buf: never grown or freed. */
 buf ddb_buf_view(char *p, size_t n);

@@ -24,21 +24,15 @@ double ddb_number_read(const char *s, size_t n)
             v = v * 10 + (s[i] - '0');
         if (i == n)
             return s[0] == '-' ? -(double)v : (double)v;
-#if FLT_EVAL_METHOD == 0
-        /* digits '.' digits, 15 digits at most: both v and 10^k are exact doubles, so their
-         * quotient, rounded once, is the nearest double, as strtod reads it */
+        /* digits '.' digits, 15 digits at most: v / 10^k, rounded once */
         if (s[i] == '.' && n - (s[0] == '-') <= 16 && i + 1 < n) {
-            static const double tens[] = { 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9,
-                                           1e10, 1e11, 1e12, 1e13, 1e14, 1e15 };
             size_t point_at = i++;
             for (; i < n && s[i] >= '0' && s[i] <= '9'; i++)
                 v = v * 10 + (s[i] - '0');
-            if (i == n) {
-                d = (double)v / tens[n - point_at - 1];
+            if (i == n &&
+                ddb_number_exact((unsigned long long)v, -(long)(n - point_at - 1), &d) == 0)
                 return s[0] == '-' ? -d : d;
-            }
         }
-#endif
     }
     point = localeconv()->decimal_point;
     pl = strlen(point);
@@ -57,6 +51,27 @@ double ddb_number_read(const char *s, size_t n)
     if (copy != small)
         free(copy);
     return d;
+}
+
+int ddb_number_exact(unsigned long long mant, long k, double *out)
+{
+#if defined(FLT_EVAL_METHOD) && FLT_EVAL_METHOD == 0
+    /* exact powers of ten as doubles (10^22 is the last one a double holds exactly): with
+     * mant exact too, one multiplication or division rounds once, as strtod does */
+    static const double pow10[] = {
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+        1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22
+    };
+    if (mant > (1ULL << 53) || k < -22 || k > 22)
+        return -1;
+    *out = k >= 0 ? (double)mant * pow10[k] : (double)mant / pow10[-k];
+    return 0;
+#else
+    (void)mant;
+    (void)k;
+    (void)out;
+    return -1;
+#endif
 }
 
 /* snprintf's %g writes LC_NUMERIC's decimal point ("1,5" under de_DE): put back the '.' that

@@ -91,8 +91,8 @@ void ddb_read_number(lua_State *L, int idx, const av_path *p, av_dec *x)
             lua_Number d = lua_tonumber(L, idx);
             if (isnan(d) || isinf(d))
                 ddb_av_fail(L, p, "NaN and infinity cannot be stored in DynamoDB");
-            ddb_number_write(d, text, sizeof text);
-            ddb_av_dec_parse(text, strlen(text), x);
+            n = ddb_number_write(d, text, sizeof text);
+            ddb_av_dec_parse(text, n, x);
         }
     } else {
         int bad;

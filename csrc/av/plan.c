@@ -75,38 +75,23 @@ static const char *av_open(lua_State *L, int av)
     return type;
 }
 
-/* Exact powers of ten as doubles (10^22 is the last one a double holds exactly). */
-static const double POW10[] = {
-    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
-    1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22
-};
-
 /* The value of y (at most 15 significant digits) as the double strtod would give, or -1 when
- * only strtod can tell. With 15 digits the digits are a double exactly, and so is 10^k up to
- * 10^22: one multiplication or division rounds once, as strtod does (no excess precision). */
+ * only strtod can tell (ddb_number_exact). */
 static int dec_to_double(const av_dec *y, double *out)
 {
-#if defined(FLT_EVAL_METHOD) && FLT_EVAL_METHOD == 0
-    double mant = 0;
-    long k = y->exp - y->nd;
+    unsigned long long mant = 0;
     int i;
     if (y->nd == 0) {
         *out = 0;
         return 0;
     }
-    if (k < -22 || k > 22)
-        return -1;
     for (i = 0; i < y->nd; i++)
-        mant = mant * 10 + (y->d[i] - '0');
-    *out = k >= 0 ? mant * POW10[k] : mant / POW10[-k];
+        mant = mant * 10 + (unsigned long long)(y->d[i] - '0');
+    if (ddb_number_exact(mant, y->exp - y->nd, out) != 0)
+        return -1;
     if (y->neg)
         *out = -*out;
     return 0;
-#else
-    (void)y;
-    (void)out;
-    return -1;
-#endif
 }
 
 /* 1 when the Lua number at v equals the stored N text by value (what marshalling v and
@@ -151,10 +136,8 @@ static int same_number(lua_State *L, int v, const char *stored, size_t m)
             if (sd == 0 || fabs(sd) >= DBL_MIN)
                 return sd == d;
         }
-        if (ok) {
-            ddb_number_write(d, text, sizeof text);
-            n = strlen(text);
-        }
+        if (ok)
+            n = ddb_number_write(d, text, sizeof text);
     }
     return ok && parsed && ddb_av_dec_parse(text, n, &x) == 0 && ddb_av_dec_check(&x) == NULL &&
            ddb_av_dec_equal(&x, &y);

@@ -125,8 +125,8 @@ void ddb_av_push_number_text(lua_State *L, const char *s, size_t n)
     if (!x.overflow && x.nd <= 17) {
         double d = ddb_number_read(s, n);
         if (!isinf(d) && d != 0) {
-            ddb_number_write(d, text, sizeof text);
-            if (ddb_av_dec_parse(text, strlen(text), &y) == 0 && ddb_av_dec_equal(&x, &y)) {
+            size_t tn = ddb_number_write(d, text, sizeof text);
+            if (ddb_av_dec_parse(text, tn, &y) == 0 && ddb_av_dec_equal(&x, &y)) {
                 lua_pushnumber(L, d);
                 return;
             }
