@@ -69,6 +69,7 @@ local options = require "ddb.options"
 local ngx = ngx
 local type, tostring, error, ipairs = type, tostring, error, ipairs
 local os_getenv = os.getenv
+local floor = math.floor
 local monotonic_ms = core.monotonic_ms
 local ngx_socket_tcp = ngx and ngx.socket and ngx.socket.tcp
 local ngx_sleep = ngx and ngx.sleep
@@ -143,14 +144,16 @@ local function target_of(self, url)
   return t
 end
 
--- A connected (and, for https, verified) socket and whether it came from the pool | nil, err.
+-- A connected (and, for https, verified) socket, whether it came from the pool, and the
+-- send and read timeouts it was given (whole ms, as nginx keeps them) | nil, err.
 local function open(self, t, deadline)
   local sock, err = ngx_socket_tcp()
   if not sock then return fail("NetworkError", "no cosocket: " .. tostring(err), "no", "transient") end
   local left = remaining(deadline)
   if left < 1 then return fail("Timeout", "no time left to connect to " .. t.where, "no", "timeout") end
   local ct = left < self.connect_timeout_ms and left or self.connect_timeout_ms
-  sock:settimeouts(ct, left, left)
+  local set = floor(left)
+  sock:settimeouts(ct, set, set)
   local ok
   ok, err = sock:connect(t.connect_host, t.port, t.connect_opts)
   if not ok then
@@ -168,7 +171,7 @@ local function open(self, t, deadline)
   local reused = sock:getreusedtimes() > 0
   if reused then
     stats.reused = stats.reused + 1
-    return sock, true
+    return sock, true, set
   end
   stats.connects = stats.connects + 1
   sock:setoption("tcp-nodelay", 1)
@@ -190,7 +193,7 @@ local function open(self, t, deadline)
         "transient")
     end
   end
-  return sock, false
+  return sock, false, set
 end
 
 -- The HTTP/1.1 itself is the core's (csrc/answer.c through a ddb{exchange}), as on the
@@ -211,12 +214,16 @@ local function give_exchange(self, x)
 end
 
 -- Feeds x what the socket receives until the answer is complete: true | nil, err. Every
--- read waits at most for what is left of the deadline and takes what has arrived.
-local function read_answer(sock, x, deadline, where)
+-- read waits at most for what is left of the deadline and takes what has arrived. set: the
+-- socket's read timeout now (whole ms); it is set again only when what is left differs.
+local function read_answer(sock, x, deadline, where, set)
   while true do
-    local left = deadline - monotonic_ms()
+    local left = floor(deadline - monotonic_ms())
     if left < 1 then return io_error("reading the answer from " .. where, "timeout", "maybe") end
-    sock:settimeout(left)
+    if left ~= set then
+      sock:settimeout(left)
+      set = left
+    end
     local data, err = sock:receiveany(READ_SIZE)
     local done, xerr
     if data then
@@ -245,14 +252,18 @@ end
 local function exchange(self, t, req, x, deadline)
   local stale = 0
   while true do
-    local sock, reused = open(self, t, deadline)
+    local sock, reused, set = open(self, t, deadline)
     if not sock then return nil, reused end   -- reused is the error here
-    local left = remaining(deadline)
+    local left = floor(remaining(deadline))
     if left < 1 then
       sock:close()
       return fail("Timeout", "request to " .. t.where .. " timed out", "no", "timeout")
     end
-    sock:settimeout(left)
+    -- the timeouts open() gave, unless connecting took a millisecond or more
+    if left ~= set then
+      sock:settimeout(left)
+      set = left
+    end
     local ok, err = sock:send(req)
     if not ok then
       sock:close()
@@ -267,7 +278,7 @@ local function exchange(self, t, req, x, deadline)
       stale = stale + 1
       self.stats.stale_retries = self.stats.stale_retries + 1
     else
-      ok, err = read_answer(sock, x, deadline, t.where)
+      ok, err = read_answer(sock, x, deadline, t.where, set)
       if not ok then
         sock:close()
         return nil, err
