@@ -399,19 +399,9 @@ local function sleep(self, ms)
   return runtime.sleep(self.transport, ms)
 end
 
---- Sends one DynamoDB operation with retries.
--- @param op the operation name, e.g. "GetItem"
--- @param request the request as a Lua table in DynamoDB's JSON shape
--- @param opts optional: `deadline` (absolute, in `core.monotonic_ms` time), `deadline_ms`
---   (default: the client's), `timeout_ms` (per attempt), `return_maybe = true` (return at
---   once, unretried, a failure that may have been applied), `plain = "Attributes"` (or
---   `"Item"`: that member of the answer as plain values, not AttributeValues)
--- @return result (the decoded answer), info (`attempts`, `elapsed_ms`, `request_id`,
---   `status`, `earlier_attempt_applied`) | nil, err (`err.applied` says whether the
---   operation may have run)
-function Client:call(op, request, opts)
-  if type(op) ~= "string" then error("bad argument #1 to 'call' (operation name expected)", 2) end
-  if type(request) ~= "table" then error("bad argument #2 to 'call' (table expected)", 2) end
+-- Client:call's retries: result, nil, attempts, elapsed_ms, request_id, status,
+-- earlier_attempt_applied | nil, err.
+local function call_with_retries(self, op, request, opts)
   local clock = self.clock
   local started = clock()
   local deadline = opts and opts.deadline or (started + (opts and opts.deadline_ms or self.deadline_ms))
@@ -469,17 +459,14 @@ function Client:call(op, request, opts)
     local done = clock()
     if result then
       self.retry:success(attempt > 1 and spent or 1)
-      -- an earlier attempt that may have landed makes an unconditional write at-least-once
-      local info = { attempts = attempt, elapsed_ms = done - started,
-        request_id = request_id, status = status,
-        earlier_attempt_applied = resent and "maybe" or applied }
       if self.on_event then
         emit(self, { kind = "request", op = op, table = request.TableName, status = status,
-          attempt = attempt, latency_ms = done - now, request_id = info.request_id,
+          attempt = attempt, latency_ms = done - now, request_id = request_id,
           consumed_capacity = _M.capacity_units(result.ConsumedCapacity) })
       end
-      -- lua-resty style: the error (none) second, the call's statistics after it
-      return result, nil, info
+      -- an earlier attempt that may have landed makes an unconditional write at-least-once
+      return result, nil, attempt, done - started, request_id, status,
+        resent and "maybe" or applied
     end
     wrap_error(err)
     explain(self, err, request, rheaders)
@@ -523,6 +510,35 @@ function Client:call(op, request, opts)
       sleep(self, delay)
     end
   end
+end
+
+--- Sends one DynamoDB operation with retries.
+-- @param op the operation name, e.g. "GetItem"
+-- @param request the request as a Lua table in DynamoDB's JSON shape
+-- @param opts optional: `deadline` (absolute, in `core.monotonic_ms` time), `deadline_ms`
+--   (default: the client's), `timeout_ms` (per attempt), `return_maybe = true` (return at
+--   once, unretried, a failure that may have been applied), `plain = "Attributes"` (or
+--   `"Item"`: that member of the answer as plain values, not AttributeValues)
+-- @return result (the decoded answer), info (`attempts`, `elapsed_ms`, `request_id`,
+--   `status`, `earlier_attempt_applied`) | nil, err (`err.applied` says whether the
+--   operation may have run)
+function Client:call(op, request, opts)
+  if type(op) ~= "string" then error("bad argument #1 to 'call' (operation name expected)", 2) end
+  if type(request) ~= "table" then error("bad argument #2 to 'call' (table expected)", 2) end
+  local result, err, attempts, elapsed_ms, request_id, status, earlier =
+    call_with_retries(self, op, request, opts)
+  if not result then return nil, err end
+  -- lua-resty style: the error (none) second, the call's statistics after it
+  return result, nil, { attempts = attempts, elapsed_ms = elapsed_ms, request_id = request_id,
+    status = status, earlier_attempt_applied = earlier }
+end
+
+-- Client:call for the engine, which needs of the call's statistics only whether an earlier
+-- attempt may have been applied, so no table is made per call: result, nil,
+-- earlier_attempt_applied ("no" or "maybe") | nil, err.
+function Client:_call(op, request, opts)
+  local result, err, _, _, _, _, earlier = call_with_retries(self, op, request, opts)
+  return result, err, earlier
 end
 
 -- Convenience methods named after the operations (documented one by one below the table).

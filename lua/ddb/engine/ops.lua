@@ -68,7 +68,7 @@ function _M.read(ctx, targets)
     info.requests = info.requests + 1
     -- the item as AttributeValues (the engine's) and as plain values from the same bytes:
     -- the caller's first copy, without converting the item twice (state.plain)
-    local res, err = ctx.client:call("GetItem", { TableName = t.table, Key = t.kav,
+    local res, err = ctx.client:_call("GetItem", { TableName = t.table, Key = t.kav,
       ConsistentRead = true, ReturnConsumedCapacity = "TOTAL" },
       { deadline = ctx.deadline, plain = "*Item" })
     if not res then return nil, err end
@@ -87,7 +87,7 @@ function _M.read(ctx, targets)
   while true do
     tries = tries + 1
     info.requests = info.requests + 1
-    local res, err = ctx.client:call("TransactGetItems", { TransactItems = gets,
+    local res, err = ctx.client:_call("TransactGetItems", { TransactItems = gets,
       ReturnConsumedCapacity = "TOTAL" }, { deadline = ctx.deadline })
     if res then
       _M.add_capacity(info, res)
@@ -134,19 +134,19 @@ function _M.send(ctx, c)
   info.requests = info.requests + 1
   c.sends = c.sends + 1
   c.first_sent = c.first_sent or ctx.clock()
-  local res, err, info_
+  local res, err, earlier
   if c.single then
     local a = c.actions[1]
-    res, err, info_ = ctx.client:call(a.op, a.req, { deadline = ctx.deadline,
+    res, err, earlier = ctx.client:_call(a.op, a.req, { deadline = ctx.deadline,
       plain = a.op == "UpdateItem" and "Attributes" or nil, return_maybe = true })
   else
-    res, err, info_ = ctx.client:call("TransactWriteItems", c.req, { deadline = ctx.deadline,
+    res, err, earlier = ctx.client:_call("TransactWriteItems", c.req, { deadline = ctx.deadline,
       return_maybe = true })
   end
   if res then
     _M.add_capacity(info, res)
     -- a transport that sent the request twice says so
-    return { ok = true, res = res, twice = info_ and info_.earlier_attempt_applied == "maybe" }
+    return { ok = true, res = res, twice = earlier == "maybe" }
   end
   local maybe = err.applied == "maybe"
   if c.single and err.code == "ConditionalCheckFailedException" then
