@@ -109,8 +109,9 @@ local function io_error(what, err, applied)
   return fail("NetworkError", what .. " failed: " .. tostring(err), applied, "transient")
 end
 
+-- What is left of the deadline, in whole milliseconds: nginx keeps a cosocket's timeouts so.
 local function remaining(deadline)
-  return deadline - monotonic_ms()
+  return floor(deadline - monotonic_ms())
 end
 
 -- Endpoint URL -> what connecting needs; cached per URL (a client has one).
@@ -152,8 +153,7 @@ local function open(self, t, deadline)
   local left = remaining(deadline)
   if left < 1 then return fail("Timeout", "no time left to connect to " .. t.where, "no", "timeout") end
   local ct = left < self.connect_timeout_ms and left or self.connect_timeout_ms
-  local set = floor(left)
-  sock:settimeouts(ct, set, set)
+  sock:settimeouts(ct, left, left)
   local ok
   ok, err = sock:connect(t.connect_host, t.port, t.connect_opts)
   if not ok then
@@ -171,7 +171,7 @@ local function open(self, t, deadline)
   local reused = sock:getreusedtimes() > 0
   if reused then
     stats.reused = stats.reused + 1
-    return sock, true, set
+    return sock, true, left
   end
   stats.connects = stats.connects + 1
   sock:setoption("tcp-nodelay", 1)
@@ -193,7 +193,7 @@ local function open(self, t, deadline)
         "transient")
     end
   end
-  return sock, false, set
+  return sock, false, left
 end
 
 -- The HTTP/1.1 itself is the core's (csrc/answer.c through a ddb{exchange}), as on the
@@ -218,7 +218,7 @@ end
 -- socket's read timeout now (whole ms); it is set again only when what is left differs.
 local function read_answer(sock, x, deadline, where, set)
   while true do
-    local left = floor(deadline - monotonic_ms())
+    local left = remaining(deadline)
     if left < 1 then return io_error("reading the answer from " .. where, "timeout", "maybe") end
     if left ~= set then
       sock:settimeout(left)
@@ -254,7 +254,7 @@ local function exchange(self, t, req, x, deadline)
   while true do
     local sock, reused, set = open(self, t, deadline)
     if not sock then return nil, reused end   -- reused is the error here
-    local left = floor(remaining(deadline))
+    local left = remaining(deadline)
     if left < 1 then
       sock:close()
       return fail("Timeout", "request to " .. t.where .. " timed out", "no", "timeout")
