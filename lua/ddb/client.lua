@@ -519,7 +519,7 @@ end
 --   (default: the client's), `timeout_ms` (per attempt), `return_maybe = true` (return at
 --   once, unretried, a failure that may have been applied), `plain = "Attributes"` (or
 --   `"Item"`: that member of the answer as plain values, not AttributeValues)
--- @return result (the decoded answer), info (`attempts`, `elapsed_ms`, `request_id`,
+-- @return result (the decoded answer), nil, info (`attempts`, `elapsed_ms`, `request_id`,
 --   `status`, `earlier_attempt_applied`) | nil, err (`err.applied` says whether the
 --   operation may have run)
 function Client:call(op, request, opts)
