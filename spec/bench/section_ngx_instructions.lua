@@ -51,8 +51,14 @@ local function nginx_side(root, upstream, tag)
     must("callgrind_control -d noop " .. pid)
   end)
   lib.kill(pid)
-  if not ok then error(tostring(err) .. "\n" .. (lib.read(prefix .. "/valgrind.log") or ""), 0) end
-  local op, noop = total(out .. ".1"), total(out .. ".2")
+  local op, noop
+  if ok then
+    ok, err = pcall(function() op, noop = total(out .. ".1"), total(out .. ".2") end)
+  end
+  if not ok then err = tostring(err) .. "\n" .. (lib.read(prefix .. "/valgrind.log") or "") end
+  -- the worker's profiles are a few hundred KB a run; BENCH_KEEP=1 keeps them to read
+  if os.getenv("BENCH_KEEP") ~= "1" then sh("rm -rf " .. q(prefix)) end
+  if not ok then error(err, 0) end
   return { op = op / N, noop = noop / N, net = (op - noop) / N }
 end
 
