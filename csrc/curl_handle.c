@@ -3,9 +3,11 @@
 #include "curl_handle.h"
 #include "http1.h"
 
+#include <errno.h>
 #include <poll.h>
 #include <pthread.h>
 #include <string.h>
+#include <sys/socket.h>
 
 /* CURLOPT_PREREQFUNCTION, which refuses libcurl's silent resends (on_prereq) */
 #if LIBCURL_VERSION_NUM < 0x075000
@@ -127,5 +129,8 @@ int ddb_curl_still_open(CURL *e, int fd)
     p.revents = 0;
     if (poll(&p, 1, 0) == 0)
         return 1;
+    if (e == NULL)
+        return recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) < 0 && (errno == EAGAIN ||
+                                                                 errno == EWOULDBLOCK);
     return curl_easy_recv(e, &c, 1, &n) == CURLE_AGAIN;
 }

@@ -36,9 +36,9 @@ void ddb_curl_handle_setup(CURL *e, curl_sink *sink, char *errbuf, const char *c
  * own HTTP/1.1 over curl_easy_send/recv (wire.c, pool.c). */
 void ddb_curl_handle_connect_only(CURL *e, const char *url, char *errbuf, const char *ca_bundle,
                                   long connect_timeout_ms, long timeout_ms);
-/* 1 when a kept connection (socket fd of e) has not been closed by the server, nor sent
- * anything on, since the last answer. A TLS session ticket arriving late reads as nothing
- * (CURLE_AGAIN). */
+/* 1 when a kept connection (socket fd of e, or of no handle when e is NULL: a plain socket
+ * taken from libcurl) has not been closed by the server, nor sent anything on, since the
+ * last answer. A TLS session ticket arriving late reads as nothing (CURLE_AGAIN). */
 int ddb_curl_still_open(CURL *e, int fd);
 
 DDB_HIDDEN_END

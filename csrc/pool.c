@@ -10,9 +10,7 @@
 #include <string.h>
 #include <time.h>
 #include <sys/socket.h>
-#ifdef DDB_POOL_EPOLL
 #include <unistd.h>
-#endif
 
 /* libcurl's sockets for one connection being made (happy eyeballs tries two at once) */
 #define POOL_SOCKS 4
@@ -33,6 +31,7 @@ struct pool_conn {
     CURLM *multi;                 /* this connection's own: its cache holds it alone */
     CURL *easy;                   /* CONNECT_ONLY */
     curl_socket_t fd;             /* once connected */
+    curl_socket_t own;            /* fd once the pool has taken it from libcurl (detach) */
     char *url;
     pool_call *call;              /* CONNECTING or BUSY: the call it is for */
     pool *owner;
@@ -244,9 +243,12 @@ static void conn_close(pool *p, pool_conn *k)
         curl_easy_cleanup(k->easy);
     if (k->multi != NULL)
         curl_multi_cleanup(k->multi);
+    if (k->own != CURL_SOCKET_BAD)
+        close(k->own);
     k->easy = NULL;
     k->multi = NULL;
     k->fd = CURL_SOCKET_BAD;
+    k->own = CURL_SOCKET_BAD;
     k->call = NULL;
     k->want = 0;
     k->state = CONN_FREE;
@@ -346,6 +348,7 @@ static pool_conn *conn_take(pool *p)
         return NULL;
     k->owner = p;
     k->fd = CURL_SOCKET_BAD;
+    k->own = CURL_SOCKET_BAD;
     p->conns[p->nconns++] = k;
     return k;
 }
@@ -396,6 +399,30 @@ static void connect_failed(pool *p, pool_call *c, CURLcode rc)
     finish(p, c);
 }
 
+/* libcurl closing a socket of k's: every one but the socket the pool has taken (k->own). */
+static int on_close(void *clientp, curl_socket_t s)
+{
+    pool_conn *k = clientp;
+    return s == k->own ? 0 : close(s);
+}
+
+#ifdef MSG_NOSIGNAL
+/* A plain connection made: the pool takes its socket and libcurl's two handles let go of
+ * it, freeing the ~45 KB they hold per connection (its download buffer, the multi's socket
+ * hash) that a plain connection never uses again (conn_send, conn_recv); conn_close closes
+ * the socket itself. */
+static void detach(pool_conn *k)
+{
+    k->own = k->fd;
+    curl_multi_remove_handle(k->multi, k->easy);
+    curl_easy_cleanup(k->easy);
+    curl_multi_cleanup(k->multi);
+    k->easy = NULL;
+    k->multi = NULL;
+    k->timer_at = -1;
+}
+#endif
+
 /* Whether libcurl has finished making k's connection; then the call goes on (or fails). */
 static void check_connected(pool *p, pool_conn *k)
 {
@@ -429,6 +456,10 @@ static void check_connected(pool *p, pool_conn *k)
                 if (k->sock[i] != fd)
                     unwatch(p, k, k->sock[i]);
         }
+#endif
+#ifdef MSG_NOSIGNAL
+        if (k->plain)
+            detach(k);   /* msg goes with the multi: nothing reads it below */
 #endif
         if (want(p, k, POLLIN) != 0) {
             fail(p, c, "NetworkError", PROTO_APPLIED_NO, "transient",
@@ -464,6 +495,7 @@ static void conn_open(pool *p, pool_call *c)
     k->state = CONN_CONNECTING;
     k->call = c;
     k->timer_at = -1;
+    k->own = CURL_SOCKET_BAD;
     for (i = 0; i < POOL_SOCKS; i++)
         k->sock[i] = CURL_SOCKET_BAD;
     k->errbuf[0] = '\0';
@@ -482,6 +514,8 @@ static void conn_open(pool *p, pool_call *c)
     ddb_curl_handle_connect_only(k->easy, k->url, k->errbuf, p->ca_bundle, p->connect_timeout_ms,
                                  left);
     curl_easy_setopt(k->easy, CURLOPT_SHARE, p->share);
+    curl_easy_setopt(k->easy, CURLOPT_CLOSESOCKETFUNCTION, on_close);
+    curl_easy_setopt(k->easy, CURLOPT_CLOSESOCKETDATA, k);
     if (curl_multi_add_handle(k->multi, k->easy) != CURLM_OK) {
         connect_failed(p, c, CURLE_OUT_OF_MEMORY);
         return;

@@ -298,6 +298,61 @@ describe("ddb.scheduler's connections", function()
     assert(busy[1], tostring(busy[2] and busy[2].message))
   end)
 
+  -- a wait of the caller's that does not yield: the scheduler sees nothing meanwhile
+  local function spin(ms)
+    local t0 = core.monotonic_ms()
+    while core.monotonic_ms() - t0 < ms do end
+  end
+
+  for _, case in ipairs({ { "IdleClose", "closed" }, { "Trailing", "wrote to unasked" } }) do
+    it("checks a kept connection before a call: one the server " .. case[2] ..
+      " while no wait watched is replaced", function()
+      local sched = scheduler.new()
+      finally(function() sched:close() end)
+      local t = sched:transport()
+      local first, second
+      sched:spawn(function()
+        first = pack(t:call(signer, server.url, case[1], "{}", 5000))
+        spin(300)   -- the server's close (100 ms on) or its bytes arrive meanwhile
+        second = pack(t:call(signer, server.url, "Plain", "{}", 5000))
+      end)
+      assert.is_true(sched:run())
+      assert(first[1], tostring(first[2] and first[2].message))
+      assert(second[1], tostring(second[2] and second[2].message))
+      assert.are_not.equal(first[1].Conn, second[1].Conn)
+      assert.equal(2, sched:stats().connections)
+    end)
+  end
+
+  -- the descriptors this process has open now (garbage holding some collected first)
+  local function open_fds()
+    local f = assert(io.open("/proc/self/stat"))
+    local pid = f:read("n")
+    f:close()
+    collectgarbage()
+    collectgarbage()
+    local p = io.popen("ls /proc/" .. pid .. "/fd")
+    local n = 0
+    for _ in p:lines() do n = n + 1 end
+    p:close()
+    return n
+  end
+
+  it("closes every socket it made, whoever ended the connection", function()
+    local before = open_fds()
+    local sched = scheduler.new()
+    local out = run_tasks(sched, 6, function(i)
+      return ({ { "Plain", "Close", "Plain" }, { "IdleClose", "Plain" }, { "Dropped", "Plain" },
+        { "Trailing", "Plain" }, { "Garbage", "Plain" }, { "Plain", "Plain" } })[i]
+    end)
+    assert.equal(13, #out)
+    local made = sched:stats().connections
+    assert.is_true(made >= 6, made .. " connections")
+    assert.is_true(open_fds() > before, "no connection kept")
+    sched:close()
+    assert.equal(before, open_fds())
+  end)
+
   it("waits on its own connections and on libcurl's transfers together", function()
     local sched = scheduler.new()
     finally(function() sched:close() end)
