@@ -327,7 +327,7 @@ describe("ddb.scheduler's connections", function()
   -- the descriptors this process has open now (garbage holding some collected first)
   local function open_fds()
     local f = assert(io.open("/proc/self/stat"))
-    local pid = f:read("n")
+    local pid = f:read("*n")   -- "*n": Lua 5.1 wants the star
     f:close()
     collectgarbage()
     collectgarbage()
