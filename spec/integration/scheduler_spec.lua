@@ -304,9 +304,13 @@ describe("ddb.scheduler's connections", function()
     while core.monotonic_ms() - t0 < ms do end
   end
 
-  for _, case in ipairs({ { "IdleClose", "closed" }, { "Trailing", "wrote to unasked" } }) do
-    it("checks a kept connection before a call: one the server " .. case[2] ..
-      " while no wait watched is replaced", function()
+  -- IdleClose: only the check of a kept connection before its next call can see the close;
+  -- Trailing: the bytes come with the answer (the connection is not kept) or just after it
+  -- (the check sees them)
+  for _, case in ipairs({ { "IdleClose", "closed while idle" },
+    { "Trailing", "wrote more on than it was asked for" } }) do
+    it("replaces a connection the server " .. case[2] .. ", with no wait in between",
+      function()
       local sched = scheduler.new()
       finally(function() sched:close() end)
       local t = sched:transport()
