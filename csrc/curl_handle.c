@@ -111,9 +111,6 @@ void ddb_curl_handle_connect_only(CURL *e, const char *url, char *errbuf, const 
     ddb_curl_handle_setup(e, NULL, errbuf, ca_bundle);
     curl_easy_setopt(e, CURLOPT_URL, url);
     curl_easy_setopt(e, CURLOPT_CONNECT_ONLY, 1L);
-    /* libcurl's download buffer (16 KB by default, allocated as the connection is made):
-     * nothing reads into it here, the module's own buffers take the bytes */
-    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 1024L);
     /* ALPN must offer HTTP/1.1 alone: a server that picks h2 for a CONNECT_ONLY connection
      * leaves libcurl decoding HTTP/2 frames under curl_easy_recv (it crashes there) */
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
