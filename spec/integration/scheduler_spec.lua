@@ -330,12 +330,9 @@ describe("ddb.scheduler's connections", function()
 
   -- the descriptors this process has open now (garbage holding some collected first)
   local function open_fds()
-    local f = assert(io.open("/proc/self/stat"))
-    local pid = f:read("*n")   -- "*n": Lua 5.1 wants the star
-    f:close()
     collectgarbage()
     collectgarbage()
-    local p = io.popen("ls /proc/" .. pid .. "/fd")
+    local p = io.popen("ls /proc/" .. helper.self_pid() .. "/fd")
     local n = 0
     for _ in p:lines() do n = n + 1 end
     p:close()
