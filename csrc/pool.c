@@ -495,7 +495,6 @@ static void conn_open(pool *p, pool_call *c)
     k->state = CONN_CONNECTING;
     k->call = c;
     k->timer_at = -1;
-    k->own = CURL_SOCKET_BAD;
     for (i = 0; i < POOL_SOCKS; i++)
         k->sock[i] = CURL_SOCKET_BAD;
     k->errbuf[0] = '\0';
