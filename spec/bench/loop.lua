@@ -5,6 +5,10 @@
 --   mode "ops": exactly SECONDS operations, no warm-up (for callgrind profiles)
 --   mode "memory": VmRSS after 1,000, 10,000 and 100,000 operations
 --   mode "connections": the TCP connections the client's libcurl handle made (its stats)
+--   mode "client": as "cpu", but each operation sends the two requests one with_item sent
+--     (its GetItem and its UpdateItem, taken from a first with_item) through the same client,
+--     without the engine: signing, the JSON and the HTTP/1.1 alone, the module's floor on
+--     this path
 local ddb = require "ddb"
 local optimistic = require "ddb.optimistic"
 local lib = require "bench.lib"
@@ -27,6 +31,26 @@ end
 local function one()
   local item, err = store:with_item(key, bump)
   if not item then error(tostring(err)) end
+end
+
+if mode == "client" then
+  -- the requests of one with_item, as the engine gave them to the client
+  local sent, call = {}, client._call
+  client._call = function(self, op, req, o)
+    sent[#sent + 1] = { op = op, req = req, opts = { plain = o and o.plain,
+      return_maybe = o and o.return_maybe } }
+    return call(self, op, req, o)
+  end
+  one()
+  client._call = call
+  assert(#sent == 2, "a with_item against the fixed server sends two requests")
+  one = function()
+    for i = 1, #sent do
+      local r = sent[i]
+      local res, err = client:_call(r.op, r.req, r.opts)
+      if not res then error(tostring(err)) end
+    end
+  end
 end
 
 local out = {}
