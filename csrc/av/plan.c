@@ -557,3 +557,183 @@ int ddb_av_lua_plan_diff(lua_State *L)
     lua_pushnumber(L, (lua_Number)total);
     return 4;
 }
+
+/* ---- the UpdateItem a write sends ---- */
+
+#define ADD_LIT(b, s) buf_add((b), (s), sizeof(s) - 1)
+
+
+/* The placeholder prefix followed by i ("#n3", ":v12"), quoted when quote is set; by hand,
+ * as snprintf would take as long as the rest of the body. */
+static int add_placeholder(buf *b, const char *prefix, size_t i, int quote)
+{
+    char t[32], *p = t + sizeof t;
+    size_t n;
+    if (quote)
+        *--p = '"';
+    do {
+        *--p = (char)('0' + i % 10);
+        i /= 10;
+    } while (i > 0);
+    *--p = prefix[1];
+    *--p = prefix[0];
+    if (quote)
+        *--p = '"';
+    n = (size_t)(t + sizeof t - p);
+    return buf_add(b, p, n);
+}
+
+/* ,placeholder:value with the value at idx encoded as JSON */
+static int add_member(lua_State *L, buf *b, const char *prefix, size_t i, int idx, char *err,
+                      size_t errlen)
+{
+    if ((i > 1 && buf_addc(b, ',')) || add_placeholder(b, prefix, i, 1) || buf_addc(b, ':'))
+        return -1;
+    return ddb_json_encode(L, idx, b, err, errlen);
+}
+
+/* The members of the map at idx (the condition's own names or values), each after a comma. */
+static int add_members(lua_State *L, buf *b, int idx, char *err, size_t errlen)
+{
+    if (!lua_istable(L, idx))
+        return 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        int v = lua_gettop(L);
+        if (buf_addc(b, ',') || ddb_json_encode(L, v - 1, b, err, errlen) || buf_addc(b, ':') ||
+            ddb_json_encode(L, v, b, err, errlen)) {
+            lua_pop(L, 2);
+            return -1;
+        }
+        lua_pop(L, 1);
+    }
+    return 0;
+}
+
+/* The UpdateExpression of an update: "SET #n1 = :v1, ..., #nk = :vk" over the sets, the
+ * version and the tokens, then " REMOVE #n(k+1), ..." over the removals. */
+static int update_expression(buf *b, size_t nsets, size_t nremoves)
+{
+    size_t i;
+    if (ADD_LIT(b, "SET "))
+        return -1;
+    for (i = 1; i <= nsets; i++)
+        if ((i > 1 && ADD_LIT(b, ", ")) || add_placeholder(b, "#n", i, 0) ||
+            ADD_LIT(b, " = ") || add_placeholder(b, ":v", i, 0))
+            return -1;
+    for (i = 1; i <= nremoves; i++)
+        if ((i > 1 ? ADD_LIT(b, ", ") : ADD_LIT(b, " REMOVE ")) ||
+            add_placeholder(b, "#n", nsets + i, 0))
+            return -1;
+    return 0;
+}
+
+/* core.update_body(table, key, sets, avs, removes, version, version_av, tokens, tokens_av,
+ *                  condition, cond_names, cond_values, returns, max_expression)
+ *   -> body | nil, "UpdateExpression", bytes | nil, "encode", message
+ * The JSON body of the UpdateItem that writes a planned update (lua/ddb/engine/plan.lua
+ * gives the pieces; it seeds the condition's placeholders after these): the attributes of
+ * sets (avs: name -> AttributeValue) as #n1 = :v1 ..., then the version attribute and its
+ * value, then, when tokens is given, the token attribute and its value, then the removals as
+ * names alone; the condition with its own placeholders (cond_names, cond_values) beside
+ * them. ReturnValues is returns when given. An UpdateExpression over max_expression bytes is
+ * not written. */
+int ddb_av_lua_update_body(lua_State *L)
+{
+    buf out, ex;
+    char local[2048], exlocal[512], err[160];
+    size_t nsets, nremoves, nnames, i, max;
+    int tokens, rc = -1;
+
+    luaL_checktype(L, 1, LUA_TSTRING);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    luaL_checktype(L, 4, LUA_TTABLE);
+    luaL_checktype(L, 5, LUA_TTABLE);
+    luaL_checktype(L, 6, LUA_TSTRING);
+    luaL_checktype(L, 7, LUA_TTABLE);
+    luaL_checktype(L, 10, LUA_TSTRING);
+    max = (size_t)luaL_checkinteger(L, 14);
+    lua_settop(L, 14);
+    tokens = !lua_isnil(L, 9);
+    if (tokens)
+        luaL_checktype(L, 8, LUA_TSTRING);
+    nsets = (size_t)lua_rawlen(L, 3);
+    nremoves = (size_t)lua_rawlen(L, 5);
+    nnames = nsets + 1 + (size_t)tokens;      /* placeholders of the SET clause */
+    err[0] = '\0';
+
+    ddb_buf_init_in(&ex, exlocal, sizeof exlocal);
+    ddb_buf_init_in(&out, local, sizeof local);
+    if (update_expression(&ex, nnames, nremoves) != 0)
+        goto nomem;
+    if (ex.len > max) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "UpdateExpression");
+        lua_pushinteger(L, (lua_Integer)ex.len);
+        rc = 3;
+        goto done;
+    }
+    if (ADD_LIT(&out, "{\"TableName\":") || ddb_json_encode(L, 1, &out, err, sizeof err) ||
+        ADD_LIT(&out, ",\"Key\":") || ddb_json_encode(L, 2, &out, err, sizeof err) ||
+        ADD_LIT(&out, ",\"UpdateExpression\":\"") || buf_add(&out, ex.data, ex.len) ||
+        ADD_LIT(&out, "\",\"ConditionExpression\":") ||
+        ddb_json_encode(L, 10, &out, err, sizeof err) ||
+        ADD_LIT(&out, ",\"ExpressionAttributeNames\":{"))
+        goto fail;
+    for (i = 1; i <= nsets; i++) {
+        lua_rawgeti(L, 3, (int)i);
+        if (add_member(L, &out, "#n", i, lua_gettop(L), err, sizeof err))
+            goto fail;
+        lua_pop(L, 1);
+    }
+    if (add_member(L, &out, "#n", nsets + 1, 6, err, sizeof err) ||
+        (tokens && add_member(L, &out, "#n", nsets + 2, 8, err, sizeof err)))
+        goto fail;
+    for (i = 1; i <= nremoves; i++) {
+        lua_rawgeti(L, 5, (int)i);
+        if (add_member(L, &out, "#n", nnames + i, lua_gettop(L), err, sizeof err))
+            goto fail;
+        lua_pop(L, 1);
+    }
+    if (add_members(L, &out, 11, err, sizeof err) ||
+        ADD_LIT(&out, "},\"ExpressionAttributeValues\":{"))
+        goto fail;
+    for (i = 1; i <= nsets; i++) {
+        lua_rawgeti(L, 3, (int)i);
+        lua_rawget(L, 4);
+        if (lua_isnil(L, -1)) {
+            snprintf(err, sizeof err, "no AttributeValue for attribute %zu of the update", i);
+            goto fail;
+        }
+        if (add_member(L, &out, ":v", i, lua_gettop(L), err, sizeof err))
+            goto fail;
+        lua_pop(L, 1);
+    }
+    if (add_member(L, &out, ":v", nsets + 1, 7, err, sizeof err) ||
+        (tokens && add_member(L, &out, ":v", nsets + 2, 9, err, sizeof err)) ||
+        add_members(L, &out, 12, err, sizeof err) ||
+        ADD_LIT(&out, "},\"ReturnValuesOnConditionCheckFailure\":\"ALL_OLD\","
+                "\"ReturnConsumedCapacity\":\"TOTAL\""))
+        goto fail;
+    if (!lua_isnil(L, 13) && (ADD_LIT(&out, ",\"ReturnValues\":") ||
+                              ddb_json_encode(L, 13, &out, err, sizeof err)))
+        goto fail;
+    if (buf_addc(&out, '}'))
+        goto nomem;
+    lua_pushlstring(L, out.data, out.len);
+    rc = 1;
+    goto done;
+nomem:
+    snprintf(err, sizeof err, "out of memory");
+fail:
+    lua_settop(L, 14);
+    lua_pushnil(L);
+    lua_pushliteral(L, "encode");
+    lua_pushstring(L, err[0] ? err : "out of memory");
+    rc = 3;
+done:
+    ddb_buf_free(&ex);
+    ddb_buf_free(&out);
+    return rc;
+}

@@ -331,7 +331,7 @@ end
 
 -- Messages that say what the raw answer does not: the endpoint an answer that is not
 -- DynamoDB's came from, the table DynamoDB did not find, what a TLS failure means.
-local function explain(self, err, request, rheaders)
+local function explain(self, err, table_name, rheaders)
   local code = err.code
   if code == "NotDynamoDB" then
     local ctype = rheaders and rheaders["content-type"]
@@ -340,8 +340,8 @@ local function explain(self, err, request, rheaders)
     err.message = ("the endpoint %s answered HTTP %s%s with %s and no x-amzn-requestid: is " ..
       "it a DynamoDB endpoint?"):format(self.url, tostring(err.status),
       ctype and (" " .. ctype) or "", tostring(err.reason or "a body that is not DynamoDB's"))
-  elseif code == "ResourceNotFoundException" and type(request.TableName) == "string" then
-    local name = request.TableName
+  elseif code == "ResourceNotFoundException" and type(table_name) == "string" then
+    local name = table_name
     local msg = tostring(err.message)
     local where = ("region %s, endpoint %s"):format(self.region, self.url)
     if msg:find(name, 1, true) then
@@ -407,9 +407,15 @@ local function call_with_retries(self, op, request, opts)
   local deadline = opts and opts.deadline or (started + (opts and opts.deadline_ms or self.deadline_ms))
   local timeout_ms = opts and opts.timeout_ms or self.timeout_ms
 
-  local body, jerr = core.encode(request)
-  if not body then
-    return nil, errors.new("ValidationError", "request cannot be encoded: " .. jerr)
+  -- the engine's update comes encoded already (core.update_body), its table named in opts
+  local body, table_name = request, opts and opts.table
+  if type(request) ~= "string" then
+    local jerr
+    body, jerr = core.encode(request)
+    if not body then
+      return nil, errors.new("ValidationError", "request cannot be encoded: " .. jerr)
+    end
+    table_name = request.TableName
   end
   local creds, cerr = current_credentials(self, nil, deadline)
   if not creds then return nil, cerr end
@@ -460,7 +466,7 @@ local function call_with_retries(self, op, request, opts)
     if result then
       self.retry:success(attempt > 1 and spent or 1)
       if self.on_event then
-        emit(self, { kind = "request", op = op, table = request.TableName, status = status,
+        emit(self, { kind = "request", op = op, table = table_name, status = status,
           attempt = attempt, latency_ms = done - now, request_id = request_id,
           consumed_capacity = _M.capacity_units(result.ConsumedCapacity) })
       end
@@ -469,12 +475,12 @@ local function call_with_retries(self, op, request, opts)
         resent and "maybe" or applied
     end
     wrap_error(err)
-    explain(self, err, request, rheaders)
+    explain(self, err, table_name, rheaders)
     err.attempts = attempt
     if err.applied == "maybe" then applied = "maybe" end
     err.applied = applied
     if self.on_event then
-      emit(self, { kind = "request", op = op, table = request.TableName, status = err.status,
+      emit(self, { kind = "request", op = op, table = table_name, status = err.status,
         attempt = attempt, latency_ms = done - now, request_id = err.request_id,
         code = err.code })
     end
@@ -535,7 +541,8 @@ end
 
 -- Client:call for the engine, which needs of the call's statistics only whether an earlier
 -- attempt may have been applied, so no table is made per call: result, nil,
--- earlier_attempt_applied ("no" or "maybe") | nil, err.
+-- earlier_attempt_applied ("no" or "maybe") | nil, err. request may be the body already
+-- encoded, its table named by opts.table.
 function Client:_call(op, request, opts)
   local result, err, _, _, _, _, earlier = call_with_retries(self, op, request, opts)
   return result, err, earlier

@@ -714,3 +714,156 @@ describe("the plain copy of an item read", function()
     assert.same(a, b)
   end)
 end)
+
+describe("an update's body (core.update_body writes the request an update sends)", function()
+  local rnd = math.random
+  local NAMES = { "a", "b", "counter", "name", 'quo"te', "back\\slash", "tab\tname",
+    "\195\169t\195\169", "x.y", "#n1", ":v1", "sp ace" }
+
+  -- The request as this module has always laid it out, written here without the module:
+  -- the sets, the version and the tokens as #n1 = :v1 ..., the removals after them, then the
+  -- condition's own placeholders (the version and the tokens named once).
+  local function reference(t, s, a)
+    local cfg, f = t.cfg, a.after
+    local sets = {}
+    for n in pairs(f.nav) do
+      if n ~= cfg.version and n ~= cfg.token_attr and n ~= t.names[1] then
+        sets[#sets + 1] = n
+      end
+    end
+    table.sort(sets)
+    local names, values, assign, i = {}, {}, {}, 0
+    local function both(n, av)
+      i = i + 1
+      names["#n" .. i], values[":v" .. i] = n, av
+      assign[#assign + 1] = ("#n%d = :v%d"):format(i, i)
+      return "#n" .. i
+    end
+    for _, n in ipairs(sets) do both(n, f.nav[n]) end
+    local by = { [cfg.version] = both(cfg.version, a.version_av) }
+    if f.tokens_av then by[cfg.token_attr] = both(cfg.token_attr, f.tokens_av) end
+    local nv, nn, rem = i, i, {}
+    for _, n in ipairs(f.removes) do
+      nn = nn + 1
+      names["#n" .. nn], rem[#rem + 1] = n, "#n" .. nn
+    end
+    local function name(n)
+      if not by[n] then
+        nn = nn + 1
+        by[n], names["#n" .. nn] = "#n" .. nn, n
+      end
+      return by[n]
+    end
+    local function value(av)
+      nv = nv + 1
+      values[":v" .. nv] = av
+      return ":v" .. nv
+    end
+    local cond
+    if not s.exists then
+      cond = "attribute_not_exists(" .. name(t.names[1]) .. ")"
+    else
+      cond = (s.version and (name(cfg.version) .. " = " .. value({ N = s.version })) or
+        ("attribute_exists(" .. name(t.names[1]) .. ") AND attribute_not_exists(" ..
+          name(cfg.version) .. ")")) .. " AND " ..
+        (s.hav and (name(cfg.token_attr) .. " = " .. value(s.hav)) or
+          ("attribute_not_exists(" .. name(cfg.token_attr) .. ")"))
+    end
+    return { TableName = t.table, Key = t.kav,
+      UpdateExpression = "SET " .. table.concat(assign, ", ") ..
+        (#rem > 0 and (" REMOVE " .. table.concat(rem, ", ")) or ""),
+      ConditionExpression = cond, ExpressionAttributeNames = names,
+      ExpressionAttributeValues = values,
+      ReturnValues = cfg.returns == "written" and "UPDATED_NEW" or "ALL_NEW",
+      ReturnValuesOnConditionCheckFailure = "ALL_OLD", ReturnConsumedCapacity = "TOTAL" }
+  end
+
+  it("lays out 2,000 random updates as the request they plan, names escaped", function()
+    math.randomseed(20261208)
+    local seen = { removes = 0, no_version = 0, no_history = 0, absent = 0, many = 0 }
+    for _ = 1, 2000 do
+      local opts = { tokens = rnd(4) == 1 and 0 or rnd(1, 5),
+        returns = rnd(2) == 1 and "written" or nil }
+      local t = target(opts)
+      local stored = false
+      if rnd(6) > 1 then
+        stored = { pk = { S = "k1" } }
+        if rnd(5) > 1 then stored.version = { N = tostring(rnd(0, 99)) } end
+        if rnd(5) > 1 then stored._ddb_tokens = { S = "1 TOKENAAAAAAA" } end
+        for _ = 1, rnd(0, 8) do stored[NAMES[rnd(#NAMES)]] = { N = tostring(rnd(9)) } end
+      end
+      local result = {}
+      if stored then
+        for n, av in pairs(core.unmarshal_item(stored)) do
+          if n ~= "_ddb_tokens" and (n == "pk" or n == "version" or rnd(3) > 1) then
+            result[n] = av
+          end
+        end
+      end
+      for _ = 1, rnd(0, rnd(2) == 1 and 14 or 3) do result[NAMES[rnd(#NAMES)] .. rnd(0, 2)] = rnd(9) end
+      local s = assert(state.of(t.cfg, stored or nil))
+      local a = plan.write(t, s, result, "NEWTOKEN1234")
+      if a then
+        assert.equal("UpdateItem", a.op)
+        local body = assert(core.decode(a.body))
+        assert.same(reference(t, s, a), body)
+        assert.same(body, a.req)
+        if #a.after.removes > 0 then seen.removes = seen.removes + 1 end
+        if s.exists and not s.version then seen.no_version = seen.no_version + 1 end
+        if s.exists and not s.hav then seen.no_history = seen.no_history + 1 end
+        if not s.exists then seen.absent = seen.absent + 1 end
+        if select(2, body.UpdateExpression:gsub("#n", "")) >= 10 then seen.many = seen.many + 1 end
+      end
+    end
+    -- every shape of the condition and of the expression came up
+    for what, n in pairs(seen) do assert.is_true(n >= 20, what .. ": " .. n) end
+  end)
+
+  it("is what the update sends, and made into a request only when asked", function()
+    local res = core.unmarshal_item(current())
+    res._ddb_tokens = nil
+    res.counter = 8
+    local a = planned(target(), res)
+    assert.is_string(a.body)
+    assert.is_nil(rawget(a, "req"))
+    assert.same(core.decode(a.body), a.req)
+    assert.equal(a.req, a.req)               -- made once
+  end)
+
+  it("leaves out an UpdateExpression over the limit, and says why it cannot write", function()
+    local function body(sets, max, tname)
+      local nav = {}
+      for _, n in ipairs(sets) do nav[n] = { N = "1" } end
+      return core.update_body(tname or "t", KAV, sets, nav, {}, "version", { N = "2" },
+        "_ddb_tokens", { S = "1 T" }, "#n1 = :v9", nil, nil, nil, max)
+    end
+    local ok = assert(body({ "a" }, 4096))
+    assert.same({ N = "1" }, core.decode(ok).ExpressionAttributeValues[":v1"])
+    assert.is_nil(core.decode(ok).ReturnValues)
+    local none, why, len = body({ "a", "b" }, 20)
+    assert.is_nil(none)
+    assert.equal("UpdateExpression", why)
+    assert.equal(#"SET #n1 = :v1, #n2 = :v2, #n3 = :v3, #n4 = :v4", len)
+    none, why, len = body({ "a" }, 4096, "t\255")
+    assert.is_nil(none)
+    assert.equal("encode", why)
+    assert.matches("UTF%-8", len)
+    none, why, len = core.update_body("t", KAV, { "a" }, {}, {}, "version", { N = "2" }, nil,
+      nil, "c", nil, nil, nil, 4096)
+    assert.is_nil(none)
+    assert.equal("encode", why)
+    assert.matches("no AttributeValue", len)
+  end)
+
+  it("refuses an update it cannot encode, writing nothing", function()
+    local t = target()
+    t.table = "bad\255name"
+    local res = core.unmarshal_item(current())
+    res._ddb_tokens = nil
+    res.counter = 8
+    local a, err = planned(t, res)
+    assert.is_nil(a)
+    assert.equal("ValidationError", err.code)
+    assert.matches("cannot be sent: .*UTF%-8.*nothing was written", err.message)
+  end)
+end)

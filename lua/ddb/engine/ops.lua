@@ -137,8 +137,10 @@ function _M.send(ctx, c)
   local res, err, earlier
   if c.single then
     local a = c.actions[1]
-    res, err, earlier = ctx.client:_call(a.op, a.req, { deadline = ctx.deadline,
-      plain = a.op == "UpdateItem" and "Attributes" or nil, return_maybe = true })
+    -- an update is sent as the body its plan wrote (plan.write), other writes as requests
+    res, err, earlier = ctx.client:_call(a.op, a.body or a.req, { deadline = ctx.deadline,
+      plain = a.op == "UpdateItem" and "Attributes" or nil, return_maybe = true,
+      table = a.target.table })
   else
     res, err, earlier = ctx.client:_call("TransactWriteItems", c.req, { deadline = ctx.deadline,
       return_maybe = true })

@@ -10,8 +10,10 @@ local rules = require "ddb.engine.rules"
 
 local type, pairs, ipairs, pcall, tostring, setmetatable, getmetatable, next =
   type, pairs, ipairs, pcall, tostring, setmetatable, getmetatable, next
+local rawget, rawset, assert = rawget, rawset, assert
 local concat, sort = table.concat, table.sort
 local plan_diff, history_push, av_equal = core.plan_diff, core.history_push, core.av_equal
+local update_body, decode = core.update_body, core.decode
 local version_add, item_size, item_av = core.version_add, core.item_size, core.item_av
 local new_error = ddb.new_error
 
@@ -42,21 +44,6 @@ local function placeholders(prefix)
 end
 local NAME_P, VALUE_P = placeholders("#n"), placeholders(":v")
 
--- "#n1 = :v1", ...
-local ASSIGN_P = setmetatable({}, { __index = function(t, i)
-  local p = NAME_P[i] .. " = " .. VALUE_P[i]
-  t[i] = p
-  return p
-end })
-
--- "SET #n1 = :v1, ..., #ni = :vi": an update's SET clause depends on its count alone
-local SET_P = setmetatable({}, { __index = function(t, i)
-  for j = 1, i do local _ = ASSIGN_P[j] end   -- made, for concat
-  local p = "SET " .. concat(ASSIGN_P, ", ", 1, i)
-  t[i] = p
-  return p
-end })
-
 --- An expression builder: placeholders for names (one per name) and values.
 function _M.builder()
   return setmetatable({ names = {}, values = {}, nn = 0, nv = 0, by_name = {} }, Names)
@@ -84,42 +71,6 @@ function Names:into(req)
   if next(self.names) then req.ExpressionAttributeNames = self.names end
   if next(self.values) then req.ExpressionAttributeValues = self.values end
   return req
-end
-
--- The UpdateExpression of a write: the sets (with cached placeholders: this runs on every
--- write), the version and the tokens, then the removals; the builder it returns goes on with
--- the condition.
-local function update_expression(cfg, sets, nav, removes, version_av, tokens_av)
-  local en, ev = {}, {}
-  local i = 0
-  for _, n in ipairs(sets) do
-    i = i + 1
-    en[NAME_P[i]], ev[VALUE_P[i]] = n, nav[n]
-  end
-  i = i + 1
-  local v = i
-  en[NAME_P[i]], ev[VALUE_P[i]] = cfg.version, version_av
-  local by_name
-  if tokens_av then
-    i = i + 1
-    en[NAME_P[i]], ev[VALUE_P[i]] = cfg.token_attr, tokens_av
-    by_name = { [cfg.version] = NAME_P[v], [cfg.token_attr] = NAME_P[i] }
-  else
-    by_name = { [cfg.version] = NAME_P[v] }
-  end
-  local nn = i
-  local update = SET_P[i]
-  if #removes > 0 then
-    local r = {}
-    for j, n in ipairs(removes) do
-      nn = nn + 1
-      en[NAME_P[nn]], r[j] = n, NAME_P[nn]
-      by_name[n] = NAME_P[nn]
-    end
-    update = update .. " REMOVE " .. concat(r, ", ")
-  end
-  local b = setmetatable({ names = en, values = ev, nn = nn, nv = i, by_name = by_name }, Names)
-  return update, b
 end
 
 -- A request's sizes against DynamoDB's expression limits: nil when it fits, else the reason.
@@ -166,14 +117,43 @@ function _M.next_version(cfg, s)
   return v
 end
 
--- returns: the table's `returns` setting for an update ("stored": the item as stored after
--- the write; "written": the attributes the update set, the rest of the item being the
--- function's result, held already: no second copy of a big item on the wire), else nil
-local function finish(req, b, returns)
+-- ReturnValues of an update, by the table's `returns` setting
+local RETURN_VALUES = { stored = "ALL_NEW", written = "UPDATED_NEW" }
+
+-- An update's request, made only when something asks for it (a dry run, a transaction, the
+-- specs) from the body it sends: core.update_body is the one writer of an update's request.
+local LAZY_REQ = { __index = function(a, k)
+  if k ~= "req" then return nil end
+  local req = assert(decode(rawget(a, "body")))
+  rawset(a, "req", req)
+  return req
+end }
+
+-- The body of the UpdateItem that carries an update (core.update_body): the condition is
+-- rules.condition's, its placeholders after the update's own (the sets, the version, the
+-- tokens, then the removals). body | nil, "too long" | nil, err
+local function update_request(t, s, sets, nav, removes, version_av, tokens_av)
+  local cfg, k = t.cfg, #sets
+  local nv = k + (tokens_av and 2 or 1)
+  local b = setmetatable({ names = {}, values = {}, nn = nv + #removes, nv = nv,
+    by_name = { [cfg.version] = NAME_P[k + 1],
+      [cfg.token_attr] = tokens_av and NAME_P[k + 2] or nil } }, Names)
+  local cond = rules.condition(b, cfg, t.names, s)
+  if #cond > _M.MAX_EXPRESSION_BYTES then return nil, "too long" end
+  local body, why, detail = update_body(t.table, t.kav, sets, nav, removes, cfg.version,
+    version_av, tokens_av and cfg.token_attr, tokens_av, cond, b.names, b.values,
+    RETURN_VALUES[cfg.returns or "stored"], _M.MAX_EXPRESSION_BYTES)
+  if body then return body end
+  if why == "UpdateExpression" then return nil, "too long" end
+  return nil, invalid("the write cannot be sent: " .. tostring(detail) .. "; nothing was written")
+end
+
+-- A request's condition members (the builder's names and values) and what every write asks
+-- for back.
+local function finish(req, b)
   b:into(req)
   req.ReturnValuesOnConditionCheckFailure = "ALL_OLD"
   req.ReturnConsumedCapacity = "TOTAL"
-  if returns then req.ReturnValues = returns == "written" and "UPDATED_NEW" or "ALL_NEW" end
   return req
 end
 
@@ -256,18 +236,17 @@ function _M.write(t, s, result, token)
   -- op, req, after and whole are set below; named here, the table is made at its size once
   local a = { kind = kind, target = t, read = s, version = version, size = size,
     pushes = cfg.tokens > 0, result = result, version_av = version_av,
-    op = nil, req = nil, after = nil, whole = nil }
+    op = nil, req = nil, body = nil, after = nil, whole = nil }
   -- an expired item is replaced whole, as if it were absent
   if cfg.mode == "update" and not s.expired then
-    local update, b = update_expression(cfg, sets, nav, removes, version_av, tokens_av)
-    local req = finish({ TableName = t.table, Key = kav, UpdateExpression = update,
-      ConditionExpression = rules.condition(b, cfg, names, s) }, b, cfg.returns or "stored")
-    if not over_limits(req) then
-      a.op, a.req = "UpdateItem", req
+    local body, why = update_request(t, s, sets, nav, removes, version_av, tokens_av)
+    if body then
+      a.op, a.body = "UpdateItem", body
       -- the item as stored after it, made when asked (_M.whole): most calls never ask
       a.after = { current = current, removes = removes, nav = nav, tokens_av = tokens_av }
-      return a
+      return setmetatable(a, LAZY_REQ)
     end
+    if why ~= "too long" then return nil, why end
     -- an update DynamoDB cannot take in one expression: the whole item, as in put mode
     ok, sets, nav = pcall(plan_diff, current, result, managed_names(cfg, names), override,
       false)
