@@ -196,6 +196,7 @@ DDB_EXPORT int luaopen_ddb_core(lua_State *L)
         {"decode", core_decode},
         {"marshal", ddb_av_lua_marshal},
         {"marshal_item", ddb_av_lua_marshal_item},
+        {"key_av", ddb_av_lua_key},
         {"unmarshal", ddb_av_lua_unmarshal},
         {"unmarshal_item", ddb_av_lua_unmarshal_item},
         {"av_equal", ddb_av_lua_equal},

@@ -385,6 +385,42 @@ int ddb_av_lua_marshal_item(lua_State *L)
     return 1;
 }
 
+/* core.key_av(key, hash[, range]) -> the key's AttributeValues as marshal_item makes them, or
+ * false when its names are not exactly hash (and range) or a value is not a string, number or
+ * binary (lua/ddb/engine/keys.lua then says which). Raises as marshal_item does on a value
+ * that cannot be marshalled. One call where the Lua took a pcall and two walks. */
+int ddb_av_lua_key(lua_State *L)
+{
+    int n = 0, want;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_checktype(L, 2, LUA_TSTRING);
+    want = lua_isnoneornil(L, 3) ? 1 : 2;
+    lua_settop(L, 3);
+    lua_pushcfunction(L, ddb_av_lua_marshal_item);
+    lua_pushvalue(L, 1);
+    lua_call(L, 1, 1);                       /* the AttributeValues, at 4 */
+    lua_pushnil(L);
+    while (lua_next(L, 4) != 0) {            /* the name at 5, its AttributeValue at 6 */
+        size_t tl = 0;
+        const char *type;
+        n++;
+        if (!lua_rawequal(L, 5, 2) && !(want == 2 && lua_rawequal(L, 5, 3)))
+            break;
+        lua_pushnil(L);
+        if (lua_type(L, 6) != LUA_TTABLE || lua_next(L, 6) == 0)
+            break;
+        type = lua_type(L, 7) == LUA_TSTRING ? lua_tolstring(L, 7, &tl) : NULL;
+        if (type == NULL || tl != 1 || (type[0] != 'S' && type[0] != 'N' && type[0] != 'B'))
+            break;
+        lua_settop(L, 5);
+    }
+    if (lua_gettop(L) != 4 || n != want) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    return 1;
+}
+
 /* core.number_canonical: a string read as DynamoDB reads N, any other value as marshal does. */
 int ddb_av_lua_number_canonical(lua_State *L)
 {

@@ -6,7 +6,7 @@ local ddb = require "ddb"
 local core = require "ddb.core"
 
 local pairs, ipairs, pcall, tostring, next = pairs, ipairs, pcall, tostring, next
-local marshal_item = core.marshal_item
+local marshal_item, key_av = core.marshal_item, core.key_av
 local new_error = ddb.new_error
 
 local _M = {}
@@ -37,8 +37,11 @@ end
 -- @param names the table's key attribute names
 -- @return AttributeValues | nil, err
 function _M.av(table_name, key, names)
-  local ok, av = pcall(marshal_item, key)
+  local ok, av = pcall(key_av, key, names[1], names[2])
+  if ok and av then return av end
   if not ok then return nil, new_error("ValidationError", "bad key: " .. tostring(av)) end
+  -- not the table's key: what is wrong with it
+  av = marshal_item(key)
   for name, v in pairs(av) do
     if name ~= names[1] and name ~= names[2] then
       return nil, new_error("ValidationError", ("key has attribute '%s', which is not part " ..
