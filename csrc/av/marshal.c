@@ -414,10 +414,8 @@ int ddb_av_lua_key(lua_State *L)
             break;
         lua_settop(L, 5);
     }
-    if (lua_gettop(L) != 4 || n != want) {
+    if (lua_gettop(L) != 4 || n != want)   /* left the walk early, or a name is missing */
         lua_pushboolean(L, 0);
-        return 1;
-    }
     return 1;
 }
 

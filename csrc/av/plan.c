@@ -562,7 +562,6 @@ int ddb_av_lua_plan_diff(lua_State *L)
 
 #define ADD_LIT(b, s) buf_add((b), (s), sizeof(s) - 1)
 
-
 /* The placeholder prefix followed by i ("#n3", ":v12"), quoted when quote is set; by hand,
  * as snprintf would take as long as the rest of the body. */
 static int add_placeholder(buf *b, const char *prefix, size_t i, int quote)
