@@ -37,14 +37,12 @@ function _M.lua_command(script, ...)
   return table.concat(parts, " ")
 end
 
---- This process's id (a string), from /proc/self/stat.
 local function self_pid()
   local f = assert(io.open("/proc/self/stat", "r"))
   local line = f:read("*l")
   f:close()
   return line:match("^(%d+)")
 end
-_M.self_pid = self_pid
 
 --- A fresh temporary directory.
 function _M.tmpdir()
