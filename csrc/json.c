@@ -183,6 +183,24 @@ static int nomem(char *err, size_t errlen)
     return -1;
 }
 
+/* Appends s[0..n) as a JSON string, or says why this module cannot send it as text. */
+int ddb_json_add_string(buf *out, const char *s, size_t n, char *err, size_t errlen)
+{
+    switch (json_add_text(out, s, n)) {
+    case TEXT_OK:
+        return 0;
+    case TEXT_NUL:
+        snprintf(err, errlen, "string contains a NUL byte, which this module cannot carry "
+                 "in text (use ddb.binary)");
+        return -1;
+    case TEXT_NOT_UTF8:
+        snprintf(err, errlen, "string is not valid UTF-8 (use ddb.binary for bytes)");
+        return -1;
+    default:
+        return nomem(err, errlen);
+    }
+}
+
 /* Writes the object at idx as it is walked, once: lua_next has put its first pair on the
  * stack. Any key that is not a string fails the whole table, so no second walk is needed to
  * tell a map from a list (marked: MARK_MAP, or MARK_NONE when the first key was a string). */
@@ -310,19 +328,7 @@ static int encode_value(lua_State *L, int idx, buf *out, int depth, char *err, s
         }
     case LUA_TSTRING:
         s = lua_tolstring(L, idx, &n);
-        switch (json_add_text(out, s, n)) {
-        case TEXT_OK:
-            return 0;
-        case TEXT_NUL:
-            snprintf(err, errlen, "string contains a NUL byte, which this module cannot carry "
-                     "in text (use ddb.binary)");
-            return -1;
-        case TEXT_NOT_UTF8:
-            snprintf(err, errlen, "string is not valid UTF-8 (use ddb.binary for bytes)");
-            return -1;
-        default:
-            return nomem(err, errlen);
-        }
+        return ddb_json_add_string(out, s, n, err, errlen);
     case LUA_TTABLE:
         return encode_table(L, idx, out, depth, err, errlen);
     default:

@@ -19,6 +19,9 @@ DDB_HIDDEN_BEGIN
 
 /* Encodes the value at idx. On a bad value returns -1 with a message in err. */
 int ddb_json_encode(lua_State *L, int idx, buf *out, char *err, size_t errlen);
+/* Appends s[0..n) as a JSON string literal; -1 with err for text this module cannot send
+ * (a NUL byte, invalid UTF-8) or out of memory. */
+int ddb_json_add_string(buf *out, const char *s, size_t n, char *err, size_t errlen);
 
 /* Pushes the decoded value, or nil and a message (returns 0 then): "not valid JSON at byte
  * N: expected ..., found ..." for text that is not JSON. Arrays get the list metatable so that

@@ -23,24 +23,41 @@ static int name_ref_cmp(const void *a, const void *b)
     return x->n < y->n ? -1 : (x->n > y->n);
 }
 
-static int in_set(lua_State *L, int set, int key)
+/* A set of attribute names: the keys of a Lua table (at index table, 0 for none), or, with
+ * table 0, a few names listed in C (what the engine's update passes, made per call without
+ * tables). */
+typedef struct name_set {
+    int table;
+    const name_ref *list;
+    size_t n;
+} name_set;
+
+static int in_set(lua_State *L, const name_set *set, int key)
 {
     int r;
-    if (set == 0)
+    size_t i, klen;
+    const char *ks;
+    if (set->table != 0) {
+        lua_pushvalue(L, key);
+        lua_rawget(L, set->table);
+        r = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+        return r;
+    }
+    if (set->n == 0)
         return 0;
-    lua_pushvalue(L, key);
-    lua_rawget(L, set);
-    r = lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    return r;
+    ks = lua_tolstring(L, key, &klen);
+    for (i = 0; i < set->n; i++)
+        if (set->list[i].n == klen && memcmp(set->list[i].s, ks, klen) == 0)
+            return 1;
+    return 0;
 }
 
-/* Pushes the names as a sorted list (the order of the expression a write sends). */
-static void push_sorted(lua_State *L, name_ref *names, size_t n)
+/* Pushes the names (sorted by diff_walk: the order of the expression a write sends) as a
+ * list. */
+static void push_sorted(lua_State *L, const name_ref *names, size_t n)
 {
     size_t i;
-    if (n > 1)
-        qsort(names, n, sizeof *names, name_ref_cmp);
     lua_createtable(L, (int)n, 0);
     for (i = 0; i < n; i++) {
         lua_pushlstring(L, names[i].s, names[i].n);
@@ -393,37 +410,31 @@ static int same_node(lua_State *L, int v, const ddb_jnode *av, int depth)
     return same;
 }
 
-/* core.plan_diff(old, item, skip, override, keep_old) -> sets, avs, removes, size
- * What a write has to send to turn the stored item old (AttributeValues, or nil when none
- * is stored) into item (plain values, as the caller's function returned them).
- * sets: the attributes of item whose values differ from old's (numbers by value, sets
- * unordered), sorted; removes: those of old that item lacks, sorted; neither lists the
- * names in the set skip (key, version, tokens: the caller writes those). avs: name ->
- * AttributeValue for every attribute in sets and every skipped one that item holds and
- * that is not provably the stored value (same_value); with keep_old false (a put, which
- * sends the whole item) for every attribute of item.
- * size: the stored item's size as DynamoDB counts it: item's attributes, old's that stay
- * when keep_old is true (an update), and the values of override (name -> AttributeValue) in
- * place of either. A value that cannot be stored raises, naming the attribute. */
-int ddb_av_lua_plan_diff(lua_State *L)
+/* What turning a stored item into a new one takes (diff_walk): the attributes to set and to
+ * remove (names pointing into the item, the doc or the stored table, which the caller's stack
+ * keeps alive), the AttributeValues made (the table at avs), and the size as stored without
+ * the override's own values. */
+typedef struct diff {
+    name_ref *sets, *removes;
+    size_t nsets, nremoves, total;
+    int avs;
+} diff;
+
+/* The walk core.plan_diff and core.update_plan share. old: the stored item as a table (its
+ * index, 0 when none), or doc; item: the new item's index; small: scratch for a usual item.
+ * Pushes the avs table (and, for a big item, the scratch's userdata) and raises, naming the
+ * attribute, on a value that cannot be stored. */
+static void diff_walk(lua_State *L, int old, const av_doc *doc, int item, const name_set *skip,
+                      const name_set *over, int keep, name_ref *small, size_t nsmall, diff *d)
 {
-    int old, skip, over, keep, avs;
-    size_t nnew = 0, nold = 0, nsets = 0, nremoves = 0, total = 0, i;
-    const av_doc *doc;
-    name_ref small[64], *sets, *removes;
+    size_t nnew = 0, nold = 0, i;
     av_path p;
 
-    lua_settop(L, 5);
-    old = lua_istable(L, 1) ? 1 : 0;
-    doc = ddb_av_doc_test(L, 1);      /* the stored item as an answer's nodes (av/doc.c) */
-    luaL_checktype(L, 2, LUA_TTABLE);
-    skip = lua_istable(L, 3) ? 3 : 0;
-    over = lua_istable(L, 4) ? 4 : 0;
-    keep = lua_toboolean(L, 5);
     p.len = 0;
     p.s[0] = '\0';
+    d->nsets = d->nremoves = d->total = 0;
     lua_pushnil(L);
-    while (lua_next(L, 2) != 0) {
+    while (lua_next(L, item) != 0) {
         nnew++;
         lua_pop(L, 1);
     }
@@ -438,16 +449,16 @@ int ddb_av_lua_plan_diff(lua_State *L)
     }
     /* scratch on the stack for a usual item, else in userdata (collected should anything
      * below raise) */
-    if (nnew + nold <= sizeof small / sizeof small[0])
-        sets = small;
+    if (nnew + nold <= nsmall)
+        d->sets = small;
     else
-        sets = lua_newuserdata(L, (nnew + nold) * sizeof *sets);
-    removes = sets + nnew;
+        d->sets = lua_newuserdata(L, (nnew + nold) * sizeof *d->sets);
+    d->removes = d->sets + nnew;
     lua_createtable(L, 0, 4);
-    avs = lua_gettop(L);
+    d->avs = lua_gettop(L);
 
     lua_pushnil(L);
-    while (lua_next(L, 2) != 0) {
+    while (lua_next(L, item) != 0) {
         int k = lua_gettop(L) - 1, v = lua_gettop(L), o, changed, skipped;
         size_t klen, depth_mark;
         const char *ks;
@@ -463,7 +474,7 @@ int ddb_av_lua_plan_diff(lua_State *L)
             const ddb_jnode *on = ddb_av_doc_find(doc, ks, klen);
             if (keep && on != NULL && same_node(L, v, on, 1)) {
                 if (!in_set(L, over, k))
-                    total += klen + ddb_av_node_size_any(L, on, 1);
+                    d->total += klen + ddb_av_node_size_any(L, on, 1);
                 ddb_path_pop(&p, depth_mark);
                 lua_settop(L, k);
                 continue;
@@ -483,21 +494,21 @@ int ddb_av_lua_plan_diff(lua_State *L)
         if (keep && !lua_isnil(L, o) && same_value(L, v, o, 1)) {
             /* unchanged: the stored value's size, no AttributeValue made */
             if (!in_set(L, over, k))
-                total += klen + ddb_av_size(L, o, 1);
+                d->total += klen + ddb_av_size(L, o, 1);
         } else {
             ddb_marshal_value(L, v, &p, 1);                                 /* the AV at o + 1 */
             changed = lua_isnil(L, o) || !ddb_av_equal(L, o, o + 1, 0);
             if (changed && !skipped) {
-                sets[nsets].s = ks;
-                sets[nsets].n = klen;
-                nsets++;
+                d->sets[d->nsets].s = ks;
+                d->sets[d->nsets].n = klen;
+                d->nsets++;
             }
             if (!in_set(L, over, k))
-                total += klen + ddb_av_size(L, o + 1, 1);
+                d->total += klen + ddb_av_size(L, o + 1, 1);
             if (changed || skipped || !keep) {
                 lua_pushvalue(L, k);
                 lua_pushvalue(L, o + 1);
-                lua_rawset(L, avs);
+                lua_rawset(L, d->avs);
             }
         }
         ddb_path_pop(&p, depth_mark);
@@ -510,17 +521,17 @@ int ddb_av_lua_plan_diff(lua_State *L)
             size_t klen = 0;
             const char *ks = lua_type(L, k) == LUA_TSTRING ? lua_tolstring(L, k, &klen) : NULL;
             if (ks == NULL)
-                return luaL_error(L, "plan_diff: stored attribute names must be strings");
+                luaL_error(L, "plan_diff: stored attribute names must be strings");
             lua_pushvalue(L, k);
-            lua_rawget(L, 2);
+            lua_rawget(L, item);
             absent = lua_isnil(L, -1);
             lua_pop(L, 1);
             if (absent && !in_set(L, skip, k)) {
-                removes[nremoves].s = ks;
-                removes[nremoves].n = klen;
-                nremoves++;
+                d->removes[d->nremoves].s = ks;
+                d->removes[d->nremoves].n = klen;
+                d->nremoves++;
             } else if (absent && keep && !in_set(L, over, k)) {
-                total += klen + ddb_av_size(L, lua_gettop(L), 1);
+                d->total += klen + ddb_av_size(L, lua_gettop(L), 1);
             }
             lua_pop(L, 1);
         }
@@ -531,30 +542,62 @@ int ddb_av_lua_plan_diff(lua_State *L)
         lua_pushlstring(L, c->key, c->keylen);
         k = lua_gettop(L);
         lua_pushvalue(L, k);
-        lua_rawget(L, 2);
+        lua_rawget(L, item);
         absent = lua_isnil(L, -1);
         lua_pop(L, 1);
         if (absent && !in_set(L, skip, k)) {
-            removes[nremoves].s = c->key;       /* the doc, at 1, keeps the name alive */
-            removes[nremoves].n = c->keylen;
-            nremoves++;
+            d->removes[d->nremoves].s = c->key;       /* the doc keeps the name alive */
+            d->removes[d->nremoves].n = c->keylen;
+            d->nremoves++;
         } else if (absent && keep && !in_set(L, over, k)) {
-            total += c->keylen + ddb_av_node_size_any(L, c, 1);
+            d->total += c->keylen + ddb_av_node_size_any(L, c, 1);
         }
         lua_pop(L, 1);
     }
-    if (over) {
+    if (d->nsets > 1)
+        qsort(d->sets, d->nsets, sizeof *d->sets, name_ref_cmp);
+    if (d->nremoves > 1)
+        qsort(d->removes, d->nremoves, sizeof *d->removes, name_ref_cmp);
+}
+
+/* core.plan_diff(old, item, skip, override, keep_old) -> sets, avs, removes, size
+ * What a write has to send to turn the stored item old (AttributeValues, or nil when none
+ * is stored) into item (plain values, as the caller's function returned them).
+ * sets: the attributes of item whose values differ from old's (numbers by value, sets
+ * unordered), sorted; removes: those of old that item lacks, sorted; neither lists the
+ * names in the set skip (key, version, tokens: the caller writes those). avs: name ->
+ * AttributeValue for every attribute in sets and every skipped one that item holds and
+ * that is not provably the stored value (same_value); with keep_old false (a put, which
+ * sends the whole item) for every attribute of item.
+ * size: the stored item's size as DynamoDB counts it: item's attributes, old's that stay
+ * when keep_old is true (an update), and the values of override (name -> AttributeValue) in
+ * place of either. A value that cannot be stored raises, naming the attribute. */
+int ddb_av_lua_plan_diff(lua_State *L)
+{
+    name_set skip = { 0, NULL, 0 }, over = { 0, NULL, 0 };
+    name_ref small[64];
+    diff d;
+    const av_doc *doc;
+
+    lua_settop(L, 5);
+    doc = ddb_av_doc_test(L, 1);      /* the stored item as an answer's nodes (av/doc.c) */
+    luaL_checktype(L, 2, LUA_TTABLE);
+    skip.table = lua_istable(L, 3) ? 3 : 0;
+    over.table = lua_istable(L, 4) ? 4 : 0;
+    diff_walk(L, lua_istable(L, 1) ? 1 : 0, doc, 2, &skip, &over, lua_toboolean(L, 5), small,
+              sizeof small / sizeof small[0], &d);
+    if (over.table) {
         lua_pushnil(L);
-        while (lua_next(L, over) != 0) {
+        while (lua_next(L, over.table) != 0) {
             if (lua_type(L, -2) == LUA_TSTRING)
-                total += lua_rawlen(L, -2) + ddb_av_size(L, lua_gettop(L), 1);
+                d.total += lua_rawlen(L, -2) + ddb_av_size(L, lua_gettop(L), 1);
             lua_pop(L, 1);
         }
     }
-    push_sorted(L, sets, nsets);
-    lua_pushvalue(L, avs);
-    push_sorted(L, removes, nremoves);
-    lua_pushnumber(L, (lua_Number)total);
+    push_sorted(L, d.sets, d.nsets);
+    lua_pushvalue(L, d.avs);
+    push_sorted(L, d.removes, d.nremoves);
+    lua_pushnumber(L, (lua_Number)d.total);
     return 4;
 }
 
@@ -582,25 +625,99 @@ static int add_placeholder(buf *b, const char *prefix, size_t i, int quote)
     return buf_add(b, p, n);
 }
 
+/* ,placeholder: before a member (no comma before the first) */
+static int add_key(buf *b, const char *prefix, size_t i)
+{
+    return (i > 1 && buf_addc(b, ',')) || add_placeholder(b, prefix, i, 1) || buf_addc(b, ':');
+}
+
 /* ,placeholder:value with the value at idx encoded as JSON */
 static int add_member(lua_State *L, buf *b, const char *prefix, size_t i, int idx, char *err,
                       size_t errlen)
 {
-    if ((i > 1 && buf_addc(b, ',')) || add_placeholder(b, prefix, i, 1) || buf_addc(b, ':'))
-        return -1;
-    return ddb_json_encode(L, idx, b, err, errlen);
+    return add_key(b, prefix, i) ? -1 : ddb_json_encode(L, idx, b, err, errlen);
 }
 
-/* The members of the map at idx (the condition's own names or values), each after a comma. */
-static int add_members(lua_State *L, buf *b, int idx, char *err, size_t errlen)
+/* ,"#ni":"name" for a name given as its bytes */
+static int add_name(buf *b, size_t i, const name_ref *name, char *err, size_t errlen)
+{
+    return add_key(b, "#n", i) ? -1 : ddb_json_add_string(b, name->s, name->n, err, errlen);
+}
+
+/* How the condition's symbolic placeholders (lua/ddb/engine/plan.lua's condition builder)
+ * are numbered in the request: #V and #T are the SET clause's own for the version and the
+ * tokens, #c<i> and :c<i> come after the update's names and values. */
+typedef struct numbering {
+    size_t version, tokens;     /* 0: the request has no such placeholder */
+    size_t names, values;       /* how many of each the update itself uses */
+} numbering;
+
+/* The placeholder at s[0..n) (a '#' or ':' first): its prefix and number in the request and
+ * the bytes it takes; 0 when it is none the builder makes (only #c and :c with own set). */
+static size_t placeholder_of(const char *s, size_t n, const numbering *nb, int own,
+                             const char **prefix, size_t *num)
+{
+    size_t i = 2, v = 0;
+    if (n >= 2 && s[0] == '#' && !own && (s[1] == 'V' || (s[1] == 'T' && nb->tokens))) {
+        *prefix = "#n";
+        *num = s[1] == 'V' ? nb->version : nb->tokens;
+        return 2;
+    }
+    if (n < 3 || (s[0] != '#' && s[0] != ':') || s[1] != 'c' || s[2] < '1' || s[2] > '9')
+        return 0;
+    for (; i < n && i < 12 && s[i] >= '0' && s[i] <= '9'; i++)
+        v = v * 10 + (size_t)(s[i] - '0');
+    *prefix = s[0] == '#' ? "#n" : ":v";
+    *num = v + (s[0] == '#' ? nb->names : nb->values);
+    return i;
+}
+
+/* The condition with its placeholders numbered for the request. */
+static int add_condition(buf *b, const char *s, size_t n, const numbering *nb, char *err,
+                         size_t errlen)
+{
+    size_t i = 0, start = 0;
+    while (i < n) {
+        const char *prefix;
+        size_t num, used;
+        if (s[i] != '#' && s[i] != ':') {
+            i++;
+            continue;
+        }
+        used = placeholder_of(s + i, n - i, nb, 0, &prefix, &num);
+        if (used == 0) {
+            snprintf(err, errlen, "the condition holds a placeholder the update does not "
+                     "number (at byte %zu)", i + 1);
+            return -1;
+        }
+        if (buf_add(b, s + start, i - start) || add_placeholder(b, prefix, num, 0))
+            return -1;
+        i += used;
+        start = i;
+    }
+    return buf_add(b, s + start, n - start);
+}
+
+/* The members of the condition's own names or values (the table at idx), numbered, each
+ * after a comma. */
+static int add_condition_members(lua_State *L, buf *b, int idx, const numbering *nb,
+                                 char *err, size_t errlen)
 {
     if (!lua_istable(L, idx))
         return 0;
     lua_pushnil(L);
     while (lua_next(L, idx) != 0) {
-        int v = lua_gettop(L);
-        if (buf_addc(b, ',') || ddb_json_encode(L, v - 1, b, err, errlen) || buf_addc(b, ':') ||
-            ddb_json_encode(L, v, b, err, errlen)) {
+        size_t n = 0, num;
+        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &n) : NULL,
+                   *prefix;
+        if (k == NULL || placeholder_of(k, n, nb, 1, &prefix, &num) != n) {
+            snprintf(err, errlen, "the condition names a placeholder the update does not "
+                     "number");
+            lua_pop(L, 2);
+            return -1;
+        }
+        if (buf_addc(b, ',') || add_placeholder(b, prefix, num, 1) || buf_addc(b, ':') ||
+            ddb_json_encode(L, lua_gettop(L), b, err, errlen)) {
             lua_pop(L, 2);
             return -1;
         }
@@ -627,91 +744,215 @@ static int update_expression(buf *b, size_t nsets, size_t nremoves)
     return 0;
 }
 
-/* core.update_body(table, key, sets, avs, removes, version, version_av, tokens, tokens_av,
- *                  condition, cond_names, cond_values, returns, max_expression)
- *   -> body | nil, "UpdateExpression", bytes | nil, "encode", message
- * The JSON body of the UpdateItem that writes a planned update (lua/ddb/engine/plan.lua
- * gives the pieces; it seeds the condition's placeholders after these): the attributes of
- * sets (avs: name -> AttributeValue) as #n1 = :v1 ..., then the version attribute and its
- * value, then, when tokens is given, the token attribute and its value, then the removals as
- * names alone; the condition with its own placeholders (cond_names, cond_values) beside
- * them. ReturnValues is returns when given. An UpdateExpression over max_expression bytes is
- * not written. */
-int ddb_av_lua_update_body(lua_State *L)
+/* nil, why, detail (a string, or the integer n when detail is NULL) */
+static int refuse(lua_State *L, const char *why, const char *detail, size_t n)
 {
-    buf out, ex;
-    char local[2048], exlocal[512], err[160];
-    size_t nsets, nremoves, nnames, i, max;
-    int tokens, rc = -1;
+    lua_pushnil(L);
+    lua_pushstring(L, why);
+    if (detail != NULL)
+        lua_pushstring(L, detail);
+    else
+        lua_pushinteger(L, (lua_Integer)n);
+    return 3;
+}
+
+/* The first key attribute (names: their names, key: their AttributeValues) for which the
+ * diff made an AttributeValue (avs) other than the key's own, or NULL. */
+static const char *changed_key(lua_State *L, int key, int names, int avs)
+{
+    size_t i, nkeys = (size_t)lua_rawlen(L, names);
+    int top = lua_gettop(L);
+    for (i = 1; i <= nkeys; i++) {
+        lua_rawgeti(L, names, (int)i);
+        lua_pushvalue(L, top + 1);
+        lua_rawget(L, avs);
+        lua_pushvalue(L, top + 1);
+        lua_rawget(L, key);
+        if (!lua_isnil(L, top + 2) && !ddb_av_equal(L, top + 2, top + 3, 0)) {
+            const char *name = lua_tostring(L, top + 1);    /* names keeps it */
+            lua_settop(L, top);
+            return name;
+        }
+        lua_settop(L, top);
+    }
+    return NULL;
+}
+
+/* 1 when the diff made an AttributeValue (avs) for the version attribute (its name at
+ * version) that is not the stored one (old, at its index, or doc), or there is none stored. */
+static int changed_version(lua_State *L, int old, const av_doc *doc, int version, int avs)
+{
+    int top = lua_gettop(L), changed;
+    lua_pushvalue(L, version);
+    lua_rawget(L, avs);
+    if (lua_isnil(L, -1)) {
+        lua_settop(L, top);
+        return 0;
+    }
+    if (doc != NULL) {
+        size_t n;
+        const char *v = lua_tolstring(L, version, &n);
+        const ddb_jnode *on = ddb_av_doc_find(doc, v, n);
+        if (on != NULL)
+            ddb_json_push_node(L, on);
+        else
+            lua_pushnil(L);
+    } else if (old) {
+        lua_pushvalue(L, version);
+        lua_rawget(L, old);
+    } else {
+        lua_pushnil(L);
+    }
+    changed = lua_isnil(L, -1) || !ddb_av_equal(L, top + 1, top + 2, 0);
+    lua_settop(L, top);
+    return changed;
+}
+
+/* core.update_plan(table, key, names, old, item, version, version_av, tokens, tokens_av,
+ *                  condition, cond_names, cond_values, returns, max_expression)
+ *   -> body, size | false, size | nil, why, detail
+ * The UpdateItem that turns the stored item old (an item doc, AttributeValues, or nil when
+ * none is stored) into item (plain values, as the caller's function returned them), as
+ * lua/ddb/engine/plan.lua plans an update: the attributes that changed (core.plan_diff's
+ * sets) as #n1 = :v1 ..., then the version attribute (named version) at version_av, then,
+ * when tokens_av is given, the tokens attribute (named tokens) at it, then the removals, as
+ * names alone. The key (names: its attribute names; key: its AttributeValues), the version
+ * and the tokens are the write's own: never set or removed as the item's. condition is
+ * rules.condition's, written with plan.lua's symbolic placeholders (#V, #T, #c<i>, :c<i>;
+ * cond_names and cond_values): they are numbered here after the update's own. ReturnValues
+ * is returns when given. size: the item as stored after the write, as DynamoDB counts it.
+ * false: nothing changed (old is given, nothing is set or removed). Else nil and why:
+ * "key" or "version" (detail: the name) when item holds another value of it than the
+ * stored one; "UpdateExpression" or "ConditionExpression" (detail: its bytes, then the size)
+ * over max_expression; "encode" (detail: why) for a request that cannot be written. A value that
+ * cannot be stored raises, naming the attribute. */
+int ddb_av_lua_update_plan(lua_State *L)
+{
+    name_ref small[64], own[4];
+    name_set skip = { 0, own, 0 }, over = { 0, own, 0 };
+    numbering nb;
+    diff d;
+    buf out, ex, cond;
+    char local[2048], exlocal[512], condlocal[256], err[160];
+    const av_doc *doc;
+    const char *key_changed;
+    size_t nkeys, nnames, i, max, size;
+    int old, tokens, rc = -1;
 
     luaL_checktype(L, 1, LUA_TSTRING);
     luaL_checktype(L, 2, LUA_TTABLE);
     luaL_checktype(L, 3, LUA_TTABLE);
-    luaL_checktype(L, 4, LUA_TTABLE);
     luaL_checktype(L, 5, LUA_TTABLE);
     luaL_checktype(L, 6, LUA_TSTRING);
     luaL_checktype(L, 7, LUA_TTABLE);
+    luaL_checktype(L, 8, LUA_TSTRING);
     luaL_checktype(L, 10, LUA_TSTRING);
     max = (size_t)luaL_checkinteger(L, 14);
     lua_settop(L, 14);
+    doc = ddb_av_doc_test(L, 4);
+    old = lua_istable(L, 4) ? 4 : 0;
     tokens = !lua_isnil(L, 9);
     if (tokens)
-        luaL_checktype(L, 8, LUA_TSTRING);
-    nsets = (size_t)lua_rawlen(L, 3);
-    nremoves = (size_t)lua_rawlen(L, 5);
-    nnames = nsets + 1 + (size_t)tokens;      /* placeholders of the SET clause */
-    err[0] = '\0';
+        luaL_checktype(L, 9, LUA_TTABLE);
+    nkeys = (size_t)lua_rawlen(L, 3);
+    luaL_argcheck(L, nkeys == 1 || nkeys == 2, 3, "one or two key attribute names expected");
 
+    /* the write's own attributes, skipped by the diff: the version and the tokens, stored as
+     * given in place of item's or old's (over: the first one, or two), and the key */
+    own[0].s = lua_tolstring(L, 6, &own[0].n);
+    own[1].s = lua_tolstring(L, 8, &own[1].n);
+    over.n = tokens ? 2 : 1;
+    size = own[0].n + ddb_av_size(L, 7, 1) + (tokens ? own[1].n + ddb_av_size(L, 9, 1) : 0);
+    for (i = 1; i <= nkeys; i++) {
+        lua_rawgeti(L, 3, (int)i);
+        luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING, 3, "key attribute names expected");
+        own[1 + i].s = lua_tolstring(L, -1, &own[1 + i].n);     /* names keeps it */
+        lua_pop(L, 1);
+    }
+    skip.n = 2 + nkeys;
+    diff_walk(L, old, doc, 5, &skip, &over, 1, small, sizeof small / sizeof small[0], &d);
+    size += d.total;
+    for (i = 1; i <= nkeys; i++) {
+        /* a key attribute item lacks is stored as the key's (the diff counted item's) */
+        lua_rawgeti(L, 3, (int)i);
+        lua_pushvalue(L, -1);
+        lua_rawget(L, 5);
+        if (lua_isnil(L, -1)) {
+            lua_pushvalue(L, -2);
+            lua_rawget(L, 2);
+            size += own[1 + i].n + ddb_av_size(L, lua_gettop(L), 1);
+        }
+        lua_settop(L, d.avs);
+    }
+    key_changed = changed_key(L, 2, 3, d.avs);
+    if (key_changed != NULL)
+        return refuse(L, "key", key_changed, 0);
+    if (changed_version(L, old, doc, 6, d.avs))
+        return refuse(L, "version", own[0].s, 0);
+    if ((old || doc != NULL) && d.nsets == 0 && d.nremoves == 0) {
+        lua_pushboolean(L, 0);
+        lua_pushnumber(L, (lua_Number)size);
+        return 2;
+    }
+
+    nnames = d.nsets + 1 + (size_t)tokens;      /* placeholders of the SET clause */
+    nb.version = d.nsets + 1;
+    nb.tokens = tokens ? d.nsets + 2 : 0;
+    nb.values = nnames;
+    nb.names = nnames + d.nremoves;
+    err[0] = '\0';
     ddb_buf_init_in(&ex, exlocal, sizeof exlocal);
+    ddb_buf_init_in(&cond, condlocal, sizeof condlocal);
     ddb_buf_init_in(&out, local, sizeof local);
-    if (update_expression(&ex, nnames, nremoves) != 0)
+    if (update_expression(&ex, nnames, d.nremoves) != 0)
         goto nomem;
     if (ex.len > max) {
-        lua_pushnil(L);
-        lua_pushliteral(L, "UpdateExpression");
-        lua_pushinteger(L, (lua_Integer)ex.len);
-        rc = 3;
+        rc = refuse(L, "UpdateExpression", NULL, ex.len);
+        lua_pushnumber(L, (lua_Number)size);
+        rc++;
+        goto done;
+    }
+    {
+        size_t n;
+        const char *c = lua_tolstring(L, 10, &n);
+        if (add_condition(&cond, c, n, &nb, err, sizeof err) != 0)
+            goto fail;
+    }
+    if (cond.len > max) {
+        rc = refuse(L, "ConditionExpression", NULL, cond.len);
+        lua_pushnumber(L, (lua_Number)size);
+        rc++;
         goto done;
     }
     if (ADD_LIT(&out, "{\"TableName\":") || ddb_json_encode(L, 1, &out, err, sizeof err) ||
         ADD_LIT(&out, ",\"Key\":") || ddb_json_encode(L, 2, &out, err, sizeof err) ||
         ADD_LIT(&out, ",\"UpdateExpression\":\"") || buf_add(&out, ex.data, ex.len) ||
         ADD_LIT(&out, "\",\"ConditionExpression\":") ||
-        ddb_json_encode(L, 10, &out, err, sizeof err) ||
+        ddb_json_add_string(&out, cond.data, cond.len, err, sizeof err) ||
         ADD_LIT(&out, ",\"ExpressionAttributeNames\":{"))
         goto fail;
-    for (i = 1; i <= nsets; i++) {
-        lua_rawgeti(L, 3, (int)i);
-        if (add_member(L, &out, "#n", i, lua_gettop(L), err, sizeof err))
+    for (i = 0; i < d.nsets; i++)
+        if (add_name(&out, i + 1, &d.sets[i], err, sizeof err))
             goto fail;
-        lua_pop(L, 1);
-    }
-    if (add_member(L, &out, "#n", nsets + 1, 6, err, sizeof err) ||
-        (tokens && add_member(L, &out, "#n", nsets + 2, 8, err, sizeof err)))
+    if (add_member(L, &out, "#n", nb.version, 6, err, sizeof err) ||
+        (tokens && add_member(L, &out, "#n", nb.tokens, 8, err, sizeof err)))
         goto fail;
-    for (i = 1; i <= nremoves; i++) {
-        lua_rawgeti(L, 5, (int)i);
-        if (add_member(L, &out, "#n", nnames + i, lua_gettop(L), err, sizeof err))
+    for (i = 0; i < d.nremoves; i++)
+        if (add_name(&out, nnames + i + 1, &d.removes[i], err, sizeof err))
             goto fail;
-        lua_pop(L, 1);
-    }
-    if (add_members(L, &out, 11, err, sizeof err) ||
+    if (add_condition_members(L, &out, 11, &nb, err, sizeof err) ||
         ADD_LIT(&out, "},\"ExpressionAttributeValues\":{"))
         goto fail;
-    for (i = 1; i <= nsets; i++) {
-        lua_rawgeti(L, 3, (int)i);
-        lua_rawget(L, 4);
-        if (lua_isnil(L, -1)) {
-            snprintf(err, sizeof err, "no AttributeValue for attribute %zu of the update", i);
-            goto fail;
-        }
-        if (add_member(L, &out, ":v", i, lua_gettop(L), err, sizeof err))
+    for (i = 0; i < d.nsets; i++) {
+        lua_pushlstring(L, d.sets[i].s, d.sets[i].n);
+        lua_rawget(L, d.avs);
+        if (add_member(L, &out, ":v", i + 1, lua_gettop(L), err, sizeof err))
             goto fail;
         lua_pop(L, 1);
     }
-    if (add_member(L, &out, ":v", nsets + 1, 7, err, sizeof err) ||
-        (tokens && add_member(L, &out, ":v", nsets + 2, 9, err, sizeof err)) ||
-        add_members(L, &out, 12, err, sizeof err) ||
+    if (add_member(L, &out, ":v", nb.version, 7, err, sizeof err) ||
+        (tokens && add_member(L, &out, ":v", nb.tokens, 9, err, sizeof err)) ||
+        add_condition_members(L, &out, 12, &nb, err, sizeof err) ||
         ADD_LIT(&out, "},\"ReturnValuesOnConditionCheckFailure\":\"ALL_OLD\","
                 "\"ReturnConsumedCapacity\":\"TOTAL\""))
         goto fail;
@@ -721,17 +962,16 @@ int ddb_av_lua_update_body(lua_State *L)
     if (buf_addc(&out, '}'))
         goto nomem;
     lua_pushlstring(L, out.data, out.len);
-    rc = 1;
+    lua_pushnumber(L, (lua_Number)size);
+    rc = 2;
     goto done;
 nomem:
     snprintf(err, sizeof err, "out of memory");
 fail:
-    lua_settop(L, 14);
-    lua_pushnil(L);
-    lua_pushliteral(L, "encode");
-    lua_pushstring(L, err[0] ? err : "out of memory");
-    rc = 3;
+    lua_settop(L, d.avs);
+    rc = refuse(L, "encode", err[0] ? err : "out of memory", 0);
 done:
+    ddb_buf_free(&cond);
     ddb_buf_free(&ex);
     ddb_buf_free(&out);
     return rc;

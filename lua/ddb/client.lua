@@ -407,7 +407,7 @@ local function call_with_retries(self, op, request, opts)
   local deadline = opts and opts.deadline or (started + (opts and opts.deadline_ms or self.deadline_ms))
   local timeout_ms = opts and opts.timeout_ms or self.timeout_ms
 
-  -- the engine's update comes encoded already (core.update_body), its table named in opts
+  -- the engine's update comes encoded already (core.update_plan), its table named in opts
   local body, table_name = request, opts and opts.table
   if type(request) ~= "string" then
     local jerr

@@ -715,23 +715,31 @@ describe("the plain copy of an item read", function()
   end)
 end)
 
-describe("an update's body (core.update_body writes the request an update sends)", function()
+describe("an update's body (core.update_plan plans and writes the request an update sends)", function()
   local rnd = math.random
   local NAMES = { "a", "b", "counter", "name", 'quo"te', "back\\slash", "tab\tname",
-    "\195\169t\195\169", "x.y", "#n1", ":v1", "sp ace" }
+    "\195\169t\195\169", "x.y", "#n1", ":v1", "#c1", ":c1", "#V", "sp ace" }
 
-  -- The request as this module has always laid it out, written here without the module:
-  -- the sets, the version and the tokens as #n1 = :v1 ..., the removals after them, then the
-  -- condition's own placeholders (the version and the tokens named once).
-  local function reference(t, s, a)
-    local cfg, f = t.cfg, a.after
-    local sets = {}
-    for n in pairs(f.nav) do
-      if n ~= cfg.version and n ~= cfg.token_attr and n ~= t.names[1] then
-        sets[#sets + 1] = n
+  -- The request as this module has always laid it out, written here without the module's
+  -- planner (what changed found with marshal and av_equal): the sets, the version and the
+  -- tokens as #n1 = :v1 ..., the removals after them, then the condition's own placeholders
+  -- (the version and the tokens named once).
+  local function reference(t, s, a, stored, result)
+    local cfg = t.cfg
+    local own = { [cfg.version] = true, [cfg.token_attr] = true, [t.names[1]] = true }
+    local sets, removes, nav = {}, {}, {}
+    for n, v in pairs(result) do
+      local av = core.marshal(v)
+      if not own[n] and not (stored and stored[n] and core.av_equal(stored[n], av)) then
+        sets[#sets + 1], nav[n] = n, av
       end
     end
+    for n in pairs(stored or {}) do
+      if not own[n] and result[n] == nil then removes[#removes + 1] = n end
+    end
     table.sort(sets)
+    table.sort(removes)
+    local f = { nav = nav, removes = removes, tokens_av = a.tokens_av }
     local names, values, assign, i = {}, {}, {}, 0
     local function both(n, av)
       i = i + 1
@@ -806,9 +814,9 @@ describe("an update's body (core.update_body writes the request an update sends)
       if a then
         assert.equal("UpdateItem", a.op)
         local body = assert(core.decode(a.body))
-        assert.same(reference(t, s, a), body)
+        assert.same(reference(t, s, a, stored, result), body)
         assert.same(body, a.req)
-        if #a.after.removes > 0 then seen.removes = seen.removes + 1 end
+        if body.UpdateExpression:find("REMOVE", 1, true) then seen.removes = seen.removes + 1 end
         if s.exists and not s.version then seen.no_version = seen.no_version + 1 end
         if s.exists and not s.hav then seen.no_history = seen.no_history + 1 end
         if not s.exists then seen.absent = seen.absent + 1 end
@@ -830,29 +838,63 @@ describe("an update's body (core.update_body writes the request an update sends)
     assert.equal(a.req, a.req)               -- made once
   end)
 
-  it("leaves out an UpdateExpression over the limit, and says why it cannot write", function()
-    local function body(sets, max, tname)
-      local nav = {}
-      for _, n in ipairs(sets) do nav[n] = { N = "1" } end
-      return core.update_body(tname or "t", KAV, sets, nav, {}, "version", { N = "2" },
-        "_ddb_tokens", { S = "1 T" }, "#n1 = :v9", nil, nil, nil, max)
+  it("leaves out an expression over the limit, and says why it cannot write", function()
+    local function plan_of(result, max, opts)
+      opts = opts or {}
+      return core.update_plan(opts.table or "t", KAV, { "pk" }, opts.old, result, "version",
+        { N = "2" }, "_ddb_tokens", { S = "1 T" }, opts.cond or "#V = :c1",
+        nil, opts.values or { [":c1"] = { N = "1" } }, nil, max)
     end
-    local ok = assert(body({ "a" }, 4096))
-    assert.same({ N = "1" }, core.decode(ok).ExpressionAttributeValues[":v1"])
-    assert.is_nil(core.decode(ok).ReturnValues)
-    local none, why, len = body({ "a", "b" }, 20)
+    local ok, size = plan_of({ a = 1 }, 4096)
+    local req = core.decode(assert(ok))
+    assert.same({ N = "1" }, req.ExpressionAttributeValues[":v1"])
+    assert.same({ N = "1" }, req.ExpressionAttributeValues[":v4"])
+    assert.equal("#n2 = :v4", req.ConditionExpression)
+    assert.is_nil(req.ReturnValues)
+    assert.equal(core.item_size({ a = { N = "1" }, version = { N = "2" },
+      _ddb_tokens = { S = "1 T" }, pk = { S = "k1" } }), size)
+    local none, why, len, full = plan_of({ a = 1, b = 2 }, 20)
     assert.is_nil(none)
     assert.equal("UpdateExpression", why)
     assert.equal(#"SET #n1 = :v1, #n2 = :v2, #n3 = :v3, #n4 = :v4", len)
-    none, why, len = body({ "a" }, 4096, "t\255")
+    assert.equal(core.item_size({ a = { N = "1" }, b = { N = "2" }, version = { N = "2" },
+      _ddb_tokens = { S = "1 T" }, pk = { S = "k1" } }), full)
+    none, why, len = plan_of({ a = 1 }, 40, { cond = ("#V = :c1 AND "):rep(3) .. "#T = :c1" })
+    assert.is_nil(none)
+    assert.equal("ConditionExpression", why)
+    assert.equal(#(("#n2 = :v4 AND "):rep(3) .. "#n3 = :v4"), len)
+    none, why, len = plan_of({ a = 1 }, 4096, { table = "t\255" })
     assert.is_nil(none)
     assert.equal("encode", why)
     assert.matches("UTF%-8", len)
-    none, why, len = core.update_body("t", KAV, { "a" }, {}, {}, "version", { N = "2" }, nil,
-      nil, "c", nil, nil, nil, 4096)
+    -- only the placeholders the condition's builder makes are numbered
+    for _, cond in ipairs({ "#n1 = :c1", "#V = :v1", "#c0 = :c1", "#X", "a:b", "#c" }) do
+      none, why, len = plan_of({ a = 1 }, 4096, { cond = cond })
+      assert.is_nil(none, cond)
+      assert.equal("encode", why)
+      assert.matches("placeholder", len)
+    end
+    none, why, len = plan_of({ a = 1 }, 4096, { values = { [":v1"] = { N = "1" } } })
     assert.is_nil(none)
     assert.equal("encode", why)
-    assert.matches("no AttributeValue", len)
+    assert.matches("placeholder", len)
+  end)
+
+  it("refuses a changed key or version, and writes nothing when nothing changed", function()
+    local old = { pk = { S = "k1" }, version = { N = "1" }, a = { N = "1" } }
+    local function plan_of(result)
+      return core.update_plan("t", KAV, { "pk" }, old, result, "version", { N = "2" },
+        "_ddb_tokens", nil, "#V = :c1", nil, { [":c1"] = { N = "1" } }, nil, 4096)
+    end
+    assert.same({ nil, "key", "pk" }, { plan_of({ pk = "k2", a = 1 }) })
+    assert.same({ nil, "version", "version" }, { plan_of({ version = 5, a = 1 }) })
+    local same, size = plan_of({ pk = "k1", version = ddb.number("1.0"), a = 1 })
+    assert.is_false(same)
+    assert.equal(core.item_size({ pk = { S = "k1" }, version = { N = "2" }, a = { N = "1" } }),
+      size)
+    assert.is_false((plan_of({ a = 1 })))
+    assert.is_string((plan_of({ a = 2 })))
+    assert.has_error(function() plan_of({ a = function() end }) end)
   end)
 
   it("refuses an update it cannot encode, writing nothing", function()

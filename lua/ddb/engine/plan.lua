@@ -13,7 +13,7 @@ local type, pairs, ipairs, pcall, tostring, setmetatable, getmetatable, next =
 local rawget, rawset, assert = rawget, rawset, assert
 local concat, sort = table.concat, table.sort
 local plan_diff, history_push, av_equal = core.plan_diff, core.history_push, core.av_equal
-local update_body, decode = core.update_body, core.decode
+local update_plan, decode = core.update_plan, core.decode
 local version_add, item_size, item_av = core.version_add, core.item_size, core.item_av
 local new_error = ddb.new_error
 
@@ -43,17 +43,21 @@ local function placeholders(prefix)
   end })
 end
 local NAME_P, VALUE_P = placeholders("#n"), placeholders(":v")
+-- an update's condition is written before the update knows how many placeholders it takes
+-- itself: core.update_plan numbers these after its own
+local COND_NAME_P, COND_VALUE_P = placeholders("#c"), placeholders(":c")
 
 --- An expression builder: placeholders for names (one per name) and values.
 function _M.builder()
-  return setmetatable({ names = {}, values = {}, nn = 0, nv = 0, by_name = {} }, Names)
+  return setmetatable({ names = {}, values = {}, nn = 0, nv = 0, by_name = {},
+    name_p = NAME_P, value_p = VALUE_P }, Names)
 end
 
 function Names:name(n)
   local p = self.by_name[n]
   if not p then
     self.nn = self.nn + 1
-    p = NAME_P[self.nn]
+    p = self.name_p[self.nn]
     self.by_name[n] = p
     self.names[p] = n
   end
@@ -62,7 +66,7 @@ end
 
 function Names:value(av)
   self.nv = self.nv + 1
-  local p = VALUE_P[self.nv]
+  local p = self.value_p[self.nv]
   self.values[p] = av
   return p
 end
@@ -121,7 +125,7 @@ end
 local RETURN_VALUES = { stored = "ALL_NEW", written = "UPDATED_NEW" }
 
 -- An update's request, made only when something asks for it (a dry run, a transaction, the
--- specs) from the body it sends: core.update_body is the one writer of an update's request.
+-- specs) from the body it sends: core.update_plan is the one writer of an update's request.
 local LAZY_REQ = { __index = function(a, k)
   if k ~= "req" then return nil end
   local req = assert(decode(rawget(a, "body")))
@@ -129,23 +133,41 @@ local LAZY_REQ = { __index = function(a, k)
   return req
 end }
 
--- The body of the UpdateItem that carries an update (core.update_body): the condition is
--- rules.condition's, its placeholders after the update's own (the sets, the version, the
--- tokens, then the removals). body | nil, "too long" | nil, err
-local function update_request(t, s, sets, nav, removes, version_av, tokens_av)
-  local cfg, k = t.cfg, #sets
-  local nv = k + (tokens_av and 2 or 1)
-  local b = setmetatable({ names = {}, values = {}, nn = nv + #removes, nv = nv,
-    by_name = { [cfg.version] = NAME_P[k + 1],
-      [cfg.token_attr] = tokens_av and NAME_P[k + 2] or nil } }, Names)
+-- What a write refuses when the function changed what only the module writes.
+local function changed_key(name)
+  return invalid(("the function changed key attribute '%s'; nothing was written"):format(name))
+end
+
+local function changed_version(name)
+  return invalid(("the function changed the version attribute '%s' (versions are the " ..
+    "module's); nothing was written"):format(name))
+end
+
+-- The update of target t from state s to result, planned and written in C (core.update_plan):
+-- body, size | false (nothing changed) | nil, err | nil, "too long", size (an update
+-- DynamoDB cannot take in one expression). The condition is rules.condition's, written with
+-- placeholders that core.update_plan numbers after the update's own (the version and the
+-- tokens named once).
+local function update(t, s, result, current, version_av, tokens_av)
+  local cfg = t.cfg
+  local b = setmetatable({ names = {}, values = {}, nn = 0, nv = 0,
+    by_name = { [cfg.version] = "#V", [cfg.token_attr] = tokens_av and "#T" or nil },
+    name_p = COND_NAME_P, value_p = COND_VALUE_P }, Names)
   local cond = rules.condition(b, cfg, t.names, s)
-  if #cond > _M.MAX_EXPRESSION_BYTES then return nil, "too long" end
-  local body, why, detail = update_body(t.table, t.kav, sets, nav, removes, cfg.version,
-    version_av, tokens_av and cfg.token_attr, tokens_av, cond, b.names, b.values,
+  local ok, body, size, detail, full = pcall(update_plan, t.table, t.kav, t.names, current,
+    result, cfg.version, version_av, cfg.token_attr, tokens_av, cond, b.names, b.values,
     RETURN_VALUES[cfg.returns or "stored"], _M.MAX_EXPRESSION_BYTES)
-  if body then return body end
-  if why == "UpdateExpression" then return nil, "too long" end
-  return nil, invalid("the write cannot be sent: " .. tostring(detail) .. "; nothing was written")
+  if not ok then return nil, invalid("item cannot be stored: " .. tostring(body)) end
+  if body ~= nil then return body, size end
+  if size == "key" then
+    return nil, changed_key(detail)
+  elseif size == "version" then
+    return nil, changed_version(detail)
+  elseif size == "encode" then
+    return nil, invalid("the write cannot be sent: " .. tostring(detail) ..
+      "; nothing was written")
+  end
+  return nil, "too long", full
 end
 
 -- A request's condition members (the builder's names and values) and what every write asks
@@ -177,6 +199,31 @@ function _M.check(t, s)
     whole = s.exists and s.item or false, pushes = false }
 end
 
+-- The checks a put makes itself (an update's are core.update_plan's): the key and the
+-- version as the item has them (nav: the AttributeValues plan_diff made; key attributes the
+-- function left out are added from the key). nil | err
+local function put_checks(t, nav, current)
+  local cfg, kav = t.cfg, t.kav
+  for _, n in ipairs(t.names) do
+    if nav[n] == nil then
+      nav[n] = kav[n]
+    elseif not av_equal(nav[n], kav[n]) then
+      return changed_key(n)
+    end
+  end
+  local given = nav[cfg.version]
+  if given ~= nil then
+    local stored = current and current[cfg.version]
+    if stored == nil or not av_equal(given, stored) then return changed_version(cfg.version) end
+  end
+  return nil
+end
+
+local function too_large(size)
+  return new_error("ItemTooLarge", ("item would be %d bytes; DynamoDB's limit is %d")
+    :format(size, _M.MAX_ITEM_BYTES))
+end
+
 --- The write that stores result (a plain item the function returned) for target t read in
 -- state s, with the commit's token. Returns the action, false when nothing changed, or
 -- nil, err for a result that cannot be written.
@@ -198,69 +245,47 @@ function _M.write(t, s, result, token)
     tokens_av = { S = history_push(s.hav and type(s.hav.S) == "string" and s.hav.S or nil,
       token, t.keep or cfg.tokens) }
   end
+  -- the item doc when the read kept one (state.of): compared in C, not made into tables
+  local current = s.exists and (s.doc or s.item) or nil
+  local kind = s.exists and "update" or "create"
+  -- op, req, body and whole are set below; named here, the table is made at its size once
+  local a = { kind = kind, target = t, read = s, version = version, size = nil,
+    pushes = cfg.tokens > 0, result = result, version_av = version_av, tokens_av = tokens_av,
+    current = current, op = nil, req = nil, body = nil, whole = nil }
+  -- an expired item is replaced whole, as if it were absent
+  if cfg.mode == "update" and not s.expired then
+    local body, size, full = update(t, s, result, current, version_av, tokens_av)
+    if body then
+      if size > _M.MAX_ITEM_BYTES then return nil, too_large(size) end
+      -- the item as stored after it is made when asked (_M.whole): most calls never ask
+      a.op, a.body, a.size = "UpdateItem", body, size
+      return setmetatable(a, LAZY_REQ)
+    end
+    if body == false then return false end
+    if size ~= "too long" then return nil, size end
+    if full > _M.MAX_ITEM_BYTES then return nil, too_large(full) end
+    -- an update DynamoDB cannot take in one expression: the whole item, as in put mode
+    a.fallback = "put"
+  end
   local override = { [cfg.version] = version_av,
     [cfg.token_attr] = tokens_av or (cfg.mode == "put" and s.hav) or nil }
   for _, n in ipairs(names) do
     if result[n] == nil then override[n] = kav[n] end
   end
-  -- the item doc when the read kept one (state.of): compared in C, not made into tables
-  local current = s.exists and (s.doc or s.item) or nil
-  -- what changed (an update marshals only that) and the size as stored
   local ok, sets, nav, removes, size = pcall(plan_diff, current, result,
-    managed_names(cfg, names), override, cfg.mode == "update")
+    managed_names(cfg, names), override, false)
   if not ok then return nil, invalid("item cannot be stored: " .. tostring(sets)) end
-
-  for _, n in ipairs(names) do
-    if nav[n] == nil then
-      nav[n] = kav[n]
-    elseif not av_equal(nav[n], kav[n]) then
-      return nil, invalid(("the function changed key attribute '%s'; nothing was written")
-        :format(n))
-    end
-  end
-  local given = nav[cfg.version]
-  if given ~= nil then
-    local stored = current and current[cfg.version]
-    if stored == nil or not av_equal(given, stored) then
-      return nil, invalid(("the function changed the version attribute '%s' (versions are " ..
-        "the module's); nothing was written"):format(cfg.version))
-    end
-  end
-  if current and #sets == 0 and #removes == 0 then return false end
-  if size > _M.MAX_ITEM_BYTES then
-    return nil, new_error("ItemTooLarge", ("item would be %d bytes; DynamoDB's limit is %d")
-      :format(size, _M.MAX_ITEM_BYTES))
-  end
-
-  local kind = s.exists and "update" or "create"
-  -- op, req, after and whole are set below; named here, the table is made at its size once
-  local a = { kind = kind, target = t, read = s, version = version, size = size,
-    pushes = cfg.tokens > 0, result = result, version_av = version_av,
-    op = nil, req = nil, body = nil, after = nil, whole = nil }
-  -- an expired item is replaced whole, as if it were absent
-  if cfg.mode == "update" and not s.expired then
-    local body, why = update_request(t, s, sets, nav, removes, version_av, tokens_av)
-    if body then
-      a.op, a.body = "UpdateItem", body
-      -- the item as stored after it, made when asked (_M.whole): most calls never ask
-      a.after = { current = current, removes = removes, nav = nav, tokens_av = tokens_av }
-      return setmetatable(a, LAZY_REQ)
-    end
-    if why ~= "too long" then return nil, why end
-    -- an update DynamoDB cannot take in one expression: the whole item, as in put mode
-    ok, sets, nav = pcall(plan_diff, current, result, managed_names(cfg, names), override,
-      false)
-    if not ok then return nil, invalid("item cannot be stored: " .. tostring(sets)) end
-    for _, n in ipairs(names) do nav[n] = nav[n] or kav[n] end
-    a.fallback = "put"
-  end
+  local err = put_checks(t, nav, current)
+  if err then return nil, err end
+  if current and #sets == 0 and #removes == 0 and not a.fallback then return false end
+  if size > _M.MAX_ITEM_BYTES then return nil, too_large(size) end
   local item = {}
   for n, v in pairs(nav) do item[n] = v end
   -- without tokens of its own, a put keeps the history others wrote: it still tells them
   -- what became of their writes
   item[cfg.version], item[cfg.token_attr] = version_av, tokens_av or s.hav
   local b = _M.builder()
-  a.op, a.whole = "PutItem", item
+  a.op, a.whole, a.size = "PutItem", item, size
   a.req = finish({ TableName = t.table, Item = item,
     ConditionExpression = rules.condition(b, cfg, names, s) }, b)
   local why = over_limits(a.req)
@@ -270,14 +295,20 @@ end
 
 --- The item an action stores (an AttributeValue map), false when it stores none.
 function _M.whole(a)
-  if a.whole == nil and a.after then
-    local f, cfg = a.after, a.target.cfg
+  if a.whole == nil and a.op == "UpdateItem" and a.result then
+    -- an update's: the item as read, what changed set and what went removed
+    local t, cfg = a.target, a.target.cfg
+    local _, nav, removes = plan_diff(a.current, a.result, managed_names(cfg, t.names), nil,
+      true)
     local whole = {}
-    for n, v in pairs(item_av(f.current or {})) do whole[n] = v end
-    for _, n in ipairs(f.removes) do whole[n] = nil end
-    for n, v in pairs(f.nav) do whole[n] = v end
-    whole[cfg.version], whole[cfg.token_attr] = a.version_av, f.tokens_av
-    a.whole, a.after = whole, nil
+    for n, v in pairs(item_av(a.current or {})) do whole[n] = v end
+    for _, n in ipairs(removes) do whole[n] = nil end
+    for n, v in pairs(nav) do whole[n] = v end
+    for _, n in ipairs(t.names) do
+      if nav[n] == nil then whole[n] = t.kav[n] end
+    end
+    whole[cfg.version], whole[cfg.token_attr] = a.version_av, a.tokens_av
+    a.whole = whole
   end
   return a.whole
 end
