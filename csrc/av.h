@@ -88,6 +88,12 @@ const ddb_jnode *ddb_av_doc_item(const av_doc *doc);   /* the member's node, or 
 size_t ddb_av_doc_count(const av_doc *doc);            /* the item's attributes */
 const ddb_jnode *ddb_av_doc_attr(const av_doc *doc, size_t i);  /* i-th by name */
 const ddb_jnode *ddb_av_doc_find(const av_doc *doc, const char *k, size_t n);
+/* The place of the attribute named k[0..n) among ddb_av_doc_attr's, or the count when there
+ * is none. */
+size_t ddb_av_doc_find_at(const av_doc *doc, const char *k, size_t n);
+/* 1 when every attribute has a name of its own and no member is null (the doc stands for
+ * its item; ddb_av_doc_push_member). */
+int ddb_av_doc_regular(const av_doc *doc);
 int ddb_av_lua_item_av(lua_State *L);       /* (doc|AV map) -> AV map */
 void ddb_av_doc_register(lua_State *L);
 

@@ -180,15 +180,15 @@ const ddb_jnode *ddb_av_doc_attr(const av_doc *doc, size_t i)
     return doc->index[i];
 }
 
-const ddb_jnode *ddb_av_member_find(const ddb_jnode *const *m, size_t count, const char *k,
-                                    size_t n)
+/* The place of the member named k[0..n) among count sorted so, or count. */
+static size_t member_at(const ddb_jnode *const *m, size_t count, const char *k, size_t n)
 {
     size_t lo = 0, hi = count, i;
     if (count <= AV_SMALL_MAP) {
         for (i = 0; i < count; i++)
             if (m[i]->keylen == n && memcmp(m[i]->key, k, n) == 0)
-                return m[i];
-        return NULL;
+                return i;
+        return count;
     }
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
@@ -196,18 +196,35 @@ const ddb_jnode *ddb_av_member_find(const ddb_jnode *const *m, size_t count, con
         if (r == 0)
             r = m[mid]->keylen < n ? -1 : (m[mid]->keylen > n);
         if (r == 0)
-            return m[mid];
+            return mid;
         if (r < 0)
             lo = mid + 1;
         else
             hi = mid;
     }
-    return NULL;
+    return count;
+}
+
+const ddb_jnode *ddb_av_member_find(const ddb_jnode *const *m, size_t count, const char *k,
+                                    size_t n)
+{
+    size_t i = member_at(m, count, k, n);
+    return i < count ? m[i] : NULL;
 }
 
 const ddb_jnode *ddb_av_doc_find(const av_doc *doc, const char *k, size_t n)
 {
     return ddb_av_member_find(doc->index, doc->nattrs, k, n);
+}
+
+size_t ddb_av_doc_find_at(const av_doc *doc, const char *k, size_t n)
+{
+    return member_at(doc->index, doc->nattrs, k, n);
+}
+
+int ddb_av_doc_regular(const av_doc *doc)
+{
+    return doc->regular;
 }
 
 /* doc[name]: the attribute's AttributeValue, made now (nil when there is none). */

@@ -32,21 +32,22 @@ typedef struct name_set {
     size_t n;
 } name_set;
 
-static int in_set(lua_State *L, const name_set *set, int key)
+/* Whether the name ks[0..klen) is in the set; key: its index on the stack, or 0 when it is
+ * not there. */
+static int in_set(lua_State *L, const name_set *set, int key, const char *ks, size_t klen)
 {
     int r;
-    size_t i, klen;
-    const char *ks;
+    size_t i;
     if (set->table != 0) {
-        lua_pushvalue(L, key);
+        if (key != 0)
+            lua_pushvalue(L, key);
+        else
+            lua_pushlstring(L, ks, klen);
         lua_rawget(L, set->table);
         r = lua_toboolean(L, -1);
         lua_pop(L, 1);
         return r;
     }
-    if (set->n == 0)
-        return 0;
-    ks = lua_tolstring(L, key, &klen);
     for (i = 0; i < set->n; i++)
         if (set->list[i].n == klen && memcmp(set->list[i].s, ks, klen) == 0)
             return 1;
@@ -420,40 +421,19 @@ typedef struct diff {
     int avs;
 } diff;
 
-/* The walk core.plan_diff and core.update_plan share. old: the stored item as a table (its
- * index, 0 when none), or doc; item: the new item's index; small: scratch for a usual item.
- * Pushes the avs table (and, for a big item, the scratch's userdata) and raises, naming the
- * attribute, on a value that cannot be stored. */
-static void diff_walk(lua_State *L, int old, const av_doc *doc, int item, const name_set *skip,
-                      const name_set *over, int keep, name_ref *small, size_t nsmall, diff *d)
+/* One walk of diff_walk's: 1 when more attributes changed than the scratch has room for
+ * (cap; nothing is recorded past it), else 0. */
+static int walk(lua_State *L, int old, const av_doc *doc, int item, const name_set *skip,
+                const name_set *over, int keep, size_t nold, size_t cap, unsigned char *seen,
+                diff *d)
 {
-    size_t nnew = 0, nold = 0, i;
+    size_t i;
+    int overflow = 0;
     av_path p;
 
     p.len = 0;
     p.s[0] = '\0';
     d->nsets = d->nremoves = d->total = 0;
-    lua_pushnil(L);
-    while (lua_next(L, item) != 0) {
-        nnew++;
-        lua_pop(L, 1);
-    }
-    if (old) {
-        lua_pushnil(L);
-        while (lua_next(L, old) != 0) {
-            nold++;
-            lua_pop(L, 1);
-        }
-    } else if (doc != NULL) {
-        nold = ddb_av_doc_count(doc);
-    }
-    /* scratch on the stack for a usual item, else in userdata (collected should anything
-     * below raise) */
-    if (nnew + nold <= nsmall)
-        d->sets = small;
-    else
-        d->sets = lua_newuserdata(L, (nnew + nold) * sizeof *d->sets);
-    d->removes = d->sets + nnew;
     lua_createtable(L, 0, 4);
     d->avs = lua_gettop(L);
 
@@ -469,11 +449,14 @@ static void diff_walk(lua_State *L, int old, const av_doc *doc, int item, const 
         if (klen == 0)
             ddb_av_fail(L, &p, "attribute name is empty");
         ddb_check_text(L, &p, ks, klen);
-        skipped = in_set(L, skip, k);
+        skipped = in_set(L, skip, k, ks, klen);
         if (doc != NULL) {
-            const ddb_jnode *on = ddb_av_doc_find(doc, ks, klen);
+            size_t at = ddb_av_doc_find_at(doc, ks, klen);
+            const ddb_jnode *on = at < nold ? ddb_av_doc_attr(doc, at) : NULL;
+            if (on != NULL && seen != NULL)
+                seen[at] = 1;
             if (keep && on != NULL && same_node(L, v, on, 1)) {
-                if (!in_set(L, over, k))
+                if (!in_set(L, over, k, ks, klen))
                     d->total += klen + ddb_av_node_size_any(L, on, 1);
                 ddb_path_pop(&p, depth_mark);
                 lua_settop(L, k);
@@ -493,17 +476,21 @@ static void diff_walk(lua_State *L, int old, const av_doc *doc, int item, const 
         o = lua_gettop(L);
         if (keep && !lua_isnil(L, o) && same_value(L, v, o, 1)) {
             /* unchanged: the stored value's size, no AttributeValue made */
-            if (!in_set(L, over, k))
+            if (!in_set(L, over, k, ks, klen))
                 d->total += klen + ddb_av_size(L, o, 1);
         } else {
             ddb_marshal_value(L, v, &p, 1);                                 /* the AV at o + 1 */
             changed = lua_isnil(L, o) || !ddb_av_equal(L, o, o + 1, 0);
             if (changed && !skipped) {
-                d->sets[d->nsets].s = ks;
-                d->sets[d->nsets].n = klen;
-                d->nsets++;
+                if (d->nsets == cap) {
+                    overflow = 1;
+                } else {
+                    d->sets[d->nsets].s = ks;
+                    d->sets[d->nsets].n = klen;
+                    d->nsets++;
+                }
             }
-            if (!in_set(L, over, k))
+            if (!in_set(L, over, k, ks, klen))
                 d->total += klen + ddb_av_size(L, o + 1, 1);
             if (changed || skipped || !keep) {
                 lua_pushvalue(L, k);
@@ -526,33 +513,90 @@ static void diff_walk(lua_State *L, int old, const av_doc *doc, int item, const 
             lua_rawget(L, item);
             absent = lua_isnil(L, -1);
             lua_pop(L, 1);
-            if (absent && !in_set(L, skip, k)) {
+            if (absent && !in_set(L, skip, k, ks, klen)) {
                 d->removes[d->nremoves].s = ks;
                 d->removes[d->nremoves].n = klen;
                 d->nremoves++;
-            } else if (absent && keep && !in_set(L, over, k)) {
+            } else if (absent && keep && !in_set(L, over, k, ks, klen)) {
                 d->total += klen + ddb_av_size(L, lua_gettop(L), 1);
             }
             lua_pop(L, 1);
         }
     }
-    for (i = 0; doc != NULL && i < ddb_av_doc_count(doc); i++) {
+    for (i = 0; doc != NULL && i < nold; i++) {
         const ddb_jnode *c = ddb_av_doc_attr(doc, i);
-        int k, absent;
-        lua_pushlstring(L, c->key, c->keylen);
-        k = lua_gettop(L);
-        lua_pushvalue(L, k);
-        lua_rawget(L, item);
-        absent = lua_isnil(L, -1);
-        lua_pop(L, 1);
-        if (absent && !in_set(L, skip, k)) {
+        int k = 0, absent;
+        if (seen != NULL) {
+            absent = !seen[i];
+        } else {
+            lua_pushlstring(L, c->key, c->keylen);
+            k = lua_gettop(L);
+            lua_pushvalue(L, k);
+            lua_rawget(L, item);
+            absent = lua_isnil(L, -1);
+            lua_pop(L, 1);
+        }
+        if (absent && !in_set(L, skip, k, c->key, c->keylen)) {
             d->removes[d->nremoves].s = c->key;       /* the doc keeps the name alive */
             d->removes[d->nremoves].n = c->keylen;
             d->nremoves++;
-        } else if (absent && keep && !in_set(L, over, k)) {
+        } else if (absent && keep && !in_set(L, over, k, c->key, c->keylen)) {
             d->total += c->keylen + ddb_av_node_size_any(L, c, 1);
         }
-        lua_pop(L, 1);
+        if (k != 0)
+            lua_pop(L, 1);
+    }
+    return overflow;
+}
+
+/* The walk core.plan_diff and core.update_plan share. old: the stored item as a table (its
+ * index, 0 when none), or doc; item: the new item's index; small: scratch for a usual item.
+ * Pushes the avs table (and, for a big item, the scratch's userdata) and raises, naming the
+ * attribute, on a value that cannot be stored. */
+static void diff_walk(lua_State *L, int old, const av_doc *doc, int item, const name_set *skip,
+                      const name_set *over, int keep, name_ref *small, size_t nsmall, diff *d)
+{
+    size_t nnew = 0, nold = 0;
+    unsigned char seen_local[64], *seen = seen_local;
+    int base = lua_gettop(L), regular = doc != NULL && ddb_av_doc_regular(doc), big = 1;
+
+    if (old) {
+        lua_pushnil(L);
+        while (lua_next(L, old) != 0) {
+            nold++;
+            lua_pop(L, 1);
+        }
+    } else if (doc != NULL) {
+        nold = ddb_av_doc_count(doc);
+    }
+    /* scratch on the stack for a usual item; item's attributes are counted only when more
+     * of them changed than that has room for, and the walk is made again with scratch in
+     * userdata (collected should anything below raise). With a regular doc, a mark per
+     * stored attribute that item holds too: the stored ones it lacks are found without
+     * looking each up in item. */
+    if (nold < nsmall && nold <= sizeof seen_local) {
+        d->removes = small;
+        d->sets = small + nold;
+        if (regular)
+            memset(seen, 0, nold);
+        if (!walk(L, old, doc, item, skip, over, keep, nold, nsmall - nold,
+                  regular ? seen : NULL, d))
+            big = 0;
+        else
+            lua_settop(L, base);
+    }
+    if (big) {
+        lua_pushnil(L);
+        while (lua_next(L, item) != 0) {
+            nnew++;
+            lua_pop(L, 1);
+        }
+        d->removes = lua_newuserdata(L, (nnew + nold) * sizeof *d->sets + nold);
+        d->sets = d->removes + nold;
+        seen = (unsigned char *)(d->sets + nnew);
+        if (regular)
+            memset(seen, 0, nold);
+        walk(L, old, doc, item, skip, over, keep, nold, nnew, regular ? seen : NULL, d);
     }
     if (d->nsets > 1)
         qsort(d->sets, d->nsets, sizeof *d->sets, name_ref_cmp);

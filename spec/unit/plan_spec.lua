@@ -680,6 +680,34 @@ describe("an item doc", function()
     assert.same({ "m" }, sets)
   end)
 
+  it("finds every change and removal of items too big for the diff's first walk", function()
+    -- the diff's scratch holds 64 names: a stored item and changes around that, from a doc
+    -- and from tables, each against the same walk made in Lua
+    for _, stored_n in ipairs({ 0, 1, 10, 40, 63, 64, 65, 90 }) do
+      for _, changed_n in ipairs({ 0, 1, 23, 54, 55, 63, 64, 65, 100 }) do
+        local stored, result = { pk = { S = "k" } }, { pk = "k" }
+        for i = 1, stored_n do stored[("s%03d"):format(i)] = { N = tostring(i) } end
+        for i = 1, stored_n, 2 do result[("s%03d"):format(i)] = i end     -- kept as stored
+        for i = 1, changed_n do result[("c%03d"):format(i)] = i end       -- new
+        local want_sets, want_removes = {}, {}
+        for i = 1, changed_n do want_sets[#want_sets + 1] = ("c%03d"):format(i) end
+        for i = 2, stored_n, 2 do want_removes[#want_removes + 1] = ("s%03d"):format(i) end
+        local doc = item_of(core.encode({ Item = stored }))
+        for _, old in ipairs({ stored, doc }) do
+          local sets, avs, removes, size = core.plan_diff(old, result, { pk = true }, nil, true)
+          local what = ("%d stored, %d new, %s"):format(stored_n, changed_n, type(old))
+          assert.same(want_sets, sets, what)
+          assert.same(want_removes, removes, what)
+          assert.equal(changed_n, (function() local k = 0 for _ in pairs(avs) do k = k + 1 end
+            return k end)(), what)
+          local kept = {}
+          for n, v in pairs(result) do kept[n] = core.marshal(v) end
+          assert.equal(core.item_size(kept), size, what)
+        end
+      end
+    end
+  end)
+
   it("keeps its strings when the answer's escapes were unescaped", function()
     local doc = item_of('{"Item":{"a\\u00e7":{"S":"x\\ny"},"n":{"N":"\\u0031"}}}')
     assert.same({ ["a\195\167"] = { S = "x\ny" }, n = { N = "1" } }, core.item_av(doc))
