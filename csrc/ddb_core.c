@@ -7,6 +7,7 @@
 #include "protocol.h"
 #include "retry.h"
 #include "signer.h"
+#include "state.h"
 #include "tokens.h"
 #include "version.h"
 #include "transport_curl.h"
@@ -233,6 +234,7 @@ DDB_EXPORT int luaopen_ddb_core(lua_State *L)
     ddb_exchange_register(L);
     luaL_newlib(L, funcs);
     ddb_tokens_register(L);
+    ddb_state_register(L);
     lua_newtable(L);
     set_mt_field(L, "list", JSON_LIST_MT);
     set_mt_field(L, "map", JSON_MAP_MT);

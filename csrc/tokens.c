@@ -189,21 +189,25 @@ static void add_to_list(const char *tok, size_t n, void *ud)
     lua_rawseti(st->L, -2, ++st->count);
 }
 
+int ddb_tokens_push_list(lua_State *L, const char *s, size_t n)
+{
+    list_state st;
+    lua_newtable(L);
+    st.L = L;
+    st.count = 0;
+    if (walk(s, n, add_to_list, &st))
+        return 1;
+    lua_pop(L, 1);
+    return 0;
+}
+
 /* core.history_tokens(text) -> { token, ... } newest first | nil when absent or not a
  * history this module wrote */
 int ddb_tokens_lua_history_tokens(lua_State *L)
 {
     size_t n;
     const char *s = lua_type(L, 1) == LUA_TSTRING ? lua_tolstring(L, 1, &n) : NULL;
-    list_state st;
-    if (s == NULL)
-        return 0;
-    lua_newtable(L);
-    st.L = L;
-    st.count = 0;
-    if (!walk(s, n, add_to_list, &st))
-        return 0;
-    return 1;
+    return s != NULL && ddb_tokens_push_list(L, s, n);
 }
 
 typedef struct {

@@ -132,6 +132,11 @@ static const char *arg_text(lua_State *L, int idx, char *out)
     return version_canonical(s, n, out);
 }
 
+const char *ddb_version_parse(const char *s, size_t n, char *out)
+{
+    return version_canonical(s, n, out);
+}
+
 int ddb_version_lua_parse(lua_State *L)
 {
     char out[VERSION_TEXT_MAX];

@@ -41,7 +41,7 @@ build = {
         "csrc/compat.c",
         "csrc/curl_handle.c", "csrc/ddb_core.c", "csrc/exchange.c", "csrc/http1.c",
         "csrc/json.c", "csrc/jsonread.c", "csrc/number.c", "csrc/pool.c", "csrc/protocol.c",
-        "csrc/retry.c", "csrc/signer.c", "csrc/sigv4.c", "csrc/tokens.c",
+        "csrc/retry.c", "csrc/signer.c", "csrc/sigv4.c", "csrc/state.c", "csrc/tokens.c",
         "csrc/transport_curl.c", "csrc/transport_multi.c", "csrc/utf8.c", "csrc/version.c",
         "csrc/wire.c",
       },

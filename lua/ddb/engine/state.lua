@@ -10,7 +10,8 @@ local ddb = require "ddb"
 
 local type, tostring, next, rawget, rawset = type, tostring, next, rawget, rawset
 local setmetatable = setmetatable
-local version_parse, history_tokens = core.version_parse, core.history_tokens
+local version_parse, history_tokens, doc_state =
+  core.version_parse, core.history_tokens, core.doc_state
 local unmarshal_item, av_equal, item_av = core.unmarshal_item, core.av_equal, core.item_av
 
 local _M = {}
@@ -26,6 +27,12 @@ local LAZY_ITEM = { __index = function(s, k)
   rawset(s, "item", item)
   return item
 end }
+
+local function bad_version(cfg, shown, why)
+  return ddb.new_error("ValidationError", ("the item's version attribute '%s' holds %s, " ..
+    "which is not a version (%s); nothing was written"):format(cfg.version, tostring(shown),
+    why or "not a number"))
+end
 
 --- The state of item (an AttributeValue map or an item doc, or false/nil for no item) for a
 -- table's settings cfg: { exists, item (or doc), version, hav, tokens, anchor } | nil, err.
@@ -43,6 +50,13 @@ function _M.of(cfg, item, now_s)
       return { exists = false, expired = s, anchor = s.anchor }
     end
   end
+  if type(item) == "userdata" then
+    -- an item doc: its version and history read in C, no AttributeValue made for the version
+    local version, hav, tokens = doc_state(item, cfg.version, cfg.token_attr)
+    if version == false then return nil, bad_version(cfg, tokens, hav) end
+    return setmetatable({ exists = true, version = version, hav = hav, tokens = tokens,
+      anchor = tokens and tokens[1], doc = item }, LAZY_ITEM)
+  end
   local vav = item[cfg.version]
   local version
   if vav ~= nil then
@@ -51,21 +65,13 @@ function _M.of(cfg, item, now_s)
     if type(n) == "string" then version, why = version_parse(n) end
     if not version then
       local _, shown = next(type(vav) == "table" and vav or {})
-      return nil, ddb.new_error("ValidationError", ("the item's version attribute '%s' holds " ..
-        "%s, which is not a version (%s); nothing was written"):format(cfg.version,
-        tostring(shown), why or "not a number"))
+      return nil, bad_version(cfg, shown, why)
     end
   end
   local hav = item[cfg.token_attr]
   local tokens = hav ~= nil and type(hav) == "table" and history_tokens(hav.S) or nil
-  local s = { exists = true, version = version, hav = hav, tokens = tokens,
-    anchor = tokens and tokens[1] }
-  if type(item) == "userdata" then
-    s.doc = item
-    return setmetatable(s, LAZY_ITEM)
-  end
-  s.item = item
-  return s
+  return { exists = true, version = version, hav = hav, tokens = tokens,
+    anchor = tokens and tokens[1], item = item }
 end
 
 --- Whether two states are the same state of the item: a condition made from one holds on the
