@@ -67,6 +67,8 @@ int ddb_av_lua_item_size(lua_State *L);     /* ({attr = AV}) -> bytes as DynamoD
 int ddb_av_lua_plan_diff(lua_State *L);     /* (old, item, skip, override, keep_old) -> sets,
                                            avs, removes, size: what a write sends */
 int ddb_av_lua_key(lua_State *L);          /* (key, hash[, range]) -> AVs | false */
+int ddb_av_lua_get_body(lua_State *L);     /* (table, key) -> the JSON body of the engine's
+                                           GetItem */
 int ddb_av_lua_update_plan(lua_State *L);  /* (table, key, names, old, item, version, ...)
                                            -> the JSON body of an update's UpdateItem */
 int ddb_av_lua_number_canonical(lua_State *L); /* (text|number) -> canonical text or nil, reason */

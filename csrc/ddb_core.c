@@ -205,6 +205,7 @@ DDB_EXPORT int luaopen_ddb_core(lua_State *L)
         {"item_av", ddb_av_lua_item_av},
         {"plan_diff", ddb_av_lua_plan_diff},
         {"update_plan", ddb_av_lua_update_plan},
+        {"get_body", ddb_av_lua_get_body},
         {"number_canonical", ddb_av_lua_number_canonical},
         {"signer_new", ddb_signer_lua_new},
         {"retry_new", ddb_retry_lua_new},

@@ -788,6 +788,32 @@ static int update_expression(buf *b, size_t nsets, size_t nremoves)
     return 0;
 }
 
+/* core.get_body(table, key) -> body | nil, why
+ * The JSON body of the strongly consistent GetItem the engine reads an item with (key: its
+ * AttributeValues), written at once rather than encoded from a request table. */
+int ddb_av_lua_get_body(lua_State *L)
+{
+    buf out;
+    char local[512], err[160];
+    int rc;
+    luaL_checktype(L, 1, LUA_TSTRING);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    err[0] = '\0';
+    ddb_buf_init_in(&out, local, sizeof local);
+    if (ADD_LIT(&out, "{\"TableName\":") || ddb_json_encode(L, 1, &out, err, sizeof err) ||
+        ADD_LIT(&out, ",\"Key\":") || ddb_json_encode(L, 2, &out, err, sizeof err) ||
+        ADD_LIT(&out, ",\"ConsistentRead\":true,\"ReturnConsumedCapacity\":\"TOTAL\"}")) {
+        lua_pushnil(L);
+        lua_pushstring(L, err[0] ? err : "out of memory");
+        rc = 2;
+    } else {
+        lua_pushlstring(L, out.data, out.len);
+        rc = 1;
+    }
+    ddb_buf_free(&out);
+    return rc;
+}
+
 /* nil, why, detail (a string, or the integer n when detail is NULL) */
 static int refuse(lua_State *L, const char *why, const char *detail, size_t n)
 {

@@ -308,9 +308,10 @@ function Store:with_item(key, fn, opts)
     ctx.expect_given = opts.expect_version
     ctx.expect = opts.expect_version and core.version_parse(tostring(opts.expect_version))
   end
-  -- kav and names are set below; named here, the table is made at its full size at once
+  -- kav, names and get_body (ops.read) are set later; named here, the table is made at its
+  -- full size at once
   ctx.targets = { { name = 1, table = self.table, key = key, cfg = self.cfg, label = "item",
-    kav = nil, names = nil } }
+    kav = nil, names = nil, get_body = nil } }
   local names, kerr = key_names_by(self, ctx.deadline)
   if not names then return engine.refuse(ctx, kerr) end
   local kav, verr = keyschema.av(self.table, key, names)

@@ -925,6 +925,15 @@ describe("an update's body (core.update_plan plans and writes the request an upd
     assert.has_error(function() plan_of({ a = function() end }) end)
   end)
 
+  it("writes the body of the read (core.get_body) as the request it stands for", function()
+    local key = { pk = { S = "k\"1" }, sk = { N = "2" } }
+    assert.same({ TableName = "t", Key = key, ConsistentRead = true,
+      ReturnConsumedCapacity = "TOTAL" }, core.decode(assert(core.get_body("t", key))))
+    local none, why = core.get_body("t\255", key)
+    assert.is_nil(none)
+    assert.matches("UTF%-8", why)
+  end)
+
   it("refuses an update it cannot encode, writing nothing", function()
     local t = target()
     t.table = "bad\255name"

@@ -5,11 +5,13 @@
 -- @module ddb.engine.ops
 
 local ddb = require "ddb"
+local core = require "ddb.core"
 local runtime = require "ddb.runtime"
 local state = require "ddb.engine.state"
 
 local type, ipairs, next, tostring = type, ipairs, next, tostring
 local new_error = ddb.new_error
+local get_body = core.get_body
 
 local _M = {}
 
@@ -68,9 +70,18 @@ function _M.read(ctx, targets)
     info.requests = info.requests + 1
     -- the item as AttributeValues (the engine's) and as plain values from the same bytes:
     -- the caller's first copy, without converting the item twice (state.plain)
-    local res, err = ctx.client:_call("GetItem", { TableName = t.table, Key = t.kav,
-      ConsistentRead = true, ReturnConsumedCapacity = "TOTAL" },
-      { deadline = ctx.deadline, plain = "*Item" })
+    -- its body written once per call, in C (core.get_body), and sent again to read again
+    local body = t.get_body
+    if not body then
+      local why
+      body, why = get_body(t.table, t.kav)
+      if not body then
+        return nil, new_error("ValidationError", "the read cannot be sent: " .. tostring(why))
+      end
+      t.get_body = body
+    end
+    local res, err = ctx.client:_call("GetItem", body,
+      { deadline = ctx.deadline, plain = "*Item", table = t.table })
     if not res then return nil, err end
     _M.add_capacity(info, res)
     -- an item doc (the answer's nodes: AttributeValues made only where asked), or tables
