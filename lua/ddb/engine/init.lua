@@ -295,8 +295,11 @@ local function step_commit(ctx, k, c)
     end
   end
   local sent_at = ctx.clock()
-  local out = ops.send(ctx, c)
-  if pacer then pacer:wrote(ctx.clock() - sent_at, out.conflict or out.transient, ctx.clock()) end
+  local out = ops.send(ctx, c, sent_at)
+  if pacer then
+    local now = ctx.clock()
+    pacer:wrote(now - sent_at, out.conflict or out.transient, now)
+  end
   return out
 end
 

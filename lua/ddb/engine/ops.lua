@@ -127,7 +127,7 @@ function _M.read(ctx, targets)
   end
 end
 
---- Sends commit c once. Outcomes:
+--- Sends commit c once (now: the time it goes, when the caller has it). Outcomes:
 --   { ok = true, res, twice }            it landed (this copy, or an earlier one: trusted);
 --                                        twice: the transport sent it twice
 --   { conflict = true, items, maybe }    refused by a condition; items: per action the item
@@ -140,11 +140,11 @@ end
 --                                        the actions the reasons name
 --   { lost = true, err }                 no answer that says: it may or may not have landed
 --   { fatal = true, err }                refused for good (this copy did not land)
-function _M.send(ctx, c)
+function _M.send(ctx, c, now)
   local info = ctx.info
   info.requests = info.requests + 1
   c.sends = c.sends + 1
-  c.first_sent = c.first_sent or ctx.clock()
+  c.first_sent = c.first_sent or now or ctx.clock()
   local res, err, earlier
   if c.single then
     local a = c.actions[1]

@@ -359,7 +359,10 @@ end
 --- A commit of actions under one token: sent as the one action's own request (single), or as
 -- one TransactWriteItems carrying the token as ClientRequestToken.
 function _M.commit(actions, token, single)
-  local c = { token = token, actions = actions, single = single, sends = 0 }
+  -- req, first_sent, maybe and cause are set later; named here, the table is made at its
+  -- size once
+  local c = { token = token, actions = actions, single = single, sends = 0, req = nil,
+    first_sent = nil, maybe = nil, cause = nil }
   if not single then
     local items = {}
     for i, a in ipairs(actions) do items[i] = _M.txn_item(a) end
