@@ -2,6 +2,7 @@
  * an item's size as DynamoDB counts it. */
 #include "internal.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* ---- equality and size ---- */
@@ -191,9 +192,35 @@ size_t ddb_av_size(lua_State *L, int idx, int depth)
     return total;
 }
 
+/* 1 when no two members of the map node m have one name (the tables made from it would hold
+ * fewer members than it: only they can say its size); 0 too when that cannot be told here. */
+static int names_unique(const ddb_jnode *m)
+{
+    const ddb_jnode *local[64], **sorted = local, *c;
+    uint32_t i, j;
+    int unique;
+    if (m->len <= AV_SMALL_MAP) {
+        const ddb_jnode *a, *b;
+        for (i = 0, a = m + 1; i < m->len; i++, a += a->skip)
+            for (j = i + 1, b = a + a->skip; j < m->len; j++, b += b->skip)
+                if (a->keylen == b->keylen && memcmp(a->key, b->key, a->keylen) == 0)
+                    return 0;
+        return 1;
+    }
+    if (m->len > sizeof local / sizeof local[0] &&
+        (sorted = malloc(m->len * sizeof *sorted)) == NULL)
+        return 0;
+    for (i = 0, c = m + 1; i < m->len; i++, c += c->skip)
+        sorted[i] = c;
+    unique = ddb_av_members_sort(sorted, m->len);
+    if (sorted != local)
+        free(sorted);
+    return unique;
+}
+
 /* ddb_av_size of the AttributeValue the node n holds, or (size_t)-1 when n is not the plain
- * JSON of one (more or fewer members than one, a null, a number not given as text): then
- * only its tables can say. */
+ * JSON of one (more or fewer members than one, a null, a number not given as text, a map
+ * naming a member twice): then only its tables can say. */
 size_t ddb_av_node_size(const ddb_jnode *n, int depth)
 {
     const ddb_jnode *v = n + 1, *c;
@@ -214,6 +241,8 @@ size_t ddb_av_node_size(const ddb_jnode *n, int depth)
         (v->keylen == 4 && memcmp(v->key, "NULL", 4) == 0))
         return v->type == DDB_J_NULL ? (size_t)-1 : 1;
     if (v->keylen == 1 && v->key[0] == 'M' && v->type == DDB_J_OBJECT) {
+        if (!names_unique(v))
+            return (size_t)-1;
         total = 3;
         for (i = 0, c = v + 1; i < v->len; i++, c += c->skip) {
             if ((sub = ddb_av_node_size(c, depth + 1)) == (size_t)-1)

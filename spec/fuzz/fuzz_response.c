@@ -39,7 +39,9 @@ static void unmarshal_field(lua_State *L, int result, const char *field)
 }
 
 /* An item doc must say what its tables say: the same size, the same attributes (a value that
- * is not an AttributeValue object, from a broken server, the same value as the tables give), and the same plan against the plain copy read with it (global "core"; raises on a
+ * is not an AttributeValue object, from a broken server, the same value as the tables give),
+ * the same plan against the plain copy read with it, and the same update's body for that
+ * copy and for one with an attribute gone and one new (global "core"; raises on a
  * difference). */
 static const char doc_check[] =
     "local res = ...\n"
@@ -57,6 +59,22 @@ static const char doc_check[] =
     "  if a[1] then\n"
     "    assert(#a[2] == #b[2] and #a[4] == #b[4] and a[5] == b[5], 'the plans differ')\n"
     "    for i = 1, #a[2] do assert(a[2][i] == b[2][i], 'the sets differ') end\n"
+    "  end\n"
+    "  local changed = {}\n"
+    "  for k, v in pairs(res.plain) do changed[k] = v end\n"
+    "  changed[next(changed) or 'zz'] = nil\n"
+    "  changed.zz_new = 1\n"
+    "  local function up(old, item)\n"
+    "    return { pcall(core.update_plan, 't', { pk = { S = 'k' } }, { 'pk' }, old, item,\n"
+    "      'version', { N = '2' }, '_ddb_tokens', { S = '1 T' }, '#V = :c1 AND #T = :c2', nil,\n"
+    "      { [':c1'] = { N = '1' }, [':c2'] = { S = 'x' } }, 'ALL_NEW', 4096) }\n"
+    "  end\n"
+    "  for _, item in ipairs({ res.plain, changed }) do\n"
+    "    local c, d = up(av, item), up(doc, item)\n"
+    "    assert(c[1] == d[1], 'update_plan raised on one side only')\n"
+    "    if c[1] then\n"
+    "      for i = 2, 5 do assert(c[i] == d[i], 'the updates differ') end\n"
+    "    end\n"
     "  end\n"
     "end\n";
 
