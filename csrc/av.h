@@ -90,6 +90,9 @@ const ddb_jnode *ddb_av_doc_item(const av_doc *doc);   /* the member's node, or 
 size_t ddb_av_doc_count(const av_doc *doc);            /* the item's attributes */
 const ddb_jnode *ddb_av_doc_attr(const av_doc *doc, size_t i);  /* i-th by name */
 const ddb_jnode *ddb_av_doc_find(const av_doc *doc, const char *k, size_t n);
+/* The last member named name of the object node obj (skip_null: the last that is not null,
+ * as the tables made from obj hold it), or NULL; NULL when obj is not an object. */
+const ddb_jnode *ddb_av_last_member(const ddb_jnode *obj, const char *name, int skip_null);
 /* The place of the attribute named k[0..n) among ddb_av_doc_attr's, or the count when there
  * is none. */
 size_t ddb_av_doc_find_at(const av_doc *doc, const char *k, size_t n);

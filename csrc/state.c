@@ -7,23 +7,6 @@
 #include "tokens.h"
 #include "version.h"
 
-#include <string.h>
-
-/* The member named name of the object node av (an AttributeValue), or NULL: the last one
- * that is not null, as the table made from the node holds it. */
-static const ddb_jnode *av_member(const ddb_jnode *av, const char *name)
-{
-    const ddb_jnode *c = av + 1, *found = NULL;
-    size_t n = strlen(name);
-    uint32_t i;
-    if (av->type != DDB_J_OBJECT)
-        return NULL;
-    for (i = 0; i < av->len; i++, c += c->skip)
-        if (c->keylen == n && memcmp(c->key, name, n) == 0 && c->type != DDB_J_NULL)
-            found = c;
-    return found;
-}
-
 /* The attribute named k[0..n) of the doc, as doc[k] reads it (a null one is none). */
 static const ddb_jnode *attr(const av_doc *doc, const char *k, size_t n)
 {
@@ -66,7 +49,7 @@ static int state_lua_doc_state(lua_State *L)
         lua_pushnil(L);
     } else {
         const char *why = "not a number";
-        text = av_member(v, "N");
+        text = ddb_av_last_member(v, "N", 1);
         if (text != NULL && text->type == DDB_J_STRING)
             why = ddb_version_parse(text->s, text->len, out);
         if (why != NULL) {
@@ -84,7 +67,7 @@ static int state_lua_doc_state(lua_State *L)
         return 3;
     }
     ddb_json_push_node(L, h);
-    text = av_member(h, "S");
+    text = ddb_av_last_member(h, "S", 1);
     if (text == NULL || text->type != DDB_J_STRING || !ddb_tokens_push_list(L, text->s,
                                                                              text->len))
         lua_pushnil(L);

@@ -15,10 +15,10 @@ DDB_HIDDEN_BEGIN
 /* sets core.random_token(n) -> n random bytes as base64url text, in the table on top */
 void ddb_tokens_register(lua_State *L);
 int ddb_tokens_lua_history_push(lua_State *L);    /* (old, token, keep) -> history */
-int ddb_tokens_lua_history_tokens(lua_State *L);
+int ddb_tokens_lua_history_tokens(lua_State *L);  /* (history) -> { token, ... } | nil */
 /* Pushes the tokens of the history s[0..n), newest first, as a list (1), or nothing (0) when
  * it is not a history this module wrote. */
-int ddb_tokens_push_list(lua_State *L, const char *s, size_t n);  /* (history) -> { token, ... } | nil */
+int ddb_tokens_push_list(lua_State *L, const char *s, size_t n);
 
 DDB_HIDDEN_END
 

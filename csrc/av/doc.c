@@ -46,14 +46,16 @@ static const char *rebase(const char *p, const char *from, size_t n, const char 
     return p != NULL && from != NULL && p >= from && p < from + n ? to + (p - from) : p;
 }
 
-/* The last member of the object named name, or NULL. */
-static const ddb_jnode *last_member(const ddb_jnode *obj, const char *name)
+const ddb_jnode *ddb_av_last_member(const ddb_jnode *obj, const char *name, int skip_null)
 {
     const ddb_jnode *c = obj + 1, *found = NULL;
     size_t nl = strlen(name);
     uint32_t i;
+    if (obj->type != DDB_J_OBJECT)
+        return NULL;
     for (i = 0; i < obj->len; i++, c += c->skip)
-        if (c->keylen == nl && memcmp(c->key, name, nl) == 0)
+        if (c->keylen == nl && memcmp(c->key, name, nl) == 0 &&
+            !(skip_null && c->type == DDB_J_NULL))
             found = c;
     return found;
 }
@@ -96,7 +98,7 @@ int ddb_av_doc_read(lua_State *L, const char *s, size_t n, const char *member, i
         }
     }
     if (d.nodes[0].type == DDB_J_OBJECT)
-        item = last_member(&d.nodes[0], member);
+        item = ddb_av_last_member(&d.nodes[0], member, 0);
     if (item != NULL && item->type == DDB_J_OBJECT)
         nattrs = item->len;
     block = sizeof *doc + d.count * sizeof *nodes + nattrs * sizeof *doc->index + n +

@@ -54,9 +54,9 @@ static int in_set(lua_State *L, const name_set *set, int key, const char *ks, si
     return 0;
 }
 
-/* Pushes the names (sorted by diff_walk: the order of the expression a write sends) as a
- * list. */
-static void push_sorted(lua_State *L, const name_ref *names, size_t n)
+/* Pushes the names as a list (diff_walk sorted them: the order of the expression a write
+ * sends). */
+static void push_names(lua_State *L, const name_ref *names, size_t n)
 {
     size_t i;
     lua_createtable(L, (int)n, 0);
@@ -638,9 +638,9 @@ int ddb_av_lua_plan_diff(lua_State *L)
             lua_pop(L, 1);
         }
     }
-    push_sorted(L, d.sets, d.nsets);
+    push_names(L, d.sets, d.nsets);
     lua_pushvalue(L, d.avs);
-    push_sorted(L, d.removes, d.nremoves);
+    push_names(L, d.removes, d.nremoves);
     lua_pushnumber(L, (lua_Number)d.total);
     return 4;
 }
@@ -788,6 +788,14 @@ static int update_expression(buf *b, size_t nsets, size_t nremoves)
     return 0;
 }
 
+/* {"TableName":table,"Key":key: how the engine's requests for one item begin (the table's
+ * name and the key's AttributeValues at those stack indices). */
+static int add_table_key(lua_State *L, buf *b, int table, int key, char *err, size_t errlen)
+{
+    return ADD_LIT(b, "{\"TableName\":") || ddb_json_encode(L, table, b, err, errlen) ||
+           ADD_LIT(b, ",\"Key\":") || ddb_json_encode(L, key, b, err, errlen);
+}
+
 /* core.get_body(table, key) -> body | nil, why
  * The JSON body of the strongly consistent GetItem the engine reads an item with (key: its
  * AttributeValues), written at once rather than encoded from a request table. */
@@ -800,8 +808,7 @@ int ddb_av_lua_get_body(lua_State *L)
     luaL_checktype(L, 2, LUA_TTABLE);
     err[0] = '\0';
     ddb_buf_init_in(&out, local, sizeof local);
-    if (ADD_LIT(&out, "{\"TableName\":") || ddb_json_encode(L, 1, &out, err, sizeof err) ||
-        ADD_LIT(&out, ",\"Key\":") || ddb_json_encode(L, 2, &out, err, sizeof err) ||
+    if (add_table_key(L, &out, 1, 2, err, sizeof err) ||
         ADD_LIT(&out, ",\"ConsistentRead\":true,\"ReturnConsumedCapacity\":\"TOTAL\"}")) {
         lua_pushnil(L);
         lua_pushstring(L, err[0] ? err : "out of memory");
@@ -814,16 +821,23 @@ int ddb_av_lua_get_body(lua_State *L)
     return rc;
 }
 
-/* nil, why, detail (a string, or the integer n when detail is NULL) */
-static int refuse(lua_State *L, const char *why, const char *detail, size_t n)
+/* nil, why, detail */
+static int refuse(lua_State *L, const char *why, const char *detail)
 {
     lua_pushnil(L);
     lua_pushstring(L, why);
-    if (detail != NULL)
-        lua_pushstring(L, detail);
-    else
-        lua_pushinteger(L, (lua_Integer)n);
+    lua_pushstring(L, detail);
     return 3;
+}
+
+/* nil, which, its bytes, the item's size: an expression over DynamoDB's limit */
+static int too_long(lua_State *L, const char *which, size_t len, size_t size)
+{
+    lua_pushnil(L);
+    lua_pushstring(L, which);
+    lua_pushinteger(L, (lua_Integer)len);
+    lua_pushnumber(L, (lua_Number)size);
+    return 4;
 }
 
 /* The first key attribute (names: their names, key: their AttributeValues) for which the
@@ -956,9 +970,9 @@ int ddb_av_lua_update_plan(lua_State *L)
     }
     key_changed = changed_key(L, 2, 3, d.avs);
     if (key_changed != NULL)
-        return refuse(L, "key", key_changed, 0);
+        return refuse(L, "key", key_changed);
     if (changed_version(L, old, doc, 6, d.avs))
-        return refuse(L, "version", own[0].s, 0);
+        return refuse(L, "version", own[0].s);
     if ((old || doc != NULL) && d.nsets == 0 && d.nremoves == 0) {
         lua_pushboolean(L, 0);
         lua_pushnumber(L, (lua_Number)size);
@@ -977,9 +991,7 @@ int ddb_av_lua_update_plan(lua_State *L)
     if (update_expression(&ex, nnames, d.nremoves) != 0)
         goto nomem;
     if (ex.len > max) {
-        rc = refuse(L, "UpdateExpression", NULL, ex.len);
-        lua_pushnumber(L, (lua_Number)size);
-        rc++;
+        rc = too_long(L, "UpdateExpression", ex.len, size);
         goto done;
     }
     {
@@ -989,13 +1001,10 @@ int ddb_av_lua_update_plan(lua_State *L)
             goto fail;
     }
     if (cond.len > max) {
-        rc = refuse(L, "ConditionExpression", NULL, cond.len);
-        lua_pushnumber(L, (lua_Number)size);
-        rc++;
+        rc = too_long(L, "ConditionExpression", cond.len, size);
         goto done;
     }
-    if (ADD_LIT(&out, "{\"TableName\":") || ddb_json_encode(L, 1, &out, err, sizeof err) ||
-        ADD_LIT(&out, ",\"Key\":") || ddb_json_encode(L, 2, &out, err, sizeof err) ||
+    if (add_table_key(L, &out, 1, 2, err, sizeof err) ||
         ADD_LIT(&out, ",\"UpdateExpression\":\"") || buf_add(&out, ex.data, ex.len) ||
         ADD_LIT(&out, "\",\"ConditionExpression\":") ||
         ddb_json_add_string(&out, cond.data, cond.len, err, sizeof err) ||
@@ -1039,7 +1048,7 @@ nomem:
     snprintf(err, sizeof err, "out of memory");
 fail:
     lua_settop(L, d.avs);
-    rc = refuse(L, "encode", err[0] ? err : "out of memory", 0);
+    rc = refuse(L, "encode", err[0] ? err : "out of memory");
 done:
     ddb_buf_free(&cond);
     ddb_buf_free(&ex);

@@ -47,10 +47,11 @@ local NAME_P, VALUE_P = placeholders("#n"), placeholders(":v")
 -- itself: core.update_plan numbers these after its own
 local COND_NAME_P, COND_VALUE_P = placeholders("#c"), placeholders(":c")
 
---- An expression builder: placeholders for names (one per name) and values.
-function _M.builder()
-  return setmetatable({ names = {}, values = {}, nn = 0, nv = 0, by_name = {},
-    name_p = NAME_P, value_p = VALUE_P }, Names)
+--- An expression builder: placeholders for names (one per name) and values. by_name: names
+-- that have placeholders already; name_p, value_p: the placeholders (default #n1, :v1, ...).
+function _M.builder(by_name, name_p, value_p)
+  return setmetatable({ names = {}, values = {}, nn = 0, nv = 0, by_name = by_name or {},
+    name_p = name_p or NAME_P, value_p = value_p or VALUE_P }, Names)
 end
 
 function Names:name(n)
@@ -150,9 +151,8 @@ end
 -- tokens named once).
 local function update(t, s, result, current, version_av, tokens_av)
   local cfg = t.cfg
-  local b = setmetatable({ names = {}, values = {}, nn = 0, nv = 0,
-    by_name = { [cfg.version] = "#V", [cfg.token_attr] = tokens_av and "#T" or nil },
-    name_p = COND_NAME_P, value_p = COND_VALUE_P }, Names)
+  local b = _M.builder({ [cfg.version] = "#V", [cfg.token_attr] = tokens_av and "#T" or nil },
+    COND_NAME_P, COND_VALUE_P)
   local cond = rules.condition(b, cfg, t.names, s)
   local ok, body, size, detail, full = pcall(update_plan, t.table, t.kav, t.names, current,
     result, cfg.version, version_av, cfg.token_attr, tokens_av, cond, b.names, b.values,
